@@ -1,0 +1,90 @@
+"""Users, their email addresses, sessions, single-use emailed tokens and rate-limit hits."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from authsvc.db import Base, new_id
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(50))
+    # Case-insensitive uniqueness, as PyPI: "Alice" and "alice" are one account name.
+    username_canonical: Mapped[str] = mapped_column(String(50), unique=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    password_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
+    password_changed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str] = mapped_column(String(200), default="")
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime]
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+    emails: Mapped[list["Email"]] = relationship(back_populates="user", cascade="all, delete-orphan",
+                                                 lazy="selectin")
+
+
+class Email(Base):
+    __tablename__ = "emails"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    address: Mapped[str] = mapped_column(String(254))
+    address_canonical: Mapped[str] = mapped_column(String(254), unique=True)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    primary: Mapped[bool] = mapped_column(Boolean, default=False)
+    verified_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[dt.datetime]
+
+    user: Mapped[User] = relationship(back_populates="emails")
+
+
+class Session(Base):
+    """A browser session. Only the SHA-256 of the session token is stored."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    token_hash: Mapped[bytes] = mapped_column(unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime]
+    last_seen_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    authenticated_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    ip_address: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+
+
+class OneTimeToken(Base):
+    """A single-use emailed token (email verification, password reset), stored as its SHA-256."""
+
+    __tablename__ = "one_time_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    token_hash: Mapped[bytes] = mapped_column(unique=True)
+    purpose: Mapped[str] = mapped_column(String(32))  # "verify_email" | "password_reset"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    email_id: Mapped[str | None] = mapped_column(
+        ForeignKey("emails.id", ondelete="CASCADE"), nullable=True
+    )
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class RateLimitHit(Base):
+    """One counted attempt under a rate-limit key (e.g. "login:user:<id>", "login:ip:<ip>")."""
+
+    __tablename__ = "rate_limit_hits"
+    __table_args__ = (Index("ix_rate_limit_hits_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))
+    at: Mapped[dt.datetime]

@@ -1,0 +1,105 @@
+"""Password policy (NIST 800-63B / ASVS 5) and argon2id hashing off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import gzip
+import hmac
+import importlib.resources
+import unicodedata
+from functools import cached_property
+
+import argon2
+
+from authsvc.errors import InvalidArgument
+
+MIN_CHARS = 8
+MAX_BYTES = 4096
+
+
+def normalise(password: str) -> str:
+    return unicodedata.normalize("NFKC", password)
+
+
+@dataclasses.dataclass
+class PasswordPolicy:
+    """At least 8 characters, up to 4096 bytes, no composition rules, not a common password."""
+
+    common_passwords_resource: str = "common-passwords.txt.gz"
+
+    @cached_property
+    def common(self) -> frozenset[str]:
+        try:
+            data = importlib.resources.files("authsvc.accounts").joinpath(self.common_passwords_resource)
+            with gzip.open(data.open("rb"), "rt", encoding="utf-8") as fh:
+                return frozenset(line.strip().lower() for line in fh if line.strip())
+        except FileNotFoundError:
+            return frozenset()
+
+    def check(self, password: str, *, username: str = "", email: str = "") -> str:
+        """Return the normalised password, or raise InvalidArgument with the reason."""
+        if not isinstance(password, str) or password == "":
+            raise InvalidArgument("Enter a password.", reason="password_missing")
+        pw = normalise(password)
+        if len(pw.encode("utf-8")) > MAX_BYTES:
+            raise InvalidArgument(f"The password is too long: at most {MAX_BYTES} bytes.",
+                                  reason="password_too_long")
+        if len(pw) < MIN_CHARS:
+            raise InvalidArgument(f"The password is too short: use at least {MIN_CHARS} characters.",
+                                  reason="password_too_short")
+        lowered = pw.lower()
+        if lowered in self.common:
+            raise InvalidArgument("This password is too common: it appears in lists of breached "
+                                  "passwords. Choose another.", reason="password_common")
+        if username and lowered == username.lower():
+            raise InvalidArgument("The password must not be your username.", reason="password_is_username")
+        if email and lowered == email.lower():
+            raise InvalidArgument("The password must not be your email address.", reason="password_is_email")
+        return pw
+
+
+class PasswordHasher:
+    """argon2id in a small bounded thread pool, so hashing never blocks the event loop."""
+
+    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int, workers: int):
+        self._hasher = argon2.PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism,
+            hash_len=32, salt_len=16, type=argon2.Type.ID,
+        )
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers,
+                                                           thread_name_prefix="argon2")
+        self._dummy: str | None = None
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def hash(self, password: str) -> str:
+        return await self._run(self._hasher.hash, normalise(password))
+
+    async def verify(self, stored: str | None, password: str) -> bool:
+        """Constant work whether or not there is a stored hash (unknown users cost the same)."""
+        if stored is None:
+            if self._dummy is None:
+                self._dummy = await self.hash("gatehouse-dummy-password-for-timing")
+            stored, password = self._dummy, password + "\x00never-matches"
+            await self._run(self._verify, stored, password)
+            return False
+        return await self._run(self._verify, stored, normalise(password))
+
+    def _verify(self, stored: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(stored, password)
+        except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+            return False
+
+    def needs_rehash(self, stored: str) -> bool:
+        return self._hasher.check_needs_rehash(stored)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+
+def constant_time_equal(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(a, b)

@@ -1,0 +1,42 @@
+"""The auth service's exceptions; the gRPC interceptor maps them to status codes with the message."""
+
+from gatehouse.infra.errors import (  # noqa: F401  (re-exported for the service's modules)
+    AlreadyExists,
+    FailedPrecondition,
+    GatehouseError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
+
+
+class InvalidCredentials(Unauthenticated):
+    """Unknown user or wrong password: one answer for both."""
+
+    def __init__(self):
+        super().__init__("The username or password is incorrect.", reason="invalid_credentials")
+
+
+class AccountDisabled(PermissionDenied):
+    def __init__(self):
+        super().__init__("This account is disabled. Contact the index operators.", reason="account_disabled")
+
+
+class SessionInvalid(Unauthenticated):
+    def __init__(self, message: str = "Your session has expired. Log in again."):
+        super().__init__(message, reason="session_invalid")
+
+
+class RateLimited(ResourceExhausted):
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message, reason="rate_limited", retry_after=retry_after)
+
+
+class TokenDenied(PermissionDenied):
+    """A valid token that may not do this (scope, role, expiry…); the message says why."""
+
+
+class TokenInvalid(Unauthenticated):
+    """Not a token of ours, tampered with, deleted, or its user is gone or disabled."""

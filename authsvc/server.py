@@ -1,0 +1,67 @@
+"""The auth service's gRPC server: `create_server(settings) -> RunningServer`."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pathlib
+
+import grpc
+
+from authsvc.accounts.grpc_api import AccountServicer
+from authsvc.app import AuthApp, build_app
+from authsvc.settings import Settings
+from gatehouse.auth.v1 import accounts_pb2, accounts_pb2_grpc, admin_pb2
+from gatehouse.infra.clock import Clock
+from gatehouse.infra.db import upgrade_async
+from gatehouse.infra.grpcserver import CallerRole, Credentials, start_server
+from gatehouse.infra.metrics import GrpcMetrics, serve_metrics
+
+log = logging.getLogger(__name__)
+MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+
+
+def _full_name(module, service: str) -> str:
+    return module.DESCRIPTOR.services_by_name[service].full_name
+
+
+@dataclasses.dataclass
+class RunningServer:
+    app: AuthApp
+    server: grpc.aio.Server
+    port: int
+    health: object
+    metrics: GrpcMetrics
+
+    async def stop(self, grace: float = 5.0) -> None:
+        from grpc_health.v1 import health_pb2
+
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.app.close()
+
+
+async def migrate(settings: Settings) -> None:
+    await upgrade_async(settings.database_url, MIGRATIONS)
+
+
+async def create_server(settings: Settings, *, clock: Clock | None = None, migrate_first: bool = False) -> RunningServer:
+    if migrate_first:
+        await migrate(settings)
+    app = build_app(settings, clock=clock)
+
+    def register(server: grpc.aio.Server):
+        accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(app.accounts), server)
+        return [_full_name(accounts_pb2, "AccountService")]
+
+    metrics = GrpcMetrics("authsvc")
+    credentials = Credentials({settings.gateway_key: CallerRole.SERVICE,
+                               settings.operator_key: CallerRole.OPERATOR})
+    server, port, health = await start_server(
+        listen=settings.listen, register=register, credentials=credentials,
+        operator_services=[ADMIN_SERVICE], metrics=metrics,
+    )
+    serve_metrics(metrics.registry, settings.listen.rsplit(":", 1)[0] or "127.0.0.1", settings.metrics_port)
+    log.info("authsvc listening", extra={"port": port})
+    return RunningServer(app=app, server=server, port=port, health=health, metrics=metrics)

@@ -1,0 +1,1 @@
+"""Gatehouse: shared infrastructure (`gatehouse.infra`), generated gRPC stubs and the CLI."""

@@ -1,0 +1,105 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from gatehouse.auth.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CreateTokenRequest(_message.Message):
+    __slots__ = ("session_token", "description", "scope", "expires_at", "client")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    description: str
+    scope: _common_pb2.TokenScope
+    expires_at: _timestamp_pb2.Timestamp
+    client: _common_pb2.ClientInfo
+    def __init__(self, session_token: _Optional[str] = ..., description: _Optional[str] = ..., scope: _Optional[_Union[_common_pb2.TokenScope, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
+
+class CreateTokenResponse(_message.Message):
+    __slots__ = ("token", "info")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    info: _common_pb2.TokenInfo
+    def __init__(self, token: _Optional[str] = ..., info: _Optional[_Union[_common_pb2.TokenInfo, _Mapping]] = ...) -> None: ...
+
+class ListTokensRequest(_message.Message):
+    __slots__ = ("session_token",)
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    def __init__(self, session_token: _Optional[str] = ...) -> None: ...
+
+class ListTokensResponse(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[_common_pb2.TokenInfo]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[_common_pb2.TokenInfo, _Mapping]]] = ...) -> None: ...
+
+class DeleteTokenRequest(_message.Message):
+    __slots__ = ("session_token", "token_id", "client")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    token_id: str
+    client: _common_pb2.ClientInfo
+    def __init__(self, session_token: _Optional[str] = ..., token_id: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
+
+class DeleteTokenResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class VerifyUploadTokenRequest(_message.Message):
+    __slots__ = ("token", "project_name", "client")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    project_name: str
+    client: _common_pb2.ClientInfo
+    def __init__(self, token: _Optional[str] = ..., project_name: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
+
+class VerifyUploadTokenResponse(_message.Message):
+    __slots__ = ("user_id", "username", "project_id", "project_name", "token_id", "project_created", "role")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_CREATED_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    username: str
+    project_id: str
+    project_name: str
+    token_id: str
+    project_created: bool
+    role: _common_pb2.Role
+    def __init__(self, user_id: _Optional[str] = ..., username: _Optional[str] = ..., project_id: _Optional[str] = ..., project_name: _Optional[str] = ..., token_id: _Optional[str] = ..., project_created: _Optional[bool] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
+
+class VerifyIndexTokenRequest(_message.Message):
+    __slots__ = ("token", "client")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    client: _common_pb2.ClientInfo
+    def __init__(self, token: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
+
+class VerifyIndexTokenResponse(_message.Message):
+    __slots__ = ("user_id", "username", "token_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    username: str
+    token_id: str
+    def __init__(self, user_id: _Optional[str] = ..., username: _Optional[str] = ..., token_id: _Optional[str] = ...) -> None: ...

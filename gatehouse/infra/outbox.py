@@ -1,0 +1,129 @@
+"""The transactional outbox: a service writes its audit event in the same transaction as the change.
+
+`make_outbox_table` gives each service its own `outbox` table (in its own metadata). An
+`EventEmitter` turns plain values into the versioned `gatehouse.events.v1.Event` and inserts the
+serialised message. The relay (`gatehouse.infra.relay`) moves committed rows to the Redis stream,
+so an event exists if and only if its change committed, and none is lost while Redis is down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+
+from sqlalchemy import Column, DateTime, Index, Integer, LargeBinary, MetaData, String, Table, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gatehouse.events.v1 import event_pb2
+from gatehouse.infra.clock import Clock
+
+SCHEMA_VERSION = 1
+# Detail keys that could only hold a secret. A programming error, refused loudly.
+_FORBIDDEN_DETAIL_WORDS = ("password", "secret", "seed", "recovery_code", "otp", "macaroon")
+
+
+def make_outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False, unique=True),
+        Column("tag", String(100), nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("published_at", DateTime(timezone=True), nullable=True),
+        Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+        Index("ix_outbox_unpublished", "published_at", "id"),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorRef:
+    """Who did it. kind: "user", "operator", "system" or "anonymous"."""
+
+    kind: str
+    user_id: str = ""
+    username: str = ""
+
+    @classmethod
+    def user(cls, user_id, username) -> "ActorRef":
+        return cls("user", str(user_id), username)
+
+    @classmethod
+    def operator(cls, name: str = "operator") -> "ActorRef":
+        return cls("operator", "", name)
+
+
+SYSTEM = ActorRef("system", "", "gatehouse")
+ANONYMOUS = ActorRef("anonymous")
+
+_KINDS = {
+    "user": event_pb2.Actor.USER,
+    "operator": event_pb2.Actor.OPERATOR,
+    "system": event_pb2.Actor.SYSTEM,
+    "anonymous": event_pb2.Actor.ANONYMOUS,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """Where the request came from (client IP and user agent as the gateway saw them)."""
+
+    ip_address: str = ""
+    user_agent: str = ""
+
+
+class EventEmitter:
+    def __init__(self, table: Table, *, source: str, clock: Clock):
+        self.table = table
+        self.source = source
+        self.clock = clock
+
+    def build(
+        self,
+        tag: str,
+        *,
+        actor: ActorRef,
+        user: tuple[str, str] | None = None,
+        project: tuple[str, str] | None = None,
+        origin: Origin | None = None,
+        details: Mapping[str, object] | None = None,
+    ) -> event_pb2.Event:
+        clean: dict[str, str] = {}
+        for key, value in (details or {}).items():
+            lowered = key.lower()
+            if any(word in lowered for word in _FORBIDDEN_DETAIL_WORDS) or lowered in ("token", "code"):
+                raise ValueError(f"event detail {key!r} looks like a secret")
+            clean[key] = "" if value is None else str(value)
+        event = event_pb2.Event(
+            event_id=str(uuid.uuid4()),
+            schema_version=SCHEMA_VERSION,
+            tag=tag,
+            source=self.source,
+            actor=event_pb2.Actor(kind=_KINDS[actor.kind], user_id=actor.user_id, username=actor.username),
+            subject_user_id=str(user[0]) if user else "",
+            subject_username=user[1] if user else "",
+            project_id=str(project[0]) if project else "",
+            project_name=project[1] if project else "",
+            ip_address=(origin or Origin()).ip_address,
+            user_agent=(origin or Origin()).user_agent,
+            details=clean,
+        )
+        event.occurred_at.FromDatetime(self.clock.now().astimezone(dt.timezone.utc).replace(tzinfo=None))
+        return event
+
+    async def emit(self, session: AsyncSession, tag: str, **kwargs) -> event_pb2.Event:
+        """Add the event to the session's transaction; it is published only if that commits."""
+        event = self.build(tag, **kwargs)
+        await session.execute(
+            insert(self.table).values(
+                event_id=event.event_id,
+                tag=tag,
+                payload=event.SerializeToString(),
+                created_at=self.clock.now(),
+                attempts=0,
+            )
+        )
+        return event

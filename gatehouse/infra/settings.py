@@ -1,0 +1,101 @@
+"""Reading settings from environment variables.
+
+Each service builds one frozen settings dataclass at start-up through an `Env` reader; nothing
+else reads `os.environ`. A missing or malformed variable stops start-up with a message naming it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Mapping
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+_MISSING = object()
+
+
+class Env:
+    """Typed access to an environment mapping (os.environ by default)."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None):
+        self._environ = dict(os.environ if environ is None else environ)
+
+    def str(self, name: str, default=_MISSING) -> str:
+        value = self._environ.get(name)
+        if value is None or value == "":
+            if default is _MISSING:
+                raise SettingsError(f"{name} is required but not set")
+            return default
+        return value
+
+    def int(self, name: str, default=_MISSING, *, minimum: int | None = None) -> int:
+        raw = self._environ.get(name)
+        if raw is None or raw == "":
+            if default is _MISSING:
+                raise SettingsError(f"{name} is required but not set")
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        if minimum is not None and value < minimum:
+            raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    def float(self, name: str, default=_MISSING) -> float:
+        raw = self._environ.get(name)
+        if raw is None or raw == "":
+            if default is _MISSING:
+                raise SettingsError(f"{name} is required but not set")
+            return default
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+    def bool(self, name: str, default: bool | object = _MISSING) -> bool:
+        raw = self._environ.get(name)
+        if raw is None or raw == "":
+            if default is _MISSING:
+                raise SettingsError(f"{name} is required but not set")
+            return bool(default)
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+    def list(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        raw = self._environ.get(name)
+        if raw is None or raw.strip() == "":
+            return tuple(default)
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+    def secret(self, name: str, default=_MISSING, *, min_bytes: int = 32) -> bytes:
+        """A secret key given as URL-safe base64 (or hex); at least `min_bytes` long."""
+        raw = self._environ.get(name)
+        if raw is None or raw == "":
+            if default is _MISSING:
+                raise SettingsError(f"{name} is required but not set")
+            return default
+        key = decode_key(raw)
+        if key is None:
+            raise SettingsError(f"{name} must be base64 or hex")
+        if len(key) < min_bytes:
+            raise SettingsError(f"{name} must hold at least {min_bytes} bytes of key material")
+        return key
+
+
+def decode_key(raw: str) -> bytes | None:
+    raw = raw.strip()
+    try:
+        if len(raw) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in raw):
+            return bytes.fromhex(raw)
+        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except (ValueError, TypeError):
+        return None

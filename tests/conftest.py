@@ -1,0 +1,122 @@
+"""Fixtures shared by every test: real Redis processes, real databases, a real SMTP listener.
+
+The database backend comes from GATEHOUSE_TEST_DB: `sqlite` (default: a file per test) or a
+PostgreSQL server URL such as `postgresql://postgres@127.0.0.1:5432/test`, in which case every
+test gets a fresh database on that server, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import secrets
+import uuid
+
+import pytest
+
+from gatehouse.infra.redis_embed import EmbeddedRedis, free_port
+
+TEST_DB = os.environ.get("GATEHOUSE_TEST_DB", "sqlite")
+
+
+def _pg_admin_url() -> str:
+    return TEST_DB.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def _pg_exec(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_pg_admin_url())
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def make_database_url(tmp_path):
+    """A factory of fresh, empty databases: `make_database_url("authsvc")` -> URL."""
+    created: list[str] = []
+
+    def make(label: str = "db") -> str:
+        if TEST_DB == "sqlite":
+            return f"sqlite:///{tmp_path / (label + '-' + uuid.uuid4().hex[:8])}.sqlite3"
+        name = f"gh_{label}_{uuid.uuid4().hex[:12]}"
+        asyncio.run(_pg_exec(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        base = _pg_admin_url().rsplit("/", 1)[0]
+        return f"{base}/{name}"
+
+    yield make
+    for name in created:
+        try:
+            asyncio.run(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        except Exception:  # pragma: no cover - best effort cleanup
+            pass
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One real redis-server process for the whole session (tests use distinct stream names)."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), appendonly=False).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server process of the test's own, which the test may stop, kill and restart."""
+    server = EmbeddedRedis(tmp_path / "redis", appendonly=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stream_name():
+    return f"gatehouse:test:{uuid.uuid4().hex[:10]}"
+
+
+class Mailbox:
+    """Messages received by the test SMTP listener, as email.message.EmailMessage objects."""
+
+    def __init__(self):
+        self.messages = []
+
+    def to(self, address: str):
+        return [m for m in self.messages if address.lower() in m["To"].lower()]
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP listener (aiosmtpd) on loopback. Yields (url, mailbox)."""
+    from email import message_from_bytes, policy
+
+    from aiosmtpd.controller import Controller
+
+    mailbox = Mailbox()
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            mailbox.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    yield f"smtp://127.0.0.1:{port}", mailbox
+    controller.stop()
+
+
+@pytest.fixture
+def secret_key():
+    return lambda: secrets.token_urlsafe(32)
+
+
+def pytest_report_header(config):
+    return f"gatehouse test database: {TEST_DB}"
+
+
+@pytest.fixture
+def repo_root() -> pathlib.Path:
+    return pathlib.Path(__file__).resolve().parent.parent
