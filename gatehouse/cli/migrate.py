@@ -1,0 +1,48 @@
+"""`gatehouse migrate`: run each service's Alembic migrations to head.
+
+Each service keeps its own history and its own database URL (AUTHSVC_DATABASE_URL,
+UPLOADGW_DATABASE_URL, AUDITSVC_DATABASE_URL); a service whose URL is not set is skipped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pathlib
+
+from gatehouse.cli.output import emit, fail
+from gatehouse.cli.settings import read_env_file
+from gatehouse.infra.db import upgrade
+
+SERVICES = ("authsvc", "uploadgw", "auditsvc")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("migrate", help="run database migrations for every service (or one)")
+    p.add_argument("--service", choices=SERVICES, action="append", help="only this service (repeatable)")
+    p.add_argument("--data-dir", default=None, help="embedded data directory (default ./var)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=run)
+
+
+def migrations_dir(service: str) -> pathlib.Path:
+    return pathlib.Path(importlib.import_module(service).__file__).parent / "migrations"
+
+
+def run(args) -> int:
+    environ = read_env_file(pathlib.Path(args.data_dir or "var") / "gatehouse.env")
+    environ.update({k: v for k, v in os.environ.items() if v})
+    done = []
+    for service in args.service or SERVICES:
+        url = environ.get(f"{service.upper()}_DATABASE_URL")
+        if not url:
+            continue
+        try:
+            upgrade(url, migrations_dir(service))
+        except Exception as exc:  # report and stop: a half-migrated fleet must not start
+            return fail(args, f"{service}: migration failed: {exc}", 1)
+        done.append(service)
+    if not done:
+        return fail(args, "no *_DATABASE_URL set: nothing to migrate", 2)
+    emit(args, {"migrated": done}, "migrated " + ", ".join(done))
+    return 0

@@ -1,0 +1,47 @@
+"""Printing results and errors for the CLI: human text by default, `--json` for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+# Exit codes a script can branch on.
+EXIT_CODES = {
+    grpc.StatusCode.INVALID_ARGUMENT: 2,
+    grpc.StatusCode.NOT_FOUND: 3,
+    grpc.StatusCode.ALREADY_EXISTS: 4,
+    grpc.StatusCode.PERMISSION_DENIED: 5,
+    grpc.StatusCode.UNAUTHENTICATED: 5,
+    grpc.StatusCode.FAILED_PRECONDITION: 6,
+    grpc.StatusCode.UNAVAILABLE: 7,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 7,
+}
+
+
+def to_dict(message) -> dict:
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
+def emit(args, data, text: str | None = None) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        print(text if text is not None else json.dumps(data, indent=2, default=str))
+
+
+def fail(args, message: str, code: int = 1, status: str | None = None) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message, "status": status}), file=sys.stdout)
+    print(f"gatehouse: error: {message}", file=sys.stderr)
+    return code
+
+
+def rpc_error(args, exc: grpc.aio.AioRpcError) -> int:
+    code = exc.code()
+    message = exc.details() or code.name.lower()
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        message = f"the service did not answer ({code.name}): {message}"
+    return fail(args, message, EXIT_CODES.get(code, 1), code.name)

