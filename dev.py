@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import venv
@@ -41,6 +42,22 @@ def ensure_installed(extra: str | None) -> None:
     stamp.write_text(digest)
 
 
+def ensure_browser() -> None:
+    """The page tests drive Debian's headless Chromium; install it with apt when it is missing."""
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        print("Chromium is missing: install Debian's `chromium` and `chromium-driver` packages "
+              "(the browser tests will fail without them)", file=sys.stderr)
+        return
+    print("installing chromium from Debian's packages …", flush=True)
+    quiet = {"stdout": subprocess.DEVNULL, "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
+    subprocess.run([apt, "-qq", "update"], check=True, **quiet)
+    subprocess.run([apt, "-qq", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"],
+                   check=True, **quiet)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("up", "test"):
         print(__doc__)
@@ -50,6 +67,7 @@ def main(argv: list[str]) -> int:
         ensure_installed(None)
         return subprocess.call([str(BIN / "gatehouse"), "up", *rest], cwd=ROOT)
     ensure_installed("test")
+    ensure_browser()
     env = dict(os.environ)
     if "--db" in rest:
         i = rest.index("--db")

@@ -8,9 +8,18 @@ import datetime as dt
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from authsvc.accounts.passwords import PasswordHasher, PasswordPolicy
-from authsvc.accounts.service import AccountsService
+from authsvc.accounts.service import AccountsConfig, AccountsService
 from authsvc.db import outbox
+from authsvc.mail import build_mailer
+from authsvc.projects.service import ProjectsService
+from authsvc.ratelimit import RateLimiter
 from authsvc.settings import Settings
+from authsvc.tokens.codec import TokenCodec
+from authsvc.tokens.lookup import make_lookup
+from authsvc.tokens.service import TokensService
+from authsvc.tokens.verification import TokenVerifier
+from authsvc.twofactor.policy import TwoFactorPolicy
+from authsvc.twofactor.service import TwoFactorService, build_pending_logins, build_twofactor_service
 from gatehouse.infra.clock import Clock, SystemClock
 from gatehouse.infra.db import make_engine, make_session_factory
 from gatehouse.infra.outbox import EventEmitter
@@ -25,9 +34,16 @@ class AuthApp:
     events: EventEmitter
     hasher: PasswordHasher
     accounts: AccountsService
+    projects: ProjectsService
+    tokens: TokensService
+    verifier: TokenVerifier
+    twofactor: TwoFactorService
 
     async def close(self) -> None:
+        await self.twofactor.close()
+        await self.accounts.close()
         self.hasher.close()
+        await self.verifier.close()
         await self.engine.dispose()
 
 
@@ -40,9 +56,34 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
         time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
         parallelism=settings.argon2_parallelism, workers=settings.hash_workers,
     )
+    limiter = RateLimiter(clock)
+    mailer = build_mailer(smtp_url=settings.smtp_url, mailbox_dir=settings.mailbox_dir, sender=settings.mail_from)
+    pending_logins = build_pending_logins(settings, clock)
     accounts = AccountsService(
         db=db, clock=clock, hasher=hasher, policy=PasswordPolicy(), events=events,
-        session_lifetime=dt.timedelta(seconds=settings.session_lifetime_seconds),
+        limiter=limiter, config=AccountsConfig.from_settings(settings), mailer=mailer,
+        second_factor=pending_logins,
     )
+    twofactor = build_twofactor_service(settings, db=db, clock=clock, events=events, accounts=accounts,
+                                        pending=pending_logins, limiter=limiter, mailer=mailer)
+    projects, tokens, verifier = build_token_services(settings, clock, engine, db, events,
+                                                      policy=twofactor.policy)
     return AuthApp(settings=settings, clock=clock, engine=engine, db=db, events=events,
-                   hasher=hasher, accounts=accounts)
+                   hasher=hasher, accounts=accounts, projects=projects, tokens=tokens, verifier=verifier,
+                   twofactor=twofactor)
+
+
+def build_token_services(settings: Settings, clock: Clock, engine: AsyncEngine, db: async_sessionmaker,
+                         events: EventEmitter, *, policy: TwoFactorPolicy | None = None,
+                         ) -> tuple[ProjectsService, TokensService, TokenVerifier]:
+    """Projects and roles, API tokens, and the token verifier the gateway calls on every upload."""
+    projects = ProjectsService(db=db, clock=clock, events=events)
+    codec = TokenCodec(prefix=settings.token_prefix, location=settings.token_location,
+                       secrets_by_version=settings.token_secrets)
+    tokens = TokensService(db=db, clock=clock, events=events, codec=codec, policy=policy)
+    verifier = TokenVerifier(
+        engine=engine, db=db, lookup=make_lookup(settings.database_url, engine), clock=clock, codec=codec,
+        projects=projects,
+        allow_project_creation=settings.allow_project_creation,
+        last_used_interval=dt.timedelta(seconds=settings.token_last_used_interval_seconds), policy=policy)
+    return projects, tokens, verifier

@@ -4,5 +4,8 @@ from authsvc.accounts.models import Email, OneTimeToken, RateLimitHit, Session, 
 from authsvc.db import Base, outbox  # noqa: F401
 from authsvc.projects.models import Project, Role  # noqa: F401
 from authsvc.tokens.models import ApiToken, ApiTokenProject  # noqa: F401
+from authsvc.twofactor.models import (  # noqa: F401
+    PendingLogin, RecoveryCode, TotpCredential, WebAuthnChallenge, WebAuthnCredential,
+)
 
 metadata = Base.metadata

@@ -9,9 +9,24 @@ import pathlib
 import grpc
 
 from authsvc.accounts.grpc_api import AccountServicer
+from authsvc.admin.grpc_api import AdminServicer
 from authsvc.app import AuthApp, build_app
+from authsvc.projects.grpc_api import ProjectServicer
 from authsvc.settings import Settings
-from gatehouse.auth.v1 import accounts_pb2, accounts_pb2_grpc, admin_pb2
+from authsvc.tokens.grpc_api import TokenServicer
+from authsvc.twofactor.grpc_api import TwoFactorServicer
+from gatehouse.auth.v1 import (
+    accounts_pb2,
+    accounts_pb2_grpc,
+    admin_pb2,
+    admin_pb2_grpc,
+    projects_pb2,
+    projects_pb2_grpc,
+    tokens_pb2,
+    tokens_pb2_grpc,
+    twofactor_pb2,
+    twofactor_pb2_grpc,
+)
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.db import upgrade_async
 from gatehouse.infra.grpcserver import CallerRole, Credentials, start_server
@@ -53,7 +68,14 @@ async def create_server(settings: Settings, *, clock: Clock | None = None, migra
 
     def register(server: grpc.aio.Server):
         accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(app.accounts), server)
-        return [_full_name(accounts_pb2, "AccountService")]
+        projects_pb2_grpc.add_ProjectServiceServicer_to_server(ProjectServicer(app.accounts, app.projects), server)
+        tokens_pb2_grpc.add_TokenServiceServicer_to_server(
+            TokenServicer(app.accounts, app.tokens, app.verifier), server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(app.accounts, app.projects, app.tokens), server)
+        twofactor_pb2_grpc.add_TwoFactorServiceServicer_to_server(TwoFactorServicer(app.twofactor), server)
+        return [_full_name(accounts_pb2, "AccountService"), _full_name(projects_pb2, "ProjectService"),
+                _full_name(tokens_pb2, "TokenService"), _full_name(admin_pb2, "AdminService"),
+                _full_name(twofactor_pb2, "TwoFactorService")]
 
     metrics = GrpcMetrics("authsvc")
     credentials = Credentials({settings.gateway_key: CallerRole.SERVICE,

@@ -35,13 +35,29 @@ class Settings:
     login_window_seconds: int = 300
     emails_per_user: int = 5
     email_window_seconds: int = 3600
+    reset_requests_per_ip: int = 20
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
     hash_workers: int = 2
     allow_project_creation: bool = True
+    # VerifyUploadToken/VerifyIndexToken record a token's last use at most this often.
+    token_last_used_interval_seconds: int = 60
     metrics_port: int = 0
     log_level: str = "INFO"
+    # Two-factor authentication (authsvc/twofactor). TOTP seeds are encrypted at rest with these
+    # keys ("version:key", newest first; older versions stay readable so keys can rotate).
+    totp_keys: tuple[tuple[int, bytes], ...] = ()
+    totp_issuer: str = "Gatehouse"
+    webauthn_rp_id: str = "localhost"
+    webauthn_rp_name: str = "Gatehouse"
+    webauthn_origins: tuple[str, ...] = ("http://localhost:8000",)
+    webauthn_user_verification: str = "preferred"  # required | preferred | discouraged
+    require_2fa_for_upload: bool = False
+    second_factor_failures_per_user: int = 5
+    second_factor_failures_per_ip: int = 10
+    second_factor_window_seconds: int = 300
+    pending_login_seconds: int = 300
 
     @classmethod
     def from_env(cls, environ=None) -> "Settings":
@@ -59,6 +75,8 @@ class Settings:
             secrets.append((int(version), key))
         if not secrets:
             raise SettingsError("AUTHSVC_TOKEN_SECRETS is required but not set")
+        if len({v for v, _ in secrets}) != len(secrets) or not all(0 < v < 10**9 for v, _ in secrets):
+            raise SettingsError("AUTHSVC_TOKEN_SECRETS versions must be unique numbers from 1 to 999999999")
         settings = cls(
             database_url=env.str("AUTHSVC_DATABASE_URL"),
             listen=env.str("AUTHSVC_LISTEN", "127.0.0.1:50051"),
@@ -76,20 +94,74 @@ class Settings:
             public_url=env.str("GATEHOUSE_PUBLIC_URL", "http://localhost:8000"),
             session_lifetime_seconds=env.int("AUTHSVC_SESSION_LIFETIME", 12 * 3600, minimum=60),
             reauth_seconds=env.int("AUTHSVC_REAUTH_SECONDS", 30 * 60, minimum=60),
+            email_token_lifetime_seconds=env.int("AUTHSVC_EMAIL_TOKEN_LIFETIME", 24 * 3600, minimum=60),
             reset_token_lifetime_seconds=env.int("AUTHSVC_RESET_TOKEN_LIFETIME", 3600, minimum=60),
             login_failures_per_user=env.int("AUTHSVC_LOGIN_FAILURES_PER_USER", 10, minimum=1),
             login_failures_per_ip=env.int("AUTHSVC_LOGIN_FAILURES_PER_IP", 10, minimum=1),
             login_window_seconds=env.int("AUTHSVC_LOGIN_WINDOW", 300, minimum=1),
             emails_per_user=env.int("AUTHSVC_EMAILS_PER_USER", 5, minimum=1),
             email_window_seconds=env.int("AUTHSVC_EMAIL_WINDOW", 3600, minimum=1),
+            reset_requests_per_ip=env.int("AUTHSVC_RESET_REQUESTS_PER_IP", 20, minimum=1),
             argon2_time_cost=env.int("AUTHSVC_ARGON2_TIME_COST", 3, minimum=2),
             argon2_memory_kib=env.int("AUTHSVC_ARGON2_MEMORY_KIB", 65536, minimum=19456),
             argon2_parallelism=env.int("AUTHSVC_ARGON2_PARALLELISM", 4, minimum=1),
             hash_workers=env.int("AUTHSVC_HASH_WORKERS", 2, minimum=1),
             allow_project_creation=env.bool("AUTHSVC_ALLOW_PROJECT_CREATION", True),
+            token_last_used_interval_seconds=env.int("AUTHSVC_TOKEN_LAST_USED_INTERVAL", 60, minimum=0),
             metrics_port=env.int("AUTHSVC_METRICS_PORT", 0, minimum=0),
             log_level=env.str("GATEHOUSE_LOG_LEVEL", "INFO"),
+            **_two_factor_settings(env),
         )
+        if settings.smtp_url:
+            from authsvc.mail import SmtpConfig
+
+            try:
+                SmtpConfig.from_url(settings.smtp_url)
+            except ValueError as exc:
+                raise SettingsError(f"AUTHSVC_SMTP_URL: {exc}") from None
+        if settings.reset_token_lifetime_seconds > 3600:
+            raise SettingsError("AUTHSVC_RESET_TOKEN_LIFETIME must be at most 3600 (a reset link "
+                                "expires within an hour)")
         if settings.gateway_key == settings.operator_key:
             raise SettingsError("AUTHSVC_GATEWAY_KEY and AUTHSVC_OPERATOR_KEY must differ")
         return settings
+
+
+def _two_factor_settings(env: Env) -> dict:
+    """The two-factor settings (AUTHSVC_TOTP_KEYS is required: seeds are never stored in clear)."""
+    from gatehouse.infra.settings import decode_key
+
+    keys = []
+    for item in env.list("AUTHSVC_TOTP_KEYS"):
+        version, sep, raw = item.partition(":")
+        key = decode_key(raw) if sep and version.isdigit() else None
+        if key is None or len(key) < 32:
+            raise SettingsError("AUTHSVC_TOTP_KEYS entries must look like '<version>:<key>' with a base64 "
+                                "or hex key of at least 32 bytes")
+        keys.append((int(version), key))
+    if not keys:
+        raise SettingsError("AUTHSVC_TOTP_KEYS is required but not set")
+    if len({v for v, _ in keys}) != len(keys):
+        raise SettingsError("AUTHSVC_TOTP_KEYS versions must be unique")
+    origins = env.list("AUTHSVC_WEBAUTHN_ORIGINS", ("http://localhost:8000",))
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if scheme not in ("https", "http") or not sep or not rest or "/" in rest:
+            raise SettingsError(f"AUTHSVC_WEBAUTHN_ORIGINS entries must look like 'https://host[:port]', "
+                                f"got {origin!r}")
+    verification = env.str("AUTHSVC_WEBAUTHN_USER_VERIFICATION", "preferred")
+    if verification not in ("required", "preferred", "discouraged"):
+        raise SettingsError("AUTHSVC_WEBAUTHN_USER_VERIFICATION must be required, preferred or discouraged")
+    return dict(
+        totp_keys=tuple(keys),
+        totp_issuer=env.str("AUTHSVC_TOTP_ISSUER", "Gatehouse"),
+        webauthn_rp_id=env.str("AUTHSVC_WEBAUTHN_RP_ID", "localhost"),
+        webauthn_rp_name=env.str("AUTHSVC_WEBAUTHN_RP_NAME", "Gatehouse"),
+        webauthn_origins=tuple(o.rstrip("/") for o in origins),
+        webauthn_user_verification=verification,
+        require_2fa_for_upload=env.bool("AUTHSVC_REQUIRE_2FA_FOR_UPLOAD", False),
+        second_factor_failures_per_user=env.int("AUTHSVC_2FA_FAILURES_PER_USER", 5, minimum=1),
+        second_factor_failures_per_ip=env.int("AUTHSVC_2FA_FAILURES_PER_IP", 10, minimum=1),
+        second_factor_window_seconds=env.int("AUTHSVC_2FA_WINDOW", 300, minimum=1),
+        pending_login_seconds=env.int("AUTHSVC_PENDING_LOGIN_SECONDS", 300, minimum=30),
+    )

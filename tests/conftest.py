@@ -34,6 +34,14 @@ async def _pg_exec(sql: str) -> None:
         await conn.close()
 
 
+def _run_sync(coro) -> None:
+    """Run `coro` to completion even when called from inside a running event loop (async fixtures)."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, coro).result()
+
+
 @pytest.fixture
 def make_database_url(tmp_path):
     """A factory of fresh, empty databases: `make_database_url("authsvc")` -> URL."""
@@ -43,7 +51,7 @@ def make_database_url(tmp_path):
         if TEST_DB == "sqlite":
             return f"sqlite:///{tmp_path / (label + '-' + uuid.uuid4().hex[:8])}.sqlite3"
         name = f"gh_{label}_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_pg_exec(f'CREATE DATABASE "{name}"'))
+        _run_sync(_pg_exec(f'CREATE DATABASE "{name}"'))
         created.append(name)
         base = _pg_admin_url().rsplit("/", 1)[0]
         return f"{base}/{name}"
@@ -51,7 +59,7 @@ def make_database_url(tmp_path):
     yield make
     for name in created:
         try:
-            asyncio.run(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            _run_sync(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         except Exception:  # pragma: no cover - best effort cleanup
             pass
 

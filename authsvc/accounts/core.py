@@ -1,0 +1,180 @@
+"""What every part of the accounts service shares: its collaborators, settings and mail delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from authsvc.accounts.emailtokens import OneTimeTokens
+from authsvc.accounts.models import Email, User
+from authsvc.accounts.passwords import PasswordHasher, PasswordPolicy
+from authsvc.accounts.validation import canonical_email, canonical_username, is_email, is_username
+from authsvc.errors import NotFound
+from authsvc.mail import DroppingMailer, Mailer, MailError, Message
+from authsvc.ratelimit import Limit, RateLimiter
+from gatehouse.infra.clock import Clock
+from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
+
+log = logging.getLogger("authsvc.accounts")
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountsConfig:
+    """The accounts service's knobs, taken from the service settings (see `from_settings`)."""
+
+    public_url: str = "http://localhost:8000"
+    session_lifetime: dt.timedelta = dt.timedelta(hours=12)
+    reauth_after: dt.timedelta = dt.timedelta(minutes=30)
+    email_token_lifetime: dt.timedelta = dt.timedelta(hours=24)
+    reset_token_lifetime: dt.timedelta = dt.timedelta(hours=1)
+    # ValidateSession writes last_seen_at at most this often per session.
+    touch_interval: dt.timedelta = dt.timedelta(seconds=60)
+    login_user: Limit = Limit("login:user", 10, 300, "Too many failed login attempts for this account.")
+    login_ip: Limit = Limit("login:ip", 10, 300, "Too many failed login attempts from your network.")
+    email_user: Limit = Limit("email:user", 5, 3600, "Too many emails were sent to this account.")
+    reset_ip: Limit = Limit("reset:ip", 20, 3600, "Too many password reset requests from your network.")
+
+    @classmethod
+    def from_settings(cls, settings) -> "AccountsConfig":
+        base = cls()
+        return cls(
+            public_url=settings.public_url,
+            session_lifetime=dt.timedelta(seconds=settings.session_lifetime_seconds),
+            reauth_after=dt.timedelta(seconds=settings.reauth_seconds),
+            email_token_lifetime=dt.timedelta(seconds=settings.email_token_lifetime_seconds),
+            reset_token_lifetime=dt.timedelta(seconds=settings.reset_token_lifetime_seconds),
+            login_user=dataclasses.replace(base.login_user, limit=settings.login_failures_per_user,
+                                           window=settings.login_window_seconds),
+            login_ip=dataclasses.replace(base.login_ip, limit=settings.login_failures_per_ip,
+                                         window=settings.login_window_seconds),
+            email_user=dataclasses.replace(base.email_user, limit=settings.emails_per_user,
+                                           window=settings.email_window_seconds),
+            reset_ip=dataclasses.replace(base.reset_ip, limit=settings.reset_requests_per_ip,
+                                         window=settings.email_window_seconds),
+        )
+
+
+class SecondFactor(Protocol):
+    """The seam for two-factor login: after a correct password, `login` asks which methods the
+    user has; if any, it returns a pending-login token instead of a session. Implemented by the
+    two-factor component; `NoSecondFactor` when none is wired in."""
+
+    async def methods(self, s: AsyncSession, user: User) -> Sequence[str]:
+        """The second-factor methods the user has set up ("totp", "webauthn", "recovery_code")."""
+
+    async def start_pending_login(self, s: AsyncSession, user: User, origin: Origin) -> str:
+        """After a correct password: a short-lived single-use token for the second step."""
+
+
+class NoSecondFactor:
+    async def methods(self, s: AsyncSession, user: User) -> Sequence[str]:
+        return ()
+
+    async def start_pending_login(self, s: AsyncSession, user: User, origin: Origin) -> str:
+        raise RuntimeError("two-factor login is not available")
+
+
+def who(user: User) -> tuple[str, str]:
+    return user.id, user.username
+
+
+def as_actor(user: User) -> ActorRef:
+    return ActorRef.user(user.id, user.username)
+
+
+def ip_subject(origin: Origin | None) -> str:
+    """Calls without a client IP share one bucket: fail closed rather than unlimited."""
+    return (origin.ip_address if origin and origin.ip_address else "unknown")[:64]
+
+
+def sorted_emails(user: User) -> list[Email]:
+    return sorted(user.emails, key=lambda e: (not e.primary, e.created_at, e.address_canonical))
+
+
+class AccountsCore:
+    """Collaborators and shared helpers; the flows live in the mixins that make AccountsService."""
+
+    def __init__(
+        self,
+        *,
+        db: async_sessionmaker,
+        clock: Clock,
+        hasher: PasswordHasher,
+        policy: PasswordPolicy,
+        events: EventEmitter,
+        limiter: RateLimiter | None = None,
+        mailer: Mailer | None = None,
+        config: AccountsConfig | None = None,
+        second_factor: SecondFactor | None = None,
+    ):
+        self.db = db
+        self.clock = clock
+        self.hasher = hasher
+        self.policy = policy
+        self.events = events
+        self.limiter = limiter or RateLimiter(clock)
+        self.mailer = mailer or DroppingMailer()
+        self.config = config or AccountsConfig()
+        self.second_factor = second_factor or NoSecondFactor()
+        self.tokens = OneTimeTokens(clock)
+        self._mail_tasks: set[asyncio.Task] = set()
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    async def _user_by_username(self, s: AsyncSession, username: str) -> User | None:
+        if not is_username(username or ""):
+            return None
+        return await s.scalar(select(User).where(User.username_canonical == canonical_username(username)))
+
+    async def _require_user(self, s: AsyncSession, username: str) -> User:
+        user = await self._user_by_username(s, username)
+        if user is None:
+            raise NotFound(f"There is no user named {username[:60]!r}.", reason="user_not_found")
+        return user
+
+    async def _email_row(self, s: AsyncSession, address: str) -> Email | None:
+        if not is_email(address):
+            return None
+        return await s.scalar(select(Email).where(Email.address_canonical == canonical_email(address)))
+
+    async def _find_by_login(self, s: AsyncSession, login: str) -> tuple[User | None, Email | None]:
+        """The account named by a username or one of its email addresses (and that address)."""
+        if "@" in login:
+            email = await self._email_row(s, login)
+            return (await s.get(User, email.user_id), email) if email else (None, None)
+        return await self._user_by_username(s, login), None
+
+    # -- mail --------------------------------------------------------------------------------
+
+    async def _deliver(self, message: Message, *, purpose: str, user_id: str) -> bool:
+        """Send; on failure log the cause (never the body, which holds a token) and return False."""
+        try:
+            await self.mailer.send(message)
+        except MailError as exc:
+            log.error("mail delivery failed", extra={"purpose": purpose, "user_id": user_id, "error": str(exc)})
+            return False
+        except Exception as exc:  # a broken transport must not undo the committed change
+            log.error("mail delivery failed", extra={"purpose": purpose, "user_id": user_id,
+                                                     "error": type(exc).__name__})
+            return False
+        log.info("mail sent", extra={"purpose": purpose, "user_id": user_id})
+        return True
+
+    def _deliver_later(self, message: Message, *, purpose: str, user_id: str) -> None:
+        """Send in the background, so the caller's answer takes the same time whether or not
+        there was anything to send (password reset requests)."""
+        task = asyncio.get_running_loop().create_task(self._deliver(message, purpose=purpose, user_id=user_id))
+        self._mail_tasks.add(task)
+        task.add_done_callback(self._mail_tasks.discard)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Let background mail finish (bounded), at shutdown."""
+        if self._mail_tasks:
+            await asyncio.wait(set(self._mail_tasks), timeout=timeout)

@@ -1,0 +1,96 @@
+"""Password reset by an emailed single-use link.
+
+Asking for a reset gives the same answer, in about the same time, whether or not the account
+exists: the mail goes out in the background. The link expires within an hour, works once, and
+is void once the password changes (by any means) after it was issued. A reset ends every session
+and never logs in: the user then logs in normally, second factor included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authsvc.accounts import messages
+from authsvc.accounts.core import ip_subject, who
+from authsvc.accounts.emailtokens import Purpose
+from authsvc.accounts.login import LoginMixin
+from authsvc.accounts.models import Email, User
+from authsvc.errors import AccountDisabled, InvalidArgument
+from gatehouse.infra.outbox import ANONYMOUS, ActorRef, Origin
+
+log = logging.getLogger("authsvc.accounts")
+
+
+@dataclasses.dataclass(frozen=True)
+class ResetResult:
+    user: User
+    second_factor_required: bool
+
+
+class RecoveryMixin(LoginMixin):
+    async def _reset_address(self, s: AsyncSession, user: User, named: Email | None) -> str:
+        """The address named in the request when it is a verified one of the account's; else the
+        primary address."""
+        if named is not None and named.verified:
+            return named.address
+        primary = next((e for e in user.emails if e.primary), None)
+        return primary.address if primary else ""
+
+    async def request_password_reset(self, login: str, origin: Origin | None = None) -> None:
+        """Mail a reset link when the account exists, is active and may receive mail; always
+        return the same (nothing). Limited per client IP (RESOURCE_EXHAUSTED for everyone) and
+        silently per account (the per-user email limit)."""
+        origin = origin or Origin()
+        login = (login or "").strip()
+        if not login:
+            raise InvalidArgument("Enter your username or email address.", reason="login_missing")
+        message = None
+        async with self.db() as s, s.begin():
+            await self.limiter.check(s, self.config.reset_ip, ip_subject(origin))
+            await self.limiter.hit(s, self.config.reset_ip, ip_subject(origin))
+            user, named = await self._find_by_login(s, login)
+            if user is None or not user.is_active:
+                return
+            address = await self._reset_address(s, user, named)
+            if not address:
+                return
+            if (await self.limiter.status(s, self.config.email_user, user.id)).limited:
+                log.info("password reset mail suppressed by the email rate limit", extra={"user_id": user.id})
+                return
+            await self.limiter.hit(s, self.config.email_user, user.id)
+            lifetime = self.config.reset_token_lifetime
+            token = await self.tokens.issue(s, Purpose.PASSWORD_RESET, user_id=user.id, email_id=None,
+                                            lifetime=lifetime)
+            await self.events.emit(s, "account:password:reset:request", actor=ANONYMOUS, user=who(user),
+                                   origin=origin, details={"email": address})
+            message = messages.password_reset(public_url=self.config.public_url, to=address,
+                                              username=user.username, token=token, lifetime=lifetime)
+        self._deliver_later(message, purpose="password_reset", user_id=user.id)
+
+    async def reset_password(self, token: str, new_password: str, origin: Origin | None = None) -> ResetResult:
+        """Set a new password from a reset link; ends all sessions; creates none."""
+        async with self.db() as s:
+            peeked = await self.tokens.peek(s, Purpose.PASSWORD_RESET, token)
+            user = await s.get(User, peeked.user_id)
+        primary = next((e.address for e in user.emails if e.primary), "")
+        new = self.policy.check(new_password, username=user.username, email=primary)
+        new_hash = await self.hasher.hash(new)
+        now = self.clock.now()
+        async with self.db() as s, s.begin():
+            await self.tokens.consume(s, Purpose.PASSWORD_RESET, token)
+            user = await s.get(User, peeked.user_id, populate_existing=True)
+            if not user.is_active:
+                raise AccountDisabled()
+            await s.execute(update(User).where(User.id == user.id)
+                            .values(password_hash=new_hash, password_changed_at=now))
+            ended = await self._revoke_all(s, user.id)
+            await self.tokens.void(s, Purpose.PASSWORD_RESET, user_id=user.id)
+            second_factor = bool(await self.second_factor.methods(s, user))
+            await self.events.emit(s, "account:password:reset", actor=ActorRef.user(user.id, user.username),
+                                   user=who(user), origin=origin, details={"sessions_ended": ended})
+        log.info("password reset", extra={"user_id": user.id, "sessions_ended": ended})
+        return ResetResult(user=user, second_factor_required=second_factor)

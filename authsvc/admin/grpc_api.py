@@ -1,0 +1,74 @@
+"""AdminService over gRPC: operator actions (the interceptor admits only the operator credential).
+
+Every change is recorded with actor kind "operator". The operator acts on users by username and
+is not bound by Owner checks, but the rules that protect data still hold: the last Owner cannot
+be removed, a new project starts with an Owner, and a minted token needs a verified primary
+email (create the user with `email_verified` to mint for it straight away).
+"""
+
+from __future__ import annotations
+
+from authsvc.accounts.service import AccountsService
+from authsvc.grpc_common import user_pb
+from authsvc.projects.grpc_api import assignment_pb, project_pb, role_from_pb
+from authsvc.projects.service import ProjectsService
+from authsvc.tokens.grpc_api import scope_args, token_info_pb
+from authsvc.tokens.service import TokensService
+from gatehouse.auth.v1 import admin_pb2, admin_pb2_grpc
+from gatehouse.infra.outbox import ActorRef
+
+OPERATOR = ActorRef.operator()
+
+
+class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+    def __init__(self, accounts: AccountsService, projects: ProjectsService, tokens: TokensService):
+        self.accounts = accounts
+        self.projects = projects
+        self.tokens = tokens
+
+    async def CreateUser(self, request, context):
+        user = await self.accounts.create_user(
+            request.username, request.email, request.password or None, name=request.name,
+            email_verified=request.email_verified, is_admin=request.is_admin, actor=OPERATOR)
+        return admin_pb2.AdminUserResponse(user=user_pb(user))
+
+    async def GetUser(self, request, context):
+        return admin_pb2.AdminUserResponse(user=user_pb(await self.accounts.get_user(request.username)))
+
+    async def SetUserActive(self, request, context):
+        user = await self.accounts.set_active(request.username, request.active, reason=request.reason,
+                                              actor=OPERATOR)
+        return admin_pb2.AdminUserResponse(user=user_pb(user))
+
+    async def SetAdmin(self, request, context):
+        user = await self.accounts.set_admin(request.username, request.is_admin, actor=OPERATOR)
+        return admin_pb2.AdminUserResponse(user=user_pb(user))
+
+    async def MintToken(self, request, context):
+        user = await self.accounts.get_user(request.username)
+        secret, view = await self.tokens.create_token(user, request.description, **scope_args(request),
+                                                      actor=OPERATOR)
+        return admin_pb2.AdminMintTokenResponse(token=secret, info=token_info_pb(view))
+
+    async def ListTokens(self, request, context):
+        user = await self.accounts.get_user(request.username)
+        views = await self.tokens.list_tokens(user.id)
+        return admin_pb2.AdminListTokensResponse(tokens=[token_info_pb(v) for v in views])
+
+    async def RevokeToken(self, request, context):
+        await self.tokens.delete_token(request.token_id, owner_id=None, actor=OPERATOR)
+        return admin_pb2.AdminRevokeTokenResponse()
+
+    async def AddRole(self, request, context):
+        project, view = await self.projects.add_role(
+            request.project_name, request.username, role_from_pb(request.role), as_user=None, actor=OPERATOR,
+            create_project=request.create_project, replace=True)
+        return admin_pb2.AdminAddRoleResponse(role=assignment_pb(view), project=project_pb(project))
+
+    async def RemoveRole(self, request, context):
+        await self.projects.remove_role(request.project_name, request.username, as_user=None, actor=OPERATOR)
+        return admin_pb2.AdminRemoveRoleResponse()
+
+    async def DeleteProject(self, request, context):
+        project_id = await self.projects.delete_project(request.project_name, as_user=None, actor=OPERATOR)
+        return admin_pb2.AdminDeleteProjectResponse(project_id=project_id)

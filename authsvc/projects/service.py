@@ -1,0 +1,272 @@
+"""Projects and their Owner/Maintainer roles (the domain layer; no protobuf here).
+
+Every project keeps at least one Owner: the last Owner can be neither removed nor demoted. Role
+changes lock the project first and count Owners after the change, so two Owners removing each
+other at once cannot leave a project without one, nor can a just-removed Owner still act. Role events carry both the
+project and the target user, so one event shows in the project's log and in that user's log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from packaging.utils import canonicalize_name
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from authsvc.accounts.models import User
+from authsvc.accounts.service import canonical_username
+from authsvc.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from authsvc.projects.models import MAINTAINER, OWNER, Project, Role
+from authsvc.tokens.caveats import PROJECT_NAME_RE
+from authsvc.tokens.revocation import revoke_for_deleted_project
+from gatehouse.infra.clock import Clock
+from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
+
+ROLES = (OWNER, MAINTAINER)
+MAX_NAME = 200
+
+
+class Permission(enum.Enum):
+    UPLOAD = "upload"      # Owner or Maintainer
+    MANAGE = "manage"      # Owner
+    VIEW_LOG = "view_log"  # Owner
+
+
+_NEEDS = {Permission.UPLOAD: ROLES, Permission.MANAGE: (OWNER,), Permission.VIEW_LOG: (OWNER,)}
+_ACTION = {Permission.UPLOAD: "upload to", Permission.MANAGE: "manage", Permission.VIEW_LOG: "view the log of"}
+
+
+def check_project_name(name: str) -> str:
+    """The PEP 503 normalised form of a valid project name, or InvalidArgument."""
+    if not name:
+        raise InvalidArgument("Enter a project name.", reason="project_name_missing")
+    if len(name) > MAX_NAME or not PROJECT_NAME_RE.match(name):
+        raise InvalidArgument(
+            f"'{name[:MAX_NAME]}' is not a valid project name: use letters, digits, '.', '_' and '-', "
+            "starting and ending with a letter or digit.", reason="project_name_invalid")
+    return canonicalize_name(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class RoleView:
+    username: str
+    user_id: str
+    role: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PermissionCheck:
+    allowed: bool
+    reason: str
+    role: str | None
+    project: Project
+
+
+class ProjectsService:
+    def __init__(self, *, db: async_sessionmaker, clock: Clock, events: EventEmitter):
+        self.db = db
+        self.clock = clock
+        self.events = events
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def get_project(self, name: str) -> Project:
+        async with self.db() as s:
+            return await self._project(s, name)
+
+    async def _project(self, s: AsyncSession, name: str, *, lock: bool = False) -> Project:
+        """The project, or NotFound. `lock` serialises changes to one project's roles: a no-op
+        UPDATE takes the row lock on PostgreSQL and the write lock on SQLite before anything is
+        read, so permission checks and the owner count see every earlier change."""
+        normalized = check_project_name(name)
+        if lock:
+            await s.execute(update(Project).where(Project.normalized_name == normalized)
+                            .values(normalized_name=Project.normalized_name))
+        project = await s.scalar(select(Project).where(Project.normalized_name == normalized))
+        if project is None:
+            raise NotFound(f"There is no project named '{name}'.", reason="project_not_found")
+        return project
+
+    async def _user(self, s: AsyncSession, username: str) -> User:
+        user = await s.scalar(select(User).where(User.username_canonical == canonical_username(username or "")))
+        if user is None:
+            raise NotFound(f"There is no user named '{username}'.", reason="user_not_found")
+        return user
+
+    @staticmethod
+    async def role_of(s: AsyncSession, project_id: str, user_id: str) -> str | None:
+        return await s.scalar(select(Role.role_name).where(Role.project_id == project_id, Role.user_id == user_id))
+
+    async def list_for_user(self, user_id: str) -> list[tuple[Project, str]]:
+        async with self.db() as s:
+            rows = await s.execute(select(Project, Role.role_name).join(Role, Role.project_id == Project.id)
+                                   .where(Role.user_id == user_id).order_by(Project.normalized_name))
+            return [(p, r) for p, r in rows]
+
+    async def list_roles(self, project_name: str, *, as_user: User | None) -> tuple[Project, list[RoleView]]:
+        """Owners and Maintainers (or an operator, as_user=None) see who has which role."""
+        async with self.db() as s:
+            project = await self._project(s, project_name)
+            if as_user is not None and await self.role_of(s, project.id, as_user.id) is None:
+                raise PermissionDenied(f"Only collaborators of '{project.name}' can see its roles.",
+                                       reason="not_a_collaborator")
+            rows = await s.execute(select(User.username, User.id, Role.role_name).join(Role, Role.user_id == User.id)
+                                   .where(Role.project_id == project.id).order_by(Role.role_name.desc(), User.username))
+            return project, [RoleView(u, i, r) for u, i, r in rows]
+
+    async def check_permission(self, user: User, project_name: str, permission: Permission) -> PermissionCheck:
+        async with self.db() as s:
+            project = await self._project(s, project_name)
+            role = await self.role_of(s, project.id, user.id)
+        if role in _NEEDS[permission]:
+            return PermissionCheck(True, "", role, project)
+        if role is None:
+            reason = f"You have no role on project '{project.name}'."
+        else:
+            reason = f"You are a {role} of '{project.name}'; only Owners may {_ACTION[permission]} it."
+        return PermissionCheck(False, reason, role, project)
+
+    # -- changing ----------------------------------------------------------------------------
+
+    async def _require_owner(self, s: AsyncSession, project: Project, as_user: User | None) -> None:
+        if as_user is None:  # an operator
+            return
+        if await self.role_of(s, project.id, as_user.id) != OWNER:
+            raise PermissionDenied(f"Only Owners of '{project.name}' can do this.", reason="not_an_owner")
+
+    async def create_with_owner(self, s: AsyncSession, name: str, owner: tuple[str, str], *,
+                                actor: ActorRef, origin: Origin | None) -> Project:
+        """Create a project with `owner` (id, username) as its Owner, in the caller's transaction.
+        A concurrent creation of the same name raises IntegrityError at flush (unique name)."""
+        normalized = check_project_name(name)
+        now = self.clock.now()
+        project = Project(name=name, normalized_name=normalized, created_at=now, two_factor_required=False)
+        s.add(project)
+        await s.flush()
+        s.add(Role(project_id=project.id, user_id=owner[0], role_name=OWNER, created_at=now))
+        await s.flush()
+        ref = (project.id, project.name)
+        await self.events.emit(s, "project:create", actor=actor, user=owner, project=ref, origin=origin,
+                               details={"created_by": actor.username})
+        await self.events.emit(s, "project:role:add", actor=actor, user=owner, project=ref, origin=origin,
+                               details={"role": OWNER, "target_username": owner[1]})
+        return project
+
+    async def add_role(self, project_name: str, username: str, role: str, *, as_user: User | None,
+                       actor: ActorRef, origin: Origin | None = None, create_project: bool = False,
+                       replace: bool = False) -> tuple[Project, RoleView]:
+        """Give `username` a role. Operators may create the project (with an Owner) and, with
+        `replace`, change an existing role instead of failing."""
+        _check_role(role)
+        try:
+            async with self.db() as s, s.begin():
+                return await self._add_role(s, project_name, username, role, as_user=as_user, actor=actor,
+                                            origin=origin, create_project=create_project, replace=replace)
+        except IntegrityError:  # a concurrent request created the same project or role first
+            raise AlreadyExists(f"'{project_name}' or its role for '{username}' was just changed by another "
+                                "request; check and try again.", reason="concurrent_change") from None
+
+    async def _add_role(self, s, project_name, username, role, *, as_user, actor, origin, create_project,
+                        replace) -> tuple[Project, RoleView]:
+        try:
+            project = await self._project(s, project_name, lock=True)
+        except NotFound:
+            if not create_project:
+                raise
+            if role != OWNER:
+                raise InvalidArgument("A new project needs an Owner: create it with the Owner role.",
+                                      reason="new_project_needs_owner") from None
+            target = await self._user(s, username)
+            project = await self.create_with_owner(s, project_name, (target.id, target.username),
+                                                   actor=actor, origin=origin)
+            return project, RoleView(target.username, target.id, OWNER)
+        await self._require_owner(s, project, as_user)
+        target = await self._user(s, username)
+        current = await self.role_of(s, project.id, target.id)
+        if current is not None:
+            if replace and current != role:
+                return project, await self._change(s, project, target, role, current, actor, origin)
+            if replace:
+                return project, RoleView(target.username, target.id, current)
+            raise AlreadyExists(f"'{target.username}' is already a {current} of '{project.name}'.",
+                                reason="role_exists")
+        s.add(Role(project_id=project.id, user_id=target.id, role_name=role, created_at=self.clock.now()))
+        await s.flush()
+        await self.events.emit(s, "project:role:add", actor=actor, user=(target.id, target.username),
+                               project=(project.id, project.name), origin=origin,
+                               details={"role": role, "target_username": target.username})
+        return project, RoleView(target.username, target.id, role)
+
+    async def change_role(self, project_name: str, username: str, role: str, *, as_user: User | None,
+                          actor: ActorRef, origin: Origin | None = None) -> RoleView:
+        _check_role(role)
+        async with self.db() as s, s.begin():
+            project = await self._project(s, project_name, lock=True)
+            await self._require_owner(s, project, as_user)
+            target = await self._user(s, username)
+            current = await self.role_of(s, project.id, target.id)
+            if current is None:
+                raise NotFound(f"'{target.username}' has no role on '{project.name}'.", reason="role_not_found")
+            if current == role:
+                return RoleView(target.username, target.id, role)
+            return await self._change(s, project, target, role, current, actor, origin)
+
+    async def _change(self, s, project, target, role, current, actor, origin) -> RoleView:
+        row = await s.scalar(select(Role).where(Role.project_id == project.id, Role.user_id == target.id))
+        row.role_name = role
+        await s.flush()
+        await self._ensure_an_owner(s, project, target, "demoted")
+        await self.events.emit(s, "project:role:change", actor=actor, user=(target.id, target.username),
+                               project=(project.id, project.name), origin=origin,
+                               details={"role": role, "previous_role": current, "target_username": target.username})
+        return RoleView(target.username, target.id, role)
+
+    async def remove_role(self, project_name: str, username: str, *, as_user: User | None,
+                          actor: ActorRef, origin: Origin | None = None) -> None:
+        async with self.db() as s, s.begin():
+            project = await self._project(s, project_name, lock=True)
+            await self._require_owner(s, project, as_user)
+            target = await self._user(s, username)
+            current = await self.role_of(s, project.id, target.id)
+            if current is None:
+                raise NotFound(f"'{target.username}' has no role on '{project.name}'.", reason="role_not_found")
+            await s.execute(delete(Role).where(Role.project_id == project.id, Role.user_id == target.id))
+            await self._ensure_an_owner(s, project, target, "removed")
+            await self.events.emit(s, "project:role:remove", actor=actor, user=(target.id, target.username),
+                                   project=(project.id, project.name), origin=origin,
+                                   details={"role": current, "target_username": target.username})
+
+    async def _ensure_an_owner(self, s: AsyncSession, project: Project, target: User, verb: str) -> None:
+        """Counted after the change, inside its transaction: raising rolls the change back."""
+        owners = await s.scalar(select(func.count()).select_from(Role)
+                                .where(Role.project_id == project.id, Role.role_name == OWNER))
+        if not owners:
+            raise FailedPrecondition(
+                f"'{target.username}' is the last Owner of '{project.name}' and cannot be {verb}: "
+                "add another Owner first, or delete the project.", reason="last_owner")
+
+    async def delete_project(self, project_name: str, *, as_user: User | None, actor: ActorRef,
+                             confirm_name: str | None = None, origin: Origin | None = None) -> str:
+        """Delete a project, its roles, and the tokens scoped only to it (others lose it from scope)."""
+        async with self.db() as s, s.begin():
+            project = await self._project(s, project_name, lock=True)
+            await self._require_owner(s, project, as_user)
+            if confirm_name is not None and canonicalize_name(confirm_name or "-") != project.normalized_name:
+                raise InvalidArgument(f"Type the project's name '{project.name}' to confirm its deletion.",
+                                      reason="confirm_name_mismatch")
+            ref = (project.id, project.name)
+            await revoke_for_deleted_project(s, self.events, ref, actor=actor, origin=origin)
+            await self.events.emit(s, "project:delete", actor=actor,
+                                   user=(as_user.id, as_user.username) if as_user else None,
+                                   project=ref, origin=origin, details={"deleted_by": actor.username})
+            await s.execute(delete(Role).where(Role.project_id == project.id))
+            await s.delete(project)
+            return project.id
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise InvalidArgument("Choose a role: Owner or Maintainer.", reason="role_invalid")

@@ -1,0 +1,63 @@
+"""TokenService over gRPC: translates protobuf to TokensService / TokenVerifier calls and back."""
+
+from __future__ import annotations
+
+from authsvc.accounts.service import AccountsService
+from authsvc.grpc_common import from_ts, origin, ts
+from authsvc.projects.grpc_api import role_pb
+from authsvc.tokens.service import TokensService, TokenView
+from authsvc.tokens.verification import TokenVerifier
+from gatehouse.auth.v1 import common_pb2, tokens_pb2, tokens_pb2_grpc
+from gatehouse.infra.outbox import ActorRef
+
+
+def token_info_pb(view: TokenView) -> common_pb2.TokenInfo:
+    return common_pb2.TokenInfo(
+        id=view.id, description=view.description,
+        scope=common_pb2.TokenScope(all_projects=view.all_projects, project_names=list(view.project_names)),
+        created_at=ts(view.created_at), last_used_at=ts(view.last_used_at), expires_at=ts(view.expires_at),
+        username=view.username)
+
+
+def scope_args(request) -> dict:
+    scope = request.scope
+    return {"all_projects": scope.all_projects, "project_names": list(scope.project_names),
+            "expires_at": from_ts(request, "expires_at")}
+
+
+class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
+    def __init__(self, accounts: AccountsService, tokens: TokensService, verifier: TokenVerifier):
+        self.accounts = accounts
+        self.tokens = tokens
+        self.verifier = verifier
+
+    async def CreateToken(self, request, context):
+        auth = await self.accounts.authenticate_session(request.session_token)
+        secret, view = await self.tokens.create_token(
+            auth.user, request.description, **scope_args(request),
+            actor=ActorRef.user(auth.user.id, auth.user.username), origin=origin(request.client))
+        return tokens_pb2.CreateTokenResponse(token=secret, info=token_info_pb(view))
+
+    async def ListTokens(self, request, context):
+        auth = await self.accounts.authenticate_session(request.session_token)
+        views = await self.tokens.list_tokens(auth.user.id)
+        return tokens_pb2.ListTokensResponse(tokens=[token_info_pb(v) for v in views])
+
+    async def DeleteToken(self, request, context):
+        auth = await self.accounts.authenticate_session(request.session_token)
+        await self.tokens.delete_token(request.token_id, owner_id=auth.user.id,
+                                       actor=ActorRef.user(auth.user.id, auth.user.username),
+                                       origin=origin(request.client))
+        return tokens_pb2.DeleteTokenResponse()
+
+    async def VerifyUploadToken(self, request, context):
+        grant = await self.verifier.verify_upload(request.token, request.project_name, origin(request.client))
+        return tokens_pb2.VerifyUploadTokenResponse(
+            user_id=grant.user_id, username=grant.username, project_id=grant.project_id,
+            project_name=grant.project_name, token_id=grant.token_id, project_created=grant.project_created,
+            role=role_pb(grant.role))
+
+    async def VerifyIndexToken(self, request, context):
+        grant = await self.verifier.verify_index(request.token)
+        return tokens_pb2.VerifyIndexTokenResponse(user_id=grant.user_id, username=grant.username,
+                                                   token_id=grant.token_id)

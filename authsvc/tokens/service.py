@@ -1,0 +1,164 @@
+"""API tokens: create (secret shown once), list, delete (the domain layer; no protobuf here)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from authsvc.accounts.models import User
+from authsvc.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from authsvc.projects.models import Project, Role
+from authsvc.projects.service import check_project_name
+from authsvc.tokens.caveats import Expiry, Projects, UserBound
+from authsvc.tokens.codec import TokenCodec
+from authsvc.tokens.models import ApiToken, ApiTokenProject
+from authsvc.tokens.revocation import delete_token, emit_token_events
+from authsvc.twofactor.policy import TwoFactorPolicy
+from gatehouse.infra.clock import Clock, as_utc
+from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
+
+MAX_DESCRIPTION = 100
+MAX_SCOPED_PROJECTS = 50
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenView:
+    """What may be shown about a token after creation: never its secret."""
+
+    id: str
+    description: str
+    all_projects: bool
+    project_names: tuple[str, ...]
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    expires_at: dt.datetime | None
+    username: str
+
+    @classmethod
+    def of(cls, token: ApiToken, username: str) -> "TokenView":
+        return cls(id=token.id, description=token.description, all_projects=token.scope_all_projects,
+                   project_names=tuple(sorted(p.project_name for p in token.projects)),
+                   created_at=as_utc(token.created_at), last_used_at=as_utc(token.last_used_at),
+                   expires_at=as_utc(token.expires_at), username=username)
+
+
+def check_description(description: str) -> str:
+    description = (description or "").strip()
+    if not description:
+        raise InvalidArgument("Enter a description for the token (what it is for).", reason="description_missing")
+    if len(description) > MAX_DESCRIPTION:
+        raise InvalidArgument(f"The description is too long: at most {MAX_DESCRIPTION} characters.",
+                              reason="description_too_long")
+    if not description.isprintable():
+        raise InvalidArgument("The description must not contain control characters.", reason="description_invalid")
+    return description
+
+
+class TokensService:
+    def __init__(self, *, db: async_sessionmaker, clock: Clock, events: EventEmitter, codec: TokenCodec,
+                 policy: TwoFactorPolicy | None = None):
+        self.db = db
+        self.clock = clock
+        self.events = events
+        self.codec = codec
+        self.policy = policy
+
+    async def create_token(self, user: User, description: str, *, all_projects: bool,
+                           project_names: list[str] | tuple[str, ...] = (), expires_at: dt.datetime | None = None,
+                           actor: ActorRef, origin: Origin | None = None) -> tuple[str, TokenView]:
+        """Mint a token for `user`; returns (the secret, shown this once; its listing)."""
+        description = check_description(description)
+        now = self.clock.now()
+        if all_projects == bool(project_names):
+            raise InvalidArgument("Choose the token's scope: the whole account, or one or more projects.",
+                                  reason="scope_invalid")
+        if len(project_names) > MAX_SCOPED_PROJECTS:
+            raise InvalidArgument(f"A token can be scoped to at most {MAX_SCOPED_PROJECTS} projects.",
+                                  reason="scope_too_large")
+        normalized = list(dict.fromkeys(check_project_name(n) for n in project_names))
+        expires = _check_expiry(expires_at, now)
+        async with self.db() as s, s.begin():
+            owner = await s.get(User, user.id)
+            if owner is None or not owner.is_active:
+                raise FailedPrecondition("This account is disabled: it cannot have API tokens.",
+                                         reason="account_disabled")
+            primary = next((e for e in owner.emails if e.primary), None)
+            if primary is None or not primary.verified:
+                raise FailedPrecondition("Verify your primary email address before creating an API token.",
+                                         reason="email_unverified")
+            if self.policy is not None:
+                await self.policy.check_token_creation(s, owner.id)
+            taken = await s.scalar(select(ApiToken.id).where(ApiToken.user_id == owner.id,
+                                                             ApiToken.description == description))
+            if taken:
+                raise AlreadyExists(f"You already have a token named '{description}': choose another description.",
+                                    reason="description_taken")
+            scoped = [await self._scoped_project(s, owner, name) for name in normalized]
+            token = ApiToken(user_id=owner.id, description=description, key_version=self.codec.current_version,
+                             scope_all_projects=all_projects, created_at=now, expires_at=expires,
+                             projects=[ApiTokenProject(project_id=p.id, project_name=p.name) for p in scoped])
+            s.add(token)
+            try:
+                await s.flush()
+            except IntegrityError:
+                raise AlreadyExists(f"You already have a token named '{description}': choose another description.",
+                                    reason="description_taken") from None
+            caveats = [UserBound(owner.id)]
+            if scoped:
+                caveats.append(Projects(tuple(p.normalized_name for p in scoped), tuple(p.id for p in scoped)))
+            if expires is not None:
+                caveats.append(Expiry(int(now.timestamp()), int(expires.timestamp())))
+            secret = self.codec.mint(token.id, caveats)
+            await emit_token_events(s, self.events, "added", token, (owner.id, owner.username),
+                                    actor=actor, origin=origin)
+            return secret, TokenView.of(token, owner.username)
+
+    async def _scoped_project(self, s, owner: User, normalized: str) -> Project:
+        project = await s.scalar(select(Project).where(Project.normalized_name == normalized))
+        if project is None:
+            raise NotFound(f"There is no project named '{normalized}': a token can only be scoped to an "
+                           "existing project.", reason="project_not_found")
+        role = await s.scalar(select(Role.role_name).where(Role.project_id == project.id, Role.user_id == owner.id))
+        if role is None:
+            raise PermissionDenied(f"'{owner.username}' has no role on project '{project.name}', so a token "
+                                   "cannot be scoped to it.", reason="no_role")
+        return project
+
+    async def list_tokens(self, user_id: str) -> list[TokenView]:
+        async with self.db() as s:
+            rows = await s.execute(select(ApiToken, User.username).join(User, User.id == ApiToken.user_id)
+                                   .where(ApiToken.user_id == user_id)
+                                   .order_by(ApiToken.created_at, ApiToken.description))
+            return [TokenView.of(t, u) for t, u in rows]
+
+    async def delete_token(self, token_id: str, *, owner_id: str | None, actor: ActorRef,
+                           origin: Origin | None = None) -> TokenView:
+        """Delete a token of `owner_id` (None: any user's, for operators). Another user's token
+        is reported as not found, so its existence is not revealed."""
+        async with self.db() as s, s.begin():
+            query = select(ApiToken, User.username).join(User, User.id == ApiToken.user_id).where(
+                ApiToken.id == (token_id or "")[:64])
+            if owner_id is not None:
+                query = query.where(ApiToken.user_id == owner_id)
+            row = (await s.execute(query)).first()
+            if row is None:
+                raise NotFound(f"There is no API token with id '{(token_id or '')[:64]}'"
+                               f"{' on your account' if owner_id else ''}.", reason="token_not_found")
+            token, username = row
+            view = TokenView.of(token, username)
+            await delete_token(s, self.events, token, (token.user_id, username), actor=actor, origin=origin,
+                               reason="" if owner_id else "operator")
+            return view
+
+
+def _check_expiry(expires_at: dt.datetime | None, now: dt.datetime) -> dt.datetime | None:
+    if expires_at is None:
+        return None
+    expires = as_utc(expires_at).replace(microsecond=0)
+    if int(expires.timestamp()) <= int(now.timestamp()):
+        raise InvalidArgument("The expiry date must be in the future.", reason="expiry_in_past")
+    return expires

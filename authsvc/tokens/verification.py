@@ -1,0 +1,162 @@
+"""Token verification for the gateway: uploads (creating the project on a first upload) and
+private-index reads.
+
+The hot path is one parse, one HMAC chain and one query that reads the token, its user, the
+primary email, the project and the user's role on it together; a second statement records the
+last use at most once per `last_used_interval`. Forged tokens are refused before any query.
+Denials: `TokenInvalid` (UNAUTHENTICATED) when the token is not a valid credential at all —
+malformed, forged, deleted, retired key, user disabled; `TokenDenied` (PERMISSION_DENIED) when it
+is valid but may not do this — out of scope, no role, expired or not yet valid, unverified email,
+or a second factor required (site or project policy) and missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from sqlalchemy import bindparam, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from authsvc.errors import TokenDenied, TokenInvalid
+from authsvc.projects.service import ProjectsService, check_project_name
+from authsvc.tokens.caveats import Context, Failure, ProjectRef, Purpose, Success, check_all, scoped_projects
+from authsvc.tokens.codec import AuthenticToken, TokenCodec
+from authsvc.tokens.lookup import PostgresLookup, SqliteLookup, TokenRow
+from authsvc.tokens.models import ApiToken
+from authsvc.twofactor.policy import TwoFactorPolicy
+from gatehouse.infra.clock import Clock
+from gatehouse.infra.outbox import ActorRef, Origin
+
+_TOUCH = update(ApiToken).where(ApiToken.id == bindparam("tid")).values(last_used_at=bindparam("now"))
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadGrant:
+    user_id: str
+    username: str
+    project_id: str
+    project_name: str
+    token_id: str
+    project_created: bool
+    role: str
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexGrant:
+    user_id: str
+    username: str
+    token_id: str
+
+
+def _raise(failure: Failure):
+    raise (TokenInvalid if failure.invalid else TokenDenied)(failure.reason, reason=failure.code)
+
+
+class TokenVerifier:
+    def __init__(self, *, engine: AsyncEngine, db: async_sessionmaker, lookup: PostgresLookup | SqliteLookup,
+                 clock: Clock, codec: TokenCodec, projects: ProjectsService, allow_project_creation: bool,
+                 last_used_interval: dt.timedelta, policy: TwoFactorPolicy | None = None):
+        self.engine = engine
+        self.lookup = lookup
+        self.db = db
+        self.clock = clock
+        self.codec = codec
+        self.projects = projects
+        self.allow_project_creation = allow_project_creation
+        self.last_used_interval = last_used_interval
+        self.policy = policy
+
+    def _authentic(self, token: str) -> AuthenticToken:
+        authentic = self.codec.authenticate(token)
+        if isinstance(authentic, Failure):
+            _raise(authentic)
+        return authentic
+
+    async def _lookup(self, token: AuthenticToken, normalized: str) -> TokenRow:
+        row = await self.lookup.fetch(token.parsed.token_id, normalized)
+        if row is None:
+            raise TokenInvalid("This API token has been deleted.", reason="token_deleted")
+        if row.key_version != token.parsed.key_version:
+            raise TokenInvalid("This is not a valid API token.", reason="key_version_mismatch")
+        if not row.is_active:
+            raise TokenInvalid("The account that owns this API token is disabled.", reason="account_disabled")
+        return row
+
+    def _check(self, token: AuthenticToken, row: TokenRow, now: dt.datetime, ctx: Context) -> None:
+        result = check_all(token.caveats, ctx)
+        if not isinstance(result, Success):
+            _raise(result)
+        expires = row.expires_at
+        if expires is not None and now >= expires:
+            raise TokenDenied(f"This token expired at {expires:%Y-%m-%d %H:%M:%S} UTC.", reason="expired")
+
+    async def verify_upload(self, token: str, project_name: str, origin: Origin | None = None) -> UploadGrant:
+        """May this token upload to `project_name`? Creates the project on a first upload by an
+        all-projects token when creation is allowed; records the token's last use."""
+        authentic = self._authentic(token)
+        normalized = check_project_name(project_name)
+        now = self.clock.now()
+        row = await self._lookup(authentic, normalized)
+        project = ProjectRef(row.project_id, normalized) if row.project_id else None
+        self._check(authentic, row, now, Context(now=now, user_id=row.user_id, purpose=Purpose.UPLOAD,
+                                              project_name=project_name, project=project))
+        if not row.verified:
+            raise TokenDenied("The account that owns this token has no verified primary email address: "
+                              "verify it, then upload again.", reason="email_unverified")
+        created = False
+        if project is None:
+            if not row.scope_all_projects or scoped_projects(authentic.caveats):
+                raise TokenDenied(f"This token is not valid for project '{project_name}'.", reason="not_in_scope")
+            if not self.allow_project_creation:
+                raise TokenDenied(f"The project '{project_name}' does not exist, and new projects cannot be "
+                                  "created on this index.", reason="project_creation_disabled")
+            created = await self._create_project(project_name, row.user_id, row.username, origin)
+            row = await self._lookup(authentic, normalized)
+            if row.project_id is None:
+                raise TokenDenied(f"The project '{project_name}' was deleted while uploading; try again.",
+                                  reason="project_gone")
+        if row.role_name is None:
+            raise TokenDenied(f"The token's user '{row.username}' has no Owner or Maintainer role on "
+                              f"project '{row.project_name}'.", reason="no_role")
+        if self.policy is not None and (self.policy.require_for_upload or row.project_two_factor_required):
+            async with self.db() as s:
+                await self.policy.check_upload(s, user_id=row.user_id, username=row.username,
+                                               project_name=row.project_name,
+                                               project_requires=row.project_two_factor_required)
+        token_id = authentic.parsed.token_id
+        await self._touch(token_id, row.last_used_at, now)
+        return UploadGrant(user_id=row.user_id, username=row.username, project_id=row.project_id,
+                           project_name=row.project_name, token_id=token_id,
+                           project_created=created, role=row.role_name)
+
+    async def verify_index(self, token: str) -> IndexGrant:
+        """A valid, undeleted, unexpired token of an active user may read a private index."""
+        authentic = self._authentic(token)
+        now = self.clock.now()
+        row = await self._lookup(authentic, "")
+        self._check(authentic, row, now, Context(now=now, user_id=row.user_id, purpose=Purpose.INDEX))
+        token_id = authentic.parsed.token_id
+        await self._touch(token_id, row.last_used_at, now)
+        return IndexGrant(user_id=row.user_id, username=row.username, token_id=token_id)
+
+    async def _create_project(self, name: str, user_id: str, username: str, origin: Origin | None) -> bool:
+        """Create the project with the uploader as Owner. Two racing first uploads: the unique
+        name lets exactly one commit; the other gets False and reads what the winner made."""
+        try:
+            async with self.db() as s, s.begin():
+                await self.projects.create_with_owner(s, name, (user_id, username),
+                                                      actor=ActorRef.user(user_id, username), origin=origin)
+        except IntegrityError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self.lookup.close()
+
+    async def _touch(self, token_id: str, last_used: dt.datetime | None, now: dt.datetime) -> None:
+        if last_used is not None and abs(now - last_used) < self.last_used_interval:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(_TOUCH, {"tid": token_id, "now": now})

@@ -1,0 +1,252 @@
+"""WebAuthn security keys through fido2's relying-party server, plus what fido2 leaves to us:
+server-side single-use challenges bound to user and ceremony, origin and flag checks with
+specific reasons, and the signature-counter rule.
+
+Options go out as the W3C JSON forms (`PublicKeyCredentialCreationOptionsJSON`,
+`PublicKeyCredentialRequestOptionsJSON`) and responses come back as the browser's
+`PublicKeyCredential.toJSON()`; both as JSON text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import Sequence
+
+from fido2.server import Fido2Server
+from fido2.webauthn import (
+    AttestedCredentialData,
+    AuthenticationResponse,
+    AuthenticatorData,
+    CollectedClientData,
+    PublicKeyCredentialDescriptor,
+    PublicKeyCredentialRpEntity,
+    PublicKeyCredentialType,
+    PublicKeyCredentialUserEntity,
+    RegistrationResponse,
+    ResidentKeyRequirement,
+    UserVerificationRequirement,
+)
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authsvc.errors import InvalidArgument
+from authsvc.twofactor.models import WebAuthnChallenge
+from gatehouse.infra.clock import as_utc
+
+log = logging.getLogger("authsvc.twofactor")
+
+MAX_JSON = 64 * 1024
+CHALLENGE_BYTES = 32
+REGISTER = "register"
+AUTHENTICATE = "authenticate"
+KNOWN_TRANSPORTS = ("usb", "nfc", "ble", "hybrid", "internal", "smart-card")
+
+
+class WebAuthnRefused(Exception):
+    """The response is well formed but must not be accepted; `reason` for events and metrics."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class NewKey:
+    credential_id: bytes
+    credential_data: bytes
+    sign_count: int
+    transports: str
+
+
+def _load(text: str, what: str) -> dict:
+    if not text:
+        raise InvalidArgument(f"The {what} is missing.", reason="webauthn_missing")
+    if len(text) > MAX_JSON:
+        raise InvalidArgument(f"The {what} is too large.", reason="webauthn_malformed")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise InvalidArgument(f"The {what} is not valid JSON.", reason="webauthn_malformed") from None
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"The {what} must be a JSON object.", reason="webauthn_malformed")
+    return data
+
+
+def parse_registration(text: str) -> tuple[RegistrationResponse, str]:
+    """The browser's registration credential, and its transports ("usb,nfc"), or InvalidArgument."""
+    data = _load(text, "security key's registration response")
+    try:
+        response = RegistrationResponse.from_dict(data)
+        response.response.attestation_object.auth_data  # noqa: B018  (parsed eagerly: fail here)
+    except Exception as exc:  # untrusted input: any parsing failure is the client's
+        log.info("webauthn registration response unparseable", extra={"error": type(exc).__name__})
+        raise InvalidArgument("The security key's registration response is malformed.",
+                              reason="webauthn_malformed") from None
+    raw = data.get("response", {}).get("transports") or []
+    transports = ",".join(t for t in raw if isinstance(t, str) and t in KNOWN_TRANSPORTS)[:100]
+    return response, transports
+
+
+def parse_assertion(text: str) -> AuthenticationResponse:
+    data = _load(text, "security key's response")
+    try:
+        return AuthenticationResponse.from_dict(data)
+    except Exception as exc:
+        log.info("webauthn assertion unparseable", extra={"error": type(exc).__name__})
+        raise InvalidArgument("The security key's response is malformed.", reason="webauthn_malformed") from None
+
+
+def check_sign_count(stored: int, presented: int) -> None:
+    """When either counter is non-zero the new one must be greater; otherwise the key may have
+    been cloned (fido2 leaves this check to the relying party)."""
+    if (stored or presented) and presented <= stored:
+        raise WebAuthnRefused("webauthn_sign_count", "This security key's signature counter went backwards, "
+                              "which can mean the key was cloned. It was refused; use another method and "
+                              "remove this key if you do not recognise this.")
+
+
+class RelyingParty:
+    """Our RP (id, name, accepted origins, user-verification policy) around fido2's server."""
+
+    def __init__(self, *, rp_id: str, rp_name: str, origins: Sequence[str], user_verification: str,
+                 challenge_lifetime: dt.timedelta):
+        self.rp_id = rp_id
+        self.origins = frozenset(origins)
+        self.user_verification = UserVerificationRequirement(user_verification)
+        self.challenge_lifetime = challenge_lifetime
+        self._rp_hash = hashlib.sha256(rp_id.encode()).digest()
+        self._server = Fido2Server(PublicKeyCredentialRpEntity(name=rp_name, id=rp_id),
+                                   attestation="none", verify_origin=self.origins.__contains__)
+        self._server.timeout = int(challenge_lifetime.total_seconds() * 1000)
+
+    # -- options -----------------------------------------------------------------------------
+
+    def registration_options(self, *, user_handle: bytes, username: str, display_name: str,
+                             exclude: Sequence[bytes]) -> tuple[str, bytes]:
+        """(PublicKeyCredentialCreationOptionsJSON text, the challenge)."""
+        challenge = secrets.token_bytes(CHALLENGE_BYTES)
+        options, _ = self._server.register_begin(
+            PublicKeyCredentialUserEntity(id=user_handle, name=username, display_name=display_name or username),
+            credentials=[PublicKeyCredentialDescriptor(type=PublicKeyCredentialType.PUBLIC_KEY, id=c)
+                         for c in exclude],
+            resident_key_requirement=ResidentKeyRequirement.DISCOURAGED,
+            user_verification=self.user_verification, challenge=challenge,
+        )
+        return json.dumps(dict(options.public_key)), challenge
+
+    def authentication_options(self, allow: Sequence[bytes]) -> tuple[str, bytes]:
+        """(PublicKeyCredentialRequestOptionsJSON text, the challenge)."""
+        challenge = secrets.token_bytes(CHALLENGE_BYTES)
+        options, _ = self._server.authenticate_begin(
+            [PublicKeyCredentialDescriptor(type=PublicKeyCredentialType.PUBLIC_KEY, id=c) for c in allow],
+            user_verification=self.user_verification, challenge=challenge,
+        )
+        return json.dumps(dict(options.public_key)), challenge
+
+    # -- verification ------------------------------------------------------------------------
+
+    def _precheck(self, client_data: CollectedClientData, auth_data: AuthenticatorData, ceremony: str,
+                  user_verification: str) -> None:
+        """The checks fido2 also makes, done first so that each refusal says exactly why."""
+        expected = CollectedClientData.TYPE.CREATE if ceremony == REGISTER else CollectedClientData.TYPE.GET
+        if client_data.type != expected:
+            raise WebAuthnRefused("webauthn_wrong_type", "The security key's response is for another kind of "
+                                  "request (expected " + expected.value + ").")
+        if client_data.origin not in self.origins:
+            raise WebAuthnRefused("webauthn_wrong_origin", "The security key's response came from a web "
+                                  "address this site does not accept.")
+        if not hmac.compare_digest(auth_data.rp_id_hash, self._rp_hash):
+            raise WebAuthnRefused("webauthn_wrong_rp", "The security key signed for another site.")
+        if not auth_data.is_user_present():
+            raise WebAuthnRefused("webauthn_no_user_presence", "The security key did not confirm that you were "
+                                  "present. Touch the key when it blinks.")
+        if user_verification == UserVerificationRequirement.REQUIRED and not auth_data.is_user_verified():
+            raise WebAuthnRefused("webauthn_no_user_verification", "The security key did not verify you (PIN "
+                                  "or biometrics), which this site requires.")
+
+    @staticmethod
+    def _state(challenge: bytes, user_verification: str) -> dict:
+        from fido2.utils import websafe_encode
+
+        return {"challenge": websafe_encode(challenge), "user_verification": user_verification}
+
+    def verify_registration(self, response: RegistrationResponse, *, challenge: bytes,
+                            user_verification: str, transports: str) -> NewKey:
+        attestation = response.response.attestation_object
+        self._precheck(response.response.client_data, attestation.auth_data, REGISTER, user_verification)
+        try:
+            auth_data = self._server.register_complete(self._state(challenge, user_verification), response)
+        except Exception as exc:
+            log.info("webauthn registration refused by fido2", extra={"error": str(exc)[:200]})
+            raise WebAuthnRefused("webauthn_invalid", "The security key's registration response is not "
+                                  "valid.") from None
+        data = auth_data.credential_data
+        if data is None or not data.credential_id or len(data.credential_id) > 1023:
+            raise WebAuthnRefused("webauthn_invalid", "The security key did not return a usable credential.")
+        return NewKey(credential_id=bytes(data.credential_id), credential_data=bytes(data),
+                      sign_count=auth_data.counter, transports=transports)
+
+    def verify_assertion(self, response: AuthenticationResponse, *, challenge: bytes, user_verification: str,
+                         credential_data: bytes, user_handle: bytes) -> int:
+        """Check the assertion against the stored key; returns the presented signature counter."""
+        self._precheck(response.response.client_data, response.response.authenticator_data, AUTHENTICATE,
+                       user_verification)
+        handle = response.response.user_handle
+        if handle is not None and len(handle) and not hmac.compare_digest(handle, user_handle):
+            raise WebAuthnRefused("webauthn_wrong_user", "The security key answered for another account.")
+        try:
+            self._server.authenticate_complete(self._state(challenge, user_verification),
+                                               [AttestedCredentialData(credential_data)], response)
+        except Exception as exc:
+            log.info("webauthn assertion refused by fido2", extra={"error": str(exc)[:200]})
+            raise WebAuthnRefused("webauthn_invalid", "The security key's signature is not valid.") from None
+        return response.response.authenticator_data.counter
+
+
+# -- challenges --------------------------------------------------------------------------------
+
+
+def challenge_digest(challenge: bytes) -> bytes:
+    return hashlib.sha256(challenge).digest()
+
+
+async def store_challenge(s: AsyncSession, challenge: bytes, *, user_id: str, ceremony: str,
+                          pending_login_id: str | None, user_verification: str, now: dt.datetime,
+                          lifetime: dt.timedelta) -> None:
+    """Keep the challenge's digest, bound to user, ceremony and pending login (and drop the
+    user's expired ones)."""
+    await s.execute(delete(WebAuthnChallenge).where(WebAuthnChallenge.user_id == user_id,
+                                                    WebAuthnChallenge.expires_at <= now))
+    s.add(WebAuthnChallenge(challenge_hash=challenge_digest(challenge), user_id=user_id, ceremony=ceremony,
+                            pending_login_id=pending_login_id, user_verification=user_verification,
+                            created_at=now, expires_at=now + lifetime))
+    await s.flush()
+
+
+async def consume_challenge(s: AsyncSession, challenge: bytes, *, user_id: str, ceremony: str,
+                            pending_login_id: str | None, now: dt.datetime) -> str:
+    """Use up the challenge the response signed: it must be ours, issued to this user for this
+    ceremony (and this pending login), and unexpired. Returns the user-verification policy it was
+    issued under. One atomic DELETE … RETURNING: a challenge is consumed once, and a challenge
+    issued to someone else is neither accepted nor burnt."""
+    bound_to_login = (WebAuthnChallenge.pending_login_id == pending_login_id if pending_login_id is not None
+                      else WebAuthnChallenge.pending_login_id.is_(None))
+    found = (await s.execute(
+        delete(WebAuthnChallenge)
+        .where(WebAuthnChallenge.challenge_hash == challenge_digest(challenge), WebAuthnChallenge.user_id == user_id,
+               WebAuthnChallenge.ceremony == ceremony, bound_to_login)
+        .returning(WebAuthnChallenge.user_verification, WebAuthnChallenge.expires_at)
+    )).first()
+    if found is None:
+        raise WebAuthnRefused("webauthn_challenge", "The security key answered a challenge this request did "
+                              "not issue, or one already used. Start again.")
+    if as_utc(found.expires_at) <= now:
+        raise WebAuthnRefused("webauthn_challenge_expired", "The security key request expired. Start again.")
+    return found.user_verification

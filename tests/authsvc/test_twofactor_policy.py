@@ -1,0 +1,85 @@
+"""Who must keep a second factor: the site's upload policy and projects that require it of their
+collaborators. The last factor cannot be removed where a policy requires one."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from sqlalchemy import update
+
+from authsvc.projects.models import Project
+from gatehouse.auth.v1 import admin_pb2, common_pb2, twofactor_pb2
+from tests.authsvc.softauthn import SoftAuthenticator
+from tests.authsvc.twofactor_support import PASSWORD, align_clock, enrol_key, enrol_totp, make_user, rpc_error
+
+
+async def status(auth, session):
+    return await auth.twofactor.GetTwoFactorStatus(twofactor_pb2.GetTwoFactorStatusRequest(session_token=session))
+
+
+async def require_for_project(auth, project: str, owner: str) -> None:
+    """An operator creates the project with `owner`; the project then requires 2FA of collaborators.
+    (No RPC sets the flag yet, so the test sets the column the projects area owns.)"""
+    await auth.admin.AddRole(admin_pb2.AdminAddRoleRequest(project_name=project, username=owner,
+                                                           role=common_pb2.ROLE_OWNER, create_project=True))
+    async with auth.running.app.db() as s, s.begin():
+        await s.execute(update(Project).where(Project.name == project).values(two_factor_required=True))
+
+
+class TestSitePolicy:
+    @pytest.fixture
+    def auth_overrides(self):
+        return {"require_2fa_for_upload": True}
+
+    async def test_last_factor_cannot_be_removed(self, auth):
+        align_clock(auth)
+        session = await make_user(auth, "alice")
+        assert list((await status(auth, session)).required_by) == ["site"]
+        await enrol_totp(auth, session)
+        key = (await enrol_key(auth, session, SoftAuthenticator(), "Key")).key
+        assert (await auth.twofactor.RemoveTotp(twofactor_pb2.RemoveTotpRequest(
+            session_token=session, password=PASSWORD))).two_factor_enabled
+        err = await rpc_error(auth.twofactor.RemoveWebAuthnKey(twofactor_pb2.RemoveWebAuthnKeyRequest(
+            session_token=session, key_id=key.id, password=PASSWORD)))
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "last second factor" in err.details() and "requires two-factor authentication" in err.details()
+        after = await status(auth, session)
+        assert [k.label for k in after.webauthn_keys] == ["Key"] and after.recovery_codes_remaining == 8
+
+
+async def test_project_flag_binds_its_collaborators(auth):
+    align_clock(auth)
+    alice = await make_user(auth, "alice")
+    bob = await make_user(auth, "bob")
+    await require_for_project(auth, "Strict-Project", "alice")
+    await auth.admin.AddRole(admin_pb2.AdminAddRoleRequest(project_name="Strict-Project", username="bob",
+                                                           role=common_pb2.ROLE_MAINTAINER))
+    assert list((await status(auth, alice)).required_by) == ["Strict-Project"]
+    assert list((await status(auth, bob)).required_by) == ["Strict-Project"]
+    await enrol_totp(auth, alice)
+    err = await rpc_error(auth.twofactor.RemoveTotp(twofactor_pb2.RemoveTotpRequest(
+        session_token=alice, password=PASSWORD)))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "'Strict-Project'" in err.details()
+    # Without the policy (no role on such a project) the last factor goes, with its recovery codes.
+    carol = await make_user(auth, "carol")
+    assert list((await status(auth, carol)).required_by) == []
+    await enrol_totp(auth, carol)
+    assert not (await auth.twofactor.RemoveTotp(twofactor_pb2.RemoveTotpRequest(
+        session_token=carol, password=PASSWORD))).two_factor_enabled
+    assert (await status(auth, carol)).recovery_codes_remaining == 0
+
+
+async def test_has_second_factor_for_other_parts(auth):
+    align_clock(auth)
+    alice = await make_user(auth, "alice")
+    await make_user(auth, "bob")
+    service = auth.running.app.twofactor
+    ids = {}
+    for name in ("alice", "bob"):
+        ids[name] = (await auth.admin.GetUser(admin_pb2.AdminGetUserRequest(username=name))).user.id
+    assert not await service.has_second_factor(ids["alice"])
+    setup = await auth.twofactor.BeginTotpSetup(twofactor_pb2.BeginTotpSetupRequest(session_token=alice))
+    assert setup.secret and not await service.has_second_factor(ids["alice"])  # not confirmed yet
+    await enrol_key(auth, alice, SoftAuthenticator())
+    assert await service.has_second_factor(ids["alice"])
+    assert await service.users_with_second_factor([ids["alice"], ids["bob"], "nobody"]) == {ids["alice"]}
