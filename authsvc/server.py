@@ -11,6 +11,7 @@ import grpc
 from authsvc.accounts.grpc_api import AccountServicer
 from authsvc.admin.grpc_api import AdminServicer
 from authsvc.app import AuthApp, build_app
+from authsvc.db import outbox
 from authsvc.projects.grpc_api import ProjectServicer
 from authsvc.settings import Settings
 from authsvc.tokens.grpc_api import TokenServicer
@@ -31,6 +32,7 @@ from gatehouse.infra.clock import Clock
 from gatehouse.infra.db import upgrade_async
 from gatehouse.infra.grpcserver import CallerRole, Credentials, start_server
 from gatehouse.infra.metrics import GrpcMetrics, serve_metrics
+from gatehouse.infra.relay import OutboxRelay
 
 log = logging.getLogger(__name__)
 MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
@@ -48,12 +50,15 @@ class RunningServer:
     port: int
     health: object
     metrics: GrpcMetrics
+    relay: OutboxRelay | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
-        from grpc_health.v1 import health_pb2
-
+        """Drain: report NOT_SERVING, finish in-flight calls, then close (unpublished events
+        wait in the outbox for the next relay)."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.relay is not None:
+            await self.relay.stop()
         await self.app.close()
 
 
@@ -85,5 +90,11 @@ async def create_server(settings: Settings, *, clock: Clock | None = None, migra
         operator_services=[ADMIN_SERVICE], metrics=metrics,
     )
     serve_metrics(metrics.registry, settings.listen.rsplit(":", 1)[0] or "127.0.0.1", settings.metrics_port)
+    relay = None
+    if settings.relay_enabled and settings.redis_url:
+        # In-process relay, woken after every commit; on Kubernetes it runs as its own Deployment.
+        relay = OutboxRelay(app.db, outbox, settings.redis_url, settings.event_stream, name="authsvc-relay")
+        relay.notify_on_commit(app.db)
+        relay.start()
     log.info("authsvc listening", extra={"port": port})
-    return RunningServer(app=app, server=server, port=port, health=health, metrics=metrics)
+    return RunningServer(app=app, server=server, port=port, health=health, metrics=metrics, relay=relay)

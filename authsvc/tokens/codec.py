@@ -50,9 +50,11 @@ class ParsedToken:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AuthenticToken:
-    """A token whose signature checked out under a current secret, with its caveats parsed."""
+    """A token whose signature checked out under a current secret, with its caveats parsed (and
+    nothing from which the token could be rebuilt: no signature)."""
 
-    parsed: ParsedToken
+    token_id: str
+    key_version: int
     caveats: tuple[Caveat, ...]
 
 
@@ -72,7 +74,7 @@ class TokenCodec:
         self.current_version = pairs[0][0]
         self._secrets: Mapping[int, bytes] = dict(pairs)
         self._serializer = BinarySerializer()
-        # Authentic tokens by SHA-256 of the token string (the secret itself is not kept): parsing
+        # Authentic tokens by SHA-256 of the token string (no secret is kept): parsing
         # and the HMAC chain are pure functions of the string and the secrets, so a token used
         # again skips them. Only the exact same string hits; stored state is checked every time.
         self._authentic: collections.OrderedDict[bytes, AuthenticToken] = collections.OrderedDict()
@@ -163,7 +165,7 @@ class TokenCodec:
         caveats = parse_all(parsed.caveats)
         if isinstance(caveats, Failure):
             return caveats
-        authentic = AuthenticToken(parsed, caveats)
+        authentic = AuthenticToken(parsed.token_id, parsed.key_version, caveats)
         self._authentic[key] = authentic
         if len(self._authentic) > CACHE_SIZE:
             self._authentic.popitem(last=False)

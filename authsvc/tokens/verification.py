@@ -75,10 +75,10 @@ class TokenVerifier:
         return authentic
 
     async def _lookup(self, token: AuthenticToken, normalized: str) -> TokenRow:
-        row = await self.lookup.fetch(token.parsed.token_id, normalized)
+        row = await self.lookup.fetch(token.token_id, normalized)
         if row is None:
             raise TokenInvalid("This API token has been deleted.", reason="token_deleted")
-        if row.key_version != token.parsed.key_version:
+        if row.key_version != token.key_version:
             raise TokenInvalid("This is not a valid API token.", reason="key_version_mismatch")
         if not row.is_active:
             raise TokenInvalid("The account that owns this API token is disabled.", reason="account_disabled")
@@ -112,6 +112,7 @@ class TokenVerifier:
             if not self.allow_project_creation:
                 raise TokenDenied(f"The project '{project_name}' does not exist, and new projects cannot be "
                                   "created on this index.", reason="project_creation_disabled")
+            await self._check_policy(row, project_name, project_requires=False)  # before creating anything
             created = await self._create_project(project_name, row.user_id, row.username, origin)
             row = await self._lookup(authentic, normalized)
             if row.project_id is None:
@@ -120,16 +121,19 @@ class TokenVerifier:
         if row.role_name is None:
             raise TokenDenied(f"The token's user '{row.username}' has no Owner or Maintainer role on "
                               f"project '{row.project_name}'.", reason="no_role")
-        if self.policy is not None and (self.policy.require_for_upload or row.project_two_factor_required):
-            async with self.db() as s:
-                await self.policy.check_upload(s, user_id=row.user_id, username=row.username,
-                                               project_name=row.project_name,
-                                               project_requires=row.project_two_factor_required)
-        token_id = authentic.parsed.token_id
+        await self._check_policy(row, row.project_name, project_requires=row.project_two_factor_required)
+        token_id = authentic.token_id
         await self._touch(token_id, row.last_used_at, now)
         return UploadGrant(user_id=row.user_id, username=row.username, project_id=row.project_id,
                            project_name=row.project_name, token_id=token_id,
                            project_created=created, role=row.role_name)
+
+    async def _check_policy(self, row: TokenRow, project_name: str, *, project_requires: bool) -> None:
+        """The two-factor policy (site-wide or the project's); a query only when one applies."""
+        if self.policy is not None and (self.policy.require_for_upload or project_requires):
+            async with self.db() as s:
+                await self.policy.check_upload(s, user_id=row.user_id, username=row.username,
+                                               project_name=project_name, project_requires=project_requires)
 
     async def verify_index(self, token: str) -> IndexGrant:
         """A valid, undeleted, unexpired token of an active user may read a private index."""
@@ -137,7 +141,7 @@ class TokenVerifier:
         now = self.clock.now()
         row = await self._lookup(authentic, "")
         self._check(authentic, row, now, Context(now=now, user_id=row.user_id, purpose=Purpose.INDEX))
-        token_id = authentic.parsed.token_id
+        token_id = authentic.token_id
         await self._touch(token_id, row.last_used_at, now)
         return IndexGrant(user_id=row.user_id, username=row.username, token_id=token_id)
 

@@ -28,6 +28,10 @@ from authsvc.twofactor.pending import RECOVERY_CODE, TOTP, WEBAUTHN, Pending
 from gatehouse.infra.outbox import ANONYMOUS, Origin
 
 log = logging.getLogger("authsvc.twofactor")
+# Hot-path updates run as Core statements on the session's connection (no ORM bookkeeping).
+_USERS = User.__table__
+_TOTP = TotpCredential.__table__
+_KEYS = WebAuthnCredential.__table__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +105,8 @@ class LoginMixin(TwoFactorCore):
             if refusal is None:
                 await self.pending.consume(s, pending.id)
                 token, row = await self.accounts.start_session(s, user, origin)
-                await s.execute(update(User).where(User.id == user.id).values(last_login_at=self.clock.now())
-                                .execution_options(synchronize_session=False))
+                await (await s.connection()).execute(
+                    update(_USERS).where(_USERS.c.id == user.id).values(last_login_at=self.clock.now()))
                 if pending.user_failures:
                     await self.limiter.clear(s, self.config.failures_user, user.id)
                 await self.events.emit(s, "account:login:success", actor=as_actor(user), user=who(user),
@@ -203,9 +207,8 @@ class LoginMixin(TwoFactorCore):
         values = {"last_used_step": fresh[0], "last_used_at": now}
         if row.key_version != self.seeds.current:  # rotate the seed onto the newest key
             values["key_version"], values["seed_ciphertext"] = self.seeds.encrypt(user.id, seed)
-        result = await s.execute(update(TotpCredential).where(
-            TotpCredential.id == row.id, TotpCredential.last_used_step < fresh[0]).values(**values)
-            .execution_options(synchronize_session=False))
+        result = await (await s.connection()).execute(
+            update(_TOTP).where(_TOTP.c.id == row.id, _TOTP.c.last_used_step < fresh[0]).values(**values))
         if result.rowcount != 1:
             raise replayed
 
@@ -230,9 +233,9 @@ class LoginMixin(TwoFactorCore):
                             extra={"user_id": user.id, "key_id": row.id, "stored": row.sign_count,
                                    "presented": counter})
                 raise
-            result = await s.execute(update(WebAuthnCredential).where(
-                WebAuthnCredential.id == row.id, WebAuthnCredential.sign_count == row.sign_count,
-            ).values(sign_count=counter, last_used_at=self.clock.now()).execution_options(synchronize_session=False))
+            result = await (await s.connection()).execute(update(_KEYS).where(
+                _KEYS.c.id == row.id, _KEYS.c.sign_count == row.sign_count,
+            ).values(sign_count=counter, last_used_at=self.clock.now()))
             if result.rowcount != 1:
                 raise webauthn.WebAuthnRefused("webauthn_sign_count", "This security key was used twice at once. "
                                                "Try again.")

@@ -160,8 +160,8 @@ class PendingLogins:
     async def consume(self, s: AsyncSession, pending_id: str) -> None:
         """Mark the pending login used; atomic, so two completions cannot both succeed."""
         now = self.clock.now()
-        result = await s.execute(update(PendingLogin).where(
-            PendingLogin.id == pending_id, PendingLogin.used_at.is_(None), PendingLogin.expires_at > now,
-        ).values(used_at=now).execution_options(synchronize_session=False))
+        table = PendingLogin.__table__
+        result = await (await s.connection()).execute(update(table).where(
+            table.c.id == pending_id, table.c.used_at.is_(None), table.c.expires_at > now).values(used_at=now))
         if result.rowcount != 1:
             raise PendingLoginInvalid("This login was already completed or has expired. Log in again.")

@@ -162,6 +162,9 @@ class RelyingParty:
         if client_data.origin not in self.origins:
             raise WebAuthnRefused("webauthn_wrong_origin", "The security key's response came from a web "
                                   "address this site does not accept.")
+        if client_data.cross_origin:
+            raise WebAuthnRefused("webauthn_cross_origin", "The security key was used from a page embedded in "
+                                  "another site.")
         if not hmac.compare_digest(auth_data.rp_id_hash, self._rp_hash):
             raise WebAuthnRefused("webauthn_wrong_rp", "The security key signed for another site.")
         if not auth_data.is_user_present():

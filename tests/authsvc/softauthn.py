@@ -71,9 +71,9 @@ class SoftAuthenticator:
         numbers = self.private_key.public_key().public_numbers()
         return cbor({1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")})
 
-    def _client_data(self, type_: str, challenge: str, origin: str | None) -> bytes:
+    def _client_data(self, type_: str, challenge: str, origin: str | None, cross_origin: bool = False) -> bytes:
         return json.dumps({"type": type_, "challenge": challenge, "origin": origin or self.origin,
-                           "crossOrigin": False}, separators=(",", ":")).encode()
+                           "crossOrigin": cross_origin}, separators=(",", ":")).encode()
 
     @staticmethod
     def _flags(user_present: bool, user_verified: bool) -> int:
@@ -106,7 +106,8 @@ class SoftAuthenticator:
 
     def get(self, options_json: str, *, origin: str | None = None, rp_id: str | None = None,
             type_: str = "webauthn.get", challenge: str | None = None, user_present: bool = True,
-            user_verified: bool = True, counter: int | None = None, user_handle: bytes | None = None) -> str:
+            user_verified: bool = True, counter: int | None = None, user_handle: bytes | None = None,
+            cross_origin: bool = False) -> str:
         """navigator.credentials.get() then toJSON(): AuthenticationResponseJSON text."""
         options = json.loads(options_json)
         rp_id = rp_id or options["rpId"]
@@ -116,7 +117,7 @@ class SoftAuthenticator:
         if counter is None:
             self.counter += self.counter_step
             counter = self.counter
-        client_data = self._client_data(type_, challenge or options["challenge"], origin)
+        client_data = self._client_data(type_, challenge or options["challenge"], origin, cross_origin)
         auth_data = (hashlib.sha256(rp_id.encode()).digest()
                      + struct.pack(">BI", self._flags(user_present, user_verified), counter))
         signature = self.private_key.sign(auth_data + hashlib.sha256(client_data).digest(),

@@ -8,9 +8,20 @@ import pytest
 from sqlalchemy import update
 
 from authsvc.projects.models import Project
-from gatehouse.auth.v1 import admin_pb2, common_pb2, twofactor_pb2
+from gatehouse.auth.v1 import admin_pb2, common_pb2, tokens_pb2, twofactor_pb2
+from gatehouse.infra.clock import FakeClock
+from tests.authsvc.conftest import auth_settings
 from tests.authsvc.softauthn import SoftAuthenticator
-from tests.authsvc.twofactor_support import PASSWORD, align_clock, enrol_key, enrol_totp, make_user, rpc_error
+from tests.authsvc.twofactor_support import (
+    PASSWORD,
+    align_clock,
+    client,
+    enrol_key,
+    enrol_totp,
+    make_user,
+    rpc_error,
+    serve,
+)
 
 
 async def status(auth, session):
@@ -83,3 +94,59 @@ async def test_has_second_factor_for_other_parts(auth):
     await enrol_key(auth, alice, SoftAuthenticator())
     assert await service.has_second_factor(ids["alice"])
     assert await service.users_with_second_factor([ids["alice"], ids["bob"], "nobody"]) == {ids["alice"]}
+
+
+async def create_token(h, session: str, description: str = "ci"):
+    return await h.tokens.CreateToken(tokens_pb2.CreateTokenRequest(
+        session_token=session, description=description, scope=common_pb2.TokenScope(all_projects=True)))
+
+
+async def verify_upload(h, token: str, project: str):
+    return await h.tokens.VerifyUploadToken(tokens_pb2.VerifyUploadTokenRequest(
+        token=token, project_name=project, client=client()))
+
+
+async def test_site_policy_turned_on_refuses_tokens_and_uploads_without_2fa(make_database_url):
+    """As PyPI did: tokens made before the policy stop uploading until their user adds a second
+    factor, with a reason the uploader sees; new tokens need a second factor first."""
+    url = make_database_url("authsvc")
+    clock = FakeClock()
+    base = auth_settings(url)
+    async with serve(url, clock, base) as h:
+        align_clock(h)
+        alice = await make_user(h, "alice")
+        old_token = (await create_token(h, alice)).token
+        bob = await make_user(h, "bob")
+        await enrol_key(h, bob, SoftAuthenticator())
+        bob_token = (await create_token(h, bob)).token
+    async with serve(url, clock, base, require_2fa_for_upload=True) as h:
+        err = await rpc_error(verify_upload(h, old_token, "alpha"))
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "'alice' has not enabled two-factor authentication" in err.details()
+        assert "this index requires" in err.details() and "/account/two-factor" in err.details()
+        assert (await verify_upload(h, bob_token, "beta")).project_created
+        refused = await rpc_error(create_token(h, alice, "second"))
+        assert refused.code() == grpc.StatusCode.PERMISSION_DENIED and "before creating an API token" in refused.details()
+        minted = await rpc_error(h.admin.MintToken(admin_pb2.AdminMintTokenRequest(
+            username="alice", description="by operator", scope=common_pb2.TokenScope(all_projects=True))))
+        assert minted.code() == grpc.StatusCode.PERMISSION_DENIED
+        await enrol_totp(h, alice)
+        assert (await verify_upload(h, old_token, "alpha")).project_created
+        assert (await create_token(h, alice, "second")).token
+
+
+async def test_project_policy_refuses_collaborators_without_2fa(auth):
+    align_clock(auth)
+    await make_user(auth, "alice")
+    bob = await make_user(auth, "bob")
+    await require_for_project(auth, "strict", "alice")
+    await auth.admin.AddRole(admin_pb2.AdminAddRoleRequest(project_name="strict", username="bob",
+                                                           role=common_pb2.ROLE_MAINTAINER))
+    token = (await create_token(auth, bob)).token  # the site does not require it
+    err = await rpc_error(verify_upload(auth, token, "strict"))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "'bob' has not enabled two-factor authentication" in err.details()
+    assert "the project 'strict' requires two-factor authentication of its collaborators" in err.details()
+    assert (await verify_upload(auth, token, "bobs-own")).project_created  # elsewhere bob may upload
+    await enrol_totp(auth, bob)
+    assert (await verify_upload(auth, token, "strict")).project_name == "strict"

@@ -10,11 +10,9 @@ import re
 import grpc
 from sqlalchemy import select
 
-from authsvc.server import create_server
 from authsvc.twofactor.models import TotpCredential
-from gatehouse.auth.v1 import twofactor_pb2, twofactor_pb2_grpc
+from gatehouse.auth.v1 import twofactor_pb2
 from gatehouse.infra.clock import FakeClock
-from gatehouse.infra.grpcserver import open_channel
 from tests.authsvc.conftest import auth_settings
 from tests.authsvc.twofactor_support import (
     PASSWORD,
@@ -29,6 +27,7 @@ from tests.authsvc.twofactor_support import (
     pending_login,
     rpc_error,
     seed_of,
+    serve,
     tags,
 )
 
@@ -212,32 +211,11 @@ async def test_removal_needs_the_password_or_a_fresh_login(auth):
 
 async def test_seed_keys_rotate_without_locking_anyone_out(make_database_url):
     """Seeds made under key 1 still verify when key 2 is the newest, are re-encrypted under key 2
-    on use, and then verify with key 1 gone."""
+    on use, and then verify with key 1 gone; with no configured key left, TOTP fails closed."""
     url = make_database_url("authsvc")
     clock = FakeClock()
-    align = type("A", (), {"clock": clock})
     key1, key2 = (1, b"\x01" * 32), (2, b"\x02" * 32)
     base = auth_settings(url)
-
-    async def run(keys, fn):
-        settings = auth_settings(url, totp_keys=keys, gateway_key=base.gateway_key, operator_key=base.operator_key,
-                                 token_secrets=base.token_secrets)
-        running = await create_server(settings, clock=clock, migrate_first=True)
-        gateway = open_channel(f"127.0.0.1:{running.port}", settings.gateway_key)
-        operator = open_channel(f"127.0.0.1:{running.port}", settings.operator_key)
-        harness = type("H", (), {})()
-        harness.clock, harness.running = clock, running
-        from gatehouse.auth.v1 import accounts_pb2_grpc, admin_pb2_grpc
-
-        harness.accounts = accounts_pb2_grpc.AccountServiceStub(gateway)
-        harness.admin = admin_pb2_grpc.AdminServiceStub(operator)
-        harness.twofactor = twofactor_pb2_grpc.TwoFactorServiceStub(gateway)
-        try:
-            return await fn(harness)
-        finally:
-            await gateway.close()
-            await operator.close()
-            await running.stop(grace=0)
 
     async def versions(h):
         async with h.running.app.db() as s:
@@ -246,25 +224,16 @@ async def test_seed_keys_rotate_without_locking_anyone_out(make_database_url):
     async def login_with_code(h, seed):
         clock.advance(60)
         pending = await pending_login(h, "ivan")
-        assert (await complete(h, pending.pending_login_token, totp_code=code(h, seed))).session_token
-        return await versions(h)
+        return await complete(h, pending.pending_login_token, totp_code=code(h, seed))
 
-    align_clock(align)
-
-    async def enrol(h):
-        session = await make_user(h, "ivan")
-        seed, _ = await enrol_totp(h, session)
+    async with serve(url, clock, base, totp_keys=(key1,)) as h:
+        align_clock(h)
+        seed, _ = await enrol_totp(h, await make_user(h, "ivan"))
         assert await versions(h) == [1]
-        return seed
-
-    seed = await run((key1,), enrol)
-    assert await run((key2, key1), lambda h: login_with_code(h, seed)) == [2]
-    assert await run((key2,), lambda h: login_with_code(h, seed)) == [2]
-
-    async def unreadable(h):
-        clock.advance(60)
-        pending = await pending_login(h, "ivan")
-        err = await rpc_error(complete(h, pending.pending_login_token, totp_code=code(h, seed)))
+    async with serve(url, clock, base, totp_keys=(key2, key1)) as h:
+        assert (await login_with_code(h, seed)).session_token and await versions(h) == [2]
+    async with serve(url, clock, base, totp_keys=(key2,)) as h:
+        assert (await login_with_code(h, seed)).session_token and await versions(h) == [2]
+    async with serve(url, clock, base, totp_keys=((3, b"\x03" * 32),)) as h:
+        err = await rpc_error(login_with_code(h, seed))
         assert err.code() == grpc.StatusCode.UNAUTHENTICATED and "cannot be checked" in err.details()
-
-    await run(((3, b"\x03" * 32),), unreadable)  # fails closed when its key is gone

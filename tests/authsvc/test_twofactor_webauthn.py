@@ -189,6 +189,7 @@ async def test_keys_without_a_counter_still_work(auth):
     ({"counter": 0}, "counter went backwards", "webauthn_sign_count"),
     ({"user_handle": b"\x01" * 16}, "another account", "webauthn_wrong_user"),
     ({"challenge": b64url(b"\x07" * 32)}, "did not issue", "webauthn_challenge"),
+    ({"cross_origin": True}, "embedded in another site", "webauthn_cross_origin"),
 ])
 async def test_bad_assertions_are_refused(auth, bend, reason, fail_reason):
     session = await make_user(auth, "frank")

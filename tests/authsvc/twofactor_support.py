@@ -4,7 +4,9 @@ clock's time, pending logins, and the events in the outbox table."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import types
 import urllib.parse
 
 import grpc
@@ -122,3 +124,33 @@ async def wait_for_mail(mailbox, address: str, count: int, timeout: float = 5.0)
             raise AssertionError(f"expected {count} message(s) to {address}, got {len(mailbox.to(address))}")
         await asyncio.sleep(0.02)
     return mailbox.to(address)
+
+
+@contextlib.asynccontextmanager
+async def serve(database_url: str, clock, base=None, **overrides):
+    """An auth service on `database_url` with these settings (keys shared with `base`, so a test
+    can restart the service on the same database with other settings). Yields a harness with
+    the same stubs as the `auth` fixture."""
+    from authsvc.server import create_server
+    from gatehouse.auth.v1 import accounts_pb2_grpc, admin_pb2_grpc, tokens_pb2_grpc, twofactor_pb2_grpc
+    from gatehouse.infra.grpcserver import open_channel
+    from tests.authsvc.conftest import auth_settings
+
+    shared = {}
+    if base is not None:
+        shared = dict(gateway_key=base.gateway_key, operator_key=base.operator_key, token_secrets=base.token_secrets,
+                      totp_keys=base.totp_keys)
+    settings = auth_settings(database_url, **{**shared, **overrides})
+    running = await create_server(settings, clock=clock, migrate_first=True)
+    gateway = open_channel(f"127.0.0.1:{running.port}", settings.gateway_key)
+    operator = open_channel(f"127.0.0.1:{running.port}", settings.operator_key)
+    harness = types.SimpleNamespace(
+        clock=clock, running=running, settings=settings,
+        accounts=accounts_pb2_grpc.AccountServiceStub(gateway), tokens=tokens_pb2_grpc.TokenServiceStub(gateway),
+        twofactor=twofactor_pb2_grpc.TwoFactorServiceStub(gateway), admin=admin_pb2_grpc.AdminServiceStub(operator))
+    try:
+        yield harness
+    finally:
+        await gateway.close()
+        await operator.close()
+        await running.stop(grace=0)

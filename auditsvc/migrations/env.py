@@ -1,0 +1,4 @@
+from auditsvc.models import metadata
+from gatehouse.infra import alembic_env
+
+alembic_env.run(metadata)

@@ -1,0 +1,329 @@
+"""The outbox relay: moves committed outbox rows to the one Redis stream, losing none.
+
+Each producer (authsvc, uploadgw) runs an `OutboxRelay` over its own outbox table. A row is
+marked published only after Redis accepted its XADD, so while Redis is down rows wait and the
+relay retries with capped exponential back-off. Several relays may run at once: on PostgreSQL a
+batch is claimed with `SELECT … FOR UPDATE SKIP LOCKED` inside the transaction that marks it; on
+SQLite the claim is an UPDATE, which takes the single write lock first. A duplicate after a crash
+(XADD done, mark lost) is harmless: the audit consumer stores each event id once.
+
+Stream entries carry `event_id`, `tag` and `event` (the serialised gatehouse.events.v1.Event).
+A batch goes to Redis as one script call (XADD per row, atomic like MULTI/EXEC, one reply).
+The relay never trims the stream; consumers call `trim_acknowledged`, which only drops entries
+every consumer group has acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import time
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+from sqlalchemy import Integer, Table, any_, bindparam, delete, event, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.orm import Session
+
+from gatehouse.infra.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+# XADD each (event_id, tag, event) triple of ARGV to KEYS[1]; returns the new entry ids.
+XADD_BATCH_SCRIPT = """
+local ids = {}
+for i = 1, #ARGV, 3 do
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'event_id', ARGV[i], 'tag', ARGV[i + 1], 'event', ARGV[i + 2])
+end
+return ids
+"""
+
+
+def connect_redis(url: str, *, socket_timeout: float = 10.0) -> aioredis.Redis:
+    """A client that fails fast (no hidden retries) so that callers run their own back-off."""
+    return aioredis.Redis.from_url(
+        url, socket_connect_timeout=2.0, socket_timeout=socket_timeout,
+        retry=Retry(NoBackoff(), 0), decode_responses=False,
+    )
+
+
+class Backoff:
+    """Capped exponential back-off with jitter; `reset()` after a success."""
+
+    def __init__(self, initial: float, maximum: float):
+        self.initial = initial
+        self.maximum = maximum
+        self._next = initial
+
+    def next_delay(self) -> float:
+        delay = self._next
+        self._next = min(self._next * 2, self.maximum)
+        return delay * random.uniform(0.8, 1.0)
+
+    def reset(self) -> None:
+        self._next = self.initial
+
+
+class OutboxRelay:
+    """Publish a service's unpublished outbox rows to `stream`, oldest first, in batches."""
+
+    def __init__(
+        self,
+        session_factory: async_sessionmaker,
+        outbox_table: Table,
+        redis_url: str | None,
+        stream: str,
+        *,
+        redis: aioredis.Redis | None = None,
+        batch_size: int = 500,
+        poll_interval: float = 0.2,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+        retention: dt.timedelta | None = dt.timedelta(days=1),
+        prune_interval: float = 60.0,
+        clock: Clock | None = None,
+        name: str = "relay",
+    ):
+        if redis is None and not redis_url:
+            raise ValueError("OutboxRelay needs a Redis URL or client")
+        self._db = session_factory
+        self._table = outbox_table
+        self._redis_url = redis_url
+        self._client = redis
+        self._owns_client = redis is None
+        self.stream = stream
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.retention = retention
+        self.prune_interval = prune_interval
+        self.clock = clock or SystemClock()
+        self.name = name
+        self._backoff = Backoff(backoff_initial, backoff_max)
+        self._wake: asyncio.Event | None = None
+        self._outage_started: float | None = None
+        self._task: asyncio.Task | None = None
+        self._stop: asyncio.Event | None = None
+        self._xadd_script = None
+        self.published = 0  # rows published by this relay since it started
+        self.failures = 0   # rounds that failed (Redis or database unavailable)
+
+    # -- wiring --------------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """Producers may call this after a commit (on the relay's event loop) to publish now."""
+        if self._wake is not None:
+            self._wake.set()
+
+    def notify_on_commit(self, session_factory: async_sessionmaker) -> None:
+        """Wake the relay after every commit of a session from `session_factory` (low lag).
+
+        Gives that factory its own Session subclass with an `after_commit` listener, so that
+        other factories (other services in the same process) are not affected.
+        """
+        base = session_factory.kw.get("sync_session_class", Session)
+        notifying = type(f"{base.__name__}NotifyingRelay", (base,), {})
+        event.listen(notifying, "after_commit", lambda _session: self.notify())
+        session_factory.configure(sync_session_class=notifying)
+
+    def start(self) -> asyncio.Task:
+        """Run `run_forever` in a background task until `stop()`."""
+        if self._task is None:
+            self._stop = asyncio.Event()
+            self._task = asyncio.create_task(self.run_forever(self._stop), name=f"outbox-relay-{self.name}")
+        return self._task
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._stop.set()
+            await self._task
+            self._task = None
+        await self.close()
+
+    async def close(self) -> None:
+        if self._client is not None and self._owns_client:
+            await self._client.aclose()
+            self._client = None
+            self._xadd_script = None
+
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            self._client = connect_redis(self._redis_url)
+        return self._client
+
+    # -- work ----------------------------------------------------------------------------------
+
+    async def publish_once(self) -> int:
+        """Publish one batch; returns how many rows Redis accepted. Raises on Redis/DB errors."""
+        t = self._table
+        async with self._db() as session:
+            rows = await self._claim(session)
+            if not rows:
+                await session.rollback()
+                return 0
+            claimed = self._ids_clause(session, [r.id for r in rows])
+            try:
+                await self._xadd(rows)
+            except (RedisError, OSError):
+                await session.execute(update(t).where(claimed).values(attempts=t.c.attempts + 1))
+                await session.commit()
+                raise
+            await session.execute(
+                update(t).where(claimed).values(published_at=self.clock.now(), attempts=t.c.attempts + 1)
+            )
+            await session.commit()
+        self.published += len(rows)
+        return len(rows)
+
+    def _ids_clause(self, session, ids: list[int]):
+        if session.get_bind().dialect.name == "postgresql":
+            # One array parameter: no 500-placeholder statement to render for every batch.
+            return self._table.c.id == any_(bindparam("claimed_ids", ids, type_=ARRAY(Integer)))
+        return self._table.c.id.in_(ids)
+
+    async def _claim(self, session) -> list:
+        t = self._table
+        if session.get_bind().dialect.name == "postgresql":
+            return (await session.execute(
+                select(t.c.id, t.c.event_id, t.c.tag, t.c.payload)
+                .where(t.c.published_at.is_(None)).order_by(t.c.id)
+                .limit(self.batch_size).with_for_update(skip_locked=True)
+            )).all()
+        # The UPDATE takes SQLite's write lock before reading, so a second relay waits for this
+        # transaction and then sees the rows as published.
+        pending = (select(t.c.id).where(t.c.published_at.is_(None))
+                   .order_by(t.c.id).limit(self.batch_size).scalar_subquery())
+        rows = (await session.execute(
+            update(t).where(t.c.id.in_(pending)).values(attempts=t.c.attempts + 0)
+            .returning(t.c.id, t.c.event_id, t.c.tag, t.c.payload)
+        )).all()
+        return sorted(rows, key=lambda r: r.id)
+
+    async def _xadd(self, rows) -> None:
+        # One script call per batch: atomic like MULTI/EXEC, but one command and one reply
+        # instead of one per row (redis-py spends most of a pipelined batch packing and parsing).
+        if self._xadd_script is None:
+            self._xadd_script = self._redis().register_script(XADD_BATCH_SCRIPT)
+        args = []
+        for r in rows:
+            args += (r.event_id, r.tag, r.payload)
+        await self._xadd_script(keys=[self.stream], args=args)
+
+    async def prune_once(self) -> int:
+        """Delete rows published longer ago than the retention (the stream and auditsvc keep them)."""
+        if self.retention is None:
+            return 0
+        t = self._table
+        cutoff = self.clock.now() - self.retention
+        removed = 0
+        while True:
+            async with self._db() as session:
+                async with session.begin():
+                    batch = (select(t.c.id).where(t.c.published_at.is_not(None), t.c.published_at < cutoff)
+                             .limit(5000).scalar_subquery())
+                    result = await session.execute(delete(t).where(t.c.id.in_(batch)))
+            removed += result.rowcount or 0
+            if not result.rowcount or result.rowcount < 5000:
+                return removed
+
+    async def run_forever(self, stop_event: asyncio.Event) -> None:
+        """Publish until `stop_event` is set; never raises for Redis or database outages."""
+        self._wake = asyncio.Event()
+        next_prune = time.monotonic()
+        try:
+            while not stop_event.is_set():
+                try:
+                    if self._outage_started is not None:
+                        await self._redis().ping()  # don't hold the claim while Redis is away
+                    count = await self.publish_once()
+                    if time.monotonic() >= next_prune:
+                        next_prune = time.monotonic() + self.prune_interval
+                        await self.prune_once()
+                except (RedisError, OSError, SQLAlchemyError) as exc:
+                    self._failed(exc)
+                    await self._sleep(stop_event, self._backoff.next_delay(), wakeable=False)
+                    continue
+                except Exception:  # a bug must not stop the outbox forever: log, back off, go on
+                    log.exception("outbox relay error", extra={"relay": self.name})
+                    await self._sleep(stop_event, self._backoff.next_delay(), wakeable=False)
+                    continue
+                self._recovered()
+                if count < self.batch_size:
+                    await self._sleep(stop_event, self.poll_interval)
+        finally:
+            self._wake = None
+            if self._owns_client:
+                await self.close()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        if self._outage_started is None:
+            self._outage_started = time.monotonic()
+            what = "database" if isinstance(exc, SQLAlchemyError) else "redis"
+            log.warning("outbox relay cannot publish; events wait in the outbox",
+                        extra={"relay": self.name, "stream": self.stream, "unavailable": what,
+                               "error": f"{type(exc).__name__}: {exc}"[:300]})
+
+    def _recovered(self) -> None:
+        if self._outage_started is not None:
+            log.info("outbox relay publishing again",
+                     extra={"relay": self.name, "stream": self.stream,
+                            "outage_seconds": round(time.monotonic() - self._outage_started, 3)})
+            self._outage_started = None
+        self._backoff.reset()
+
+    async def _sleep(self, stop_event: asyncio.Event, seconds: float, *, wakeable: bool = True) -> None:
+        waiters = [asyncio.ensure_future(stop_event.wait())]
+        if wakeable and self._wake is not None:
+            waiters.append(asyncio.ensure_future(self._wake.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+            if wakeable and self._wake is not None:
+                self._wake.clear()
+
+
+# -- stream trimming (consumer side) ---------------------------------------------------------
+
+
+def _parse_id(raw) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def trim_acknowledged(redis: aioredis.Redis, stream: str) -> int:
+    """Drop the entries that EVERY consumer group of `stream` has acknowledged; return how many.
+
+    For each group the bound is its oldest pending entry, or (when nothing is pending) the entry
+    after its last delivered one; the stream is trimmed with XTRIM MINID at the lowest bound. A
+    stream without any group is left alone. Bounds only move forward, so a group advancing
+    while this runs just makes the trim more conservative.
+    """
+    try:
+        groups = await redis.xinfo_groups(stream)
+    except ResponseError:  # no such stream
+        return 0
+    if not groups:
+        return 0
+    bound: tuple[int, int] | None = None
+    for group in groups:
+        if int(group["pending"]):
+            summary = await redis.xpending(stream, group["name"])
+            if not summary or summary.get("min") is None:
+                return 0
+            group_bound = _parse_id(summary["min"])
+        else:
+            ms, seq = _parse_id(group["last-delivered-id"])
+            group_bound = (ms, seq + 1)
+        if group_bound <= (0, 0) or group_bound == (0, 1):
+            return 0
+        bound = group_bound if bound is None else min(bound, group_bound)
+    return await redis.xtrim(stream, minid=f"{bound[0]}-{bound[1]}", approximate=False)
