@@ -143,7 +143,7 @@ def _two_factor_settings(env: Env) -> dict:
         raise SettingsError("AUTHSVC_TOTP_KEYS is required but not set")
     if len({v for v, _ in keys}) != len(keys):
         raise SettingsError("AUTHSVC_TOTP_KEYS versions must be unique")
-    origins = env.list("AUTHSVC_WEBAUTHN_ORIGINS", ("http://localhost:8000",))
+    origins = tuple(o.rstrip("/") for o in env.list("AUTHSVC_WEBAUTHN_ORIGINS", ("http://localhost:8000",)))
     for origin in origins:
         scheme, sep, rest = origin.partition("://")
         if scheme not in ("https", "http") or not sep or not rest or "/" in rest:
@@ -157,7 +157,7 @@ def _two_factor_settings(env: Env) -> dict:
         totp_issuer=env.str("AUTHSVC_TOTP_ISSUER", "Gatehouse"),
         webauthn_rp_id=env.str("AUTHSVC_WEBAUTHN_RP_ID", "localhost"),
         webauthn_rp_name=env.str("AUTHSVC_WEBAUTHN_RP_NAME", "Gatehouse"),
-        webauthn_origins=tuple(o.rstrip("/") for o in origins),
+        webauthn_origins=origins,
         webauthn_user_verification=verification,
         require_2fa_for_upload=env.bool("AUTHSVC_REQUIRE_2FA_FOR_UPLOAD", False),
         second_factor_failures_per_user=env.int("AUTHSVC_2FA_FAILURES_PER_USER", 5, minimum=1),

@@ -30,6 +30,12 @@ def method_removed(*, to: str, username: str, method: str, label: str, remaining
         + after + _footer(public_url)))
 
 
+def key_renamed(*, to: str, username: str, previous: str, label: str, public_url: str) -> Message:
+    return Message(to=to, subject="A security key on your account was renamed", body=(
+        f"Hello {username},\n\nThe security key {previous!r} on the account {username!r} is now named {label!r}.\n"
+        + _footer(public_url)))
+
+
 def recovery_codes_issued(*, to: str, username: str, regenerated: bool, public_url: str) -> Message:
     if regenerated:
         text = "New recovery codes were generated for the account {u!r}; every earlier code no longer works.\n"

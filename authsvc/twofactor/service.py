@@ -268,6 +268,7 @@ class TwoFactorService(LoginMixin, TwoFactorCore):
                                   origin: Origin | None = None) -> KeyView:
         user = (await self.accounts.authenticate_session(session_token)).user
         key_id, label = check_key_id(key_id), check_label(label)
+        sent: list[Message] = []
         try:
             async with self.db() as s, s.begin():
                 row = await self._own_key(s, user.id, key_id)
@@ -278,8 +279,11 @@ class TwoFactorService(LoginMixin, TwoFactorCore):
                     await self.events.emit(s, "account:two_factor:method_renamed", actor=as_actor(user),
                                            user=who(user), origin=origin,
                                            details={"method": "webauthn", "label": label, "previous_label": previous})
+                    sent.append(notices.key_renamed(to=primary_address(user), username=user.username,
+                                                    previous=previous, label=label, public_url=self.config.public_url))
         except IntegrityError:
             raise AlreadyExists(f"You already have a security key named {label!r}.", reason="label_taken") from None
+        self._send_later(sent, user_id=user.id)
         return KeyView.of(row)
 
     async def remove_webauthn_key(self, session_token: str, key_id: str, password: str = "",

@@ -7,7 +7,7 @@ import re
 
 import grpc
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from authsvc.accounts.models import Session
 from authsvc.twofactor.models import PendingLogin
@@ -197,17 +197,19 @@ async def test_every_change_sends_a_notice(auth, mailbox):
     align_clock(auth)
     session = await make_user(auth, "heidi")
     await enrol_totp(auth, session)
-    key = (await enrol_key(auth, session, SoftAuthenticator(), "Blue key")).key
+    key = (await enrol_key(auth, session, SoftAuthenticator(), "Blue")).key
+    await auth.twofactor.RenameWebAuthnKey(twofactor_pb2.RenameWebAuthnKeyRequest(
+        session_token=session, key_id=key.id, label="Blue key"))
     await auth.twofactor.RemoveWebAuthnKey(twofactor_pb2.RemoveWebAuthnKeyRequest(
         session_token=session, key_id=key.id))
     await auth.twofactor.RemoveTotp(twofactor_pb2.RemoveTotpRequest(session_token=session))
-    messages = await wait_for_mail(mailbox, "heidi@example.org", 5)
+    messages = await wait_for_mail(mailbox, "heidi@example.org", 6)
     assert sorted(m["Subject"] for m in messages) == sorted([
         "A second factor was added to your account", "Recovery codes for your account",
-        "A second factor was added to your account", "A second factor was removed from your account",
-        "A second factor was removed from your account"])
+        "A second factor was added to your account", "A security key on your account was renamed",
+        "A second factor was removed from your account", "A second factor was removed from your account"])
     bodies = [m.get_content() for m in messages]
-    assert sum("'Blue key'" in b for b in bodies) == 2
+    assert sum("'Blue key'" in b for b in bodies) == 2  # renamed to it, then removed
     assert sum("a password alone now logs in" in b for b in bodies) == 1
 
 
@@ -233,4 +235,3 @@ async def test_stale_rows_do_not_pile_up(auth):
     await pending_login(auth, "judy")
     async with auth.running.app.db() as s:
         assert await s.scalar(select(func.count()).select_from(PendingLogin)) == 1
-        await s.execute(update(PendingLogin).values(ip_address="x"))
