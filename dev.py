@@ -42,6 +42,18 @@ def ensure_installed(extra: str | None) -> None:
     stamp.write_text(digest)
 
 
+def ensure_renderer() -> None:
+    """The manifest tests render kustomize overlays with `pykustomize` (kustomize as a shared
+    library, hash-pinned). Its wheel declares Python >= 3.14 but runs on 3.11, so it is installed
+    here rather than through pyproject's test extra."""
+    probe = subprocess.run([str(PYTHON), "-c", "import pykustomize"], capture_output=True)
+    if probe.returncode == 0:
+        return
+    subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "--no-deps", "--ignore-requires-python",
+                    "--require-hashes", "-r", str(ROOT / "tests" / "deploy" / "requirements-render.txt")],
+                   check=True, cwd=ROOT)
+
+
 def ensure_browser() -> None:
     """The page tests drive Debian's headless Chromium; install it with apt when it is missing."""
     if shutil.which("chromium") or shutil.which("chromium-browser"):
@@ -67,6 +79,7 @@ def main(argv: list[str]) -> int:
         ensure_installed(None)
         return subprocess.call([str(BIN / "gatehouse"), "up", *rest], cwd=ROOT)
     ensure_installed("test")
+    ensure_renderer()
     ensure_browser()
     env = dict(os.environ)
     if "--db" in rest:

@@ -7,14 +7,17 @@ import dataclasses
 import datetime as dt
 import logging
 
+import grpc
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from auditsvc.admins import AdminSessions
 from auditsvc.consumer import Consumer
 from auditsvc.settings import Settings
 from auditsvc.store.service import AuditLog
 from gatehouse.infra.clock import Clock, SystemClock
 from gatehouse.infra.db import make_engine, make_session_factory
+from gatehouse.infra.grpcserver import open_channel
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,8 @@ class AuditApp:
     engine: AsyncEngine
     db: async_sessionmaker
     log: AuditLog
+    admins: AdminSessions
+    authsvc_channel: grpc.aio.Channel | None = None
 
     def consumer(self, **overrides) -> Consumer:
         """A stream consumer with the service's settings (tests override name, hooks, timings)."""
@@ -47,6 +52,8 @@ class AuditApp:
                 pass
 
     async def close(self) -> None:
+        if self.authsvc_channel is not None:
+            await self.authsvc_channel.close()
         await self.engine.dispose()
 
 
@@ -60,4 +67,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuditApp:
         retention=dt.timedelta(days=settings.retention_days),
         ip_hash_key=settings.ip_hash_key if settings.hash_ips else None,
     )
-    return AuditApp(settings=settings, clock=clock, engine=engine, db=db, log=audit_log)
+    channel = (open_channel(settings.authsvc_target, settings.authsvc_key, default_timeout=settings.authsvc_timeout)
+               if settings.authsvc_target else None)
+    return AuditApp(settings=settings, clock=clock, engine=engine, db=db, log=audit_log,
+                    admins=AdminSessions(channel, timeout=settings.authsvc_timeout), authsvc_channel=channel)

@@ -6,6 +6,7 @@ from gatehouse.infra.errors import (  # noqa: F401  (re-exported for the service
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Unauthenticated,
     Unavailable,
 )
 

@@ -1,11 +1,17 @@
-"""AuditService and AuditAdminService over gRPC: protobuf <-> AuditLog calls, nothing more."""
+"""AuditService and AuditAdminService over gRPC: protobuf <-> AuditLog calls, nothing more.
+
+The one check done here is ListAllEvents': the admin session is resolved through authsvc
+(`AdminSessions`) before the same query as the operators' ListEvents runs.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from auditsvc.admins import AdminSessions
 from auditsvc.errors import PermissionDenied
 from auditsvc.store.records import EventFilter, LogEntry, Page
 from auditsvc.store.service import AuditLog
@@ -14,6 +20,7 @@ from gatehouse.events.v1 import event_pb2
 from gatehouse.infra.clock import as_utc
 from gatehouse.infra.grpcserver import CallerRole, current_caller_role
 
+logger = logging.getLogger(__name__)
 _KINDS = {"user": event_pb2.Actor.USER, "operator": event_pb2.Actor.OPERATOR,
           "system": event_pb2.Actor.SYSTEM, "anonymous": event_pb2.Actor.ANONYMOUS}
 
@@ -62,16 +69,24 @@ def _filter(message: audit_pb2.EventFilter) -> EventFilter:
 
 
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
-    """Called by the gateway, which resolved the session (and, for a project, checked Owner)."""
+    """Called by the gateway, which resolved the session (and, for a project, checked Owner);
+    for the full log, auditsvc resolves the admin's session itself."""
 
-    def __init__(self, log: AuditLog):
+    def __init__(self, log: AuditLog, admins: AdminSessions):
         self.log = log
+        self.admins = admins
 
     async def ListUserEvents(self, request, context):
         return _page_pb(await self.log.list_user_events(request.user_id, **_window(request)))
 
     async def ListProjectEvents(self, request, context):
         return _page_pb(await self.log.list_project_events(request.project_id, **_window(request)))
+
+    async def ListAllEvents(self, request, context):
+        admin = await self.admins.require_admin(request.session_token)
+        page = await self.log.list_events(_filter(request.filter), **_window(request))
+        logger.info("full audit log read by an admin", extra={"user_id": admin.user_id, "events": len(page.entries)})
+        return _page_pb(page)
 
 
 def _require_operator() -> None:

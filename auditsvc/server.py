@@ -57,7 +57,7 @@ async def create_server(settings: Settings, *, clock: Clock | None = None,
     app = build_app(settings, clock=clock)
 
     def register(server: grpc.aio.Server):
-        audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(app.log), server)
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(app.log, app.admins), server)
         audit_pb2_grpc.add_AuditAdminServiceServicer_to_server(
             AuditAdminServicer(app.log, follow_poll_seconds=settings.follow_poll_seconds), server)
         return [AUDIT_SERVICE, ADMIN_SERVICE]
@@ -77,6 +77,9 @@ async def create_server(settings: Settings, *, clock: Clock | None = None,
         tasks.append(asyncio.create_task(consumer.run_forever(stop), name="audit-consumer"))
     if settings.prune_interval_seconds > 0:
         tasks.append(asyncio.create_task(app.run_pruner(stop), name="audit-pruner"))
+    if not settings.authsvc_target:
+        log.info("AUDITSVC_AUTHSVC_TARGET/AUDITSVC_AUTHSVC_KEY not set: the full log for admins "
+                    "(ListAllEvents) answers UNAVAILABLE")
     log.info("auditsvc listening", extra={"port": port, "consumer": bool(consumer)})
     return RunningServer(app=app, server=server, port=port, health=health, metrics=metrics,
                          consumer=consumer, tasks=tasks, _stop=stop)

@@ -43,6 +43,12 @@ class Settings:
     hash_ips: bool = False
     ip_hash_key: bytes = b""
     follow_poll_seconds: float = 0.5
+    # Where auditsvc asks authsvc whether a session is an admin's (ListAllEvents), with its own
+    # credential for authsvc (one that authsvc accepts as a service; never the operator's). Unset:
+    # ListAllEvents answers UNAVAILABLE.
+    authsvc_target: str = ""
+    authsvc_key: str = ""
+    authsvc_timeout: float = 5.0
     metrics_port: int = 0
     log_level: str = "INFO"
 
@@ -51,6 +57,12 @@ class Settings:
             raise SettingsError("AUDITSVC_IP_HASH_KEY (32+ bytes) is required when AUDITSVC_HASH_IPS is on")
         if self.gateway_key == self.operator_key:
             raise SettingsError("AUDITSVC_GATEWAY_KEY and AUDITSVC_OPERATOR_KEY must differ")
+        if bool(self.authsvc_target) != bool(self.authsvc_key):
+            raise SettingsError("AUDITSVC_AUTHSVC_TARGET and AUDITSVC_AUTHSVC_KEY go together: set both or neither")
+        if self.authsvc_key and self.authsvc_key in (self.gateway_key, self.operator_key):
+            raise SettingsError("AUDITSVC_AUTHSVC_KEY must not be one of the audit service's own credentials")
+        if self.authsvc_timeout <= 0:
+            raise SettingsError("AUDITSVC_AUTHSVC_TIMEOUT must be more than 0 seconds")
         if not self.dead_letter_stream:
             object.__setattr__(self, "dead_letter_stream", f"{self.event_stream}:dead-letter")
         if self.dead_letter_stream == self.event_stream:
@@ -83,6 +95,9 @@ class Settings:
             hash_ips=hash_ips,
             ip_hash_key=env.secret("AUDITSVC_IP_HASH_KEY") if hash_ips else b"",
             follow_poll_seconds=env.float("AUDITSVC_FOLLOW_POLL", 0.5),
+            authsvc_target=env.str("AUDITSVC_AUTHSVC_TARGET", ""),
+            authsvc_key=env.str("AUDITSVC_AUTHSVC_KEY", ""),
+            authsvc_timeout=env.float("AUDITSVC_AUTHSVC_TIMEOUT", 5.0),
             metrics_port=env.int("AUDITSVC_METRICS_PORT", 0, minimum=0),
             log_level=env.str("GATEHOUSE_LOG_LEVEL", "INFO"),
         )

@@ -66,7 +66,12 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
     async def ValidateSession(self, request, context):
         auth = await self.accounts.authenticate_session(request.session_token)
         return accounts_pb2.ValidateSessionResponse(user=user_pb(auth.user),
-                                                    session=session_pb(auth.session, current=True))
+                                                    session=session_pb(auth.session, current=True),
+                                                    reauth_required=await self.accounts.reauth_required(auth))
+
+    async def Reauthenticate(self, request, context):
+        auth = await self.accounts.reauthenticate(request.session_token, request.password, _client(request))
+        return accounts_pb2.ReauthenticateResponse(session=session_pb(auth.session, current=True))
 
     async def ListSessions(self, request, context):
         auth, rows = await self.accounts.list_sessions(request.session_token)

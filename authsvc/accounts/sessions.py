@@ -105,12 +105,18 @@ class SessionsMixin(AccountsCore):
         """End the session. A session that is already over is not an error (nothing to do)."""
         if not session_token:
             raise SessionInvalid("Log in first.")
+        if len(session_token) > MAX_SESSION_TOKEN:
+            return
         async with self.db() as s, s.begin():
-            await s.execute(
-                update(Session).where(Session.token_hash == token_digest(session_token),
-                                      Session.revoked_at.is_(None))
-                .values(revoked_at=self.clock.now())
-            )
+            row = await s.scalar(select(Session).where(Session.token_hash == token_digest(session_token),
+                                                       Session.revoked_at.is_(None)))
+            if row is None:
+                return
+            row.revoked_at = self.clock.now()
+            user = await s.get(User, row.user_id)
+            if user is not None:
+                await self.events.emit(s, "account:logout", actor=as_actor(user), user=who(user),
+                                       origin=origin, details={"session_id": row.id})
 
     async def _revoke_all(self, s: AsyncSession, user_id: str, *, keep: str | None = None) -> int:
         """Revoke the user's sessions (except `keep`) in the caller's transaction; how many."""

@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gatehouse.cli import admin, migrate, relay, up
+from gatehouse.cli import admin, audit, migrate, relay, up
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatehouse", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (up, migrate, relay, admin):
+    for module in (up, migrate, relay, admin, audit):
         module.add_parser(sub)
     return parser
 

@@ -22,7 +22,8 @@ EXIT_CODES = {
 
 
 def to_dict(message) -> dict:
-    return MessageToDict(message, preserving_proto_field_name=True)
+    """Every field, defaults included (`"is_active": false` rather than a missing key)."""
+    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
 def emit(args, data, text: str | None = None) -> None:

@@ -71,6 +71,9 @@ def embedded_env(args) -> dict[str, str]:
         "AUTHSVC_MAILBOX_DIR": str(data / "mailbox"),
         "AUDITSVC_DATABASE_URL": f"sqlite:///{data / 'auditsvc.sqlite3'}",
         "AUDITSVC_LISTEN": f"{args.host}:{args.audit_port}",
+        # The audit service asks the auth service whether a browser session is an admin's.
+        "AUDITSVC_AUTHSVC_TARGET": f"{args.host}:{args.auth_port}",
+        "AUDITSVC_AUTHSVC_KEY": generated["AUTHSVC_GATEWAY_KEY"],
         "UPLOADGW_DATABASE_URL": f"sqlite:///{data / 'uploadgw.sqlite3'}",
         "UPLOADGW_LISTEN": f"{args.host}:{args.http_port}",
         "UPLOADGW_STORAGE_DIR": str(data / "files"),

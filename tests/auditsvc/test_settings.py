@@ -16,6 +16,7 @@ def test_defaults():
     assert s.default_window_days == 14 and s.event_stream == "gatehouse:events"
     assert s.dead_letter_stream == "gatehouse:events:dead-letter" and s.consumer_group == "auditsvc"
     assert s.consumer_name and not s.hash_ips
+    assert (s.authsvc_target, s.authsvc_key, s.authsvc_timeout) == ("", "", 5.0)
 
 
 def test_overrides():
@@ -26,12 +27,23 @@ def test_overrides():
     assert s.hash_ips and s.ip_hash_key == bytes.fromhex("ab" * 32) and s.consumer_name == "pod-1"
 
 
+def test_the_authsvc_connection_for_the_admin_log():
+    s = Settings.from_env({**BASE, "AUDITSVC_AUTHSVC_TARGET": "authsvc:50051", "AUDITSVC_AUTHSVC_KEY": "a" * 20,
+                           "AUDITSVC_AUTHSVC_TIMEOUT": "2.5"})
+    assert (s.authsvc_target, s.authsvc_key, s.authsvc_timeout) == ("authsvc:50051", "a" * 20, 2.5)
+
+
 @pytest.mark.parametrize("env, name", [
     ({k: v for k, v in BASE.items() if k != "AUDITSVC_DATABASE_URL"}, "AUDITSVC_DATABASE_URL"),
     ({**BASE, "AUDITSVC_HASH_IPS": "yes"}, "AUDITSVC_IP_HASH_KEY"),
     ({**BASE, "AUDITSVC_OPERATOR_KEY": "g" * 20}, "AUDITSVC_OPERATOR_KEY"),
     ({**BASE, "AUDITSVC_MAX_DELIVERIES": "0"}, "AUDITSVC_MAX_DELIVERIES"),
     ({**BASE, "AUDITSVC_DEAD_LETTER_STREAM": "gatehouse:events"}, "AUDITSVC_DEAD_LETTER_STREAM"),
+    ({**BASE, "AUDITSVC_AUTHSVC_TARGET": "authsvc:50051"}, "AUDITSVC_AUTHSVC_KEY"),
+    ({**BASE, "AUDITSVC_AUTHSVC_KEY": "a" * 20}, "AUDITSVC_AUTHSVC_TARGET"),
+    ({**BASE, "AUDITSVC_AUTHSVC_TARGET": "a:1", "AUDITSVC_AUTHSVC_KEY": "o" * 20}, "AUDITSVC_AUTHSVC_KEY"),
+    ({**BASE, "AUDITSVC_AUTHSVC_TARGET": "a:1", "AUDITSVC_AUTHSVC_KEY": "a" * 20, "AUDITSVC_AUTHSVC_TIMEOUT": "0"},
+     "AUDITSVC_AUTHSVC_TIMEOUT"),
 ])
 def test_bad_settings_name_the_variable(env, name):
     with pytest.raises(SettingsError) as err:

@@ -42,8 +42,10 @@ async def test_login_creates_a_session_that_validates_and_logs_out(auth):
     await auth.accounts.Logout(accounts_pb2.LogoutRequest(session_token=reply.session_token))
     err = await rpc_error(validate(auth, reply.session_token))
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
-    # Logging out twice is not an error.
+    # Logging out twice is not an error, and is recorded once.
     await auth.accounts.Logout(accounts_pb2.LogoutRequest(session_token=reply.session_token))
+    [logout] = await events(auth, "account:logout")
+    assert logout.subject_user_id == user.id and logout.details["session_id"] == valid.session.id
 
 
 async def test_login_by_email_address_case_insensitively(auth):

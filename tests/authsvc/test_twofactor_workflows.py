@@ -25,7 +25,7 @@ UA = "pytest-2fa/1"
 
 
 def summary(evts) -> list[tuple[str, dict]]:
-    return [(e.tag, dict(e.details)) for e in evts]
+    return [(e.tag, {k: v for k, v in e.details.items() if k != "session_id"}) for e in evts]
 
 
 def assert_attributed(evts, username: str, ip: str = "192.0.2.10") -> None:
@@ -70,13 +70,14 @@ async def test_add_disable_and_remove_totp(auth):
     assert summary(log) == [
         ("account:two_factor:method_added", {"method": "totp"}),
         ("account:recovery_codes:generated", {"count": "8"}),
+        ("account:logout", {}),
         ("account:login:failure", {"reason": "totp_invalid", "method": "totp"}),
         ("account:login:success", {"method": "totp"}),
         ("account:two_factor:method_removed", {"method": "totp"}),
         ("account:login:success", {"method": "password"}),
     ]
     assert_attributed(log, "alice")
-    assert log[2].actor.kind == event_pb2.Actor.ANONYMOUS and log[3].actor.username == "alice"
+    assert log[3].actor.kind == event_pb2.Actor.ANONYMOUS and log[4].actor.username == "alice"
 
 
 async def test_add_disable_and_remove_webauthn(auth):
@@ -111,6 +112,7 @@ async def test_add_disable_and_remove_webauthn(auth):
         ("account:recovery_codes:generated", {"count": "8"}),
         ("account:two_factor:method_renamed", {"method": "webauthn", "label": "Titan (travel)",
                                                "previous_label": "Titan"}),
+        ("account:logout", {}),
         ("account:login:success", {"method": "webauthn"}),
         ("account:two_factor:method_removed", {"method": "webauthn", "label": "Titan (travel)"}),
         ("account:login:success", {"method": "password"}),

@@ -44,6 +44,11 @@ class AuditServiceStub:
                 request_serializer=gatehouse_dot_audit_dot_v1_dot_audit__pb2.ListProjectEventsRequest.SerializeToString,
                 response_deserializer=gatehouse_dot_audit_dot_v1_dot_audit__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
+        self.ListAllEvents = channel.unary_unary(
+                '/gatehouse.audit.v1.AuditService/ListAllEvents',
+                request_serializer=gatehouse_dot_audit_dot_v1_dot_audit__pb2.ListAllEventsRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_audit_dot_v1_dot_audit__pb2.ListEventsResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -63,6 +68,16 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAllEvents(self, request, context):
+        """The full log (as AuditAdminService.ListEvents) for an admin user's live session.
+        UNAUTHENTICATED: the session is unknown, expired or revoked. PERMISSION_DENIED: the user is
+        not an admin, or the account is disabled. UNAVAILABLE: authsvc could not be asked (or is not
+        configured); the log is never served without its answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -74,6 +89,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
             'ListProjectEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListProjectEvents,
                     request_deserializer=gatehouse_dot_audit_dot_v1_dot_audit__pb2.ListProjectEventsRequest.FromString,
+                    response_serializer=gatehouse_dot_audit_dot_v1_dot_audit__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'ListAllEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAllEvents,
+                    request_deserializer=gatehouse_dot_audit_dot_v1_dot_audit__pb2.ListAllEventsRequest.FromString,
                     response_serializer=gatehouse_dot_audit_dot_v1_dot_audit__pb2.ListEventsResponse.SerializeToString,
             ),
     }
@@ -130,6 +150,33 @@ class AuditService:
             target,
             '/gatehouse.audit.v1.AuditService/ListProjectEvents',
             gatehouse_dot_audit_dot_v1_dot_audit__pb2.ListProjectEventsRequest.SerializeToString,
+            gatehouse_dot_audit_dot_v1_dot_audit__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAllEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.audit.v1.AuditService/ListAllEvents',
+            gatehouse_dot_audit_dot_v1_dot_audit__pb2.ListAllEventsRequest.SerializeToString,
             gatehouse_dot_audit_dot_v1_dot_audit__pb2.ListEventsResponse.FromString,
             options,
             channel_credentials,

@@ -155,12 +155,30 @@ class ValidateSessionRequest(_message.Message):
     def __init__(self, session_token: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
 
 class ValidateSessionResponse(_message.Message):
-    __slots__ = ("user", "session")
+    __slots__ = ("user", "session", "reauth_required")
     USER_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    REAUTH_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     user: _common_pb2.User
     session: Session
-    def __init__(self, user: _Optional[_Union[_common_pb2.User, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
+    reauth_required: bool
+    def __init__(self, user: _Optional[_Union[_common_pb2.User, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., reauth_required: _Optional[bool] = ...) -> None: ...
+
+class ReauthenticateRequest(_message.Message):
+    __slots__ = ("session_token", "password", "client")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    password: str
+    client: _common_pb2.ClientInfo
+    def __init__(self, session_token: _Optional[str] = ..., password: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
+
+class ReauthenticateResponse(_message.Message):
+    __slots__ = ("session",)
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    session: Session
+    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
 
 class ListSessionsRequest(_message.Message):
     __slots__ = ("session_token",)

@@ -69,6 +69,11 @@ class AccountServiceStub:
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.ValidateSessionRequest.SerializeToString,
                 response_deserializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.ValidateSessionResponse.FromString,
                 _registered_method=True)
+        self.Reauthenticate = channel.unary_unary(
+                '/gatehouse.auth.v1.AccountService/Reauthenticate',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.ReauthenticateRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.ReauthenticateResponse.FromString,
+                _registered_method=True)
         self.ListSessions = channel.unary_unary(
                 '/gatehouse.auth.v1.AccountService/ListSessions',
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.ListSessionsRequest.SerializeToString,
@@ -146,6 +151,15 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Reauthenticate(self, request, context):
+        """Confirm the password for a sensitive action: refreshes the CURRENT session's
+        authenticated_at (no new session, no second factor). A wrong password is INVALID_ARGUMENT
+        and counts against the login rate limits (RESOURCE_EXHAUSTED with retry-after when over).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListSessions(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -219,6 +233,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.ValidateSession,
                     request_deserializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.ValidateSessionRequest.FromString,
                     response_serializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.ValidateSessionResponse.SerializeToString,
+            ),
+            'Reauthenticate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reauthenticate,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.ReauthenticateRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.ReauthenticateResponse.SerializeToString,
             ),
             'ListSessions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSessions,
@@ -440,6 +459,33 @@ class AccountService:
             '/gatehouse.auth.v1.AccountService/ValidateSession',
             gatehouse_dot_auth_dot_v1_dot_accounts__pb2.ValidateSessionRequest.SerializeToString,
             gatehouse_dot_auth_dot_v1_dot_accounts__pb2.ValidateSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reauthenticate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.AccountService/Reauthenticate',
+            gatehouse_dot_auth_dot_v1_dot_accounts__pb2.ReauthenticateRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_accounts__pb2.ReauthenticateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,123 @@
+"""deploy/gen_secrets.py: keys the services accept, private files, and rotation that keeps the
+versions still in use."""
+
+from __future__ import annotations
+
+import importlib.util
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from tests.deploy.conftest import DEPLOY, PROD_URLS
+
+SCRIPT = DEPLOY / "gen_secrets.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("gen_secrets", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=60)
+
+
+def read_env(path) -> dict[str, str]:
+    script = load_script()
+    return {line[0]: line[1] for line in script.parse_env(path.read_text()) if isinstance(line, tuple)}
+
+
+def test_every_generated_key_is_32_bytes_the_settings_decoder_reads():
+    from gatehouse.infra.settings import decode_key
+
+    script = load_script()
+    for _ in range(200):
+        for name, value in script.service_keys().items():
+            raw = value.split(":", 1)[1] if name in script.VERSIONED else value
+            assert decode_key(raw) is not None and len(decode_key(raw)) == 32, (name, value)
+
+
+def test_the_secrets_file_is_private_and_never_overwritten(tmp_path):
+    target = tmp_path / "secrets.env"
+    assert run("dev", "-o", str(target)).returncode == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    before = target.read_text()
+    again = run("dev", "-o", str(target))
+    assert again.returncode != 0 and "exists" in again.stderr
+    assert target.read_text() == before
+
+
+def test_prod_needs_one_database_per_service(tmp_path):
+    urls = dict(zip(PROD_URLS[::2], PROD_URLS[1::2]))
+    bad = run("prod", "-o", str(tmp_path / "s.env"), "--database-url", "postgresql://u:p@db/gatehouse",
+              "--redis-url", urls["--redis-url"])
+    assert bad.returncode != 0 and "{service}" in bad.stderr
+    assert run("prod", "-o", str(tmp_path / "s.env"), *PROD_URLS).returncode == 0
+    env = read_env(tmp_path / "s.env")
+    assert {env[f"{s}_DATABASE_URL"].rsplit("/", 1)[1].split("?")[0] for s in ("AUTHSVC", "UPLOADGW", "AUDITSVC")} == {
+        "authsvc", "uploadgw", "auditsvc"}
+
+
+@pytest.mark.parametrize("name", ["AUTHSVC_TOKEN_SECRETS", "AUTHSVC_TOTP_KEYS"])
+def test_rotating_a_versioned_key_puts_a_new_version_first_and_keeps_the_old(tmp_path, name):
+    from authsvc.settings import Settings
+
+    target = tmp_path / "secrets.env"
+    run("dev", "-o", str(target))
+    first = read_env(target)
+    for _ in range(2):
+        assert run("rotate", name, "-f", str(target)).returncode == 0
+    after = read_env(target)
+    versions = [item.split(":", 1)[0] for item in after[name].split(",")]
+    assert versions == ["3", "2", "1"]
+    assert after[name].endswith(first[name]), "the old versions are kept verbatim"
+    assert {k: v for k, v in after.items() if k != name} == {k: v for k, v in first.items() if k != name}
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    field = "token_secrets" if name == "AUTHSVC_TOKEN_SECRETS" else "totp_keys"
+    assert [v for v, _ in getattr(Settings.from_env(dict(after, AUTHSVC_SMTP_URL="")), field)] == [3, 2, 1]
+
+
+@pytest.mark.parametrize("name", ["AUTHSVC_TOKEN_SECRETS", "AUTHSVC_TOTP_KEYS"])
+def test_a_staged_version_is_known_everywhere_before_it_is_used(tmp_path, name):
+    """stage (verify/decrypt only) -> roll out -> promote (mint/encrypt with it) -> retire the old."""
+    from authsvc.settings import Settings
+
+    target = tmp_path / "secrets.env"
+    run("dev", "-o", str(target))
+
+    def versions(field):
+        settings = Settings.from_env(dict(read_env(target), AUTHSVC_SMTP_URL=""))
+        return [v for v, _ in getattr(settings, field)]
+
+    field = "token_secrets" if name == "AUTHSVC_TOKEN_SECRETS" else "totp_keys"
+    assert run("stage", name, "-f", str(target)).returncode == 0
+    assert versions(field) == [1, 2], "the old version still mints; the staged one only verifies"
+    assert run("promote", name, "-f", str(target)).returncode == 0
+    assert versions(field) == [2, 1]
+    refused = run("retire", name, "2", "-f", str(target))
+    assert refused.returncode != 0 and "in use" in refused.stderr
+    assert run("retire", name, "1", "-f", str(target)).returncode == 0
+    assert versions(field) == [2]
+    assert run("promote", "AUTHSVC_GATEWAY_KEY", "-f", str(target)).returncode != 0
+
+
+def test_rotating_a_credential_replaces_it_and_urls_are_edited_by_hand(tmp_path):
+    target = tmp_path / "secrets.env"
+    run("dev", "-o", str(target))
+    before = read_env(target)
+    assert run("rotate", "AUTHSVC_GATEWAY_KEY", "-f", str(target)).returncode == 0
+    assert read_env(target)["AUTHSVC_GATEWAY_KEY"] != before["AUTHSVC_GATEWAY_KEY"]
+    refused = run("rotate", "AUTHSVC_DATABASE_URL", "-f", str(target))
+    assert refused.returncode != 0 and "by hand" in refused.stderr
+
+
+def test_the_readme_explains_every_generated_key():
+    readme = (DEPLOY / "README.md").read_text()
+    script = load_script()
+    names = set(script.dev_values()) | set(script.prod_values("x/{service}", "r", ""))
+    missing = sorted(n for n in names if f"`{n}`" not in readme)
+    assert not missing, f"deploy/README.md does not explain {missing}"

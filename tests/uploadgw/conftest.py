@@ -1,0 +1,198 @@
+"""A real auth service and a real gateway on real ports, plus twine/pip as real subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import os
+import secrets
+import sys
+
+import aiohttp
+import pytest
+from sqlalchemy import select
+
+from authsvc.server import create_server
+from gatehouse.auth.v1 import admin_pb2, common_pb2
+from gatehouse.events.v1 import event_pb2
+from gatehouse.infra.clock import FakeClock
+from gatehouse.infra.grpcserver import open_channel
+from tests.authsvc.conftest import AuthHarness, auth_settings
+from uploadgw.app import METRICS
+from uploadgw.models import outbox
+from uploadgw.server import RunningGateway, start
+from uploadgw.settings import Settings
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def auth_overrides():
+    return {}
+
+
+@pytest.fixture
+def gw_overrides():
+    """Override in a test module to change the gateway's settings."""
+    return {}
+
+
+@pytest.fixture
+async def auth(make_database_url, auth_overrides):
+    clock = FakeClock()
+    clock.set(dt.datetime.now(dt.timezone.utc))
+    settings = auth_settings(make_database_url("authsvc"), **auth_overrides)
+    running = await create_server(settings, clock=clock, migrate_first=True)
+    gateway = open_channel(f"127.0.0.1:{running.port}", settings.gateway_key)
+    operator = open_channel(f"127.0.0.1:{running.port}", settings.operator_key)
+    harness = AuthHarness(running=running, settings=settings, clock=clock, gateway=gateway, operator=operator)
+    yield harness
+    await gateway.close()
+    await operator.close()
+    await running.stop(grace=0)
+
+
+def gateway_settings(database_url: str, storage_dir: str, auth: AuthHarness, **overrides) -> Settings:
+    base = dict(database_url=database_url, storage_dir=storage_dir, authsvc_target=auth.target,
+                authsvc_key=auth.settings.gateway_key, listen_host="127.0.0.1", listen_port=0,
+                auth_timeout=2.0, sweep_interval_seconds=0, access_log=False)
+    base.update(overrides)
+    return Settings(**base)
+
+
+@dataclasses.dataclass
+class GatewayHarness:
+    running: RunningGateway
+    settings: Settings
+    auth: AuthHarness
+    clock: FakeClock
+    http: aiohttp.ClientSession
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+    @property
+    def upload_url(self) -> str:
+        return self.url + "/legacy/"
+
+    @property
+    def gateway(self):
+        return self.running.gateway
+
+    def requests_to(self, route: str, status: int | None = None) -> float:
+        """How many requests the route answered (from the gateway's metrics)."""
+        registry = self.running.app[METRICS].registry
+        total = 0.0
+        for metric in registry.collect():
+            for sample in metric.samples:
+                if sample.name == "uploadgw_http_requests_total" and sample.labels["route"] == route and (
+                        status is None or sample.labels["status"] == str(status)):
+                    total += sample.value
+        return total
+
+    async def events(self, *tags: str) -> list[event_pb2.Event]:
+        async with self.gateway.engine.connect() as conn:
+            rows = (await conn.execute(select(outbox.c.tag, outbox.c.payload).order_by(outbox.c.id))).all()
+        out = []
+        for tag, payload in rows:
+            if not tags or tag in tags:
+                event = event_pb2.Event()
+                event.ParseFromString(payload)
+                out.append(event)
+        return out
+
+    def stored_blobs(self) -> list[str]:
+        root = os.path.join(self.settings.storage_dir, "blobs")
+        return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+    def temp_files(self) -> list[str]:
+        return os.listdir(os.path.join(self.settings.storage_dir, "tmp"))
+
+
+@pytest.fixture
+async def gw(auth, make_database_url, tmp_path, gw_overrides):
+    settings = gateway_settings(make_database_url("uploadgw"), str(tmp_path / "store"), auth, **gw_overrides)
+    running = await start(settings, clock=auth.clock, migrate_first=True)
+    async with aiohttp.ClientSession() as http:
+        yield GatewayHarness(running=running, settings=settings, auth=auth, clock=auth.clock, http=http)
+    await running.stop()
+
+
+# -- users and tokens, through the real AdminService --------------------------------------------------
+@dataclasses.dataclass
+class Uploader:
+    username: str
+    user_id: str
+    token: str
+    token_id: str
+
+
+async def make_uploader(auth: AuthHarness, username: str | None = None, *, projects=(),
+                        expires_at: dt.datetime | None = None, own=()) -> Uploader:
+    """A verified user (Owner of the projects in `own`, created if needed) with an API token."""
+    username = username or "u" + secrets.token_hex(4)
+    user = (await auth.admin.CreateUser(admin_pb2.AdminCreateUserRequest(
+        username=username, email=f"{username}@example.org", password=PASSWORD, email_verified=True))).user
+    for project in own:
+        await auth.admin.AddRole(admin_pb2.AdminAddRoleRequest(
+            project_name=project, username=username, role=common_pb2.ROLE_OWNER, create_project=True))
+    return await mint(auth, username, user.id, projects=projects, expires_at=expires_at)
+
+
+async def mint(auth: AuthHarness, username: str, user_id: str = "", *, projects=(),
+               expires_at: dt.datetime | None = None, description: str | None = None) -> Uploader:
+    request = admin_pb2.AdminMintTokenRequest(
+        username=username, description=description or "t-" + secrets.token_hex(3),
+        scope=common_pb2.TokenScope(all_projects=not projects, project_names=list(projects)))
+    if expires_at is not None:
+        request.expires_at.FromDatetime(expires_at.astimezone(dt.timezone.utc).replace(tzinfo=None))
+    reply = await auth.admin.MintToken(request)
+    return Uploader(username=username, user_id=user_id, token=reply.token, token_id=reply.info.id)
+
+
+# -- real clients as subprocesses --------------------------------------------------------------------
+@dataclasses.dataclass
+class Result:
+    rc: int
+    output: str
+
+    @property
+    def flat(self) -> str:
+        """The output with line wrapping undone (rich wraps twine's messages)."""
+        return " ".join(self.output.split())
+
+
+def client_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINE_", "PIP_", "UV_"))}
+    env.update(NO_COLOR="1", TERM="dumb", COLUMNS="200", PIP_CONFIG_FILE=os.devnull,
+               PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", UV_NO_CONFIG="1", UV_NO_CACHE="1")
+    env.update(extra)
+    return env
+
+
+async def run(cmd: list[str], *, env: dict[str, str] | None = None, cwd: str | None = None,
+              timeout: float = 180) -> Result:
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT, env=env or client_env(), cwd=cwd)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return Result(proc.returncode, out.decode("utf-8", "replace"))
+
+
+async def twine(url: str, *files, user: str | None = "__token__", password: str | None = None,
+                extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Result:
+    cmd = [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar"]
+    if url:
+        cmd += ["--repository-url", url]
+    if user is not None:
+        cmd += ["-u", user]
+    if password is not None:
+        cmd += ["-p", password]
+    cmd += [*extra, *map(str, files)]
+    return await run(cmd, env=env or client_env(), cwd=os.path.dirname(str(files[0])) if files else None)

@@ -1,0 +1,68 @@
+"""Probe endpoints, and where the client address comes from (X-Forwarded-For only when trusted)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.uploadgw.conftest import make_uploader
+from tests.uploadgw.dists import make_wheel
+from tests.uploadgw.http_support import post_upload
+
+
+async def test_live_and_ready_answer_without_credentials(gw):
+    for path, body in (("/_health/live", "ok"), ("/_health/ready", "ready")):
+        async with gw.http.get(gw.url + path) as resp:
+            assert resp.status == 200 and (await resp.text()).strip() == body
+            assert resp.headers["Cache-Control"] == "no-store"
+
+
+async def test_forwarded_for_is_ignored_by_default(gw, tmp_path):
+    up = await make_uploader(gw.auth)
+    wheel = make_wheel(tmp_path, "direct-pkg", "1.0")
+    status, _, _ = await post_upload(gw, wheel, up.token, headers={"X-Forwarded-For": "203.0.113.9"})
+    assert status == 200
+    [event] = await gw.events("file:add")
+    assert event.ip_address == "127.0.0.1", "a client must not choose the address recorded for it"
+
+
+class TestBehindOneProxy:
+    @pytest.fixture
+    def gw_overrides(self):
+        return {"trusted_proxy_hops": 1}
+
+    async def test_the_address_the_proxy_appended_is_the_client(self, gw, tmp_path):
+        up = await make_uploader(gw.auth)
+        wheel = make_wheel(tmp_path, "proxied-pkg", "1.0")
+        # The client forged the first entry; the trusted proxy appended the real one last.
+        status, _, _ = await post_upload(gw, wheel, up.token,
+                                         headers={"X-Forwarded-For": "10.9.9.9, 198.51.100.7"})
+        assert status == 200
+        [event] = await gw.events("file:add")
+        assert event.ip_address == "198.51.100.7"
+
+
+class TestAccessLog:
+    @pytest.fixture
+    def gw_overrides(self):
+        return {"access_log": True}
+
+    async def test_access_log_never_records_query_strings(self, gw, caplog):
+        await _access_log_never_records_query_strings(gw, caplog)
+
+
+async def _access_log_never_records_query_strings(gw, caplog):
+    caplog.set_level("INFO", logger="uploadgw.access")
+    secret = "reset-token-that-must-not-be-logged"
+    async with gw.http.get(gw.url + f"/_health/live?token={secret}") as resp:
+        assert resp.status == 200
+    for _ in range(50):  # aiohttp writes the access record just after the response
+        if any(r.name == "uploadgw.access" for r in caplog.records):
+            break
+        await asyncio.sleep(0.01)
+    records = [r for r in caplog.records if r.name == "uploadgw.access"]
+    assert records, "the request was not logged at all"
+    assert all(secret not in (r.getMessage() + str(vars(r))) for r in caplog.records)
+    assert any(getattr(r, "path", "") == "/_health/live" and getattr(r, "query_keys", "") == "token"
+               for r in records)

@@ -1,0 +1,86 @@
+"""pip and uv (real subprocesses) installing from the gateway; the private index setting."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import pytest
+
+from gatehouse.auth.v1 import admin_pb2
+from tests.uploadgw.conftest import make_uploader, run
+from tests.uploadgw.dists import make_wheel
+from tests.uploadgw.http_support import basic, post_upload
+
+
+async def publish(gw, tmp_path, name="client-pkg", versions=("1.0", "1.1")):
+    up = await make_uploader(gw.auth)
+    for version in versions:
+        status, reason, _ = await post_upload(gw, make_wheel(tmp_path, name, version), up.token)
+        assert status == 200, reason
+    return up
+
+
+def pip_install(index_url: str, target, requirement: str) -> list[str]:
+    return [sys.executable, "-m", "pip", "install", "--index-url", index_url, "--no-cache-dir", "--no-deps",
+            "--target", str(target), requirement]
+
+
+async def test_pip_installs_using_the_metadata_file(gw, tmp_path):
+    await publish(gw, tmp_path)
+    result = await run(pip_install(gw.url + "/simple/", tmp_path / "t", "client-pkg"))
+    assert result.rc == 0, result.output
+    assert (tmp_path / "t" / "client_pkg" / "__init__.py").read_text().startswith('__version__ = "1.1"')
+    assert gw.requests_to("simple_project", 200) >= 1
+    assert gw.requests_to("file_metadata", 200) >= 1
+    assert gw.requests_to("file", 200) == 1
+
+
+@pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed")
+async def test_uv_installs(gw, tmp_path):
+    await publish(gw, tmp_path)
+    result = await run([shutil.which("uv"), "pip", "install", "--no-cache", "--index-url", gw.url + "/simple/",
+                        "--target", str(tmp_path / "t"), "--python", sys.executable, "client-pkg==1.0"])
+    assert result.rc == 0, result.output
+    assert (tmp_path / "t" / "client_pkg" / "__init__.py").read_text().startswith('__version__ = "1.0"')
+    assert gw.requests_to("file_metadata", 200) >= 1
+
+
+class TestPrivateIndex:
+    @pytest.fixture
+    def gw_overrides(self):
+        return {"index_private": True}
+
+    async def test_reads_need_a_valid_token(self, gw, tmp_path):
+        up = await publish(gw, tmp_path)
+        async with gw.http.get(gw.url + "/simple/client-pkg/") as resp:
+            assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Basic realm=")
+            assert "private" in resp.reason
+        async with gw.http.get(gw.url + "/simple/client-pkg/", headers={"Authorization": basic(up.token)}) as resp:
+            assert resp.status == 200 and "Authorization" in resp.headers["Vary"]
+            assert resp.headers["Cache-Control"].startswith("private")
+        async with gw.http.get(gw.url + "/simple/", headers={"Authorization": basic(up.token + "x")}) as resp:
+            assert resp.status == 401
+        await gw.auth.admin.RevokeToken(admin_pb2.AdminRevokeTokenRequest(token_id=up.token_id))
+        async with gw.http.get(gw.url + "/simple/", headers={"Authorization": basic(up.token)}) as resp:
+            assert resp.status == 401 and "deleted" in resp.reason
+
+    async def test_pip_with_and_without_the_token(self, gw, tmp_path):
+        up = await publish(gw, tmp_path)
+        denied = await run(pip_install(gw.url + "/simple/", tmp_path / "t1", "client-pkg"))
+        assert denied.rc != 0 and "No matching distribution" in denied.output
+        assert gw.requests_to("simple_project", 401) >= 1
+        authed = gw.url.replace("http://", f"http://__token__:{up.token}@") + "/simple/"
+        result = await run(pip_install(authed, tmp_path / "t2", "client-pkg==1.0"))
+        assert result.rc == 0, result.output
+        assert gw.requests_to("file", 200) == 1 and gw.requests_to("file", 401) == 0
+
+    async def test_files_need_the_token_too(self, gw, tmp_path):
+        up = await publish(gw, tmp_path, versions=("1.0",))
+        async with gw.http.get(gw.url + "/simple/client-pkg/", headers={
+                "Authorization": basic(up.token), "Accept": "application/vnd.pypi.simple.v1+json"}) as resp:
+            url = (await resp.json(content_type=None))["files"][0]["url"].removeprefix("../..")
+        async with gw.http.get(gw.url + url) as resp:
+            assert resp.status == 401
+        async with gw.http.get(gw.url + url, headers={"Authorization": f"Bearer {up.token}"}) as resp:
+            assert resp.status == 200

@@ -1,0 +1,207 @@
+"""The gateway's app factory: `create_app(settings, clock=...) -> web.Application`.
+
+No I/O at import or construction: the database engine, the file store, the gRPC channel to
+authsvc, the background sweeper, the outbox relay and the project-deletion listener are opened in
+a cleanup context when the app starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import pathlib
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from gatehouse.infra.clock import Clock, SystemClock
+from gatehouse.infra.db import make_engine, make_session_factory, upgrade_async
+from gatehouse.infra.grpcserver import open_channel
+from gatehouse.infra.outbox import EventEmitter
+from gatehouse.infra.relay import OutboxRelay
+from uploadgw.authclient import AuthClient
+from uploadgw.db import Transactions
+from uploadgw.http.index import IndexHandlers
+from uploadgw.http.health import HealthHandlers
+from uploadgw.http.middleware import HttpMetrics, make_forwarded_middleware, make_middleware
+from uploadgw.http.upload import UploadHandler
+from uploadgw.index.service import IndexService
+from uploadgw.models import outbox
+from uploadgw.projectsync import ProjectDeletionListener
+from uploadgw.pages import setup_pages
+from uploadgw.releases.service import ReleaseService
+from uploadgw.settings import Settings
+from uploadgw.storage.filestore import LocalFileStore
+from uploadgw.uploads.archive import ArchiveLimits
+from uploadgw.uploads.service import SizeLimits, UploadService
+
+log = logging.getLogger(__name__)
+MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
+
+
+@dataclasses.dataclass
+class Gateway:
+    """The running gateway's collaborators (available to tests and to later page handlers)."""
+
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    db: async_sessionmaker
+    store: LocalFileStore
+    auth: AuthClient
+    events: EventEmitter
+    uploads: UploadService
+    releases: ReleaseService
+    index: IndexService
+    transactions: Transactions
+
+
+@dataclasses.dataclass
+class Handlers:
+    upload: UploadHandler
+    index: IndexHandlers
+    health: HealthHandlers
+
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", object)
+METRICS = web.AppKey("metrics", HttpMetrics)
+GATEWAY = web.AppKey("gateway", Gateway)
+HANDLERS = web.AppKey("handlers", Handlers)
+RELAY = web.AppKey("relay", object)
+LISTENER = web.AppKey("project_deletions", object)
+
+
+async def migrate(settings: Settings) -> None:
+    await upgrade_async(settings.database_url, MIGRATIONS)
+
+
+def build_gateway(settings: Settings, clock: Clock, channel) -> Gateway:
+    engine = make_engine(settings.database_url)
+    db = make_session_factory(engine)
+    store = LocalFileStore(settings.storage_dir, fsync=settings.fsync)
+    events = EventEmitter(outbox, source="uploadgw", clock=clock)
+    auth = AuthClient(channel, timeout=settings.auth_timeout, index_cache_seconds=settings.index_auth_cache_seconds)
+    releases = ReleaseService(db=db, store=store, events=events, clock=clock)
+    transactions = Transactions(settings.database_url, db)
+    uploads = UploadService(
+        db=db, transactions=transactions, store=store, auth=auth, events=events, clock=clock, releases=releases,
+        limits=SizeLimits(max_file_size=settings.max_file_size, max_project_size=settings.max_project_size),
+        archive_limits=ArchiveLimits(
+            max_members=settings.max_archive_members, max_metadata_size=settings.max_metadata_file_size,
+            ratio_min_size=settings.compression_ratio_min_size, max_ratio=settings.max_compression_ratio),
+    )
+    index = IndexService(db=db, transactions=transactions, cache_projects=settings.index_cache_projects)
+    return Gateway(settings=settings, clock=clock, engine=engine, db=db, store=store, auth=auth, events=events,
+                   uploads=uploads, releases=releases, index=index, transactions=transactions)
+
+
+async def sweep_once(gateway: Gateway) -> None:
+    """Finish interrupted removals and drop temporaries left by crashed uploads (any replica may run it)."""
+    removed = await asyncio.to_thread(gateway.store.sweep_temp, gateway.settings.temp_max_age_seconds)
+    finished = await gateway.releases.finish_pending()
+    if removed or finished:
+        log.info("sweep", extra={"temp_removed": removed, "files_removed": finished})
+
+
+async def _sweeper(gateway: Gateway) -> None:
+    interval = gateway.settings.sweep_interval_seconds
+    while True:
+        try:
+            await sweep_once(gateway)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - retried at the next interval
+            log.exception("sweep failed")
+        await asyncio.sleep(interval)
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    clock = clock or SystemClock()
+    metrics = HttpMetrics()
+    app = web.Application(
+        middlewares=[make_forwarded_middleware(settings.trusted_proxy_hops), make_middleware(metrics)],
+        # Uploads read their body themselves (small ones whole, large ones streamed in chunks);
+        # every other request has a small body.
+        client_max_size=1024 * 1024,
+        # A larger read buffer means fewer, larger chunks while streaming big uploads; lingering
+        # lets a client that is still sending its body read an early refusal (413/403).
+        handler_args={"read_bufsize": 256 * 1024, "lingering_time": 30.0},
+    )
+    app[SETTINGS] = settings
+    app[CLOCK] = clock
+    app[METRICS] = metrics
+    app.cleanup_ctx.append(_resources)
+    _routes(app)
+    setup_pages(app, settings=settings, clock=clock, gateway_key=GATEWAY)
+    return app
+
+
+async def _resources(app: web.Application):
+    settings = app[SETTINGS]
+    channel = open_channel(settings.authsvc_target, settings.authsvc_key, default_timeout=settings.auth_timeout)
+    gateway = build_gateway(settings, app[CLOCK], channel)
+    app[GATEWAY] = gateway
+    app[HANDLERS] = Handlers(
+        upload=UploadHandler(gateway.uploads, max_file_size=settings.max_file_size,
+                             max_form_size=settings.max_form_size),
+        index=IndexHandlers(gateway.index, gateway.store, gateway.auth, private=settings.index_private),
+        health=HealthHandlers(gateway.engine),
+    )
+    sweeper = relay = None
+    if settings.sweep_interval_seconds > 0:
+        sweeper = asyncio.create_task(_sweeper(gateway), name="uploadgw-sweeper")
+    if settings.relay_enabled and settings.redis_url:
+        # In-process relay, woken after every commit; on Kubernetes it may run as its own Deployment.
+        relay = OutboxRelay(gateway.db, outbox, settings.redis_url, settings.event_stream, clock=gateway.clock,
+                            name="uploadgw-relay")
+        relay.notify_on_commit(gateway.db)
+        gateway.transactions.after_commit = relay.notify
+        relay.start()
+    app[RELAY] = relay
+    listener = None
+    if settings.project_events and settings.redis_url:
+        listener = ProjectDeletionListener(settings.redis_url, settings.event_stream, gateway.releases)
+        listener.start()
+    app[LISTENER] = listener
+    try:
+        yield
+    finally:
+        if listener is not None:
+            await listener.stop()
+        if relay is not None:
+            await relay.stop()
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+        await channel.close()
+        gateway.transactions.dispose()
+        await gateway.engine.dispose()
+
+
+def _delegate(pick):
+    async def handler(request: web.Request):
+        return await pick(request.app[HANDLERS])(request)
+
+    return handler
+
+
+def _routes(app: web.Application) -> None:
+    router = app.router
+    upload = _delegate(lambda h: h.upload)
+    router.add_post("/legacy/", upload, name="upload")
+    # twine users often forget the slash; a redirect would make clients drop the body, so accept it.
+    router.add_post("/legacy", upload, name="upload_no_slash")
+    router.add_get("/simple/", _delegate(lambda h: h.index.root), name="simple_root")
+    router.add_get("/simple/{project}/", _delegate(lambda h: h.index.project), name="simple_project")
+    router.add_get("/simple/{project}", _delegate(lambda h: h.index.project_no_slash),
+                   name="simple_project_no_slash")
+    files = r"/files/{a:[0-9a-f]{2}}/{b:[0-9a-f]{2}}/{key:[0-9a-f]{64}-[0-9a-f]{16}}/"
+    router.add_get(files + r"{filename:[^/]+\.metadata}", _delegate(lambda h: h.index.file), name="file_metadata")
+    router.add_get(files + "{filename}", _delegate(lambda h: h.index.file), name="file")
+    router.add_get("/healthz", _delegate(lambda h: h.index.healthz), name="healthz")
+    router.add_get("/_health/live", _delegate(lambda h: h.health.live), name="health_live")
+    router.add_get("/_health/ready", _delegate(lambda h: h.health.ready), name="health_ready")

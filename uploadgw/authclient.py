@@ -1,0 +1,148 @@
+"""The gateway's calls to the auth service: token checks for uploads and private index reads.
+
+The gateway never parses a token; it passes it to authsvc over gRPC with a deadline and turns the
+answer into a result object or one of its own errors. Any failure to get an answer is a 503: an
+upload is never accepted without a positive answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+
+import grpc
+
+from gatehouse.auth.v1 import common_pb2, projects_pb2, projects_pb2_grpc, tokens_pb2, tokens_pb2_grpc
+from gatehouse.infra.outbox import Origin
+from uploadgw.errors import (
+    AuthenticationRequired,
+    DependencyUnavailable,
+    Forbidden,
+    InvalidUpload,
+    NotFound,
+    RateLimited,
+)
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE_MESSAGE = ("The authentication service is unavailable, so the upload was not accepted. "
+                       "Try again in a moment.")
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadIdentity:
+    """Who may upload to which project, as authsvc answered for this one upload."""
+
+    user_id: str
+    username: str
+    project_id: str
+    project_name: str
+    token_id: str
+    project_created: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderIdentity:
+    user_id: str
+    username: str
+    token_id: str
+
+
+def _client(origin: Origin) -> common_pb2.ClientInfo:
+    return common_pb2.ClientInfo(ip_address=origin.ip_address[:64], user_agent=origin.user_agent[:300])
+
+
+def _retry_after(err: grpc.aio.AioRpcError) -> int | None:
+    for key, value in err.trailing_metadata() or ():
+        if key == "retry-after":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "Access denied."
+
+
+class AuthClient:
+    """Wraps the TokenService/ProjectService stubs on a channel that carries the gateway's credential."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, timeout: float, index_cache_seconds: float = 0.0):
+        self._tokens = tokens_pb2_grpc.TokenServiceStub(channel)
+        self._projects = projects_pb2_grpc.ProjectServiceStub(channel)
+        self._timeout = timeout
+        self._index_cache_seconds = index_cache_seconds
+        self._index_cache: dict[bytes, tuple[float, ReaderIdentity]] = {}
+
+    async def verify_upload(self, token: str, project_name: str, origin: Origin) -> UploadIdentity:
+        request = tokens_pb2.VerifyUploadTokenRequest(token=token, project_name=project_name,
+                                                      client=_client(origin))
+        try:
+            reply = await self._tokens.VerifyUploadToken(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as err:
+            raise self._map(err, upload=True) from None
+        if not reply.user_id or not reply.project_id:
+            # A positive answer must say who and which project; anything else fails closed.
+            raise DependencyUnavailable(UNAVAILABLE_MESSAGE, reason="auth_bad_reply")
+        return UploadIdentity(
+            user_id=reply.user_id, username=reply.username, project_id=reply.project_id,
+            project_name=reply.project_name or project_name, token_id=reply.token_id,
+            project_created=reply.project_created,
+        )
+
+    async def verify_index(self, token: str, origin: Origin) -> ReaderIdentity:
+        key = hashlib.sha256(token.encode()).digest()
+        if self._index_cache_seconds > 0:
+            hit = self._index_cache.get(key)
+            if hit is not None and hit[0] > time.monotonic():
+                return hit[1]
+        request = tokens_pb2.VerifyIndexTokenRequest(token=token, client=_client(origin))
+        try:
+            reply = await self._tokens.VerifyIndexToken(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as err:
+            raise self._map(err, upload=False) from None
+        if not reply.user_id:
+            raise DependencyUnavailable("The authentication service is unavailable. Try again in a moment.",
+                                        reason="auth_bad_reply")
+        reader = ReaderIdentity(user_id=reply.user_id, username=reply.username, token_id=reply.token_id)
+        if self._index_cache_seconds > 0:
+            if len(self._index_cache) > 10_000:
+                self._index_cache.clear()
+            self._index_cache[key] = (time.monotonic() + self._index_cache_seconds, reader)
+        return reader
+
+    async def check_permission(self, session_token: str, project_name: str, permission: int):
+        """For page actions (later issue): whether the session's user may act on the project."""
+        request = projects_pb2.CheckPermissionRequest(session_token=session_token, project_name=project_name,
+                                                      permission=permission)
+        try:
+            return await self._projects.CheckPermission(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as err:
+            raise self._map(err, upload=False) from None
+
+    def _map(self, err: grpc.aio.AioRpcError, *, upload: bool):
+        code = err.code()
+        message = _one_line(err.details() or "")
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            if upload:
+                return Forbidden(message, reason="token_invalid")
+            return AuthenticationRequired(message, reason="token_invalid")
+        if code == grpc.StatusCode.PERMISSION_DENIED:
+            return Forbidden(message, reason="token_denied")
+        if code == grpc.StatusCode.FAILED_PRECONDITION:
+            return Forbidden(message, reason="account_state")
+        if code == grpc.StatusCode.NOT_FOUND:
+            return NotFound(message, reason="not_found") if not upload else Forbidden(message, reason="not_found")
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return InvalidUpload(message, reason="auth_invalid_argument")
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return RateLimited(message, reason="rate_limited", retry_after=_retry_after(err))
+        log.warning("authsvc call failed", extra={"grpc_code": code.name})
+        if upload:
+            return DependencyUnavailable(UNAVAILABLE_MESSAGE, reason="auth_unavailable")
+        return DependencyUnavailable("The authentication service is unavailable. Try again in a moment.",
+                                     reason="auth_unavailable")

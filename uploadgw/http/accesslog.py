@@ -1,0 +1,26 @@
+"""The access log: one JSON-friendly record per request, never the query string.
+
+Emailed verification and reset links carry their single-use token in the query, so the default
+aiohttp format (which logs the request line) would write secrets to the log.
+"""
+
+from __future__ import annotations
+
+from aiohttp.abc import AbstractAccessLogger
+
+
+class RedactedAccessLogger(AbstractAccessLogger):
+    def log(self, request, response, time: float) -> None:
+        self.logger.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,  # without the query string
+                "query_keys": ",".join(sorted(request.query.keys())),
+                "status": response.status,
+                "bytes": response.body_length,
+                "ms": round(time * 1000, 2),
+                "remote": request.remote or "",
+                "agent": request.headers.get("User-Agent", "")[:200],
+            },
+        )

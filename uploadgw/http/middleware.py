@@ -1,0 +1,104 @@
+"""The one place where gateway errors become HTTP answers, plus request metrics.
+
+twine prints the HTTP reason phrase, so the message goes there (one line, ASCII-safe so it
+survives any client's Latin-1 decoding) and in the body. Bad input never becomes a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from gatehouse.infra.errors import GatehouseError
+from uploadgw.errors import http_status_for
+
+log = logging.getLogger(__name__)
+MAX_REASON = 1000
+
+
+def reason_phrase(message: str) -> str:
+    """One line of printable ASCII (non-ASCII characters become '?')."""
+    flat = " ".join(message.split())
+    safe = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in flat)
+    return safe[:MAX_REASON] or "Error"
+
+
+def error_response(status: int, message: str, *, headers: dict | None = None) -> web.Response:
+    return web.Response(status=status, reason=reason_phrase(message), text=message.strip() + "\n",
+                        content_type="text/plain", headers=headers)
+
+
+def response_for(exc: GatehouseError, realm: str = "Gatehouse") -> web.Response:
+    status = http_status_for(exc)
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = f'Basic realm="{realm}", charset="UTF-8"'
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(int(exc.retry_after))
+    if status >= 500:
+        log.warning("request failed on a dependency", extra={"reason": exc.reason, "status": status})
+    return error_response(status, exc.message, headers=headers)
+
+
+class HttpMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        self.requests = Counter("uploadgw_http_requests", "HTTP requests served", ["route", "method", "status"],
+                                registry=self.registry)
+        self.refusals = Counter("uploadgw_http_refusals", "Refused requests by reason", ["route", "reason"],
+                                registry=self.registry)
+        self.latency = Histogram("uploadgw_http_latency_seconds", "HTTP request latency", ["route"],
+                                 registry=self.registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60))
+
+    def count(self, route: str, method: str, status: int, seconds: float, reason: str | None = None) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+        if reason:
+            self.refusals.labels(route, reason).inc()
+
+
+def make_middleware(metrics: HttpMetrics):
+    @web.middleware
+    async def gateway_middleware(request: web.Request, handler):
+        started = time.perf_counter()
+        route = request.match_info.route.name or "unmatched"
+        reason = None
+        try:
+            response = await handler(request)
+        except GatehouseError as exc:
+            reason = exc.reason
+            response = response_for(exc)
+        except web.HTTPException as exc:
+            metrics.count(route, request.method, exc.status, time.perf_counter() - started)
+            raise
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception:
+            log.exception("unhandled error", extra={"route": route})
+            metrics.count(route, request.method, 500, time.perf_counter() - started, "internal")
+            return error_response(500, "Internal server error.")
+        metrics.count(route, request.method, response.status, time.perf_counter() - started, reason)
+        return response
+
+    return gateway_middleware
+
+
+def make_forwarded_middleware(trusted_hops: int):
+    """Behind `trusted_hops` reverse proxies, the client is the address the outermost trusted
+    proxy appended to X-Forwarded-For. With 0 (the default) the header is ignored, since any
+    client can send it; per-IP rate limits and audit IPs must not be spoofable."""
+
+    @web.middleware
+    async def forwarded(request: web.Request, handler):
+        if trusted_hops > 0:
+            hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
+            if len(hops) >= trusted_hops:
+                request = request.clone(remote=hops[-trusted_hops][:64])
+        return await handler(request)
+
+    return forwarded

@@ -1,0 +1,193 @@
+"""`POST /legacy/`: the upload API twine speaks.
+
+Order matters: the credentials are read from the headers first (a malformed or missing token, or
+a body declared too large, is refused before anything else). twine sends every metadata field
+before `content`, so the project is known - and the token sent to authsvc - before the file is
+used. A large body is streamed, and only after authsvc said yes. A small one (at most
+`SMALL_BODY` bytes, already in the socket buffers) is read whole; its archive is examined while
+authsvc answers, and it is published only if authsvc said yes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from gatehouse.infra.outbox import Origin
+from uploadgw.errors import InvalidUpload, TooLarge
+from uploadgw.http import credentials, multipart
+from uploadgw.uploads.form import UploadForm, check_filename, collect_fields, parse_form
+from uploadgw.uploads.service import UploadService, human_size
+from uploadgw.uploads.spool import SizeExceeded, hash_bytes
+
+log = logging.getLogger(__name__)
+SMALL_BODY = 1024 * 1024
+READ_CHUNK = 1024 * 1024
+# Small reads for the metadata fields keep aiohttp's look-ahead into the file short.
+FIELD_CHUNK = 16 * 1024
+IGNORED_FILE_FIELDS = ("gpg_signature", "attestations")
+IGNORED_FILE_FIELD_LIMIT = 64 * 1024
+INTERRUPTED = "The upload was interrupted or its multipart body is malformed; nothing was stored."
+MALFORMED = (ValueError, AssertionError, aiohttp.ClientPayloadError, KeyError)
+
+
+def origin_of(request: web.Request) -> Origin:
+    return Origin(ip_address=request.remote or "", user_agent=request.headers.get("User-Agent", "")[:300])
+
+
+class UploadHandler:
+    def __init__(self, service: UploadService, *, max_file_size: int, max_form_size: int):
+        self.service = service
+        self.max_file_size = max_file_size
+        self.max_form_size = max_form_size
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        token = credentials.upload_token(request.headers.get("Authorization"))
+        declared = request.content_length
+        ceiling = self.max_file_size + self.max_form_size
+        if declared is not None and declared > ceiling and not await self._has_larger_overrides(declared):
+            raise TooLarge(f"File too large. The limit is {human_size(self.max_file_size)} per file.",
+                           reason="file_too_large")
+        if request.content_type != "multipart/form-data":
+            raise InvalidUpload("Upload with a multipart/form-data body (as twine does).", reason="not_multipart")
+        if declared is not None and declared <= SMALL_BODY:
+            outcome = await self._small(request, token, declared)
+        else:
+            outcome = await self._streamed(request, token, declared)
+        if not outcome.created:
+            return web.Response(text="File already exists with identical content; nothing new was stored.\n")
+        return web.Response(text="OK\n")
+
+    def _form(self, fields: list[tuple[str, str]], filename: str | None) -> tuple[UploadForm, str]:
+        form = parse_form(collect_fields(fields))
+        check_filename(filename or "", form)
+        return form, filename or ""
+
+    async def _small(self, request: web.Request, token: str, declared: int):
+        try:
+            body = await request.content.readexactly(declared)
+        except (asyncio.IncompleteReadError, aiohttp.ClientPayloadError, ConnectionError) as exc:
+            raise InvalidUpload(INTERRUPTED, reason="interrupted") from exc
+        fields: list[tuple[str, str]] = []
+        content = None
+        for part in multipart.split(body, multipart.boundary_of(request.headers.get("Content-Type", ""))):
+            if part.name == "content":
+                if part.filename is None:
+                    raise InvalidUpload("The 'content' field must be a file.", reason="bad_multipart")
+                content = part
+                break
+            if part.filename is not None:
+                self._check_file_field(part.name)
+                continue
+            fields.append((part.name, self._text(part.name, part.value)))
+        if content is None:
+            raise InvalidUpload("Upload payload does not have a file.", reason="no_file")
+        form, filename = self._form(fields, content.filename)
+        data = content.value
+        authorizing = asyncio.ensure_future(
+            self.service.authorize(form, filename, token, origin_of(request), len(data)))
+        digests = hash_bytes(data, want_md5=form.md5_digest is not None)
+        checking = asyncio.ensure_future(asyncio.to_thread(
+            self.service.check_archive, form, filename, data, len(data)))
+        try:
+            ticket = await authorizing
+        except BaseException:
+            await self.service.discard(checking)
+            raise
+        return await self.service.publish(ticket, digests, checking)
+
+    async def _streamed(self, request: web.Request, token: str, declared: int | None):
+        try:
+            reader = await request.multipart()
+            fields, form_bytes, part, filename = await self._read_fields(reader)
+        except MALFORMED as exc:
+            raise InvalidUpload(f"Malformed multipart body ({type(exc).__name__}).", reason="bad_multipart") \
+                from None
+        form, filename = self._form(fields, filename)
+        remaining = declared - form_bytes if declared is not None else None
+        ticket = await self.service.authorize(form, filename, token, origin_of(request), remaining)
+        spool = self.service.open_spool(ticket.spool_limit, form)
+        try:
+            try:
+                while chunk := await part.read_chunk(READ_CHUNK):
+                    await spool.write(chunk)
+                await self._drain(reader)
+            except SizeExceeded:
+                raise self.service.size_error(ticket) from None
+            except (*MALFORMED, ConnectionError) as exc:
+                raise InvalidUpload(INTERRUPTED, reason="interrupted") from exc
+            digests = await spool.finish()
+            source = spool.data if spool.data is not None else spool.temp_path
+            checking = asyncio.ensure_future(asyncio.to_thread(
+                self.service.check_archive, form, filename, source, digests.size))
+            return await self.service.publish(ticket, digests, checking)
+        finally:
+            # A published file was renamed away; anything else of this upload is removed.
+            await spool.discard()
+
+    async def _has_larger_overrides(self, declared: int) -> bool:
+        return await self.service.largest_file_limit() + self.max_form_size >= declared
+
+    @staticmethod
+    def _check_file_field(name: str) -> None:
+        if name not in IGNORED_FILE_FIELDS:
+            raise InvalidUpload(f"{name}: Should not be a file.", reason="bad_multipart")
+
+    @staticmethod
+    def _text(name: str, value: bytes) -> str:
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidUpload(f"The {name!r} field is not valid UTF-8.", reason="bad_encoding") from None
+
+    async def _read_fields(self, reader):
+        """Every field up to `content`: (fields, bytes read, the content part, its filename)."""
+        fields: list[tuple[str, str]] = []
+        used = 0
+        while True:
+            part = await reader.next()
+            if part is None:
+                raise InvalidUpload("Upload payload does not have a file.", reason="no_file")
+            if isinstance(part, aiohttp.MultipartReader):
+                raise InvalidUpload("Nested multipart bodies are not accepted.", reason="bad_multipart")
+            params = multipart.disposition_params(part.headers.get("Content-Disposition", ""))
+            if any(key.endswith("*") for key in params):
+                params = {"name": part.name or "", **({"filename": part.filename} if part.filename else {})}
+            name, filename = params.get("name", ""), params.get("filename")
+            if name == "content":
+                if filename is None:
+                    raise InvalidUpload("The 'content' field must be a file.", reason="bad_multipart")
+                return fields, used, part, filename
+            if filename is not None:
+                self._check_file_field(name)
+                used += await self._skip(part, IGNORED_FILE_FIELD_LIMIT)
+                continue
+            data = bytearray()
+            while chunk := await part.read_chunk(FIELD_CHUNK):
+                data += chunk
+                used += len(chunk)
+                if used > self.max_form_size:
+                    raise TooLarge(f"The upload's metadata fields are larger than {human_size(self.max_form_size)}.",
+                                   reason="form_too_large")
+            fields.append((name, self._text(name, bytes(data))))
+            used += len(name) + 100  # the part's headers and boundary
+
+    @staticmethod
+    async def _skip(part, limit: int) -> int:
+        total = 0
+        while chunk := await part.read_chunk(FIELD_CHUNK):
+            total += len(chunk)
+            if total > limit:
+                raise TooLarge(f"The {part.name!r} field is larger than {human_size(limit)}.", reason="field_too_large")
+        return total
+
+    async def _drain(self, reader) -> None:
+        """Whatever follows `content` (twine sends nothing) is read and ignored, within bounds."""
+        budget = self.max_form_size
+        while (part := await reader.next()) is not None:
+            if isinstance(part, aiohttp.MultipartReader):
+                raise InvalidUpload("Nested multipart bodies are not accepted.", reason="bad_multipart")
+            budget -= await self._skip(part, budget)

@@ -1,0 +1,4 @@
+from gatehouse.infra import alembic_env
+from uploadgw.models import metadata
+
+alembic_env.run(metadata)

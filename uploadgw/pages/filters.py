@@ -1,0 +1,76 @@
+"""Template filters: times in UTC, sizes, and event tags in words."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import jinja2
+
+from gatehouse.infra.clock import as_utc
+
+EVENT_LABELS = {
+    "account:create": "Account created",
+    "account:email:add": "Email address added",
+    "account:email:sent": "Email sent",
+    "account:email:verified": "Email address verified",
+    "account:login:success": "Logged in",
+    "account:login:failure": "Failed login",
+    "account:logout": "Logged out",
+    "account:reauthenticate:failure": "Wrong password when confirming an action",
+    "account:password:change": "Password changed",
+    "account:password:reset:request": "Password reset requested",
+    "account:password:reset": "Password reset",
+    "account:session:revoke": "Session ended",
+    "account:api_token:added": "API token created",
+    "account:api_token:removed": "API token deleted",
+    "account:two_factor:method_added": "Two-factor method added",
+    "account:two_factor:method_removed": "Two-factor method removed",
+    "account:recovery_codes:generated": "Recovery codes generated",
+    "account:recovery_codes:regenerated": "Recovery codes regenerated",
+    "account:recovery_codes:used": "Recovery code used",
+    "account:two_factor:method_renamed": "Security key renamed",
+    "account:disable": "Account disabled by an operator",
+    "account:enable": "Account enabled by an operator",
+    "account:admin:grant": "Made an administrator",
+    "account:admin:revoke": "No longer an administrator",
+    "project:create": "Project created",
+    "project:delete": "Project deleted",
+    "project:role:add": "Collaborator added",
+    "project:role:change": "Collaborator's role changed",
+    "project:role:remove": "Collaborator removed",
+    "project:api_token:added": "API token created for the project",
+    "project:api_token:removed": "API token for the project deleted",
+    "project:release:add": "Release added",
+    "project:release:remove": "Release deleted",
+    "project:release:yank": "Release yanked",
+    "project:release:unyank": "Release un-yanked",
+    "project:file:remove": "File deleted",
+    "file:add": "File uploaded",
+}
+
+
+def utc(value: dt.datetime | None, empty: str = "never") -> str:
+    if value is None:
+        return empty
+    return as_utc(value).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def iso(value: dt.datetime | None) -> str:
+    return as_utc(value).isoformat(timespec="seconds") if value is not None else ""
+
+
+def filesize(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"
+
+
+def event_label(tag: str) -> str:
+    return EVENT_LABELS.get(tag, tag)
+
+
+def install(env: jinja2.Environment) -> None:
+    env.filters.update(utc=utc, iso=iso, filesize=filesize, event_label=event_label)

@@ -1,0 +1,191 @@
+"""Projects: the list, one project's releases and collaborators, and the Owners' actions on them.
+
+Every action asks authsvc first (CheckPermission MANAGE, which also says when the password must
+be confirmed again); only then does the gateway change its own tables (ReleaseService) or ask
+authsvc to change roles. Destructive actions have a confirmation page; deleting a release or a
+project means typing its version or name.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from aiohttp import web
+
+from uploadgw.http.upload import origin_of
+from uploadgw.pages.services.errors import PageError, ReauthRequired
+from uploadgw.pages.common import PAGES, Form, path_param, read_form
+
+
+def _role_phrase(role: str) -> str:
+    return "an Owner" if role == "Owner" else f"a {role}"
+
+
+def _url(name: str, *rest: str) -> str:
+    return "/projects/" + "/".join(quote(part, safe="") for part in (name, *rest)) + ("" if rest else "/")
+
+
+async def index(request: web.Request) -> web.Response:
+    pages = request.config_dict[PAGES]
+    await pages.require(request)
+    projects = await pages.projects.mine(pages.session_token(request))
+    return await pages.render(request, "projects.html", projects=projects)
+
+
+async def _detail(request: web.Request, name: str, *, status: int = 200, forms: dict | None = None) -> web.Response:
+    pages = request.config_dict[PAGES]
+    await pages.require(request)
+    token = pages.session_token(request)
+    access = await pages.projects.access(token, name, "upload")
+    people = await pages.projects.collaborators(token, name)
+    releases = await pages.projects.releases(access.project.id)
+    return await pages.render(request, "project.html", status=status, access=access, people=people,
+                              releases=releases, forms=forms or {}, url=_url)
+
+
+async def detail(request: web.Request) -> web.Response:
+    return await _detail(request, path_param(request, "name"))
+
+
+async def _manage(request: web.Request, name: str, back: str):
+    pages = request.config_dict[PAGES]
+    await pages.require(request)
+    try:
+        return await pages.projects.manage(pages.session_token(request), name)
+    except ReauthRequired as exc:
+        raise exc.back_to(back) from None
+
+
+# -- collaborators ---------------------------------------------------------------------------------
+async def add_collaborator(request: web.Request) -> web.Response:
+    pages = request.config_dict[PAGES]
+    name = path_param(request, "name")
+    await _manage(request, name, _url(name))
+    data = await read_form(request)
+    form = Form({"username": data.get("username", "").strip(), "role": data.get("role", "Maintainer")})
+    try:
+        await pages.projects.add_role(pages.session_token(request), name, form.get("username"), form.get("role"),
+                                      origin_of(request))
+    except PageError as exc:
+        form.errors[exc.field or "username"] = exc.message
+        return await _detail(request, name, status=exc.status, forms={"add": form})
+    who = form.get("username")
+    return pages.redirect(_url(name), notice=f"{who} is now {_role_phrase(form.get('role'))} of {name}.")
+
+
+async def change_role(request: web.Request) -> web.Response:
+    pages = request.config_dict[PAGES]
+    name, username = path_param(request, "name"), path_param(request, "username")
+    await _manage(request, name, _url(name))
+    data = await read_form(request)
+    role = data.get("role", "")
+    try:
+        await pages.projects.change_role(pages.session_token(request), name, username, role, origin_of(request))
+    except PageError as exc:
+        return await _detail(request, name, status=exc.status,
+                             forms={f"role_{username}": Form({"role": role}, {"role": exc.message})})
+    return pages.redirect(_url(name), notice=f"{username} is now {_role_phrase(role)} of {name}.")
+
+
+async def remove_page(request: web.Request) -> web.Response:
+    pages = request.config_dict[PAGES]
+    name, username = path_param(request, "name"), path_param(request, "username")
+    access = await _manage(request, name, _url(name, "collaborators", username, "remove"))
+    return await pages.render(request, "collaborator_remove.html", access=access, username=username, url=_url)
+
+
+async def remove(request: web.Request) -> web.Response:
+    pages = request.config_dict[PAGES]
+    name, username = path_param(request, "name"), path_param(request, "username")
+    await _manage(request, name, _url(name, "collaborators", username, "remove"))
+    await pages.projects.remove_role(pages.session_token(request), name, username, origin_of(request))
+    return pages.redirect(_url(name), notice=f"{username} is no longer a collaborator of {name}. Their API tokens "
+                                             "no longer work for it.")
+
+
+# -- releases ---------------------------------------------------------------------------------------
+async def yank(request: web.Request) -> web.Response:
+    pages = request.config_dict[PAGES]
+    name, version = path_param(request, "name"), path_param(request, "version")
+    access = await _manage(request, name, _url(name))
+    data = await read_form(request)
+    undo = request.match_info.get("action") == "unyank"
+    await pages.projects.set_yanked(access, version, not undo, data.get("reason", ""), origin_of(request))
+    done = "is no longer yanked" if undo else "is yanked: installers skip it unless it is pinned exactly"
+    return pages.redirect(_url(name), notice=f"Release {version} {done}.")
+
+
+async def delete_release_page(request: web.Request) -> web.Response:
+    pages = request.config_dict[PAGES]
+    name, version = path_param(request, "name"), path_param(request, "version")
+    access = await _manage(request, name, _url(name, "releases", version, "delete"))
+    return await pages.render(request, "release_delete.html", access=access, version=version, url=_url)
+
+
+async def delete_release(request: web.Request) -> web.Response:
+    pages = request.config_dict[PAGES]
+    name, version = path_param(request, "name"), path_param(request, "version")
+    access = await _manage(request, name, _url(name, "releases", version, "delete"))
+    data = await read_form(request)
+    typed = data.get("confirm_version", "").strip()
+    if typed != version:
+        form = Form({"confirm_version": typed}, {"confirm_version": f"Type the version {version} exactly to confirm."})
+        return await pages.render(request, "release_delete.html", status=400, access=access, version=version,
+                                  url=_url, form=form)
+    await pages.projects.delete_release(access, version, origin_of(request))
+    return pages.redirect(_url(name), notice=f"Release {version} of {name} and its files were deleted.")
+
+
+# -- the project itself ----------------------------------------------------------------------------
+async def delete_project_page(request: web.Request) -> web.Response:
+    pages = request.config_dict[PAGES]
+    name = path_param(request, "name")
+    access = await _manage(request, name, _url(name, "delete"))
+    return await pages.render(request, "project_delete.html", access=access, url=_url)
+
+
+async def delete_project(request: web.Request) -> web.Response:
+    pages = request.config_dict[PAGES]
+    name = path_param(request, "name")
+    access = await _manage(request, name, _url(name, "delete"))
+    data = await read_form(request)
+    form = Form({"confirm_name": data.get("confirm_name", "").strip()})
+    try:
+        await pages.projects.delete_project(pages.session_token(request), access, form.get("confirm_name"),
+                                            origin_of(request))
+    except PageError as exc:
+        form.errors["confirm_name"] = exc.message
+        return await pages.render(request, "project_delete.html", status=exc.status, access=access, url=_url,
+                                  form=form)
+    return pages.redirect("/projects/", notice=f"The project {access.project.name} was deleted, with all its "
+                                               "releases and files.")
+
+
+async def history(request: web.Request) -> web.Response:
+    pages = request.config_dict[PAGES]
+    await pages.require(request)
+    name = path_param(request, "name")
+    access = await pages.projects.access(pages.session_token(request), name, "view_log")
+    page = await pages.history.project_log(access.project.id, request.query.get("page", ""))
+    return await pages.render(request, "history.html", page=page, title=f"History of {access.project.name}",
+                              project=access.project, url=_url)
+
+
+async def no_slash(request: web.Request) -> web.Response:
+    return request.config_dict[PAGES].redirect(_url(path_param(request, "name")))
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/", index, name="projects")
+    router.add_get("/{name}/", detail, name="project")
+    router.add_get("/{name}", no_slash)
+    router.add_post("/{name}/collaborators", add_collaborator)
+    router.add_post("/{name}/collaborators/{username}/role", change_role)
+    router.add_get("/{name}/collaborators/{username}/remove", remove_page)
+    router.add_post("/{name}/collaborators/{username}/remove", remove)
+    router.add_post("/{name}/releases/{version}/{action:yank|unyank}", yank)
+    router.add_get("/{name}/releases/{version}/delete", delete_release_page)
+    router.add_post("/{name}/releases/{version}/delete", delete_release)
+    router.add_get("/{name}/delete", delete_project_page)
+    router.add_post("/{name}/delete", delete_project)
+    router.add_get("/{name}/history", history, name="project_history")

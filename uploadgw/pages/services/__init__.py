@@ -1,0 +1,1 @@
+"""Page services: the account pages' calls to authsvc, auditsvc and the gateway's release service."""

@@ -1,0 +1,29 @@
+"""The one way page services call authsvc and auditsvc: a deadline, and errors turned into PageErrors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+
+from gatehouse.auth.v1 import common_pb2
+from gatehouse.infra.outbox import Origin
+from uploadgw.pages.services.errors import from_rpc
+
+
+def client_info(origin: Origin | None) -> common_pb2.ClientInfo:
+    origin = origin or Origin()
+    return common_pb2.ClientInfo(ip_address=origin.ip_address[:64], user_agent=origin.user_agent[:300])
+
+
+class Caller:
+    """Calls one gRPC method with the page timeout; a failure raises the matching PageError."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+
+    async def __call__(self, method, request, *, fields: Sequence[tuple[str, str]] = (), session_call: bool = True):
+        try:
+            return await method(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as err:
+            raise from_rpc(err, fields=fields, session_call=session_call) from None

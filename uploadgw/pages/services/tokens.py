@@ -1,0 +1,47 @@
+"""API tokens for the pages: list, create (the secret comes back once), delete."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import grpc
+
+from gatehouse.auth.v1 import common_pb2, tokens_pb2, tokens_pb2_grpc
+from gatehouse.infra.outbox import Origin
+from uploadgw.pages.services.errors import NotFoundError
+from uploadgw.pages.services.rpc import Caller, client_info
+from uploadgw.pages.services.views import NewToken, Token
+
+CREATE_FIELDS = (("description", "description"), ("named", "description"), ("expiry", "expires"),
+                 ("scope", "scope"), ("project", "projects"))
+
+
+class TokenPages:
+    def __init__(self, channel: grpc.aio.Channel, *, timeout: float):
+        self._stub = tokens_pb2_grpc.TokenServiceStub(channel)
+        self._call = Caller(timeout)
+
+    async def list(self, session_token: str) -> list[Token]:
+        reply = await self._call(self._stub.ListTokens, tokens_pb2.ListTokensRequest(session_token=session_token))
+        return [Token.of(t) for t in reply.tokens]
+
+    async def get(self, session_token: str, token_id: str) -> Token:
+        for token in await self.list(session_token):
+            if token.id == token_id:
+                return token
+        raise NotFoundError("You have no API token with that id.")
+
+    async def create(self, session_token: str, description: str, *, all_projects: bool, project_names: list[str],
+                     expires_at: dt.datetime | None, origin: Origin | None) -> NewToken:
+        request = tokens_pb2.CreateTokenRequest(
+            session_token=session_token, description=description,
+            scope=common_pb2.TokenScope(all_projects=all_projects, project_names=project_names),
+            client=client_info(origin))
+        if expires_at is not None:
+            request.expires_at.FromDatetime(expires_at.astimezone(dt.timezone.utc).replace(tzinfo=None))
+        reply = await self._call(self._stub.CreateToken, request, fields=CREATE_FIELDS)
+        return NewToken(secret=reply.token, info=Token.of(reply.info))
+
+    async def delete(self, session_token: str, token_id: str, origin: Origin | None) -> None:
+        await self._call(self._stub.DeleteToken, tokens_pb2.DeleteTokenRequest(
+            session_token=session_token, token_id=token_id, client=client_info(origin)))

@@ -1,0 +1,52 @@
+"""Running the gateway on a real socket: `start(settings) -> RunningGateway` (tests, `python -m uploadgw`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from aiohttp import web
+
+from gatehouse.infra.clock import Clock
+from gatehouse.infra.metrics import serve_metrics
+from uploadgw.http.accesslog import RedactedAccessLogger
+from uploadgw.app import GATEWAY, METRICS, Gateway, create_app, migrate
+from uploadgw.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class RunningGateway:
+    app: web.Application
+    runner: web.AppRunner
+    port: int
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.app[GATEWAY]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start(settings: Settings, *, clock: Clock | None = None, migrate_first: bool = False,
+                port: int | None = None) -> RunningGateway:
+    """Start the app on settings.listen_host:port (port 0: any free port, the real one is returned)."""
+    if migrate_first:
+        await migrate(settings)
+    app = create_app(settings, clock=clock)
+    runner = web.AppRunner(app, access_log=logging.getLogger("uploadgw.access") if settings.access_log else None,
+                           access_log_class=RedactedAccessLogger, handler_cancellation=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.listen_host, settings.listen_port if port is None else port,
+                       reuse_address=True)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - aiohttp exposes no public accessor
+    serve_metrics(app[METRICS].registry, settings.listen_host, settings.metrics_port)
+    log.info("uploadgw listening", extra={"port": bound})
+    return RunningGateway(app=app, runner=runner, port=bound)

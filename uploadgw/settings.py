@@ -1,0 +1,101 @@
+"""The upload gateway's settings, built once from environment variables at start-up."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gatehouse.infra.settings import Env, SettingsError
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    database_url: str
+    storage_dir: str
+    authsvc_target: str
+    # The gateway's service credential for authsvc (never the operator's).
+    authsvc_key: str
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8000
+    auth_timeout: float = 5.0
+    max_file_size: int = 100 * MIB
+    max_project_size: int = 10 * GIB
+    # Everything that is not the file (metadata fields, description) in one upload.
+    max_form_size: int = 8 * MIB
+    max_metadata_file_size: int = 4 * MIB
+    max_archive_members: int = 100_000
+    # A declared archive size above this many bytes must not expand more than `max_compression_ratio`.
+    compression_ratio_min_size: int = 64 * MIB
+    max_compression_ratio: int = 50
+    index_private: bool = False
+    # Seconds a successful private-index token check is remembered (0: every read asks authsvc).
+    index_auth_cache_seconds: float = 0.0
+    index_cache_projects: int = 2048
+    fsync: bool = True
+    temp_max_age_seconds: int = 6 * 3600
+    sweep_interval_seconds: int = 300
+    redis_url: str = ""
+    event_stream: str = "gatehouse:events"
+    # Run the outbox relay in the gateway process (needs GATEHOUSE_REDIS_URL); off when it runs apart.
+    relay_enabled: bool = True
+    # Remove the files of projects deleted in authsvc, from the event stream (needs GATEHOUSE_REDIS_URL).
+    project_events: bool = True
+    public_url: str = "http://localhost:8000"
+    access_log: bool = True
+    metrics_port: int = 0
+    log_level: str = "INFO"
+    # Account pages (uploadgw/pages): the key that signs CSRF tokens and notices (empty: a random
+    # key per process, so forms do not survive a restart or move between replicas), and auditsvc.
+    session_key: str = ""
+    # Reverse proxies in front of the gateway whose X-Forwarded-For entries are trusted (0: none).
+    trusted_proxy_hops: int = 0
+    auditsvc_target: str = ""
+    auditsvc_key: str = ""
+
+    @classmethod
+    def from_env(cls, environ=None) -> "Settings":
+        env = Env(environ)
+        host, port = _parse_listen(env.str("UPLOADGW_LISTEN", "127.0.0.1:8000"))
+        settings = cls(
+            database_url=env.str("UPLOADGW_DATABASE_URL"),
+            storage_dir=env.str("UPLOADGW_STORAGE_DIR"),
+            authsvc_target=env.str("UPLOADGW_AUTHSVC_TARGET"),
+            authsvc_key=env.str("UPLOADGW_AUTHSVC_KEY"),
+            listen_host=host,
+            listen_port=port,
+            auth_timeout=env.float("UPLOADGW_AUTH_TIMEOUT", 5.0),
+            max_file_size=env.int("UPLOADGW_MAX_FILE_SIZE", 100 * MIB, minimum=1),
+            max_project_size=env.int("UPLOADGW_MAX_PROJECT_SIZE", 10 * GIB, minimum=1),
+            max_form_size=env.int("UPLOADGW_MAX_FORM_SIZE", 8 * MIB, minimum=64 * 1024),
+            max_metadata_file_size=env.int("UPLOADGW_MAX_METADATA_FILE_SIZE", 4 * MIB, minimum=1024),
+            max_archive_members=env.int("UPLOADGW_MAX_ARCHIVE_MEMBERS", 100_000, minimum=10),
+            index_private=env.bool("UPLOADGW_INDEX_PRIVATE", False),
+            index_auth_cache_seconds=env.float("UPLOADGW_INDEX_AUTH_CACHE_SECONDS", 0.0),
+            fsync=env.bool("UPLOADGW_FSYNC", True),
+            temp_max_age_seconds=env.int("UPLOADGW_TEMP_MAX_AGE", 6 * 3600, minimum=60),
+            sweep_interval_seconds=env.int("UPLOADGW_SWEEP_INTERVAL", 300, minimum=0),
+            redis_url=env.str("GATEHOUSE_REDIS_URL", ""),
+            event_stream=env.str("GATEHOUSE_EVENT_STREAM", "gatehouse:events"),
+            relay_enabled=env.bool("UPLOADGW_RELAY_ENABLED", True),
+            project_events=env.bool("UPLOADGW_PROJECT_EVENTS", True),
+            public_url=env.str("GATEHOUSE_PUBLIC_URL", "http://localhost:8000"),
+            access_log=env.bool("UPLOADGW_ACCESS_LOG", True),
+            metrics_port=env.int("UPLOADGW_METRICS_PORT", 0, minimum=0),
+            log_level=env.str("GATEHOUSE_LOG_LEVEL", "INFO"),
+            session_key=env.str("UPLOADGW_SESSION_KEY", ""),
+            trusted_proxy_hops=env.int("UPLOADGW_TRUSTED_PROXY_HOPS", 0, minimum=0),
+            auditsvc_target=env.str("UPLOADGW_AUDITSVC_TARGET", ""),
+            auditsvc_key=env.str("UPLOADGW_AUDITSVC_KEY", ""),
+        )
+        if settings.auth_timeout <= 0:
+            raise SettingsError("UPLOADGW_AUTH_TIMEOUT must be a positive number of seconds")
+        return settings
+
+
+def _parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SettingsError(f"UPLOADGW_LISTEN must look like host:port, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)

@@ -1,0 +1,341 @@
+"""Accepting one upload: authorise it, receive its bytes, check them, store and record them.
+
+The HTTP adapter drives three steps: `authorize` (the form and filename are valid and authsvc
+says this token may upload to this project; cheap refusals before any file byte is used), the
+bytes (`open_spool` for a streamed file, then `check_archive`: the archive's contents, the bytes
+made a sealed temporary file) and `publish` (limits, digests, duplicates; then the blob is renamed
+into place and the file, its release and their events are written in one transaction). Nothing
+is visible before that commit; a failure at any point leaves no file and no row behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.orm import Session
+
+from gatehouse.infra.clock import Clock
+from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
+from uploadgw.authclient import AuthClient, UploadIdentity
+from uploadgw.db import Transactions
+from uploadgw.errors import Conflict, InvalidUpload, TooLarge
+from uploadgw.models import ProjectLimits, new_id
+from uploadgw.releases.service import ReleaseService
+from uploadgw.storage.filestore import FileStore, key_for
+from uploadgw.uploads import archive
+from uploadgw.uploads import statements as sql
+from uploadgw.uploads.form import UploadForm, check_filename
+from uploadgw.uploads.spool import Digests, Spool, check_digests
+
+log = logging.getLogger(__name__)
+MIB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class SizeLimits:
+    max_file_size: int
+    max_project_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Precheck:
+    """What the database says before the bytes are read (advisory: the commit re-checks)."""
+
+    file_limit: int | None
+    total_limit: int | None
+    total_size: int | None
+    live_project_id: str | None
+    filename_used: bool
+    live_sha256: str | None       # a live file with this filename: its digests
+    live_blake2_256: str | None
+    release_has_sdist: bool
+
+
+@dataclasses.dataclass
+class Ticket:
+    """An authorised upload in progress."""
+
+    form: UploadForm
+    filename: str
+    identity: UploadIdentity
+    origin: Origin
+    file_limit: int
+    project_limit: int
+    project_used: int
+    existing: Precheck
+
+    @property
+    def spool_limit(self) -> int:
+        return max(0, min(self.file_limit, self.project_limit - self.project_used))
+
+
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """An archive found sound, its bytes in a sealed temporary file awaiting publication."""
+
+    info: archive.ArchiveInfo
+    temp_path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadOutcome:
+    created: bool          # False: the identical file was already there; nothing new stored
+    filename: str
+    sha256: str
+
+
+def human_size(n: int) -> str:
+    for unit, size in (("GiB", 1024 ** 3), ("MiB", MIB), ("KiB", 1024)):
+        if n >= size:
+            text = f"{n / size:.1f}"
+            return f"{text[:-2] if text.endswith('.0') else text} {unit}"
+    return f"{n} bytes"
+
+
+class UploadService:
+    def __init__(self, *, db: async_sessionmaker, transactions: Transactions, store: FileStore, auth: AuthClient,
+                 events: EventEmitter, clock: Clock, limits: SizeLimits, archive_limits: archive.ArchiveLimits,
+                 releases: ReleaseService):
+        self.db = db
+        self.transactions = transactions
+        self.store = store
+        self.auth = auth
+        self.events = events
+        self.clock = clock
+        self.limits = limits
+        self.archive_limits = archive_limits
+        self.releases = releases
+
+    # -- step 1 ----------------------------------------------------------------------------------
+    async def authorize(self, form: UploadForm, filename: str, token: str, origin: Origin,
+                        remaining: int | None) -> Ticket:
+        """Validate the filename, ask authsvc (and, meanwhile, the database), refuse what can be
+        refused before the bytes are used."""
+        check_filename(filename, form)
+        verification = asyncio.ensure_future(self.auth.verify_upload(token, form.name, origin))
+        try:
+            state = await self._precheck(form, filename)
+        except BaseException:
+            verification.cancel()
+            await asyncio.gather(verification, return_exceptions=True)
+            raise
+        identity = await verification
+        if state.live_project_id and state.live_project_id != identity.project_id:
+            # The name belongs to a project deleted in authsvc whose files are still here: finish that.
+            await self.releases.purge_project(state.live_project_id, reason="replaced")
+            state = await self._precheck(form, filename)
+        ticket = Ticket(form=form, filename=filename, identity=identity, origin=origin,
+                        file_limit=state.file_limit or self.limits.max_file_size,
+                        project_limit=state.total_limit or self.limits.max_project_size,
+                        project_used=state.total_size or 0, existing=state)
+        if state.filename_used and state.live_sha256 is None:
+            raise self._filename_reused()
+        if form.filetype == "sdist" and state.release_has_sdist and state.live_sha256 is None:
+            raise self._second_sdist()
+        if remaining is not None and remaining > ticket.spool_limit + 8 * 1024:
+            raise self.size_error(ticket, remaining)
+        return ticket
+
+    async def _precheck(self, form: UploadForm, filename: str) -> Precheck:
+        params = {"name": form.canonical_name, "filename": filename, "version": form.canonical_version}
+        row = await self.transactions.run(
+            lambda session: session.connection().execute(sql.PRECHECK, params).one())
+        return Precheck(file_limit=row[0], total_limit=row[1], total_size=row[2], live_project_id=row[3],
+                        filename_used=bool(row[4]), live_sha256=row[5], live_blake2_256=row[6],
+                        release_has_sdist=bool(row[7]))
+
+    async def largest_file_limit(self) -> int:
+        """The largest per-file limit of any project (for refusing a huge body from its headers)."""
+        async with self.db() as session:
+            largest = (await session.execute(select(func.max(ProjectLimits.file_size_limit)))).scalar()
+        return max(self.limits.max_file_size, largest or 0)
+
+    def size_error(self, ticket: Ticket, size: int | None = None) -> TooLarge:
+        """The 413 for an upload that does not fit: the file limit or the project's remaining room."""
+        name = ticket.identity.project_name
+        room = ticket.project_limit - ticket.project_used
+        if room < ticket.file_limit and (size is None or size > room):
+            return TooLarge(f"Project size too large. Limit for project {name!r} total size is "
+                            f"{human_size(ticket.project_limit)}; {human_size(ticket.project_used)} is used.",
+                            reason="project_too_large")
+        return TooLarge(f"File too large. Limit for project {name!r} is {human_size(ticket.file_limit)}.",
+                        reason="file_too_large")
+
+    @staticmethod
+    def _filename_reused() -> InvalidUpload:
+        return InvalidUpload("This filename has already been used, use a different version.",
+                             reason="filename_reused")
+
+    @staticmethod
+    def _second_sdist() -> InvalidUpload:
+        return InvalidUpload("Only one sdist may be uploaded per release.", reason="second_sdist")
+
+    @staticmethod
+    def _exists(filename: str, sha256: str) -> InvalidUpload:
+        return InvalidUpload(f"File already exists ({filename!r}, with sha256 hash {sha256!r}). A file cannot be "
+                             f"replaced: upload it under a new version.", reason="file_exists")
+
+    # -- step 2: the bytes ---------------------------------------------------------------------------
+    def open_spool(self, limit: int, form: UploadForm) -> Spool:
+        return Spool(self.store, limit=limit, want_md5=form.md5_digest is not None)
+
+    def check_archive(self, form: UploadForm, filename: str, source: str | bytes, size: int) -> Checked:
+        """Blocking (run in a thread): look inside the archive, then make its bytes a sealed temporary
+        file ready to be published. `source` is the bytes themselves, or a temporary file's path."""
+        info = archive.inspect(source, filename=filename, filetype=form.filetype, limits=self.archive_limits,
+                               size=size)
+        info = archive.check_metadata(info, canonical_name=form.canonical_name, version=form.parsed_version,
+                                      form_name=form.name)
+        if isinstance(source, bytes):
+            return Checked(info=info, temp_path=self.store.write_temp(source))
+        self.store.seal(source)
+        return Checked(info=info, temp_path=source)
+
+    async def discard(self, checking: asyncio.Future | None) -> None:
+        """Forget a check that will not be published (waiting for it: a thread cannot be stopped)."""
+        if checking is None:
+            return
+        try:
+            checked = await checking
+        except BaseException:  # noqa: BLE001 - its error does not matter any more
+            return
+        self.store.discard_temp(checked.temp_path)
+
+    # -- step 3: publish ---------------------------------------------------------------------------
+    async def publish(self, ticket: Ticket, digests: Digests, checking: asyncio.Future) -> UploadOutcome:
+        """Authorised, bytes received: the last checks, then the blob goes into place and the record
+        is committed. `checking` (a `check_archive` running in a thread) is consumed either way."""
+        try:
+            form = ticket.form
+            if digests.size > ticket.spool_limit:
+                raise self.size_error(ticket, digests.size)
+            check_digests(digests, md5=form.md5_digest, sha256=form.sha256_digest,
+                          blake2_256=form.blake2_256_digest)
+            if digests.size == 0:
+                raise InvalidUpload("Upload payload is empty.", reason="empty_file")
+            live = ticket.existing
+            if live.live_sha256 is not None:
+                if live.live_sha256 == digests.sha256 and live.live_blake2_256 == digests.blake2_256:
+                    await self.discard(checking)
+                    return UploadOutcome(created=False, filename=ticket.filename, sha256=digests.sha256)
+                raise self._exists(ticket.filename, live.live_sha256)
+            checked = await checking
+        except BaseException:
+            await self.discard(checking)
+            raise
+        key = key_for(digests.sha256, ticket.filename)
+        placed: list[bool] = []
+
+        def place() -> None:
+            # The blob goes into place before the row that makes it visible (same worker thread on SQLite).
+            if not placed:
+                placed.append(self.store.put_from_temp(checked.temp_path, key, sealed=True))
+
+        try:
+            return await self._record(ticket, digests, key, checked.info, place)
+        except BaseException:
+            if not placed:
+                self.store.discard_temp(checked.temp_path)
+            elif placed[0]:
+                try:
+                    await self.releases.delete_blob_if_unreferenced(key)
+                except Exception:  # noqa: BLE001 - the sweeper collects what is left
+                    log.exception("could not remove an unrecorded blob", extra={"key": key})
+            raise
+
+    async def _record(self, ticket: Ticket, digests: Digests, key: str, info: archive.ArchiveInfo,
+                      place) -> UploadOutcome:
+        for _attempt in range(3):
+            try:
+                return await self._record_once(ticket, digests, key, info, place)
+            except IntegrityError:
+                # A concurrent upload won a race (same filename, an sdist, a new release or project row).
+                outcome = await self._explain_conflict(ticket, digests)
+                if outcome is not None:
+                    return outcome
+        raise Conflict("The project changed while this file was being recorded; upload it again.",
+                       reason="record_race")
+
+    async def _explain_conflict(self, ticket: Ticket, digests: Digests) -> UploadOutcome | None:
+        """After a failed commit: the answer it implies, or None to try again."""
+        state = await self._precheck(ticket.form, ticket.filename)
+        if state.live_sha256 is not None:
+            if state.live_sha256 == digests.sha256 and state.live_blake2_256 == digests.blake2_256:
+                return UploadOutcome(created=False, filename=ticket.filename, sha256=digests.sha256)
+            raise self._exists(ticket.filename, state.live_sha256)
+        if state.filename_used:
+            raise self._filename_reused()
+        if ticket.form.filetype == "sdist" and state.release_has_sdist:
+            raise self._second_sdist()
+        return None
+
+    async def _record_once(self, ticket: Ticket, digests: Digests, key: str, info: archive.ArchiveInfo,
+                           place) -> UploadOutcome:
+        outcome = await self.transactions.run(lambda session: self._record_in(session, ticket, digests, key, info),
+                                              before=place)
+        ident = ticket.identity
+        log.info("upload accepted", extra={"project": ident.project_name, "upload_filename": ticket.filename,
+                                           "size": digests.size, "token_id": ident.token_id})
+        return outcome
+
+    def _record_in(self, session: Session, ticket: Ticket, digests: Digests, key: str,
+                   info: archive.ArchiveInfo) -> UploadOutcome:
+        """The file, its release if new, the project's serial and size, and the events: one transaction."""
+        form, ident, now = ticket.form, ticket.identity, self.clock.now()
+        actor = ActorRef.user(ident.user_id, ident.username)
+        project_ref = (ident.project_id, ident.project_name)
+        conn = session.connection()
+        dialect = "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
+        # The first statement writes, so that SQLite takes its write lock now and PostgreSQL locks the
+        # project row: concurrent uploads to one project are serialised from here on.
+        total = conn.execute(sql.PROJECT_UPSERT[dialect], {
+            "project_id": ident.project_id, "project_name": ident.project_name,
+            "normalized": form.canonical_name, "size": digests.size, "now": now}).scalar_one_or_none()
+        if total is None:
+            raise Conflict(f"The files of project {ident.project_name!r} are being removed; try again in a "
+                           f"moment.", reason="project_deleting")
+        if total > ticket.project_limit:
+            raise self.size_error(dataclasses.replace(ticket, project_used=total - digests.size), digests.size)
+        release_id = conn.execute(sql.RELEASE_INSERT[dialect], {
+            "release_id": new_id(), "project_id": ident.project_id, "project_name": ident.project_name,
+            "version": form.version, "canonical_version": form.canonical_version,
+            "requires_python": info.requires_python, "now": now}).scalar_one_or_none()
+        events = []
+        if release_id is None:
+            release = conn.execute(sql.RELEASE_LOOKUP, {"project_id": ident.project_id,
+                                                        "canonical_version": form.canonical_version}).one()
+            if release.deleted_at is not None:
+                raise Conflict(f"Release {release.version} of {ident.project_name!r} is being deleted; try "
+                               f"again in a moment.", reason="release_deleting")
+            release_id = release.id
+        else:
+            events.append(self.events.build(
+                "project:release:add", actor=actor, project=project_ref, origin=ticket.origin, details={
+                    "version": form.version, "canonical_version": form.canonical_version,
+                    "submitted_by": ident.username, "token_id": ident.token_id}))
+        conn.execute(sql.FILENAME_INSERT, {"filename": ticket.filename, "project_id": ident.project_id,
+                                           "created_at": now})
+        conn.execute(sql.FILE_INSERT, {
+            "id": new_id(), "release_id": release_id, "project_id": ident.project_id, "filename": ticket.filename,
+            "packagetype": form.filetype, "python_version": form.pyversion, "size": digests.size,
+            "sha256": digests.sha256, "blake2_256": digests.blake2_256, "md5": digests.md5, "path": key,
+            "requires_python": info.requires_python,
+            "metadata_sha256": hashlib.sha256(info.wheel_metadata).hexdigest() if info.wheel_metadata else None,
+            "metadata_content": info.wheel_metadata, "uploaded_at": now, "uploader_id": ident.user_id,
+            "uploader_name": ident.username, "token_id": ident.token_id or None, "deleted_at": None})
+        events.append(self.events.build(
+            "file:add", actor=actor, project=project_ref, origin=ticket.origin, details={
+                "filename": ticket.filename, "version": form.version, "uploader": ident.username,
+                "token_id": ident.token_id, "user_agent": ticket.origin.user_agent,
+                "sha256": digests.sha256, "size": digests.size, "packagetype": form.filetype}))
+        # The outbox rows, as EventEmitter.emit writes them, in one statement.
+        conn.execute(sql.OUTBOX_INSERT, [
+            {"event_id": e.event_id, "tag": e.tag, "payload": e.SerializeToString(), "created_at": now,
+             "published_at": None, "attempts": 0} for e in events])
+        return UploadOutcome(created=True, filename=ticket.filename, sha256=digests.sha256)

@@ -1,0 +1,65 @@
+"""The upload path's SQL, built once with bound parameters (compiled once, cached by SQLAlchemy).
+
+Building statements per request costs more than running them on SQLite; these are plain Core
+statements executed on a Connection with parameter dictionaries.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, bindparam, insert, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from uploadgw.models import File, Filename, Project, ProjectLimits, Release, outbox
+
+projects, releases, files = Project.__table__, Release.__table__, File.__table__
+
+_live_project = and_(projects.c.normalized_name == bindparam("name"), projects.c.deleted_at.is_(None))
+_live_id = select(projects.c.id).where(_live_project).scalar_subquery()
+_live_file = and_(files.c.filename == bindparam("filename"), files.c.deleted_at.is_(None))
+_release_id = select(releases.c.id).where(releases.c.project_id == _live_id,
+                                          releases.c.canonical_version == bindparam("version")).scalar_subquery()
+_limits = ProjectLimits.__table__
+
+# Everything the upload needs to know before the bytes: limits, room, the filename's history, sdist.
+PRECHECK = select(
+    select(_limits.c.file_size_limit).where(_limits.c.normalized_name == bindparam("name")).scalar_subquery(),
+    select(_limits.c.total_size_limit).where(_limits.c.normalized_name == bindparam("name")).scalar_subquery(),
+    select(projects.c.total_size).where(_live_project).scalar_subquery(),
+    _live_id,
+    select(literal(True)).where(Filename.__table__.c.filename == bindparam("filename")).scalar_subquery(),
+    select(files.c.sha256).where(_live_file).scalar_subquery(),
+    select(files.c.blake2_256).where(_live_file).scalar_subquery(),
+    select(literal(True)).where(files.c.release_id == _release_id, files.c.packagetype == "sdist",
+                                files.c.deleted_at.is_(None)).limit(1).scalar_subquery(),
+)
+
+
+def _project_upsert(dialect_insert):
+    stmt = dialect_insert(projects).values(
+        id=bindparam("project_id"), name=bindparam("project_name"), normalized_name=bindparam("normalized"),
+        serial=1, total_size=bindparam("size"), created_at=bindparam("now"))
+    return stmt.on_conflict_do_update(
+        index_elements=[projects.c.id],
+        set_={"serial": projects.c.serial + 1, "total_size": projects.c.total_size + bindparam("size"),
+              "name": bindparam("project_name")},
+        where=projects.c.deleted_at.is_(None),
+    ).returning(projects.c.total_size)
+
+
+def _release_insert(dialect_insert):
+    stmt = dialect_insert(releases).values(
+        id=bindparam("release_id"), project_id=bindparam("project_id"), project_name=bindparam("project_name"),
+        version=bindparam("version"), canonical_version=bindparam("canonical_version"), yanked=False,
+        yanked_reason="", requires_python=bindparam("requires_python"), created_at=bindparam("now"))
+    return stmt.on_conflict_do_nothing(index_elements=[releases.c.project_id, releases.c.canonical_version]) \
+        .returning(releases.c.id)
+
+
+# Upsert the project row (serial + 1, size + this file), insert the release unless it exists.
+PROJECT_UPSERT = {"sqlite": _project_upsert(sqlite.insert), "postgresql": _project_upsert(postgresql.insert)}
+RELEASE_INSERT = {"sqlite": _release_insert(sqlite.insert), "postgresql": _release_insert(postgresql.insert)}
+RELEASE_LOOKUP = select(releases.c.id, releases.c.deleted_at, releases.c.version).where(
+    releases.c.project_id == bindparam("project_id"), releases.c.canonical_version == bindparam("canonical_version"))
+FILENAME_INSERT = insert(Filename.__table__)
+FILE_INSERT = insert(files)
+OUTBOX_INSERT = insert(outbox)
