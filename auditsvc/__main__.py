@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
-
 from auditsvc.server import create_server
 from auditsvc.settings import Settings
-from gatehouse.infra.logging import configure_logging
-from gatehouse.infra.settings import SettingsError
+from gatehouse.infra.runner import run_service
 
 
-async def serve(settings: Settings) -> None:
-    running = await create_server(settings, migrate_first=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"auditsvc listening on port {running.port}", flush=True)
-    await stop.wait()
-    await running.stop(grace=10.0)
+def missing_redis(settings: Settings) -> str | None:
+    if settings.consumer_enabled and not settings.redis_url:
+        return "GATEHOUSE_REDIS_URL is required (or set AUDITSVC_CONSUMER_ENABLED=false)"
+    return None
 
 
 def main() -> None:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        raise SystemExit(f"auditsvc: {exc}")
-    configure_logging(settings.log_level)
-    if settings.consumer_enabled and not settings.redis_url:
-        raise SystemExit("auditsvc: GATEHOUSE_REDIS_URL is required (or set AUDITSVC_CONSUMER_ENABLED=false)")
-    asyncio.run(serve(settings))
+    run_service("auditsvc", Settings.from_env, lambda settings: create_server(settings, migrate_first=True),
+                address=lambda settings, running: f"port {running.port}",
+                stop=lambda running: running.stop(grace=10.0), check=missing_redis)
 
 
 if __name__ == "__main__":

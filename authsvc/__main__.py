@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
-
 from authsvc.server import create_server
 from authsvc.settings import Settings
-from gatehouse.infra.logging import configure_logging
-from gatehouse.infra.settings import SettingsError
-
-
-async def serve(settings: Settings) -> None:
-    running = await create_server(settings, migrate_first=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"authsvc listening on port {running.port}", flush=True)
-    await stop.wait()
-    await running.stop(grace=10.0)
+from gatehouse.infra.runner import run_service
 
 
 def main() -> None:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        raise SystemExit(f"authsvc: {exc}")
-    configure_logging(settings.log_level)
-    asyncio.run(serve(settings))
+    run_service("authsvc", Settings.from_env, lambda settings: create_server(settings, migrate_first=True),
+                address=lambda settings, running: f"port {running.port}",
+                stop=lambda running: running.stop(grace=10.0))
 
 
 if __name__ == "__main__":

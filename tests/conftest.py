@@ -15,7 +15,8 @@ import uuid
 
 import pytest
 
-from gatehouse.infra.redis_embed import EmbeddedRedis, free_port
+from gatehouse.infra.redis_embed import EmbeddedRedis
+from tests.smtp import smtp_listener
 
 TEST_DB = os.environ.get("GATEHOUSE_TEST_DB", "sqlite")
 
@@ -85,35 +86,11 @@ def stream_name():
     return f"gatehouse:test:{uuid.uuid4().hex[:10]}"
 
 
-class Mailbox:
-    """Messages received by the test SMTP listener, as email.message.EmailMessage objects."""
-
-    def __init__(self):
-        self.messages = []
-
-    def to(self, address: str):
-        return [m for m in self.messages if address.lower() in m["To"].lower()]
-
-
 @pytest.fixture
 def smtp_server():
     """A real SMTP listener (aiosmtpd) on loopback. Yields (url, mailbox)."""
-    from email import message_from_bytes, policy
-
-    from aiosmtpd.controller import Controller
-
-    mailbox = Mailbox()
-
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):
-            mailbox.messages.append(message_from_bytes(envelope.content, policy=policy.default))
-            return "250 OK"
-
-    port = free_port()
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    yield f"smtp://127.0.0.1:{port}", mailbox
-    controller.stop()
+    with smtp_listener() as (url, mailbox):
+        yield url, mailbox
 
 
 @pytest.fixture

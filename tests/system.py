@@ -50,22 +50,13 @@ from gatehouse.auth.v1 import (
 from gatehouse.infra.grpcserver import open_channel
 from gatehouse.infra.redis_embed import free_port
 from gatehouse.infra.relay import OutboxRelay, connect_redis
-from tests.system_parts import Databases, Mailbox, ShiftedClock, start_smtp
+from tests.system_parts import PASSWORD, Databases, Mailbox, Person, ShiftedClock, start_smtp
 
-PASSWORD = "correct horse battery staple"
 UA = "gatehouse-e2e/1"
 
 
 def client(ip: str = "192.0.2.1", ua: str = UA) -> common_pb2.ClientInfo:
     return common_pb2.ClientInfo(ip_address=ip, user_agent=ua)
-
-
-@dataclasses.dataclass
-class Person:
-    username: str
-    user_id: str
-    email: str
-    password: str = PASSWORD
 
 
 def gateway_available() -> bool:

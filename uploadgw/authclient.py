@@ -15,6 +15,7 @@ import time
 import grpc
 
 from gatehouse.auth.v1 import common_pb2, projects_pb2, projects_pb2_grpc, tokens_pb2, tokens_pb2_grpc
+from gatehouse.infra.grpcserver import retry_after as _retry_after
 from gatehouse.infra.outbox import Origin
 from uploadgw.errors import (
     AuthenticationRequired,
@@ -52,16 +53,6 @@ class ReaderIdentity:
 
 def _client(origin: Origin) -> common_pb2.ClientInfo:
     return common_pb2.ClientInfo(ip_address=origin.ip_address[:64], user_agent=origin.user_agent[:300])
-
-
-def _retry_after(err: grpc.aio.AioRpcError) -> int | None:
-    for key, value in err.trailing_metadata() or ():
-        if key == "retry-after":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
 
 
 def _one_line(text: str) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Session
 
-from gatehouse.infra.db import is_sqlite
+from gatehouse.infra.db import is_sqlite, sqlite_pragmas
 
 T = TypeVar("T")
 
@@ -27,16 +27,7 @@ def _sqlite_engine(url: str) -> Engine:
     parsed = make_url(url).set(drivername="sqlite+pysqlite")
     engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False},
                            pool_size=4, max_overflow=4)
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection, _record):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-
+    event.listen(engine, "connect", sqlite_pragmas)
     return engine
 
 

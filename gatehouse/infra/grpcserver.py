@@ -261,3 +261,14 @@ def open_channel(
     if channel_credentials is not None:
         return grpc.aio.secure_channel(target, channel_credentials, interceptors=interceptors)
     return grpc.aio.insecure_channel(target, interceptors=interceptors)
+
+
+def retry_after(err: grpc.aio.AioRpcError) -> int | None:
+    """The seconds a rejected call says to wait (its "retry-after" trailer), or None."""
+    for key, value in err.trailing_metadata() or ():
+        if key == "retry-after":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

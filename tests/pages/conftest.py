@@ -26,8 +26,9 @@ from gatehouse.infra.redis_embed import free_port
 from gatehouse.infra.relay import OutboxRelay
 from tests.auditsvc.conftest import audit_settings
 from tests.authsvc.conftest import auth_settings
-from tests.conftest import TEST_DB, Mailbox, _pg_admin_url, _pg_exec, _run_sync
+from tests.conftest import TEST_DB, _pg_admin_url, _pg_exec, _run_sync
 from tests.pages.support import ShiftedClock, System
+from tests.smtp import smtp_listener
 from uploadgw.server import start as start_gateway
 from uploadgw.settings import Settings as GatewaySettings
 
@@ -82,22 +83,8 @@ def module_database_url(tmp_path_factory):
 @pytest.fixture(scope="module")
 def module_smtp():
     """A real SMTP listener (aiosmtpd) for the module: (url, mailbox)."""
-    from email import message_from_bytes, policy
-
-    from aiosmtpd.controller import Controller
-
-    mailbox = Mailbox()
-
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):
-            mailbox.messages.append(message_from_bytes(envelope.content, policy=policy.default))
-            return "250 OK"
-
-    port = free_port()
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    yield f"smtp://127.0.0.1:{port}", mailbox
-    controller.stop()
+    with smtp_listener() as (url, mailbox):
+        yield url, mailbox
 
 
 @pytest.fixture(scope="module")

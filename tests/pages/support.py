@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import pathlib
 import re
 import secrets
@@ -18,33 +17,11 @@ import pyotp
 from gatehouse.audit.v1 import audit_pb2, audit_pb2_grpc
 from gatehouse.auth.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 from gatehouse.infra.relay import OutboxRelay
+from tests.system_parts import PASSWORD, Person, ShiftedClock
 
-PASSWORD = "correct horse battery staple"
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 LINK = re.compile(r"(https?://\S+\?token=\S+)")
-
-
-class ShiftedClock:
-    """The real time plus an offset that tests move forward (TOTP steps, re-authentication windows)."""
-
-    def __init__(self):
-        self.offset = dt.timedelta()
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc) + self.offset
-
-    def advance(self, seconds: float = 0, **kwargs) -> dt.datetime:
-        self.offset += dt.timedelta(seconds=seconds, **kwargs)
-        return self.now()
-
-
-@dataclasses.dataclass
-class Person:
-    username: str
-    user_id: str
-    email: str
-    password: str = PASSWORD
 
 
 @dataclasses.dataclass

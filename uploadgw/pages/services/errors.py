@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import grpc
 
+from gatehouse.infra.grpcserver import retry_after as _retry_after
+
 log = logging.getLogger(__name__)
 
 UNAVAILABLE = "The account service is not answering at the moment. Try again in a minute."
@@ -75,16 +77,6 @@ _STATUS = {
     grpc.StatusCode.UNAUTHENTICATED: 401,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
 }
-
-
-def _retry_after(err: grpc.aio.AioRpcError) -> int | None:
-    for key, value in err.trailing_metadata() or ():
-        if key == "retry-after":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
 
 
 def field_for(message: str, fields: Sequence[tuple[str, str]]) -> str:
