@@ -132,7 +132,7 @@ class AuthClient:
             return InvalidUpload(message, reason="auth_invalid_argument")
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
             return RateLimited(message, reason="rate_limited", retry_after=_retry_after(err))
-        log.warning("authsvc call failed", extra={"grpc_code": code.name})
+        log.warning("authsvc call failed", extra={"grpc_status": code.name})
         if upload:
             return DependencyUnavailable(UNAVAILABLE_MESSAGE, reason="auth_unavailable")
         return DependencyUnavailable("The authentication service is unavailable. Try again in a moment.",

@@ -18,7 +18,7 @@ from gatehouse.infra.db import make_engine, make_session_factory
 from gatehouse.infra.logging import configure_logging
 from gatehouse.infra.settings import Env
 
-PRODUCERS = {"authsvc": "authsvc.db", "uploadgw": "uploadgw.db"}
+PRODUCERS = {"authsvc": "authsvc.db", "uploadgw": "uploadgw.models"}
 
 
 def add_parser(sub) -> None:

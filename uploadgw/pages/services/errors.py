@@ -96,7 +96,7 @@ def from_rpc(err: grpc.aio.AioRpcError, *, fields: Sequence[tuple[str, str]] = (
     message = " ".join((err.details() or "").split())
     status = _STATUS.get(code)
     if status is None:
-        log.warning("backend call failed", extra={"grpc_code": code.name})
+        log.warning("backend call failed", extra={"grpc_status": code.name})
         return PageError(UNAVAILABLE, status=503)
     if code == grpc.StatusCode.UNAUTHENTICATED and session_call:
         return SessionExpired()
