@@ -91,7 +91,8 @@ def embedded_env(args) -> dict[str, str]:
     return {**generated, **derived}
 
 
-async def _grpc_ready(target: str, deadline: float) -> None:
+async def grpc_ready(target: str, deadline: float) -> None:
+    """Wait until the gRPC server at `target` reports SERVING (standard health check)."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
@@ -106,7 +107,8 @@ async def _grpc_ready(target: str, deadline: float) -> None:
             await asyncio.sleep(0.2)
 
 
-def _http_ready(url: str, deadline: float) -> None:
+def http_ready(url: str, deadline: float) -> None:
+    """Wait until `url` answers 200 (the gateway's readiness endpoint)."""
     while True:
         try:
             with urllib.request.urlopen(url, timeout=1) as reply:
@@ -135,10 +137,10 @@ def run(args) -> int:
             children.append(subprocess.Popen([sys.executable, "-m", service], env=child_env,
                                              stdout=out, stderr=subprocess.STDOUT))
         deadline = time.monotonic() + 60
-        asyncio.run(_grpc_ready(env["AUTHSVC_LISTEN"], deadline))
-        asyncio.run(_grpc_ready(env["AUDITSVC_LISTEN"], deadline))
+        asyncio.run(grpc_ready(env["AUTHSVC_LISTEN"], deadline))
+        asyncio.run(grpc_ready(env["AUDITSVC_LISTEN"], deadline))
         base = f"http://{args.host}:{args.http_port}"
-        _http_ready(f"{base}/_health/ready", deadline)
+        http_ready(f"{base}/_health/ready", deadline)
         public = env["GATEHOUSE_PUBLIC_URL"]
         print("Gatehouse is up.", flush=True)
         print(f"  account pages   {public}/", flush=True)

@@ -15,9 +15,8 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
-from gatehouse.cli.up import _grpc_ready
+from gatehouse.cli.up import grpc_ready, http_ready
 from gatehouse.infra.redis_embed import free_port
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -116,9 +115,9 @@ class Fleet:
         deadline = time.monotonic() + timeout
         try:
             for port in [*self.auth_ports, *self.audit_ports]:
-                await _grpc_ready(f"127.0.0.1:{port}", deadline)
+                await grpc_ready(f"127.0.0.1:{port}", deadline)
             for port in self.http_ports:
-                await asyncio.to_thread(_http_ready, f"http://127.0.0.1:{port}/_health/ready", deadline)
+                await asyncio.to_thread(http_ready, f"http://127.0.0.1:{port}/_health/ready", deadline)
         except TimeoutError as exc:
             raise AssertionError(f"fleet not ready: {exc}\n{self.tails()}") from None
         self.assert_alive()
@@ -153,15 +152,3 @@ class Fleet:
                 proc.kill()
                 proc.wait(5)
 
-
-def _http_ready(url: str, deadline: float) -> None:
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not become ready")
-        time.sleep(0.2)
