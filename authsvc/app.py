@@ -23,6 +23,7 @@ from authsvc.twofactor.service import TwoFactorService, build_pending_logins, bu
 from gatehouse.infra.clock import Clock, SystemClock
 from gatehouse.infra.db import make_engine, make_session_factory
 from gatehouse.infra.outbox import EventEmitter
+from gatehouse.infra.transactions import Transactions
 
 
 @dataclasses.dataclass
@@ -31,6 +32,7 @@ class AuthApp:
     clock: Clock
     engine: AsyncEngine
     db: async_sessionmaker
+    tx: Transactions
     events: EventEmitter
     hasher: PasswordHasher
     accounts: AccountsService
@@ -45,12 +47,14 @@ class AuthApp:
         self.hasher.close()
         await self.verifier.close()
         await self.engine.dispose()
+        self.tx.dispose()
 
 
 def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
     clock = clock or SystemClock()
     engine = make_engine(settings.database_url)
     db = make_session_factory(engine)
+    tx = Transactions(settings.database_url, db)
     events = EventEmitter(outbox, source="authsvc", clock=clock)
     hasher = PasswordHasher(
         time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
@@ -64,17 +68,17 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
         limiter=limiter, config=AccountsConfig.from_settings(settings), mailer=mailer,
         second_factor=pending_logins,
     )
-    twofactor = build_twofactor_service(settings, db=db, clock=clock, events=events, accounts=accounts,
+    twofactor = build_twofactor_service(settings, db=db, tx=tx, clock=clock, events=events, accounts=accounts,
                                         pending=pending_logins, limiter=limiter, mailer=mailer)
-    projects, tokens, verifier = build_token_services(settings, clock, engine, db, events,
+    projects, tokens, verifier = build_token_services(settings, clock, engine, db, tx, events,
                                                       policy=twofactor.policy)
-    return AuthApp(settings=settings, clock=clock, engine=engine, db=db, events=events,
+    return AuthApp(settings=settings, clock=clock, engine=engine, db=db, tx=tx, events=events,
                    hasher=hasher, accounts=accounts, projects=projects, tokens=tokens, verifier=verifier,
                    twofactor=twofactor)
 
 
 def build_token_services(settings: Settings, clock: Clock, engine: AsyncEngine, db: async_sessionmaker,
-                         events: EventEmitter, *, policy: TwoFactorPolicy | None = None,
+                         tx: Transactions, events: EventEmitter, *, policy: TwoFactorPolicy | None = None,
                          ) -> tuple[ProjectsService, TokensService, TokenVerifier]:
     """Projects and roles, API tokens, and the token verifier the gateway calls on every upload."""
     projects = ProjectsService(db=db, clock=clock, events=events)
@@ -82,7 +86,7 @@ def build_token_services(settings: Settings, clock: Clock, engine: AsyncEngine, 
                        secrets_by_version=settings.token_secrets)
     tokens = TokensService(db=db, clock=clock, events=events, codec=codec, policy=policy)
     verifier = TokenVerifier(
-        engine=engine, db=db, lookup=make_lookup(settings.database_url, engine), clock=clock, codec=codec,
+        engine=engine, db=db, tx=tx, lookup=make_lookup(settings.database_url, engine), clock=clock, codec=codec,
         projects=projects,
         allow_project_creation=settings.allow_project_creation,
         last_used_interval=dt.timedelta(seconds=settings.token_last_used_interval_seconds), policy=policy)

@@ -15,6 +15,7 @@ import math
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from authsvc.accounts.models import RateLimitHit
 from authsvc.errors import RateLimited
@@ -59,11 +60,11 @@ class RateLimiter:
         self._hits_since_prune = 0
         self._longest_window = 0
 
-    async def status(self, s: AsyncSession, limit: Limit, subject: str) -> Status:
+    def status_sync(self, s: Session, limit: Limit, subject: str) -> Status:
         now = self.clock.now()
         self._longest_window = max(self._longest_window, limit.window)
         cutoff = now - dt.timedelta(seconds=limit.window)
-        times = [as_utc(at) for at in await s.scalars(
+        times = [as_utc(at) for at in s.scalars(
             select(RateLimitHit.at).where(RateLimitHit.key == limit.key(subject), RateLimitHit.at > cutoff)
             .order_by(RateLimitHit.at)
         )]
@@ -74,6 +75,28 @@ class RateLimiter:
         wait = max(1, math.ceil((frees_at - now).total_seconds()))
         return Status(limited=True, remaining=0, retry_after=wait)
 
+    def hit_sync(self, s: Session, limit: Limit, subject: str) -> None:
+        """Count one attempt (and drop this key's hits that have left the window)."""
+        now = self.clock.now()
+        key = limit.key(subject)
+        self._longest_window = max(self._longest_window, limit.window)
+        s.execute(delete(RateLimitHit).where(
+            RateLimitHit.key == key, RateLimitHit.at <= now - dt.timedelta(seconds=limit.window)))
+        s.execute(insert(RateLimitHit).values(key=key, at=now))
+        self._hits_since_prune += 1
+        if self._hits_since_prune >= PRUNE_EVERY:
+            self._hits_since_prune = 0
+            cutoff = now - dt.timedelta(seconds=self._longest_window)
+            s.execute(delete(RateLimitHit).where(RateLimitHit.at <= cutoff))
+
+    def clear_sync(self, s: Session, limit: Limit, subject: str) -> None:
+        s.execute(delete(RateLimitHit).where(RateLimitHit.key == limit.key(subject)))
+
+    # The same, inside an async session's transaction.
+
+    async def status(self, s: AsyncSession, limit: Limit, subject: str) -> Status:
+        return await s.run_sync(self.status_sync, limit, subject)
+
     async def check(self, s: AsyncSession, limit: Limit, subject: str) -> None:
         """Raise RateLimited (RESOURCE_EXHAUSTED with retry_after) when the subject is limited."""
         status = await self.status(s, limit, subject)
@@ -82,21 +105,7 @@ class RateLimiter:
                               retry_after=status.retry_after)
 
     async def hit(self, s: AsyncSession, limit: Limit, subject: str) -> None:
-        """Count one attempt (and drop this key's hits that have left the window)."""
-        now = self.clock.now()
-        key = limit.key(subject)
-        self._longest_window = max(self._longest_window, limit.window)
-        await s.execute(delete(RateLimitHit).where(
-            RateLimitHit.key == key, RateLimitHit.at <= now - dt.timedelta(seconds=limit.window)))
-        await s.execute(insert(RateLimitHit).values(key=key, at=now))
-        self._hits_since_prune += 1
-        if self._hits_since_prune >= PRUNE_EVERY:
-            self._hits_since_prune = 0
-            await self.prune(s, older_than=self._longest_window)
+        await s.run_sync(self.hit_sync, limit, subject)
 
     async def clear(self, s: AsyncSession, limit: Limit, subject: str) -> None:
-        await s.execute(delete(RateLimitHit).where(RateLimitHit.key == limit.key(subject)))
-
-    async def prune(self, s: AsyncSession, *, older_than: int) -> None:
-        cutoff = self.clock.now() - dt.timedelta(seconds=older_than)
-        await s.execute(delete(RateLimitHit).where(RateLimitHit.at <= cutoff))
+        await s.run_sync(self.clear_sync, limit, subject)

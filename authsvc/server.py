@@ -95,6 +95,7 @@ async def create_server(settings: Settings, *, clock: Clock | None = None, migra
         # In-process relay, woken after every commit; on Kubernetes it runs as its own Deployment.
         relay = OutboxRelay(app.db, outbox, settings.redis_url, settings.event_stream, name="authsvc-relay")
         relay.notify_on_commit(app.db)
+        app.tx.after_commit = relay.notify
         relay.start()
     log.info("authsvc listening", extra={"port": port})
     return RunningServer(app=app, server=server, port=port, health=health, metrics=metrics, relay=relay)

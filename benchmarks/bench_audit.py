@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import pathlib
 import statistics
 import sys
@@ -42,6 +41,7 @@ from gatehouse.infra.db import make_engine, make_metadata, make_session_factory,
 from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin, make_outbox_table  # noqa: E402
 from gatehouse.infra.redis_embed import EmbeddedRedis  # noqa: E402
 from gatehouse.infra.relay import OutboxRelay  # noqa: E402
+from benchmarks.throwaway import create_database, drop_database, reachable  # noqa: E402
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 SUSTAINED = "relay + consumer, two processes"
@@ -53,16 +53,6 @@ outbox = make_outbox_table(metadata)
 
 
 # -- databases -------------------------------------------------------------------------------
-
-
-async def _pg_exec(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN, timeout=3)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 class Databases:
@@ -77,7 +67,7 @@ class Databases:
     async def detect(self) -> str:
         if not self.force_sqlite:
             try:
-                await _pg_exec("SELECT 1")
+                await reachable(PG_ADMIN)
                 self.backend = "postgresql"
             except Exception as exc:  # noqa: BLE001 - any failure means: no PostgreSQL here
                 print(f"PostgreSQL not reachable ({type(exc).__name__}); using SQLite", flush=True)
@@ -85,16 +75,14 @@ class Databases:
 
     async def make(self, label: str) -> str:
         if self.backend == "postgresql":
-            name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
-            await _pg_exec(f'CREATE DATABASE "{name}"')
-            self.created.append(name)
-            return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+            url = await create_database(PG_ADMIN, label)
+            self.created.append(url)
+            return url
         return f"sqlite:///{self.tmp / (label + '-' + uuid.uuid4().hex[:6])}.sqlite3"
 
     async def drop(self) -> None:
-        for name in self.created:
-            with contextlib.suppress(Exception):
-                await _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for url in self.created:
+            await drop_database(PG_ADMIN, url)
 
 
 # -- helpers ---------------------------------------------------------------------------------

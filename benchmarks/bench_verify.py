@@ -1,9 +1,9 @@
 """Benchmark: VerifyUploadToken over loopback beside the Echo RPC, at concurrency 1 and 64.
 
 Starts its own auth service (`python -m authsvc`, a separate process) on a temporary SQLite
-database (or `--database-url`), creates a user, a project and a token through AdminService, then
-measures each RPC for `--seconds` per cell and prints calls/s, p50 and p99 with the verify/echo
-ratio. Targets: verify >= 0.5x echo throughput, verify p50 < 2 ms at concurrency 1.
+database (or a fresh database on the PostgreSQL server of `--database-url`), creates a user, a
+project and a token through AdminService, then measures each RPC for `--seconds` per cell and
+prints calls/s, p50 and p99 with the verify/echo ratio. Targets: verify >= 0.5x echo throughput, verify p50 < 2 ms at concurrency 1.
 
     python benchmarks/bench_verify.py [--seconds 2.5] [--database-url postgresql://...]
 """
@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from gatehouse.auth.v1 import admin_pb2, admin_pb2_grpc, common_pb2, tokens_pb2, tokens_pb2_grpc  # noqa: E402
 from gatehouse.diag.v1 import echo_pb2, echo_pb2_grpc  # noqa: E402
 from gatehouse.infra.grpcserver import CREDENTIAL_HEADER  # noqa: E402
+from benchmarks.throwaway import fresh_database  # noqa: E402
 
 
 def free_port() -> int:
@@ -113,44 +114,51 @@ async def measure(call, concurrency: int, seconds: float) -> dict:
             "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000}
 
 
-async def run(args) -> int:
+async def run_service(data_dir: pathlib.Path, database_url: str, seconds: float) -> dict:
+    """Start authsvc on `database_url`, measure every cell, stop it."""
     gateway, operator = "gw-" + secrets.token_urlsafe(24), "op-" + secrets.token_urlsafe(24)
     port = free_port()
+    process = start_authsvc(data_dir, database_url, port, gateway, operator)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await wait_ready(channel, process, data_dir / "authsvc.log")
+            token = await set_up(channel, operator)
+            md = ((CREDENTIAL_HEADER, gateway),)
+            echo_stub = echo_pb2_grpc.EchoServiceStub(channel)
+            tokens_stub = tokens_pb2_grpc.TokenServiceStub(channel)
+            echo_request = echo_pb2.EchoRequest(payload=b"x" * 32)
+            verify_request = tokens_pb2.VerifyUploadTokenRequest(
+                token=token, project_name="bench-project",
+                client=common_pb2.ClientInfo(ip_address="127.0.0.1", user_agent="bench"))
+
+            async def echo():
+                await echo_stub.Echo(echo_request, metadata=md, timeout=5)
+
+            async def verify():
+                reply = await tokens_stub.VerifyUploadToken(verify_request, metadata=md, timeout=5)
+                assert reply.username == "bench"
+
+            for call in (echo, verify):  # warm up connections, caches and the pool
+                await measure(call, 8, 0.5)
+            results = {}
+            for concurrency in (1, 64):
+                for name, call in (("echo", echo), ("verify", verify)):
+                    results[(name, concurrency)] = await measure(call, concurrency, seconds)
+            return results
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+async def run(args) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-verify-") as tmp:
         data_dir = pathlib.Path(tmp)
         database_url = args.database_url or f"sqlite:///{data_dir / 'authsvc.sqlite3'}"
-        process = start_authsvc(data_dir, database_url, port, gateway, operator)
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                await wait_ready(channel, process, data_dir / "authsvc.log")
-                token = await set_up(channel, operator)
-                md = ((CREDENTIAL_HEADER, gateway),)
-                echo_stub = echo_pb2_grpc.EchoServiceStub(channel)
-                tokens_stub = tokens_pb2_grpc.TokenServiceStub(channel)
-                echo_request = echo_pb2.EchoRequest(payload=b"x" * 32)
-                verify_request = tokens_pb2.VerifyUploadTokenRequest(
-                    token=token, project_name="bench-project",
-                    client=common_pb2.ClientInfo(ip_address="127.0.0.1", user_agent="bench"))
-
-                async def echo():
-                    await echo_stub.Echo(echo_request, metadata=md, timeout=5)
-
-                async def verify():
-                    reply = await tokens_stub.VerifyUploadToken(verify_request, metadata=md, timeout=5)
-                    assert reply.username == "bench"
-
-                for call in (echo, verify):  # warm up connections, caches and the pool
-                    await measure(call, 8, 0.5)
-                results = {}
-                for concurrency in (1, 64):
-                    for name, call in (("echo", echo), ("verify", verify)):
-                        results[(name, concurrency)] = await measure(call, concurrency, args.seconds)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        async with fresh_database(database_url, "verify") as fresh:
+            results = await run_service(data_dir, fresh, args.seconds)
     backend = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
     print(f"VerifyUploadToken vs Echo over loopback ({backend}, {args.seconds:g} s per cell, "
           f"{os.cpu_count()} CPUs)")

@@ -21,8 +21,8 @@ from gatehouse.infra.db import make_engine, make_session_factory, upgrade_async
 from gatehouse.infra.grpcserver import open_channel
 from gatehouse.infra.outbox import EventEmitter
 from gatehouse.infra.relay import OutboxRelay
+from gatehouse.infra.transactions import Transactions
 from uploadgw.authclient import AuthClient
-from uploadgw.db import Transactions
 from uploadgw.http.index import IndexHandlers
 from uploadgw.http.health import HealthHandlers
 from uploadgw.http.middleware import HttpMetrics, make_forwarded_middleware, make_middleware

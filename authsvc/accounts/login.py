@@ -16,8 +16,9 @@ import dataclasses
 import hashlib
 import logging
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session as OrmSession
 
 from authsvc.accounts.core import as_actor, ip_subject, sorted_emails, who
 from authsvc.accounts.emailtokens import Purpose
@@ -28,6 +29,8 @@ from authsvc.errors import AccountDisabled, InvalidArgument, InvalidCredentials
 from gatehouse.infra.outbox import ANONYMOUS, Origin
 
 log = logging.getLogger("authsvc.accounts")
+_USERS = User.__table__
+_SET_LAST_LOGIN = update(_USERS).where(_USERS.c.id == bindparam("uid")).values(last_login_at=bindparam("now"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,12 +110,15 @@ class LoginMixin(SessionsMixin):
             return await self.finish_login(s, user, origin, method="password")
 
     async def finish_login(self, s: AsyncSession, user: User, origin: Origin | None, *, method: str) -> LoginResult:
-        """The last step of every login (password now; the second factor later): a session, the
-        last-login time and `account:login:success`, in the caller's transaction."""
-        token, row = await self.start_session(s, user, origin)
-        await s.execute(update(User).where(User.id == user.id).values(last_login_at=self.clock.now()))
-        await self.events.emit(s, "account:login:success", actor=as_actor(user), user=who(user),
-                               origin=origin, details={"method": method})
+        return await s.run_sync(self.finish_login_sync, user, origin, method=method)
+
+    def finish_login_sync(self, s: OrmSession, user: User, origin: Origin | None, *, method: str) -> LoginResult:
+        """The last step of every login (the password, or the second factor after it): a session,
+        the last-login time and `account:login:success`, in the caller's transaction."""
+        token, row = self.start_session_sync(s, user, origin)
+        s.connection().execute(_SET_LAST_LOGIN, {"uid": user.id, "now": self.clock.now()})
+        self.events.emit_sync(s, "account:login:success", actor=as_actor(user), user=who(user), origin=origin,
+                              details={"method": method})
         log.info("login succeeded", extra={"user_id": user.id, "session_id": row.id, "method": method})
         return LoginResult(user=user, session_token=token, session=row)
 

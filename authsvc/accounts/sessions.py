@@ -5,18 +5,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session as OrmSession
 
 from authsvc.accounts.core import AccountsCore, as_actor, who
 from authsvc.accounts.models import Session, User
 from authsvc.accounts.validation import check_session_id, new_secret, token_digest
+from authsvc.db import new_id
 from authsvc.errors import AccountDisabled, NotFound, SessionInvalid
 from gatehouse.infra.clock import as_utc
 from gatehouse.infra.outbox import Origin
 
 log = logging.getLogger("authsvc.accounts")
 MAX_SESSION_TOKEN = 200
+_INSERT_SESSION = insert(Session.__table__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,15 +33,17 @@ class Authenticated:
 class SessionsMixin(AccountsCore):
     async def start_session(self, s: AsyncSession, user: User, origin: Origin | None) -> tuple[str, Session]:
         """Create a session inside the caller's transaction; returns (token, row)."""
+        return await s.run_sync(self.start_session_sync, user, origin)
+
+    def start_session_sync(self, s: OrmSession, user: User, origin: Origin | None) -> tuple[str, Session]:
         now = self.clock.now()
         token = new_secret()
         origin = origin or Origin()
-        row = Session(token_hash=token_digest(token), user_id=user.id, created_at=now, last_seen_at=now,
-                      expires_at=now + self.config.session_lifetime, authenticated_at=now,
+        values = dict(id=new_id(), token_hash=token_digest(token), user_id=user.id, created_at=now, last_seen_at=now,
+                      expires_at=now + self.config.session_lifetime, authenticated_at=now, revoked_at=None,
                       ip_address=origin.ip_address[:64], user_agent=origin.user_agent[:300])
-        s.add(row)
-        await s.flush()
-        return token, row
+        s.connection().execute(_INSERT_SESSION, values)  # Core: no unit-of-work on the login path
+        return token, Session(**values)  # the row as written (not attached to the session)
 
     async def _live_session(self, s: AsyncSession, session_token: str) -> tuple[Session, User]:
         if not session_token:

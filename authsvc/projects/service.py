@@ -15,6 +15,7 @@ from packaging.utils import canonicalize_name
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session as OrmSession
 
 from authsvc.accounts.models import User
 from authsvc.accounts.service import canonical_username
@@ -137,22 +138,22 @@ class ProjectsService:
         if await self.role_of(s, project.id, as_user.id) != OWNER:
             raise PermissionDenied(f"Only Owners of '{project.name}' can do this.", reason="not_an_owner")
 
-    async def create_with_owner(self, s: AsyncSession, name: str, owner: tuple[str, str], *,
-                                actor: ActorRef, origin: Origin | None) -> Project:
-        """Create a project with `owner` (id, username) as its Owner, in the caller's transaction.
-        A concurrent creation of the same name raises IntegrityError at flush (unique name)."""
+    def create_with_owner(self, s: OrmSession, name: str, owner: tuple[str, str], *,
+                          actor: ActorRef, origin: Origin | None) -> Project:
+        """Create a project with `owner` (id, username) as its Owner, in the caller's (synchronous)
+        transaction. A concurrent creation of the same name raises IntegrityError at flush."""
         normalized = check_project_name(name)
         now = self.clock.now()
         project = Project(name=name, normalized_name=normalized, created_at=now, two_factor_required=False)
         s.add(project)
-        await s.flush()
+        s.flush()
         s.add(Role(project_id=project.id, user_id=owner[0], role_name=OWNER, created_at=now))
-        await s.flush()
+        s.flush()
         ref = (project.id, project.name)
-        await self.events.emit(s, "project:create", actor=actor, user=owner, project=ref, origin=origin,
-                               details={"created_by": actor.username})
-        await self.events.emit(s, "project:role:add", actor=actor, user=owner, project=ref, origin=origin,
-                               details={"role": OWNER, "target_username": owner[1]})
+        self.events.emit_sync(s, "project:create", actor=actor, user=owner, project=ref, origin=origin,
+                              details={"created_by": actor.username})
+        self.events.emit_sync(s, "project:role:add", actor=actor, user=owner, project=ref, origin=origin,
+                              details={"role": OWNER, "target_username": owner[1]})
         return project
 
     async def add_role(self, project_name: str, username: str, role: str, *, as_user: User | None,
@@ -180,8 +181,8 @@ class ProjectsService:
                 raise InvalidArgument("A new project needs an Owner: create it with the Owner role.",
                                       reason="new_project_needs_owner") from None
             target = await self._user(s, username)
-            project = await self.create_with_owner(s, project_name, (target.id, target.username),
-                                                   actor=actor, origin=origin)
+            project = await s.run_sync(self.create_with_owner, project_name, (target.id, target.username),
+                                       actor=actor, origin=origin)
             return project, RoleView(target.username, target.id, OWNER)
         await self._require_owner(s, project, as_user)
         target = await self._user(s, username)

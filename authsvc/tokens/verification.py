@@ -28,6 +28,7 @@ from authsvc.tokens.models import ApiToken
 from authsvc.twofactor.policy import TwoFactorPolicy
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.outbox import ActorRef, Origin
+from gatehouse.infra.transactions import Transactions
 
 _TOUCH = update(ApiToken).where(ApiToken.id == bindparam("tid")).values(last_used_at=bindparam("now"))
 
@@ -55,12 +56,13 @@ def _raise(failure: Failure):
 
 
 class TokenVerifier:
-    def __init__(self, *, engine: AsyncEngine, db: async_sessionmaker, lookup: PostgresLookup | SqliteLookup,
+    def __init__(self, *, engine: AsyncEngine, db: async_sessionmaker, tx: Transactions, lookup: PostgresLookup | SqliteLookup,
                  clock: Clock, codec: TokenCodec, projects: ProjectsService, allow_project_creation: bool,
                  last_used_interval: dt.timedelta, policy: TwoFactorPolicy | None = None):
         self.engine = engine
         self.lookup = lookup
         self.db = db
+        self.tx = tx
         self.clock = clock
         self.codec = codec
         self.projects = projects
@@ -148,10 +150,9 @@ class TokenVerifier:
     async def _create_project(self, name: str, user_id: str, username: str, origin: Origin | None) -> bool:
         """Create the project with the uploader as Owner. Two racing first uploads: the unique
         name lets exactly one commit; the other gets False and reads what the winner made."""
-        try:
-            async with self.db() as s, s.begin():
-                await self.projects.create_with_owner(s, name, (user_id, username),
-                                                      actor=ActorRef.user(user_id, username), origin=origin)
+        try:  # one synchronous transaction: a single worker-thread hand-off on SQLite
+            await self.tx.run(lambda s: self.projects.create_with_owner(
+                s, name, (user_id, username), actor=ActorRef.user(user_id, username), origin=origin))
         except IntegrityError:
             return False
         return True

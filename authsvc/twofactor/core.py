@@ -21,6 +21,7 @@ from authsvc.twofactor.totp import SeedBox
 from authsvc.twofactor.webauthn import RelyingParty
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
+from gatehouse.infra.transactions import Transactions
 
 log = logging.getLogger("authsvc.twofactor")
 
@@ -73,6 +74,7 @@ class TwoFactorCore:
         self,
         *,
         db: async_sessionmaker,
+        tx: Transactions,
         clock: Clock,
         events: EventEmitter,
         accounts,  # AccountsService: sessions, re-authentication, start_session
@@ -85,6 +87,7 @@ class TwoFactorCore:
         config: TwoFactorConfig | None = None,
     ):
         self.db = db
+        self.tx = tx  # hot-path transactions as one synchronous function (the second login step)
         self.clock = clock
         self.events = events
         self.accounts = accounts

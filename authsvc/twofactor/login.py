@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session as OrmSession
 
 from authsvc.accounts.models import Session, User
 from authsvc.errors import FailedPrecondition, RateLimited, Unauthenticated
@@ -29,9 +29,12 @@ from gatehouse.infra.outbox import ANONYMOUS, Origin
 
 log = logging.getLogger("authsvc.twofactor")
 # Hot-path updates run as Core statements on the session's connection (no ORM bookkeeping).
-_USERS = User.__table__
 _TOTP = TotpCredential.__table__
 _KEYS = WebAuthnCredential.__table__
+# Prebuilt: a step is recorded only if it is newer than the last one (replay protection).
+_TOTP_USED = update(_TOTP).where(_TOTP.c.id == bindparam("cid"), _TOTP.c.last_used_step < bindparam("step"))
+_KEY_USED = (update(_KEYS).where(_KEYS.c.id == bindparam("kid"), _KEYS.c.sign_count == bindparam("stored"))
+             .values(sign_count=bindparam("counter"), last_used_at=bindparam("now")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,73 +68,73 @@ def _ip(origin: Origin) -> str:
 
 
 class LoginMixin(TwoFactorCore):
+    # Both steps run as one synchronous function in one transaction (`Transactions.run`): on
+    # SQLite that is a single hand-off to a worker thread instead of several per statement.
+
     async def begin_webauthn_login(self, pending_token: str, origin: Origin | None = None) -> str:
         """PublicKeyCredentialRequestOptionsJSON for the pending login's user and their keys."""
+        return await self.tx.run(lambda s: self._begin_webauthn_login(s, pending_token))
+
+    def _begin_webauthn_login(self, s: OrmSession, pending_token: str) -> str:
         now = self.clock.now()
-        async with self.db() as s, s.begin():
-            pending = await self.pending.resolve(s, pending_token)
-            keys = list(await s.scalars(select(WebAuthnCredential.credential_id)
-                                        .where(WebAuthnCredential.user_id == pending.user.id)))
-            if not keys:
-                raise FailedPrecondition("This account has no security key. Use another method.",
-                                         reason="no_security_key")
-            options, challenge = self.rp.authentication_options(keys)
-            await webauthn.store_challenge(s, challenge, user_id=pending.user.id, ceremony=webauthn.AUTHENTICATE,
-                                           pending_login_id=pending.id, now=now,
-                                           user_verification=self.rp.user_verification.value,
-                                           lifetime=self.config.challenge_lifetime)
+        pending = self.pending.resolve_sync(s, pending_token)
+        keys = list(s.scalars(select(_KEYS.c.credential_id).where(_KEYS.c.user_id == pending.user.id)))
+        if not keys:
+            raise FailedPrecondition("This account has no security key. Use another method.",
+                                     reason="no_security_key")
+        options, challenge = self.rp.authentication_options(keys)
+        webauthn.store_challenge(s, challenge, user_id=pending.user.id, ceremony=webauthn.AUTHENTICATE,
+                                 pending_login_id=pending.id, now=now, user_verification=self.rp.user_verification.value,
+                                 lifetime=self.config.challenge_lifetime)
         return options
 
     async def complete_login(self, pending_token: str, proof: Proof, origin: Origin | None = None) -> LoginDone:
         origin = origin or Origin()
         value = self._parse_proof(proof)  # malformed input is INVALID_ARGUMENT and does not count
-        refusal: Exception | None = None
         sent: list[Message] = []
-        async with self.db() as s, s.begin():
-            pending = await self.pending.resolve(
-                s, pending_token, with_totp=proof.method == TOTP,
-                credential_id=bytes(value.raw_id) if proof.method == WEBAUTHN else None,
-                limits=(self.config.failures_user, self.config.failures_ip, _ip(origin)))
-            user = pending.user
-            refusal = await self._check_limits(s, pending, origin)
-            if refusal is not None:
-                await self._record_failure(s, user, proof.method, "rate_limited", origin, count=False)
-            else:
-                try:
-                    remaining = await self._use_proof(s, pending, proof.method, value, origin, sent)
-                except Refused as exc:
-                    refusal = Unauthenticated(exc.message, reason=exc.reason)
-                    await self._record_failure(s, user, proof.method, exc.reason, origin)
-            if refusal is None:
-                await self.pending.consume(s, pending.id)
-                token, row = await self.accounts.start_session(s, user, origin)
-                await (await s.connection()).execute(
-                    update(_USERS).where(_USERS.c.id == user.id).values(last_login_at=self.clock.now()))
-                if pending.user_failures:
-                    await self.limiter.clear(s, self.config.failures_user, user.id)
-                await self.events.emit(s, "account:login:success", actor=as_actor(user), user=who(user),
-                                       origin=origin, details={"method": proof.method})
+        outcome = await self.tx.run(lambda s: self._complete_login(s, pending_token, proof.method, value, origin, sent))
+        if isinstance(outcome, Exception):  # refused: the failure and its event are committed
+            raise outcome
+        self._send_later(sent, user_id=outcome.user.id)
+        return outcome
+
+    def _complete_login(self, s: OrmSession, pending_token: str, method: str, value, origin: Origin,
+                        sent: list[Message]) -> LoginDone | Exception:
+        """The transaction of the second step: a LoginDone, or the refusal to raise after the
+        commit (so that the failure counts and its event are kept)."""
+        pending = self.pending.resolve_sync(
+            s, pending_token, with_totp=method == TOTP,
+            credential_id=bytes(value.raw_id) if method == WEBAUTHN else None,
+            limits=(self.config.failures_user, self.config.failures_ip, _ip(origin)))
+        user = pending.user
+        refusal = self._check_limits(s, pending, origin)
         if refusal is not None:
-            raise refusal
-        self._send_later(sent, user_id=user.id)
-        log.info("two-factor login succeeded", extra={"user_id": user.id, "method": proof.method,
-                                                      "session_id": row.id})
-        return LoginDone(user=user, session_token=token, session=row, method=proof.method,
+            self._record_failure(s, user, method, "rate_limited", origin, count=False)
+            return refusal
+        try:
+            remaining = self._use_proof(s, pending, method, value, origin, sent)
+        except Refused as exc:
+            self._record_failure(s, user, method, exc.reason, origin)
+            return Unauthenticated(exc.message, reason=exc.reason)
+        self.pending.consume_sync(s, pending.id)
+        if pending.user_failures:
+            self.limiter.clear_sync(s, self.config.failures_user, user.id)
+        done = self.accounts.finish_login_sync(s, user, origin, method=method)
+        return LoginDone(user=user, session_token=done.session_token, session=done.session, method=method,
                          recovery_codes_remaining=remaining)
 
-    async def _check_limits(self, s: AsyncSession, pending: Pending, origin: Origin) -> RateLimited | None:
+    def _check_limits(self, s: OrmSession, pending: Pending, origin: Origin) -> RateLimited | None:
         """The refusal when the user or the client IP is limited. The counts came with the pending
         login; only at the limit is the limiter asked (for its verdict and when to retry)."""
         for limit, subject, hits in ((self.config.failures_user, pending.user.id, pending.user_failures),
                                      (self.config.failures_ip, _ip(origin), pending.ip_failures)):
             if hits < limit.limit:
                 continue
-            status = await self.limiter.status(s, limit, subject)
+            status = self.limiter.status_sync(s, limit, subject)
             if status.limited:
                 return RateLimited(f"{limit.message} Try again in {describe_wait(status.retry_after)}.",
                                    retry_after=status.retry_after)
         return None
-
     @staticmethod
     def _parse_proof(proof: Proof):
         if proof.method == TOTP:
@@ -145,30 +148,30 @@ class LoginMixin(TwoFactorCore):
         raise InvalidArgument("Enter a code from your authenticator app, use your security key, or enter a "
                               "recovery code.", reason="second_factor_missing")
 
-    async def _record_failure(self, s: AsyncSession, user: User, method: str, reason: str, origin: Origin,
+    def _record_failure(self, s: OrmSession, user: User, method: str, reason: str, origin: Origin,
                               *, count: bool = True) -> None:
         if count:
-            await self.limiter.hit(s, self.config.failures_user, user.id)
-            await self.limiter.hit(s, self.config.failures_ip, _ip(origin))
-        await self.events.emit(s, "account:login:failure", actor=ANONYMOUS, user=who(user), origin=origin,
-                               details={"reason": reason, "method": method})
+            self.limiter.hit_sync(s, self.config.failures_user, user.id)
+            self.limiter.hit_sync(s, self.config.failures_ip, _ip(origin))
+        self.events.emit_sync(s, "account:login:failure", actor=ANONYMOUS, user=who(user), origin=origin,
+                              details={"reason": reason, "method": method})
         log.info("two-factor login refused", extra={"user_id": user.id, "method": method, "reason": reason})
 
-    async def _use_proof(self, s: AsyncSession, pending: Pending, method: str, value, origin: Origin,
-                         sent: list[Message]) -> int:
+    def _use_proof(self, s: OrmSession, pending: Pending, method: str, value, origin: Origin,
+                   sent: list[Message]) -> int:
         """Check and use up the proof (raises Refused); returns the recovery codes left after a
         recovery code was used, else -1."""
         user = pending.user
         if method == TOTP:
-            await self._use_totp(s, user, pending.totp, value)
+            self._use_totp(s, user, pending.totp, value)
         elif method == WEBAUTHN:
-            await self._use_assertion(s, pending, value)
+            self._use_assertion(s, pending, value)
         else:
-            if not await recovery.use_code(s, user.id, value, self.clock.now()):
+            if not recovery.use_code(s, user.id, value, self.clock.now()):
                 raise Refused("recovery_code_invalid", "This recovery code is not valid or was already used.")
-            left = await recovery.remaining(s, user.id)
-            await self.events.emit(s, "account:recovery_codes:used", actor=as_actor(user), user=who(user),
-                                   origin=origin, details={"remaining": left})
+            left = recovery.remaining(s, user.id)
+            self.events.emit_sync(s, "account:recovery_codes:used", actor=as_actor(user), user=who(user),
+                                  origin=origin, details={"remaining": left})
             sent.append(notices.recovery_code_used(to=primary_address(user), username=user.username,
                                                    remaining=left, public_url=self.config.public_url))
             return left
@@ -192,7 +195,7 @@ class LoginMixin(TwoFactorCore):
                                         "out of sync. Set it to update automatically, then enter the newest code.")
         return "totp_invalid", "The authenticator app code is incorrect."
 
-    async def _use_totp(self, s: AsyncSession, user: User, row: TotpCredential | None, code: str) -> None:
+    def _use_totp(self, s: OrmSession, user: User, row: TotpCredential | None, code: str) -> None:
         if row is None:
             raise Refused("method_not_enabled", "This account has no authenticator app. Use another method.")
         seed = self._decrypt_seed(row)
@@ -207,19 +210,19 @@ class LoginMixin(TwoFactorCore):
         values = {"last_used_step": fresh[0], "last_used_at": now}
         if row.key_version != self.seeds.current:  # rotate the seed onto the newest key
             values["key_version"], values["seed_ciphertext"] = self.seeds.encrypt(user.id, seed)
-        result = await (await s.connection()).execute(
-            update(_TOTP).where(_TOTP.c.id == row.id, _TOTP.c.last_used_step < fresh[0]).values(**values))
+        result = s.connection().execute(_TOTP_USED.values(**{k: bindparam(k) for k in values}),
+                                        {"cid": row.id, "step": fresh[0], **values})
         if result.rowcount != 1:
             raise replayed
 
     # -- WebAuthn ----------------------------------------------------------------------------
 
-    async def _use_assertion(self, s: AsyncSession, pending: Pending, response) -> None:
+    def _use_assertion(self, s: OrmSession, pending: Pending, response) -> None:
         user = pending.user
         try:
             challenge = response.response.client_data.challenge
-            uv = await webauthn.consume_challenge(s, challenge, user_id=user.id, ceremony=webauthn.AUTHENTICATE,
-                                                  pending_login_id=pending.id, now=self.clock.now())
+            uv = webauthn.consume_challenge(s, challenge, user_id=user.id, ceremony=webauthn.AUTHENTICATE,
+                                            pending_login_id=pending.id, now=self.clock.now())
             row = pending.key
             if row is None:
                 raise webauthn.WebAuthnRefused("webauthn_unknown_key", "This security key is not registered to "
@@ -233,9 +236,8 @@ class LoginMixin(TwoFactorCore):
                             extra={"user_id": user.id, "key_id": row.id, "stored": row.sign_count,
                                    "presented": counter})
                 raise
-            result = await (await s.connection()).execute(update(_KEYS).where(
-                _KEYS.c.id == row.id, _KEYS.c.sign_count == row.sign_count,
-            ).values(sign_count=counter, last_used_at=self.clock.now()))
+            result = s.connection().execute(_KEY_USED, {"kid": row.id, "stored": row.sign_count,
+                                                        "counter": counter, "now": self.clock.now()})
             if result.rowcount != 1:
                 raise webauthn.WebAuthnRefused("webauthn_sign_count", "This security key was used twice at once. "
                                                "Try again.")

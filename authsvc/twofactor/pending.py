@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import and_, delete, exists, func, literal, or_, select, union_all, update
-from sqlalchemy.orm import raiseload
+from sqlalchemy import and_, bindparam, delete, exists, func, literal, or_, select, union_all, update
+from sqlalchemy.orm import Session, raiseload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,6 +53,10 @@ async def has_second_factor(s: AsyncSession, user_id: str) -> bool:
     return bool(await s.scalar(select(has_factor_clause(user_id))))
 
 
+def has_second_factor_sync(s: Session, user_id: str) -> bool:
+    return bool(s.scalar(select(has_factor_clause(user_id))))
+
+
 async def users_with_second_factor(s: AsyncSession, user_ids: Iterable[str]) -> set[str]:
     ids = list(set(user_ids))
     if not ids:
@@ -76,6 +81,40 @@ async def active_methods(s: AsyncSession, user_id: str) -> tuple[str, ...]:
     if not found & {TOTP, WEBAUTHN}:
         return ()  # recovery codes alone are not a second factor
     return tuple(m for m in (TOTP, WEBAUTHN, RECOVERY_CODE) if m in found)
+
+
+_PENDING = PendingLogin.__table__
+_CONSUME = (update(_PENDING).values(used_at=bindparam("now"))
+            .where(_PENDING.c.id == bindparam("pid"), _PENDING.c.used_at.is_(None), _PENDING.c.expires_at > bindparam("now")))
+
+
+@functools.cache
+def _resolve_query(with_totp: bool, with_key: bool, with_counts: bool):
+    """The one query of the login hot path, built once per shape (its values are bound per call):
+    the pending login, its user, the primary address and what the attempt needs (the user's
+    confirmed app, or the user's key it names; the failure counts of the user's and the client's
+    limits, the predicate RateLimiter.status counts). Each extra is an indexed lookup."""
+    def hits(key, cutoff: str):
+        return (select(func.count()).select_from(RateLimitHit)
+                .where(RateLimitHit.key == key, RateLimitHit.at > bindparam(cutoff, type_=RateLimitHit.at.type))
+                .scalar_subquery())
+
+    counts = [literal(0), literal(0)]
+    if with_counts:
+        counts = [hits(bindparam("user_prefix") + User.id, "user_cutoff"), hits(bindparam("ip_key"), "ip_cutoff")]
+    query = (select(PendingLogin.id, PendingLogin.used_at, PendingLogin.expires_at, User, Email,
+                    TotpCredential if with_totp else literal(None), WebAuthnCredential if with_key else literal(None),
+                    *counts)
+             .join(User, User.id == PendingLogin.user_id)
+             .outerjoin(Email, and_(Email.user_id == User.id, Email.primary.is_(True)))
+             .where(PendingLogin.token_hash == bindparam("token_hash")).options(raiseload(User.emails)))
+    if with_totp:
+        query = query.outerjoin(TotpCredential, and_(TotpCredential.user_id == User.id,
+                                                     TotpCredential.confirmed_at.is_not(None)))
+    if with_key:
+        query = query.outerjoin(WebAuthnCredential, and_(WebAuthnCredential.user_id == User.id,
+                                                         WebAuthnCredential.credential_id == bindparam("credential_id")))
+    return query
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,58 +149,35 @@ class PendingLogins:
         await s.flush()
         return token
 
-    async def resolve(self, s: AsyncSession, token: str, *, with_totp: bool = False,
-                      credential_id: bytes | None = None,
-                      limits: tuple[Limit, Limit, str] | None = None) -> Pending:
+    async def resolve(self, s: AsyncSession, token: str, **options) -> Pending:
+        return await s.run_sync(self.resolve_sync, token, **options)
+
+    def resolve_sync(self, s: Session, token: str, *, with_totp: bool = False, credential_id: bytes | None = None,
+                     limits: tuple[Limit, Limit, str] | None = None) -> Pending:
         """The live pending login of a token, or PendingLoginInvalid (unknown, used, expired,
         or its user disabled since). `limits` = (per-user limit, per-IP limit, client IP): also
         count the hits each has in its window."""
         if not token or len(token) > MAX_TOKEN:
             raise PendingLoginInvalid()
-        # One query on the login hot path: the pending login, its user, the primary address and
-        # what the attempt needs (the user's confirmed app, or the user's key it names; the
-        # failure counts). Each extra is an indexed lookup.
-        app = TotpCredential if with_totp else literal(None)
-        key = WebAuthnCredential if credential_id is not None else literal(None)
-        counts = [literal(0), literal(0)]
+        params = {"token_hash": token_digest(token), "credential_id": credential_id}
         if limits is not None:
-            counts = self._hit_counts(*limits)
-        query = (select(PendingLogin, User, Email, app, key, *counts).join(User, User.id == PendingLogin.user_id)
-                 .outerjoin(Email, and_(Email.user_id == User.id, Email.primary.is_(True)))
-                 .where(PendingLogin.token_hash == token_digest(token)).options(raiseload(User.emails)))
-        if with_totp:
-            query = query.outerjoin(TotpCredential, and_(TotpCredential.user_id == User.id,
-                                                         TotpCredential.confirmed_at.is_not(None)))
-        if credential_id is not None:
-            query = query.outerjoin(WebAuthnCredential, and_(WebAuthnCredential.user_id == User.id,
-                                                             WebAuthnCredential.credential_id == credential_id))
-        found = (await s.execute(query)).first()
+            user_limit, ip_limit, ip = limits
+            now = self.clock.now()
+            params.update(user_prefix=f"{user_limit.name}:", ip_key=ip_limit.key(ip),
+                          user_cutoff=now - dt.timedelta(seconds=user_limit.window),
+                          ip_cutoff=now - dt.timedelta(seconds=ip_limit.window))
+        found = s.execute(_resolve_query(with_totp, credential_id is not None, limits is not None), params).first()
         if found is None:
             raise PendingLoginInvalid()
-        row, user, primary, totp, key, user_failures, ip_failures = found
-        if row.used_at is not None or as_utc(row.expires_at) <= self.clock.now() or not user.is_active:
+        pending_id, used_at, expires_at, user, primary, totp, key, user_failures, ip_failures = found
+        if used_at is not None or as_utc(expires_at) <= self.clock.now() or not user.is_active:
             raise PendingLoginInvalid()
         set_committed_value(user, "emails", [primary] if primary is not None else [])  # only the primary
-        return Pending(id=row.id, user=user, expires_at=as_utc(row.expires_at), totp=totp, key=key,
+        return Pending(id=pending_id, user=user, expires_at=as_utc(expires_at), totp=totp, key=key,
                        user_failures=user_failures or 0, ip_failures=ip_failures or 0)
 
-    def _hit_counts(self, user_limit: Limit, ip_limit: Limit, ip: str) -> list:
-        """Hits younger than each limit's window (the predicate RateLimiter.status counts), as
-        scalar subqueries; the user's key is built from the joined user's id."""
-        now = self.clock.now()
-
-        def count(key, limit: Limit):
-            return (select(func.count()).select_from(RateLimitHit)
-                    .where(RateLimitHit.key == key, RateLimitHit.at > now - dt.timedelta(seconds=limit.window))
-                    .scalar_subquery())
-
-        return [count(literal(f"{user_limit.name}:") + User.id, user_limit), count(ip_limit.key(ip), ip_limit)]
-
-    async def consume(self, s: AsyncSession, pending_id: str) -> None:
+    def consume_sync(self, s: Session, pending_id: str) -> None:
         """Mark the pending login used; atomic, so two completions cannot both succeed."""
-        now = self.clock.now()
-        table = PendingLogin.__table__
-        result = await (await s.connection()).execute(update(table).where(
-            table.c.id == pending_id, table.c.used_at.is_(None), table.c.expires_at > now).values(used_at=now))
+        result = s.connection().execute(_CONSUME, {"pid": pending_id, "now": self.clock.now()})
         if result.rowcount != 1:
             raise PendingLoginInvalid("This login was already completed or has expired. Log in again.")

@@ -16,6 +16,7 @@ import secrets
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from authsvc.errors import InvalidArgument
 from authsvc.twofactor.models import RecoveryCode
@@ -55,10 +56,10 @@ async def remove_codes(s: AsyncSession, user_id: str) -> None:
     await s.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
 
 
-async def use_code(s: AsyncSession, user_id: str, code: str, now: dt.datetime) -> bool:
+def use_code(s: Session, user_id: str, code: str, now: dt.datetime) -> bool:
     """Mark the code used if it is one of the user's unused codes. Atomic: of two requests racing
     with the same code, exactly one gets True."""
-    result = await s.execute(
+    result = s.execute(
         update(RecoveryCode)
         .where(RecoveryCode.user_id == user_id, RecoveryCode.code_hash == digest(user_id, code),
                RecoveryCode.used_at.is_(None))
@@ -67,6 +68,6 @@ async def use_code(s: AsyncSession, user_id: str, code: str, now: dt.datetime) -
     return result.rowcount == 1
 
 
-async def remaining(s: AsyncSession, user_id: str) -> int:
-    return await s.scalar(select(func.count()).select_from(RecoveryCode).where(
+def remaining(s: Session, user_id: str) -> int:
+    return s.scalar(select(func.count()).select_from(RecoveryCode).where(
         RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None))) or 0

@@ -109,7 +109,7 @@ class TwoFactorService(LoginMixin, TwoFactorCore):
                           totp_created_at=as_utc(app.confirmed_at) if app else None,
                           totp_last_used_at=as_utc(app.last_used_at) if app else None,
                           keys=[KeyView.of(k) for k in keys],
-                          recovery_codes_remaining=await recovery.remaining(s, uid),
+                          recovery_codes_remaining=await s.run_sync(recovery.remaining, uid),
                           required_by=await self.policy.required_by(s, uid))
 
     # -- authenticator app -----------------------------------------------------------------
@@ -209,10 +209,9 @@ class TwoFactorService(LoginMixin, TwoFactorCore):
             options, challenge = self.rp.registration_options(
                 user_handle=user_handle(user.id), username=user.username, display_name=user.name,
                 exclude=existing)
-            await webauthn.store_challenge(s, challenge, user_id=user.id, ceremony=webauthn.REGISTER,
-                                           pending_login_id=None, now=now,
-                                           user_verification=self.rp.user_verification.value,
-                                           lifetime=self.config.challenge_lifetime)
+            await s.run_sync(webauthn.store_challenge, challenge, user_id=user.id, ceremony=webauthn.REGISTER,
+                             pending_login_id=None, now=now, user_verification=self.rp.user_verification.value,
+                             lifetime=self.config.challenge_lifetime)
         return options
 
     async def complete_webauthn_registration(self, session_token: str, label: str, credential_json: str,
@@ -227,8 +226,8 @@ class TwoFactorService(LoginMixin, TwoFactorCore):
         refused = None
         async with self.db() as s, s.begin():  # the challenge is used up even if the response fails
             try:
-                uv = await webauthn.consume_challenge(
-                    s, response.response.client_data.challenge, user_id=user.id, ceremony=webauthn.REGISTER,
+                uv = await s.run_sync(
+                    webauthn.consume_challenge, response.response.client_data.challenge, user_id=user.id, ceremony=webauthn.REGISTER,
                     pending_login_id=None, now=now)
             except webauthn.WebAuthnRefused as exc:
                 refused = exc
@@ -364,12 +363,12 @@ def _why(required: list[str]) -> str:
     return " and ".join(parts)
 
 
-def build_twofactor_service(settings, *, db, clock, events, accounts, pending: PendingLogins, limiter, mailer
+def build_twofactor_service(settings, *, db, tx, clock, events, accounts, pending: PendingLogins, limiter, mailer
                             ) -> TwoFactorService:
     """The two-factor service from settings (`pending` is also the accounts service's seam)."""
     config = TwoFactorConfig.from_settings(settings)
     return TwoFactorService(
-        db=db, clock=clock, events=events, accounts=accounts, seeds=totp.SeedBox(settings.totp_keys),
+        db=db, tx=tx, clock=clock, events=events, accounts=accounts, seeds=totp.SeedBox(settings.totp_keys),
         relying_party=webauthn.RelyingParty(
             rp_id=settings.webauthn_rp_id, rp_name=settings.webauthn_rp_name, origins=settings.webauthn_origins,
             user_verification=settings.webauthn_user_verification, challenge_lifetime=config.challenge_lifetime),

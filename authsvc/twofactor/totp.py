@@ -78,24 +78,26 @@ class Match:
 
 
 def match_code(seed: str, code: str, now_step: int) -> Match:
-    """Which steps near `now_step` the (normalised) code belongs to. Compares every candidate in
-    constant time; matches within ±1 step are accepted, 2..10 steps away are out of sync."""
+    """Which steps near `now_step` the (normalised) code belongs to: within ±1 step accepted,
+    2..10 steps away out of sync. Each ring of candidates is compared in full, in constant time;
+    the outer ring is computed only when the inner one did not match, which the answer (accepted
+    or not) reveals anyway."""
     totp = pyotp.TOTP(seed, digits=DIGITS, interval=STEP_SECONDS)
     given = code.encode("ascii")
-    accepted: list[int] = []
-    out_of_sync = False
-    for offset in range(-OUT_OF_SYNC_STEPS, OUT_OF_SYNC_STEPS + 1):
-        step = now_step + offset
-        if step < 0:
-            continue
-        if hmac.compare_digest(totp.generate_otp(step).encode("ascii"), given):
-            if abs(offset) <= ACCEPT_STEPS:
-                accepted.append(step)
-            else:
-                out_of_sync = True
+
+    def matching(offsets) -> list[int]:
+        found = []
+        for offset in offsets:
+            step = now_step + offset
+            if step >= 0 and hmac.compare_digest(totp.generate_otp(step).encode("ascii"), given):
+                found.append(step)
+        return found
+
+    accepted = matching(range(-ACCEPT_STEPS, ACCEPT_STEPS + 1))
     if accepted:
         return Match(Verdict.ACCEPTED, tuple(accepted))
-    return Match(Verdict.OUT_OF_SYNC if out_of_sync else Verdict.INVALID)
+    outer = [o for o in range(-OUT_OF_SYNC_STEPS, OUT_OF_SYNC_STEPS + 1) if abs(o) > ACCEPT_STEPS]
+    return Match(Verdict.OUT_OF_SYNC if matching(outer) else Verdict.INVALID)
 
 
 def code_at(seed: str, unix_seconds: float) -> str:

@@ -32,9 +32,10 @@ from fido2.webauthn import (
     ResidentKeyRequirement,
     UserVerificationRequirement,
 )
-from sqlalchemy import delete
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, delete, insert
+from sqlalchemy.orm import Session
 
+from authsvc.db import new_id
 from authsvc.errors import InvalidArgument
 from authsvc.twofactor.models import WebAuthnChallenge
 from gatehouse.infra.clock import as_utc
@@ -220,33 +221,46 @@ def challenge_digest(challenge: bytes) -> bytes:
     return hashlib.sha256(challenge).digest()
 
 
-async def store_challenge(s: AsyncSession, challenge: bytes, *, user_id: str, ceremony: str,
-                          pending_login_id: str | None, user_verification: str, now: dt.datetime,
-                          lifetime: dt.timedelta) -> None:
+# Prebuilt Core statements (no statement building or unit of work on the login path).
+_CHALLENGES = WebAuthnChallenge.__table__
+_DROP_EXPIRED = delete(_CHALLENGES).where(_CHALLENGES.c.user_id == bindparam("uid"),
+                                          _CHALLENGES.c.expires_at <= bindparam("now"))
+_INSERT = insert(_CHALLENGES)
+
+
+def _consume_statement(bound_to_login: bool):
+    c = _CHALLENGES.c
+    login = c.pending_login_id == bindparam("pid") if bound_to_login else c.pending_login_id.is_(None)
+    return (delete(_CHALLENGES)
+            .where(c.challenge_hash == bindparam("hash"), c.user_id == bindparam("uid"),
+                   c.ceremony == bindparam("ceremony"), login)
+            .returning(c.user_verification, c.expires_at))
+
+
+_CONSUME = {True: _consume_statement(True), False: _consume_statement(False)}
+
+
+def store_challenge(s: Session, challenge: bytes, *, user_id: str, ceremony: str, pending_login_id: str | None,
+                    user_verification: str, now: dt.datetime, lifetime: dt.timedelta) -> None:
     """Keep the challenge's digest, bound to user, ceremony and pending login (and drop the
     user's expired ones)."""
-    await s.execute(delete(WebAuthnChallenge).where(WebAuthnChallenge.user_id == user_id,
-                                                    WebAuthnChallenge.expires_at <= now))
-    s.add(WebAuthnChallenge(challenge_hash=challenge_digest(challenge), user_id=user_id, ceremony=ceremony,
-                            pending_login_id=pending_login_id, user_verification=user_verification,
-                            created_at=now, expires_at=now + lifetime))
-    await s.flush()
+    conn = s.connection()
+    conn.execute(_DROP_EXPIRED, {"uid": user_id, "now": now})
+    conn.execute(_INSERT, {"id": new_id(), "challenge_hash": challenge_digest(challenge), "user_id": user_id,
+                           "ceremony": ceremony, "pending_login_id": pending_login_id,
+                           "user_verification": user_verification, "created_at": now,
+                           "expires_at": now + lifetime})
 
 
-async def consume_challenge(s: AsyncSession, challenge: bytes, *, user_id: str, ceremony: str,
-                            pending_login_id: str | None, now: dt.datetime) -> str:
+def consume_challenge(s: Session, challenge: bytes, *, user_id: str, ceremony: str,
+                      pending_login_id: str | None, now: dt.datetime) -> str:
     """Use up the challenge the response signed: it must be ours, issued to this user for this
     ceremony (and this pending login), and unexpired. Returns the user-verification policy it was
     issued under. One atomic DELETE … RETURNING: a challenge is consumed once, and a challenge
     issued to someone else is neither accepted nor burnt."""
-    bound_to_login = (WebAuthnChallenge.pending_login_id == pending_login_id if pending_login_id is not None
-                      else WebAuthnChallenge.pending_login_id.is_(None))
-    found = (await s.execute(
-        delete(WebAuthnChallenge)
-        .where(WebAuthnChallenge.challenge_hash == challenge_digest(challenge), WebAuthnChallenge.user_id == user_id,
-               WebAuthnChallenge.ceremony == ceremony, bound_to_login)
-        .returning(WebAuthnChallenge.user_verification, WebAuthnChallenge.expires_at)
-    )).first()
+    found = s.connection().execute(_CONSUME[pending_login_id is not None], {
+        "hash": challenge_digest(challenge), "uid": user_id, "ceremony": ceremony, "pid": pending_login_id,
+    }).first()
     if found is None:
         raise WebAuthnRefused("webauthn_challenge", "The security key answered a challenge this request did "
                               "not issue, or one already used. Start again.")

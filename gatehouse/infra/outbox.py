@@ -14,7 +14,9 @@ import uuid
 from collections.abc import Mapping
 
 from sqlalchemy import Column, DateTime, Index, Integer, LargeBinary, MetaData, String, Table, insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from gatehouse.events.v1 import event_pb2
 from gatehouse.infra.clock import Clock
@@ -76,8 +78,9 @@ class Origin:
 
 
 class EventEmitter:
-    def __init__(self, table: Table, *, source: str, clock: Clock):
-        self.table = table
+    def __init__(self, table: Table | None, *, source: str, clock: Clock):
+        self.table = table  # None: an emitter that only builds events
+        self._insert_statement = insert(table) if table is not None else None
         self.source = source
         self.clock = clock
 
@@ -114,16 +117,22 @@ class EventEmitter:
         event.occurred_at.FromDatetime(self.clock.now().astimezone(dt.timezone.utc).replace(tzinfo=None))
         return event
 
+    def _row(self, event: event_pb2.Event) -> dict:
+        return {"event_id": event.event_id, "tag": event.tag, "payload": event.SerializeToString(),
+                "created_at": self.clock.now(), "published_at": None, "attempts": 0}
+
     async def emit(self, session: AsyncSession, tag: str, **kwargs) -> event_pb2.Event:
         """Add the event to the session's transaction; it is published only if that commits."""
         event = self.build(tag, **kwargs)
-        await session.execute(
-            insert(self.table).values(
-                event_id=event.event_id,
-                tag=tag,
-                payload=event.SerializeToString(),
-                created_at=self.clock.now(),
-                attempts=0,
-            )
-        )
+        await session.execute(self._insert_statement, self._row(event))
         return event
+
+    def emit_sync(self, session: Session, tag: str, **kwargs) -> event_pb2.Event:
+        """`emit` for a synchronous session (a `Transactions.run` function)."""
+        event = self.build(tag, **kwargs)
+        self.write(session.connection(), [event])
+        return event
+
+    def write(self, conn: Connection, events: list[event_pb2.Event]) -> None:
+        """Insert built events in one statement, in the connection's transaction."""
+        conn.execute(self._insert_statement, [self._row(event) for event in events])

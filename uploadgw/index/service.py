@@ -13,7 +13,7 @@ import dataclasses
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from uploadgw.db import Transactions
+from gatehouse.infra.transactions import Transactions
 from uploadgw.index import render
 from uploadgw.models import File, Project, Release
 

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
+from gatehouse.infra.transactions import Transactions
 from uploadgw.authclient import AuthClient, UploadIdentity
-from uploadgw.db import Transactions
 from uploadgw.errors import Conflict, InvalidUpload, TooLarge
 from uploadgw.models import ProjectLimits, new_id
 from uploadgw.releases.service import ReleaseService
@@ -334,8 +334,5 @@ class UploadService:
                 "filename": ticket.filename, "version": form.version, "uploader": ident.username,
                 "token_id": ident.token_id, "user_agent": ticket.origin.user_agent,
                 "sha256": digests.sha256, "size": digests.size, "packagetype": form.filetype}))
-        # The outbox rows, as EventEmitter.emit writes them, in one statement.
-        conn.execute(sql.OUTBOX_INSERT, [
-            {"event_id": e.event_id, "tag": e.tag, "payload": e.SerializeToString(), "created_at": now,
-             "published_at": None, "attempts": 0} for e in events])
+        self.events.write(conn, events)
         return UploadOutcome(created=True, filename=ticket.filename, sha256=digests.sha256)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import and_, bindparam, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from uploadgw.models import File, Filename, Project, ProjectLimits, Release, outbox
+from uploadgw.models import File, Filename, Project, ProjectLimits, Release
 
 projects, releases, files = Project.__table__, Release.__table__, File.__table__
 
@@ -62,4 +62,3 @@ RELEASE_LOOKUP = select(releases.c.id, releases.c.deleted_at, releases.c.version
     releases.c.project_id == bindparam("project_id"), releases.c.canonical_version == bindparam("canonical_version"))
 FILENAME_INSERT = insert(Filename.__table__)
 FILE_INSERT = insert(files)
-OUTBOX_INSERT = insert(outbox)
