@@ -8,13 +8,14 @@ project dependency). Every target gets the same workload through twine's own upl
 in-process:
 
   small   N small wheels of N new projects, and N new versions of one project: median per upload
+          (all targets run at once and take turns in ROUNDS slices, so drift hits them alike)
   big     one wheel of BIG MiB: upload seconds
   rss     the gateway's peak RSS growth during a RSS_GIB GiB upload (VmHWM after clear_refs=5)
   page    a project with PAGE files: p50 of GET /simple/<project>/ (pip's Accept header)
 
 Then a table with each figure's ratio to the best peer, and the targets.
 
-  python benchmarks/bench_upload.py [--small 200] [--big-mib 100] [--rss-gib 1] [--page-files 1000]
+  python benchmarks/bench_upload.py [--small 200] [--rounds 4] [--big-mib 100] [--rss-gib 1] [--page-files 1000]
 """
 
 from __future__ import annotations
@@ -283,15 +284,35 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
 
 
-def measure(target: Target, dists: dict, args, work: str) -> dict:
-    settings = twine_settings(target)
-    result: dict = {"notes": target.notes}
-    times = [upload(settings, path) for path in dists["small"]]
-    result["small_p50_ms"] = statistics.median(times) * 1000
-    result["small_p90_ms"] = percentile(times, 0.9) * 1000
+def interleaved(targets: list[Target], paths: list[str], rounds: int) -> dict[str, list[float]]:
+    """Upload `paths` to every target in `rounds` slices, taking turns slice by slice (the first
+    to go rotates), so that a machine whose speed drifts during the run weighs on all alike."""
+    settings = {t.name: twine_settings(t) for t in targets}
+    times: dict[str, list[float]] = {t.name: [] for t in targets}
+    size = -(-len(paths) // rounds)
+    for r in range(rounds):
+        turn = targets[r % len(targets):] + targets[:r % len(targets)]
+        for target in turn:
+            times[target.name] += [upload(settings[target.name], path) for path in paths[r * size:(r + 1) * size]]
+    return times
+
+
+def measure_small(targets: list[Target], dists: dict, args) -> dict[str, dict]:
+    """The small-upload phases, interleaved across the targets."""
+    out: dict[str, dict] = {t.name: {"notes": t.notes} for t in targets}
+    for name, times in interleaved(targets, dists["small"], args.rounds).items():
+        out[name]["small_p50_ms"] = statistics.median(times) * 1000
+        out[name]["small_p90_ms"] = percentile(times, 0.9) * 1000
     if dists.get("small_same"):
-        times = [upload(settings, path) for path in dists["small_same"]]
-        result["same_p50_ms"] = statistics.median(times) * 1000
+        for name, times in interleaved(targets, dists["small_same"], args.rounds).items():
+            out[name]["same_p50_ms"] = statistics.median(times) * 1000
+    return out
+
+
+def measure(target: Target, dists: dict, args, work: str) -> dict:
+    """The single-target phases: the big upload, the gateway's memory, the simple page."""
+    settings = twine_settings(target)
+    result: dict = {}
     if dists.get("big"):
         result["big_s"] = upload(settings, dists["big"])
     if dists.get("rss") and isinstance(target, Gateway):
@@ -404,6 +425,7 @@ def main() -> int:
     ap.add_argument("--small-same", type=int, default=200, help="small wheels, new versions of one project")
     ap.add_argument("--big-mib", type=int, default=100)
     ap.add_argument("--rss-gib", type=float, default=1.0)
+    ap.add_argument("--rounds", type=int, default=4, help="turns the targets take in the small-upload phases")
     ap.add_argument("--page-files", type=int, default=1000)
     ap.add_argument("--page-requests", type=int, default=200)
     ap.add_argument("--page-budget-s", type=float, default=120.0,
@@ -445,29 +467,34 @@ def main() -> int:
             targets += [PyPIServer(), Devpi()]
         else:
             print("peers could not be installed; only the gateway is measured")
+        started_targets: list[Target] = []
         for target in targets:
             tdir = os.path.join(work, target.name)
             os.makedirs(tdir)
             try:
                 target.start(tdir, procs)
+                started_targets.append(target)
             except Exception as exc:  # noqa: BLE001 - a peer that cannot start is reported, not fatal
                 print(f"!! {target.name} could not be started: {exc}", flush=True)
-                continue
-            target_dists = dict(dists)
+        print(f"== small uploads, {args.rounds} rounds taking turns: "
+              f"{', '.join(t.name for t in started_targets)} ...", flush=True)
+        started = time.time()
+        results = measure_small(started_targets, dists, args)
+        print(f"   done in {time.time() - started:.1f}s", flush=True)
+        for target in started_targets:
+            target_dists = {k: v for k, v in dists.items() if k not in ("small", "small_same")}
             if not isinstance(target, Gateway):
                 target_dists.pop("rss", None)
             print(f"== {target.name}: measuring ...", flush=True)
             started = time.time()
             try:
-                results[target.name] = measure(target, target_dists, args, tdir)
+                results[target.name].update(measure(target, target_dists, args, os.path.join(work, target.name)))
                 results[target.name]["rss_gib"] = args.rss_gib
             except Exception as exc:  # noqa: BLE001
+                results.pop(target.name, None)
                 print(f"!! {target.name} failed: {type(exc).__name__}: {exc}", flush=True)
             print(f"   done in {time.time() - started:.1f}s: {json.dumps(results.get(target.name), default=str)}",
                   flush=True)
-            for proc in list(procs.procs):
-                procs.stop(proc)
-            procs.procs.clear()
     finally:
         procs.stop_all()
         shutil.rmtree(work, ignore_errors=True)

@@ -12,13 +12,14 @@ import dataclasses
 import enum
 
 from packaging.utils import canonicalize_name
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session as OrmSession
 
 from authsvc.accounts.models import User
 from authsvc.accounts.service import canonical_username
+from authsvc.db import new_id
 from authsvc.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from authsvc.projects.models import MAINTAINER, OWNER, Project, Role
 from authsvc.tokens.caveats import PROJECT_NAME_RE
@@ -28,6 +29,8 @@ from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
 
 ROLES = (OWNER, MAINTAINER)
 MAX_NAME = 200
+_INSERT_PROJECT = insert(Project.__table__)
+_INSERT_ROLE = insert(Role.__table__)
 
 
 class Permission(enum.Enum):
@@ -144,17 +147,18 @@ class ProjectsService:
         transaction. A concurrent creation of the same name raises IntegrityError at flush."""
         normalized = check_project_name(name)
         now = self.clock.now()
-        project = Project(name=name, normalized_name=normalized, created_at=now, two_factor_required=False)
-        s.add(project)
-        s.flush()
-        s.add(Role(project_id=project.id, user_id=owner[0], role_name=OWNER, created_at=now))
-        s.flush()
-        ref = (project.id, project.name)
-        self.events.emit_sync(s, "project:create", actor=actor, user=owner, project=ref, origin=origin,
-                              details={"created_by": actor.username})
-        self.events.emit_sync(s, "project:role:add", actor=actor, user=owner, project=ref, origin=origin,
-                              details={"role": OWNER, "target_username": owner[1]})
-        return project
+        values = dict(id=new_id(), name=name, normalized_name=normalized, created_at=now, two_factor_required=False)
+        conn = s.connection()  # Core statements: this runs inside the first upload of every project
+        conn.execute(_INSERT_PROJECT, values)
+        conn.execute(_INSERT_ROLE, dict(id=new_id(), project_id=values["id"], user_id=owner[0], role_name=OWNER,
+                                        created_at=now))
+        ref = (values["id"], name)
+        self.events.write(conn, [
+            self.events.build("project:create", actor=actor, user=owner, project=ref, origin=origin,
+                              details={"created_by": actor.username}),
+            self.events.build("project:role:add", actor=actor, user=owner, project=ref, origin=origin,
+                              details={"role": OWNER, "target_username": owner[1]})])
+        return Project(**values)  # the row as written (not attached to the session)
 
     async def add_role(self, project_name: str, username: str, role: str, *, as_user: User | None,
                        actor: ActorRef, origin: Origin | None = None, create_project: bool = False,

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from authsvc.errors import TokenDenied, TokenInvalid
+from authsvc.projects.models import OWNER, Project
 from authsvc.projects.service import ProjectsService, check_project_name
 from authsvc.tokens.caveats import Context, Failure, ProjectRef, Purpose, Success, check_all, scoped_projects
 from authsvc.tokens.codec import AuthenticToken, TokenCodec
@@ -115,8 +116,13 @@ class TokenVerifier:
                 raise TokenDenied(f"The project '{project_name}' does not exist, and new projects cannot be "
                                   "created on this index.", reason="project_creation_disabled")
             await self._check_policy(row, project_name, project_requires=False)  # before creating anything
-            created = await self._create_project(project_name, row.user_id, row.username, origin)
-            row = await self._lookup(authentic, normalized)
+            made = await self._create_project(project_name, row.user_id, row.username, origin)
+            created = made is not None
+            if created:  # what the lookup would now read: the new project, with this user as its Owner
+                row = dataclasses.replace(row, project_id=made.id, project_name=made.name, role_name=OWNER,
+                                          project_two_factor_required=False)
+            else:  # another upload created it first: read what it made
+                row = await self._lookup(authentic, normalized)
             if row.project_id is None:
                 raise TokenDenied(f"The project '{project_name}' was deleted while uploading; try again.",
                                   reason="project_gone")
@@ -147,15 +153,15 @@ class TokenVerifier:
         await self._touch(token_id, row.last_used_at, now)
         return IndexGrant(user_id=row.user_id, username=row.username, token_id=token_id)
 
-    async def _create_project(self, name: str, user_id: str, username: str, origin: Origin | None) -> bool:
+    async def _create_project(self, name: str, user_id: str, username: str, origin: Origin | None
+                              ) -> Project | None:
         """Create the project with the uploader as Owner. Two racing first uploads: the unique
-        name lets exactly one commit; the other gets False and reads what the winner made."""
+        name lets exactly one commit; the other gets None and reads what the winner made."""
         try:  # one synchronous transaction: a single worker-thread hand-off on SQLite
-            await self.tx.run(lambda s: self.projects.create_with_owner(
+            return await self.tx.run(lambda s: self.projects.create_with_owner(
                 s, name, (user_id, username), actor=ActorRef.user(user_id, username), origin=origin))
         except IntegrityError:
-            return False
-        return True
+            return None
 
     async def close(self) -> None:
         await self.lookup.close()

@@ -34,6 +34,12 @@ def disposition_params(header: str) -> dict[str, str]:
     return params
 
 
+def media_type(content_type: str) -> str:
+    """"multipart/form-data" of "Multipart/Form-Data; boundary=…" (aiohttp's `request.content_type`
+    parses the whole header with the email package: a tenth of a millisecond per distinct boundary)."""
+    return content_type.partition(";")[0].strip().lower()
+
+
 def boundary_of(content_type: str) -> bytes:
     params = disposition_params(content_type)
     boundary = params.get("boundary", "")

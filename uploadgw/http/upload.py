@@ -51,7 +51,7 @@ class UploadHandler:
         if declared is not None and declared > ceiling and not await self._has_larger_overrides(declared):
             raise TooLarge(f"File too large. The limit is {human_size(self.max_file_size)} per file.",
                            reason="file_too_large")
-        if request.content_type != "multipart/form-data":
+        if multipart.media_type(request.headers.get("Content-Type", "")) != "multipart/form-data":
             raise InvalidUpload("Upload with a multipart/form-data body (as twine does).", reason="not_multipart")
         if declared is not None and declared <= SMALL_BODY:
             outcome = await self._small(request, token, declared)
