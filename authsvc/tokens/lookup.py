@@ -4,11 +4,8 @@ It bypasses the general engine's per-call costs, which are several times the que
 - PostgreSQL: the statement, compiled once by SQLAlchemy, runs on a small asyncpg pool of its own
   (prepared, autocommit, read-only sessions): one round trip instead of ping, BEGIN, SELECT and
   ROLLBACK plus the ORM layers. A connection found dead is retried once on a fresh one.
-- SQLite: aiosqlite hands every cursor step to its thread and back (about 0.1 ms each), and under
-  load that handoff dominates. The point read itself takes tens of microseconds, so it runs on the
-  event loop on one read-only connection that never waits for a lock (busy timeout 0; in WAL mode
-  readers do not wait for writers). In the rare case SQLite answers "busy" (WAL recovery), the
-  read goes through the service's async engine instead, which waits as usual.
+- SQLite: the point read runs on the event loop (`gatehouse.infra.fastread.SqliteReader`); in
+  the rare case SQLite answers "busy" it goes through the service's async engine instead.
 """
 
 from __future__ import annotations
@@ -16,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import sqlite3
 
 import asyncpg
 from sqlalchemy import and_, bindparam, select, true
 from sqlalchemy.dialects import postgresql as postgresql_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,6 +24,7 @@ from authsvc.accounts.models import Email, User
 from authsvc.projects.models import Project, Role
 from authsvc.tokens.models import ApiToken
 from gatehouse.infra.clock import as_utc
+from gatehouse.infra.fastread import SqliteReader
 
 LOOKUP = (
     select(ApiToken.user_id, ApiToken.key_version, ApiToken.scope_all_projects, ApiToken.expires_at,
@@ -120,33 +116,19 @@ class PostgresLookup:
 
 class SqliteLookup:
     def __init__(self, database_url: str, engine: AsyncEngine):
-        self._path = make_url(database_url).database
+        self._reader = SqliteReader(database_url, LOOKUP)
         self._engine = engine
-        compiled = LOOKUP.compile(dialect=sqlite_dialect.dialect(paramstyle="named"))
-        self._sql = str(compiled)
-        self._constants = {k: v for k, v in compiled.params.items() if k not in ("token_id", "project")}
-        self._conn: sqlite3.Connection | None = None
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA query_only=1")
-            self._conn = conn
-        return self._conn
 
     async def fetch(self, token_id: str, normalized_project: str) -> TokenRow | None:
-        params = {**self._constants, "token_id": token_id, "project": normalized_project}
-        try:
-            rows = self._connect().execute(self._sql, params).fetchall()  # fetchall ends the read
-        except sqlite3.OperationalError:
+        params = {"token_id": token_id, "project": normalized_project}
+        rows = self._reader.fetchall(params)
+        if rows is None:  # busy: wait through the engine
             async with self._engine.connect() as conn:
-                rows = (await conn.execute(LOOKUP, {"token_id": token_id, "project": normalized_project})).all()
+                rows = (await conn.execute(LOOKUP, params)).all()
         return _row(rows[0]) if rows else None
 
     async def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._reader.close()
 
 
 def make_lookup(database_url: str, engine: AsyncEngine) -> PostgresLookup | SqliteLookup:

@@ -6,6 +6,7 @@ defence the formatter drops any `extra` field whose name says it holds a secret.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -13,6 +14,11 @@ import time
 
 _SECRET_WORDS = ("password", "secret", "token", "code", "seed", "credential", "authorization")
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_secret(key: str) -> bool:
+    return any(word in key.lower() for word in _SECRET_WORDS) and not key.endswith("_id")
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,7 +33,7 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key in _STANDARD or key.startswith("_"):
                 continue
-            if any(word in key.lower() for word in _SECRET_WORDS) and not key.endswith("_id"):
+            if _is_secret(key):
                 entry[key] = "[redacted]"
                 continue
             entry[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)

@@ -19,8 +19,10 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
 from gatehouse.infra.db import is_sqlite, sqlite_pragmas
+from gatehouse.infra.fastread import SqliteReader
 
 T = TypeVar("T")
 
@@ -35,8 +37,10 @@ def _sqlite_engine(url: str) -> Engine:
 
 class Transactions:
     def __init__(self, url: str, sessions: async_sessionmaker):
+        self._url = url
         self._sessions = sessions
         self._sync = _sqlite_engine(url) if is_sqlite(url) else None
+        self._readers: list[SqliteReader] = []
         # Called (on the event loop) after each commit, e.g. to wake the outbox relay.
         self.after_commit: Callable[[], None] | None = None
 
@@ -61,6 +65,16 @@ class Transactions:
         with Session(self._sync, expire_on_commit=False) as session, session.begin():
             return fn(session)
 
+    def reader(self, statement: Executable) -> SqliteReader | None:
+        """On SQLite, a reader that runs `statement` on the event loop (see fastread); else None."""
+        if self._sync is None:
+            return None
+        reader = SqliteReader(self._url, statement)
+        self._readers.append(reader)
+        return reader
+
     def dispose(self) -> None:
+        for reader in self._readers:
+            reader.close()
         if self._sync is not None:
             self._sync.dispose()

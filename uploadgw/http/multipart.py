@@ -14,6 +14,7 @@ from uploadgw.errors import InvalidUpload
 
 _PARAM = re.compile(r';\s*([A-Za-z0-9_.*-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
 MAX_PARTS = 2000
+_ESCAPED = re.compile(r"\\(.)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,11 +27,13 @@ class Part:
 def disposition_params(header: str) -> dict[str, str]:
     """The parameters of a Content-Disposition value (quoted strings unescaped, keys lower-cased)."""
     params = {}
-    for match in _PARAM.finditer(header[header.find(";"):] if ";" in header else ""):
-        value = match.group(2)
+    start = header.find(";")
+    for key, value in _PARAM.findall(header, start) if start >= 0 else ():
         if value.startswith('"'):
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
-        params[match.group(1).lower()] = value
+            value = value[1:-1]
+            if "\\" in value:
+                value = _ESCAPED.sub(r"\1", value)
+        params[key.lower()] = value
     return params
 
 

@@ -104,6 +104,7 @@ class UploadService:
                  releases: ReleaseService):
         self.db = db
         self.transactions = transactions
+        self._precheck_reader = transactions.reader(sql.PRECHECK)  # SQLite: on the event loop
         self.store = store
         self.auth = auth
         self.events = events
@@ -144,8 +145,11 @@ class UploadService:
 
     async def _precheck(self, form: UploadForm, filename: str) -> Precheck:
         params = {"name": form.canonical_name, "filename": filename, "version": form.canonical_version}
-        row = await self.transactions.run(
-            lambda session: session.connection().execute(sql.PRECHECK, params).one())
+        rows = self._precheck_reader.fetchall(params) if self._precheck_reader is not None else None
+        if rows is not None:
+            row = rows[0]
+        else:
+            row = await self.transactions.run(lambda session: session.connection().execute(sql.PRECHECK, params).one())
         return Precheck(file_limit=row[0], total_limit=row[1], total_size=row[2], live_project_id=row[3],
                         filename_used=bool(row[4]), live_sha256=row[5], live_blake2_256=row[6],
                         release_has_sdist=bool(row[7]))
