@@ -387,7 +387,7 @@ async def main(args) -> int:
             backend = await dbs.detect()
             print(f"database: {backend}" + (" at 127.0.0.1:5432 (throwaway databases)" if backend == "postgresql"
                                            else f" files in {tmp}"), flush=True)
-            print(f"redis: embedded redis-server at {redis.url} (appendonly yes, everysec)", flush=True)
+            print(f"redis: embedded redis-server at {redis.url} (appendonly yes, appendfsync always)", flush=True)
             sample = build_payloads(1, SystemClock())[0]["payload"]
             print(f"event size: {len(sample)} bytes; batches of {BATCH}; {args.events} events per phase",
                   flush=True)

@@ -37,7 +37,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class EmbeddedRedis:
-    """Start/stop one redis-server on loopback, persisting to `data_dir` with an append-only file."""
+    """Start/stop one redis-server on loopback, persisting to `data_dir` with an append-only file.
+
+    The file is fsynced before each reply (`appendfsync always`): a relay marks an outbox row
+    published once Redis answered its XADD, so an answered XADD must survive Redis being killed
+    (with `everysec` Redis may answer writes it has not yet written, and lose them)."""
 
     def __init__(self, data_dir: pathlib.Path, port: int = 0, host: str = "127.0.0.1",
                  appendonly: bool = True):
@@ -60,6 +64,7 @@ class EmbeddedRedis:
             "--dir", str(self.data_dir),
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "always",
             "--protected-mode", "yes",
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
