@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from authsvc.accounts.service import AccountsService
 from authsvc.grpc_common import user_pb
-from authsvc.projects.grpc_api import assignment_pb, project_pb, role_from_pb
+from authsvc.projects.grpc_api import assignment_pb, project_pb, role_from_pb, two_factor_required_pb
 from authsvc.projects.service import ProjectsService
 from authsvc.tokens.grpc_api import scope_args, token_info_pb
 from authsvc.tokens.service import TokensService
@@ -72,3 +72,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def DeleteProject(self, request, context):
         project_id = await self.projects.delete_project(request.project_name, as_user=None, actor=OPERATOR)
         return admin_pb2.AdminDeleteProjectResponse(project_id=project_id)
+
+    async def SetProjectTwoFactorRequired(self, request, context):
+        project, missing = await self.projects.set_two_factor_required(
+            request.project_name, request.required, as_user=None, actor=OPERATOR)
+        return two_factor_required_pb(project, missing)

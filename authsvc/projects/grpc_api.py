@@ -35,6 +35,10 @@ def project_pb(project: Project) -> common_pb2.Project:
                               created_at=ts(project.created_at), two_factor_required=project.two_factor_required)
 
 
+def two_factor_required_pb(project: Project, missing: list[str]) -> projects_pb2.SetTwoFactorRequiredResponse:
+    return projects_pb2.SetTwoFactorRequiredResponse(project=project_pb(project), usernames_without_two_factor=missing)
+
+
 def assignment_pb(view: RoleView) -> projects_pb2.RoleAssignment:
     return projects_pb2.RoleAssignment(username=view.username, user_id=view.user_id, role=role_pb(view.role))
 
@@ -86,6 +90,12 @@ class ProjectServicer(projects_pb2_grpc.ProjectServiceServicer):
             request.project_name, as_user=auth.user, actor=actor, confirm_name=request.confirm_name,
             origin=origin(request.client))
         return projects_pb2.DeleteProjectResponse(project_id=project_id)
+
+    async def SetTwoFactorRequired(self, request, context):
+        auth, actor = await self._user(request.session_token)
+        project, missing = await self.projects.set_two_factor_required(
+            request.project_name, request.required, as_user=auth.user, actor=actor, origin=origin(request.client))
+        return two_factor_required_pb(project, missing)
 
     async def CheckPermission(self, request, context):
         permission = _PERMISSIONS.get(request.permission)

@@ -24,6 +24,7 @@ from authsvc.errors import AlreadyExists, FailedPrecondition, InvalidArgument, N
 from authsvc.projects.models import MAINTAINER, OWNER, Project, Role
 from authsvc.tokens.caveats import PROJECT_NAME_RE
 from authsvc.tokens.revocation import revoke_for_deleted_project
+from authsvc.twofactor.pending import has_second_factor, users_with_second_factor
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
 
@@ -243,6 +244,29 @@ class ProjectsService:
             await self.events.emit(s, "project:role:remove", actor=actor, user=(target.id, target.username),
                                    project=(project.id, project.name), origin=origin,
                                    details={"role": current, "target_username": target.username})
+
+    async def set_two_factor_required(self, project_name: str, required: bool, *, as_user: User | None,
+                                      actor: ActorRef, origin: Origin | None = None) -> tuple[Project, list[str]]:
+        """Owners (or an operator) require a second factor of every collaborator, or stop. An Owner
+        turning it on must have one. Returns the project and the collaborators still without one."""
+        async with self.db() as s, s.begin():
+            project = await self._project(s, project_name, lock=True)
+            await self._require_owner(s, project, as_user)
+            if required and as_user is not None and not await has_second_factor(s, as_user.id):
+                raise FailedPrecondition(
+                    "Add an authenticator app or a security key to your own account before requiring "
+                    "two-factor authentication of this project's collaborators.", reason="two_factor_missing")
+            if project.two_factor_required != required:
+                project.two_factor_required = required
+                await s.flush()
+                await self.events.emit(
+                    s, f"project:owners_require_2fa:{'enabled' if required else 'disabled'}", actor=actor,
+                    user=(as_user.id, as_user.username) if as_user else None, project=(project.id, project.name),
+                    origin=origin, details={"changed_by": actor.username})
+            people = dict((await s.execute(select(User.id, User.username).join(Role, Role.user_id == User.id)
+                                           .where(Role.project_id == project.id))).all())
+            with_factor = await users_with_second_factor(s, people)
+            return project, sorted(name for uid, name in people.items() if uid not in with_factor)
 
     async def _ensure_an_owner(self, s: AsyncSession, project: Project, target: User, verb: str) -> None:
         """Counted after the change, inside its transaction: raising rolls the change back."""

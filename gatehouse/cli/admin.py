@@ -85,6 +85,10 @@ def add_parser(sub) -> None:
     p.add_argument("project")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(run=_project_delete)
+    p = project.add_parser("require-2fa", help="require a second factor of every collaborator (or stop: --off)")
+    p.add_argument("project")
+    p.add_argument("--off", action="store_true", help="stop requiring it")
+    p.set_defaults(run=_project_require_2fa)
 
     for parser in (user, token, role, project):
         for choice in parser.choices.values():
@@ -212,3 +216,14 @@ async def _project_delete(args, stub):
             return fail(args, "the name did not match; nothing deleted", 2)
     reply = await stub.DeleteProject(admin_pb2.AdminDeleteProjectRequest(project_name=args.project))
     emit(args, {"deleted": args.project, "project_id": reply.project_id}, f"deleted {args.project}")
+
+
+async def _project_require_2fa(args, stub):
+    reply = await stub.SetProjectTwoFactorRequired(admin_pb2.AdminSetProjectTwoFactorRequiredRequest(
+        project_name=args.project, required=not args.off))
+    name = reply.project.name or args.project
+    text = (f"{name} requires two-factor authentication of its collaborators" if reply.project.two_factor_required
+            else f"{name} does not require two-factor authentication")
+    if reply.project.two_factor_required and reply.usernames_without_two_factor:
+        text += "; not yet enabled by: " + ", ".join(reply.usernames_without_two_factor)
+    emit(args, to_dict(reply), text)

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from sqlalchemy import update
-
-from authsvc.projects.models import Project
 from gatehouse.auth.v1 import admin_pb2, common_pb2, tokens_pb2, twofactor_pb2
 from gatehouse.infra.clock import FakeClock
 from tests.authsvc.conftest import auth_settings
@@ -29,12 +26,11 @@ async def status(auth, session):
 
 
 async def require_for_project(auth, project: str, owner: str) -> None:
-    """An operator creates the project with `owner`; the project then requires 2FA of collaborators.
-    (No RPC sets the flag yet, so the test sets the column the projects area owns.)"""
+    """An operator creates the project with `owner` and makes it require 2FA of its collaborators."""
     await auth.admin.AddRole(admin_pb2.AdminAddRoleRequest(project_name=project, username=owner,
                                                            role=common_pb2.ROLE_OWNER, create_project=True))
-    async with auth.running.app.db() as s, s.begin():
-        await s.execute(update(Project).where(Project.name == project).values(two_factor_required=True))
+    await auth.admin.SetProjectTwoFactorRequired(admin_pb2.AdminSetProjectTwoFactorRequiredRequest(
+        project_name=project, required=True))
 
 
 class TestSitePolicy:

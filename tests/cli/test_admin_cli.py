@@ -140,6 +140,8 @@ async def test_roles_and_project_delete(system):
     token = (await system.admin.MintToken(admin_pb2.AdminMintTokenRequest(
         username=maintainer.username, description="m", scope={"project_names": [project]}))).token
     assert (await verify(system, token, project)).project_id == project_id
+    owner_token = (await system.admin.MintToken(admin_pb2.AdminMintTokenRequest(
+        username=owner.username, description="o", scope={"project_names": [project]}))).token
 
     rc, _, _ = await gh(system, "role", "remove", project, maintainer.username)
     assert rc == 0
@@ -151,6 +153,18 @@ async def test_roles_and_project_delete(system):
     rc, _, _ = await gh(system, "role", "add", name("nope-"), owner.username, "--role", "owner")
     assert rc == 3
 
+    rc, out, _ = await gh(system, "project", "require-2fa", project)
+    assert rc == 0 and out.strip() == (f"{project} requires two-factor authentication of its collaborators; "
+                                       f"not yet enabled by: {owner.username}")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:  # the Owner has no second factor
+        await verify(system, owner_token, project)
+    assert "requires two-factor authentication" in refused.value.details()
+    off = await gh_json(system, "project", "require-2fa", project, "--off")
+    assert off["project"]["name"] == project and not off["project"].get("two_factor_required")
+    assert (await verify(system, owner_token, project)).project_id == project_id
+    rc, _, _ = await gh(system, "project", "require-2fa", name("nope-"))
+    assert rc == 3
+
     rc, _, err = await gh(system, "project", "delete", project)  # stdin is not a terminal
     assert rc == 2 and "--yes" in err
     deleted = await gh_json(system, "project", "delete", project, "--yes")
@@ -160,7 +174,8 @@ async def test_roles_and_project_delete(system):
 
     await system.wait_for_project_event(project_id, "project:delete")
     tags = [e.tag for e in await system.project_events(project_id)]
-    assert {"project:create", "project:role:add", "project:role:remove", "project:delete"} <= set(tags)
+    assert {"project:create", "project:role:add", "project:role:remove", "project:owners_require_2fa:enabled",
+            "project:owners_require_2fa:disabled", "project:delete"} <= set(tags)
     assert all(e.actor.kind == 2 for e in await system.project_events(project_id))  # all by the operator
 
 

@@ -9,7 +9,7 @@ import re
 import aiohttp
 import pytest
 
-from tests.pages.browse import history_tags, log_in, notice, shot
+from tests.pages.browse import add_totp, history_tags, log_in, notice, shot
 from tests.pages.support import upload
 from tests.uploadgw.conftest import twine
 from tests.uploadgw.dists import make_wheel
@@ -187,3 +187,29 @@ async def test_delete_a_project_after_typing_its_name(system, new_context, tmp_p
             assert reply.status == 404
     await system.wait_for_user_tags(owner.user_id, "project:delete")
     assert "project:delete" in await history_tags(page)
+
+
+async def test_owner_requires_two_factor_of_collaborators(system, new_context, tmp_path):
+    owner = await system.person("req")
+    helper = await system.person("hlp")
+    project = await system.project(owner, maintainers=[helper])
+    helper_token = await system.mint(helper, projects=[project])
+    page = await (await new_context()).new_page()
+    await log_in(page, owner)
+    await page.goto(f"/projects/{project}/")
+    await page.get_by_role("button", name="Require two-factor authentication").click()
+    assert "to your own account before" in await page.locator("#two-factor-error").inner_text()
+    await add_totp(page, system.clock)
+    await page.goto(f"/projects/{project}/")
+    await page.get_by_role("button", name="Require two-factor authentication").click()
+    text = await notice(page)
+    assert "now requires two-factor authentication" in text and helper.username in text
+    assert "Collaborators must use two-factor authentication" in await page.locator(".lead").inner_text()
+    status, reason = await upload(system, make_wheel(tmp_path, project, "1.0"), helper_token)
+    assert status == 403 and "has not enabled two-factor authentication" in reason, (status, reason)
+    await page.get_by_role("button", name="Stop requiring two-factor authentication").click()
+    assert "no longer requires" in await notice(page)
+    assert (await upload(system, make_wheel(tmp_path, project, "1.0"), helper_token))[0] == 200
+    wanted = ("project:owners_require_2fa:enabled", "project:owners_require_2fa:disabled")
+    await system.wait_for_user_tags(owner.user_id, *wanted)
+    assert set(wanted) <= set(await _project_history(page, project))

@@ -38,6 +38,8 @@ EVENT_LABELS = {
     "project:role:add": "Collaborator added",
     "project:role:change": "Collaborator's role changed",
     "project:role:remove": "Collaborator removed",
+    "project:owners_require_2fa:enabled": "Two-factor authentication required of collaborators",
+    "project:owners_require_2fa:disabled": "Two-factor authentication no longer required of collaborators",
     "project:api_token:added": "API token created for the project",
     "project:api_token:removed": "API token for the project deleted",
     "project:release:add": "Release added",

@@ -103,6 +103,27 @@ async def remove(request: web.Request) -> web.Response:
                                              "no longer work for it.")
 
 
+async def two_factor(request: web.Request) -> web.Response:
+    """Owners: require two-factor authentication of every collaborator, or stop requiring it."""
+    pages = request.config_dict[PAGES]
+    name = path_param(request, "name")
+    await _manage(request, name, _url(name))
+    required = (await read_form(request)).get("required") == "on"
+    try:
+        missing = await pages.projects.set_two_factor_required(pages.session_token(request), name, required,
+                                                               origin_of(request))
+    except PageError as exc:
+        return await _detail(request, name, status=exc.status,
+                             forms={"two_factor": Form({}, {"required": exc.message})})
+    if not required:
+        return pages.redirect(_url(name), notice=f"{name} no longer requires two-factor authentication.")
+    notice = f"{name} now requires two-factor authentication of every collaborator."
+    if missing:
+        notice += (f" Uploads by {', '.join(missing)} are refused until they add an authenticator app or a "
+                   "security key.")
+    return pages.redirect(_url(name), notice=notice)
+
+
 # -- releases ---------------------------------------------------------------------------------------
 async def yank(request: web.Request) -> web.Response:
     pages = request.config_dict[PAGES]
@@ -181,6 +202,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/{name}", no_slash)
     router.add_post("/{name}/collaborators", add_collaborator)
     router.add_post("/{name}/collaborators/{username}/role", change_role)
+    router.add_post("/{name}/two-factor", two_factor)
     router.add_get("/{name}/collaborators/{username}/remove", remove_page)
     router.add_post("/{name}/collaborators/{username}/remove", remove)
     router.add_post("/{name}/releases/{version}/{action:yank|unyank}", yank)

@@ -142,3 +142,11 @@ class AdminDeleteProjectResponse(_message.Message):
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     def __init__(self, project_id: _Optional[str] = ...) -> None: ...
+
+class AdminSetProjectTwoFactorRequiredRequest(_message.Message):
+    __slots__ = ("project_name", "required")
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    project_name: str
+    required: bool
+    def __init__(self, project_name: _Optional[str] = ..., required: _Optional[bool] = ...) -> None: ...

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from gatehouse.auth.v1 import admin_pb2 as gatehouse_dot_auth_dot_v1_dot_admin__pb2
+from gatehouse.auth.v1 import projects_pb2 as gatehouse_dot_auth_dot_v1_dot_projects__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -84,6 +85,11 @@ class AdminServiceStub:
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminDeleteProjectRequest.SerializeToString,
                 response_deserializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminDeleteProjectResponse.FromString,
                 _registered_method=True)
+        self.SetProjectTwoFactorRequired = channel.unary_unary(
+                '/gatehouse.auth.v1.AdminService/SetProjectTwoFactorRequired',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminSetProjectTwoFactorRequiredRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -149,6 +155,12 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetProjectTwoFactorRequired(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +213,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DeleteProject,
                     request_deserializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminDeleteProjectRequest.FromString,
                     response_serializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminDeleteProjectResponse.SerializeToString,
+            ),
+            'SetProjectTwoFactorRequired': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetProjectTwoFactorRequired,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminSetProjectTwoFactorRequiredRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -473,6 +490,33 @@ class AdminService:
             '/gatehouse.auth.v1.AdminService/DeleteProject',
             gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminDeleteProjectRequest.SerializeToString,
             gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminDeleteProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetProjectTwoFactorRequired(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.AdminService/SetProjectTwoFactorRequired',
+            gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminSetProjectTwoFactorRequiredRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -149,6 +149,26 @@ class DeleteProjectResponse(_message.Message):
     project_id: str
     def __init__(self, project_id: _Optional[str] = ...) -> None: ...
 
+class SetTwoFactorRequiredRequest(_message.Message):
+    __slots__ = ("session_token", "project_name", "required", "client")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    project_name: str
+    required: bool
+    client: _common_pb2.ClientInfo
+    def __init__(self, session_token: _Optional[str] = ..., project_name: _Optional[str] = ..., required: _Optional[bool] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
+
+class SetTwoFactorRequiredResponse(_message.Message):
+    __slots__ = ("project", "usernames_without_two_factor")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    USERNAMES_WITHOUT_TWO_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    project: _common_pb2.Project
+    usernames_without_two_factor: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, project: _Optional[_Union[_common_pb2.Project, _Mapping]] = ..., usernames_without_two_factor: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class CheckPermissionRequest(_message.Message):
     __slots__ = ("session_token", "project_name", "permission")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]

@@ -69,6 +69,11 @@ class ProjectServiceStub:
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.DeleteProjectRequest.SerializeToString,
                 response_deserializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.DeleteProjectResponse.FromString,
                 _registered_method=True)
+        self.SetTwoFactorRequired = channel.unary_unary(
+                '/gatehouse.auth.v1.ProjectService/SetTwoFactorRequired',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredResponse.FromString,
+                _registered_method=True)
         self.CheckPermission = channel.unary_unary(
                 '/gatehouse.auth.v1.ProjectService/CheckPermission',
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.CheckPermissionRequest.SerializeToString,
@@ -121,6 +126,14 @@ class ProjectServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetTwoFactorRequired(self, request, context):
+        """Owners: require (or stop requiring) a second factor of every collaborator. An Owner must have
+        one to turn it on. While on, uploads with tokens of collaborators without one are refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CheckPermission(self, request, context):
         """Whether the session's user may act on the project (gateway page actions).
         """
@@ -165,6 +178,11 @@ def add_ProjectServiceServicer_to_server(servicer, server):
                     servicer.DeleteProject,
                     request_deserializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.DeleteProjectRequest.FromString,
                     response_serializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.DeleteProjectResponse.SerializeToString,
+            ),
+            'SetTwoFactorRequired': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTwoFactorRequired,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredResponse.SerializeToString,
             ),
             'CheckPermission': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckPermission,
@@ -361,6 +379,33 @@ class ProjectService:
             '/gatehouse.auth.v1.ProjectService/DeleteProject',
             gatehouse_dot_auth_dot_v1_dot_projects__pb2.DeleteProjectRequest.SerializeToString,
             gatehouse_dot_auth_dot_v1_dot_projects__pb2.DeleteProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTwoFactorRequired(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.ProjectService/SetTwoFactorRequired',
+            gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -107,6 +107,14 @@ class ProjectPages:
         await self._call(self._stub.RemoveRole, projects_pb2.RemoveRoleRequest(
             session_token=session_token, project_name=project_name, username=username, client=client_info(origin)))
 
+    async def set_two_factor_required(self, session_token: str, project_name: str, required: bool,
+                                      origin: Origin | None) -> list[str]:
+        """Owners require a second factor of every collaborator (or stop); returns who has none yet."""
+        reply = await self._call(self._stub.SetTwoFactorRequired, projects_pb2.SetTwoFactorRequiredRequest(
+            session_token=session_token, project_name=project_name, required=required, client=client_info(origin)),
+            fields=(("", "required"),))
+        return list(reply.usernames_without_two_factor)
+
     async def delete_project(self, session_token: str, access: Access, confirm_name: str,
                              origin: Origin | None) -> None:
         """authsvc deletes the project (and revokes tokens scoped only to it); then its files go here."""
