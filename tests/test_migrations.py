@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import pathlib
+import subprocess
+import sys
 
 import pytest
 
 from gatehouse.cli.migrate import migrations_dir
 from gatehouse.infra.db import schema_drift
+from tests.conftest import TEST_DB
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 SERVICES = [s for s in ("authsvc", "uploadgw", "auditsvc")
             if importlib.util.find_spec(s) and importlib.util.find_spec(f"{s}.models")]
@@ -19,3 +25,19 @@ def test_upgrade_head_matches_models(service, make_database_url):
     metadata = importlib.import_module(f"{service}.models").metadata
     drift = schema_drift(make_database_url(service), migrations_dir(service), metadata)
     assert drift == [], f"{service}: migrations and models differ: {drift}"
+
+
+@pytest.mark.skipif(not TEST_DB.startswith("postgres"), reason="PostgreSQL's advisory lock")
+@pytest.mark.parametrize("service", SERVICES)
+def test_pods_migrating_at_once_take_turns(service, make_database_url):
+    """Four processes start on an empty database together (pods and the migration Job on a first
+    install): each waits for the lock, then finds the schema at head. None fails, none repeats."""
+    url = make_database_url(f"race-{service}")
+    code = ("import sys; from gatehouse.infra.db import upgrade; from gatehouse.cli.migrate import "
+            f"migrations_dir; upgrade(sys.argv[1], migrations_dir({service!r}))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(4)]
+    results = [(p.wait(timeout=120), p.stdout.read()) for p in procs]
+    assert all(rc == 0 for rc, _ in results), [out[-2000:] for rc, out in results if rc]
+    metadata = importlib.import_module(f"{service}.models").metadata
+    assert schema_drift(url, migrations_dir(service), metadata) == []

@@ -1,11 +1,18 @@
-"""The body of every service's Alembic `env.py`: online migrations through the async engine."""
+"""The body of every service's Alembic `env.py`: online migrations through the async engine.
+
+On PostgreSQL the migration transaction first takes an advisory lock named after the service and
+its version table, so that pods starting together (and the migration Job) migrate one after the
+other: the later ones wait, then find the schema at head and do nothing.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import pathlib
 
 from alembic import context
-from sqlalchemy import MetaData, pool
+from sqlalchemy import MetaData, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 
@@ -22,6 +29,9 @@ def run(target_metadata: MetaData, version_table: str = "alembic_version") -> No
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": lock_key(config.get_main_option("script_location"), version_table)})
             context.run_migrations()
 
     if context.is_offline_mode():
@@ -39,3 +49,10 @@ def run(target_metadata: MetaData, version_table: str = "alembic_version") -> No
         await engine.dispose()
 
     asyncio.run(main())
+
+
+def lock_key(script_location: str, version_table: str) -> int:
+    """A stable signed 64-bit advisory-lock key for one service's migrations."""
+    service = pathlib.PurePath(script_location).parent.name  # …/authsvc/migrations -> authsvc
+    digest = hashlib.sha256(f"gatehouse-migrations:{service}:{version_table}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
