@@ -20,6 +20,7 @@ from gatehouse.infra.clock import Clock
 from gatehouse.infra.db import upgrade_async
 from gatehouse.infra.grpcserver import CallerRole, Credentials, start_server
 from gatehouse.infra.metrics import GrpcMetrics, serve_metrics
+from gatehouse.infra.settings import service_keys
 
 log = logging.getLogger(__name__)
 MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
@@ -63,7 +64,7 @@ async def create_server(settings: Settings, *, clock: Clock | None = None,
         return [AUDIT_SERVICE, ADMIN_SERVICE]
 
     metrics = GrpcMetrics("auditsvc")
-    credentials = Credentials({settings.gateway_key: CallerRole.SERVICE,
+    credentials = Credentials({**{key: CallerRole.SERVICE for key in service_keys(settings.gateway_key)},
                                settings.operator_key: CallerRole.OPERATOR})
     server, port, health = await start_server(
         listen=settings.listen, register=register, credentials=credentials,

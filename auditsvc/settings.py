@@ -6,7 +6,7 @@ import dataclasses
 import os
 import socket
 
-from gatehouse.infra.settings import Env, SettingsError
+from gatehouse.infra.settings import Env, SettingsError, service_keys
 
 
 def default_consumer_name() -> str:
@@ -55,11 +55,11 @@ class Settings:
     def __post_init__(self):
         if self.hash_ips and len(self.ip_hash_key) < 32:
             raise SettingsError("AUDITSVC_IP_HASH_KEY (32+ bytes) is required when AUDITSVC_HASH_IPS is on")
-        if self.gateway_key == self.operator_key:
+        if self.operator_key in service_keys(self.gateway_key):
             raise SettingsError("AUDITSVC_GATEWAY_KEY and AUDITSVC_OPERATOR_KEY must differ")
         if bool(self.authsvc_target) != bool(self.authsvc_key):
             raise SettingsError("AUDITSVC_AUTHSVC_TARGET and AUDITSVC_AUTHSVC_KEY go together: set both or neither")
-        if self.authsvc_key and self.authsvc_key in (self.gateway_key, self.operator_key):
+        if self.authsvc_key and self.authsvc_key in (*service_keys(self.gateway_key), self.operator_key):
             raise SettingsError("AUDITSVC_AUTHSVC_KEY must not be one of the audit service's own credentials")
         if self.authsvc_timeout <= 0:
             raise SettingsError("AUDITSVC_AUTHSVC_TIMEOUT must be more than 0 seconds")
@@ -96,7 +96,7 @@ class Settings:
             ip_hash_key=env.secret("AUDITSVC_IP_HASH_KEY") if hash_ips else b"",
             follow_poll_seconds=env.float("AUDITSVC_FOLLOW_POLL", 0.5),
             authsvc_target=env.str("AUDITSVC_AUTHSVC_TARGET", ""),
-            authsvc_key=env.str("AUDITSVC_AUTHSVC_KEY", ""),
+            authsvc_key=env.service_key("AUDITSVC_AUTHSVC_KEY", ""),
             authsvc_timeout=env.float("AUDITSVC_AUTHSVC_TIMEOUT", 5.0),
             metrics_port=env.int("AUDITSVC_METRICS_PORT", 0, minimum=0),
             log_level=env.str("GATEHOUSE_LOG_LEVEL", "INFO"),

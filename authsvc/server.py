@@ -33,6 +33,7 @@ from gatehouse.infra.db import upgrade_async
 from gatehouse.infra.grpcserver import CallerRole, Credentials, start_server
 from gatehouse.infra.metrics import GrpcMetrics, serve_metrics
 from gatehouse.infra.relay import OutboxRelay
+from gatehouse.infra.settings import service_keys
 
 log = logging.getLogger(__name__)
 MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
@@ -83,7 +84,7 @@ async def create_server(settings: Settings, *, clock: Clock | None = None, migra
                 _full_name(twofactor_pb2, "TwoFactorService")]
 
     metrics = GrpcMetrics("authsvc")
-    credentials = Credentials({settings.gateway_key: CallerRole.SERVICE,
+    credentials = Credentials({**{key: CallerRole.SERVICE for key in service_keys(settings.gateway_key)},
                                settings.operator_key: CallerRole.OPERATOR})
     server, port, health = await start_server(
         listen=settings.listen, register=register, credentials=credentials,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from gatehouse.infra.settings import Env, SettingsError
+from gatehouse.infra.settings import Env, SettingsError, service_keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +122,9 @@ class Settings:
         if settings.reset_token_lifetime_seconds > 3600:
             raise SettingsError("AUTHSVC_RESET_TOKEN_LIFETIME must be at most 3600 (a reset link "
                                 "expires within an hour)")
-        if settings.gateway_key == settings.operator_key:
+        if not service_keys(settings.gateway_key):
+            raise SettingsError("AUTHSVC_GATEWAY_KEY is required but empty")
+        if settings.operator_key in service_keys(settings.gateway_key):
             raise SettingsError("AUTHSVC_GATEWAY_KEY and AUTHSVC_OPERATOR_KEY must differ")
         return settings
 

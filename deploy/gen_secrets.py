@@ -8,6 +8,7 @@
         --smtp-url 'smtp+starttls://USER:PASSWORD@smtp.internal:587'
     python3 deploy/gen_secrets.py stage|promote AUTHSVC_TOKEN_SECRETS -f deploy/overlays/prod/secrets.env
     python3 deploy/gen_secrets.py retire AUTHSVC_TOKEN_SECRETS 1 -f deploy/overlays/prod/secrets.env
+    python3 deploy/gen_secrets.py stage|promote|retire AUTHSVC_GATEWAY_KEY -f deploy/overlays/prod/secrets.env
 
 Every key is 32 random bytes from the `secrets` module, URL-safe base64. Standard library only, so
 it runs before anything is installed. deploy/README.md explains each key and how to rotate it.
@@ -25,6 +26,8 @@ import sys
 SERVICES = ("authsvc", "uploadgw", "auditsvc")
 # Keys that hold "<version>:<key>,…", newest first; old versions stay until nothing needs them.
 VERSIONED = ("AUTHSVC_TOKEN_SECRETS", "AUTHSVC_TOTP_KEYS")
+# Service credentials that may list several keys during a rotation (see `changed`).
+LISTED = ("AUTHSVC_GATEWAY_KEY", "AUDITSVC_GATEWAY_KEY")
 
 
 def new_key() -> str:
@@ -120,7 +123,22 @@ def changed(name: str, current: str, action: str, version: int | None = None) ->
     stage   a new version at the end: every pod can verify/decrypt with it, nothing uses it yet;
     promote the highest version to the front (after a staged version has rolled out everywhere);
     retire  drop `version` (never the one in front).
+
+    A service credential (LISTED) is a comma-separated list: the servers accept every key in it and
+    the clients send the first. `stage` appends a new key, `promote` moves the last to the front,
+    `retire` keeps only the front one; `rotate` replaces the list with one new key at once.
     """
+    if name in LISTED:
+        keys = [k.strip() for k in current.split(",") if k.strip()]
+        if action == "stage":
+            return ",".join(keys + [new_key()])
+        if action == "promote":
+            return ",".join(keys[-1:] + keys[:-1])
+        if action == "retire":
+            if version is not None:
+                raise SystemExit(f"{name} has no versions: `retire {name}` keeps only the key in front")
+            return ",".join(keys[:1])
+        return new_key()
     if name not in VERSIONED:
         if action != "rotate":
             raise SystemExit(f"{name} has no versions: only `rotate` applies")
@@ -181,13 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     prod.add_argument("--redis-url", required=True, help="redis://… or rediss://… (TLS)")
     prod.add_argument("--smtp-url", default="", help="smtp://, smtp+starttls:// or smtps://user:password@host:port")
     for action, text in (("rotate", "replace a key; for a versioned key add a new version in front"),
-                         ("stage", "add a new version at the end of a versioned key (not used yet)"),
-                         ("promote", "move the newest version of a versioned key to the front"),
-                         ("retire", "remove an old version from a versioned key")):
+                         ("stage", "add a new version (or service key) at the end: accepted, not used yet"),
+                         ("promote", "move the newest version (or service key) to the front"),
+                         ("retire", "remove an old version; for a service key, all but the one in front")):
         p = sub.add_parser(action, help=text)
         p.add_argument("name")
         if action == "retire":
-            p.add_argument("version", type=int)
+            p.add_argument("version", type=int, nargs="?")
         p.add_argument("-f", "--file", type=pathlib.Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "dev":

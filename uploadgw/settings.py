@@ -62,7 +62,7 @@ class Settings:
             database_url=env.str("UPLOADGW_DATABASE_URL"),
             storage_dir=env.str("UPLOADGW_STORAGE_DIR"),
             authsvc_target=env.str("UPLOADGW_AUTHSVC_TARGET"),
-            authsvc_key=env.str("UPLOADGW_AUTHSVC_KEY"),
+            authsvc_key=env.service_key("UPLOADGW_AUTHSVC_KEY"),
             listen_host=host,
             listen_port=port,
             auth_timeout=env.float("UPLOADGW_AUTH_TIMEOUT", 5.0),
@@ -87,7 +87,7 @@ class Settings:
             session_key=env.str("UPLOADGW_SESSION_KEY", ""),
             trusted_proxy_hops=env.int("UPLOADGW_TRUSTED_PROXY_HOPS", 0, minimum=0),
             auditsvc_target=env.str("UPLOADGW_AUDITSVC_TARGET", ""),
-            auditsvc_key=env.str("UPLOADGW_AUDITSVC_KEY", ""),
+            auditsvc_key=env.service_key("UPLOADGW_AUDITSVC_KEY", ""),
         )
         if settings.auth_timeout <= 0:
             raise SettingsError("UPLOADGW_AUTH_TIMEOUT must be a positive number of seconds")

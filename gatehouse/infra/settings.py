@@ -76,6 +76,12 @@ class Env:
             return tuple(default)
         return tuple(item.strip() for item in raw.split(",") if item.strip())
 
+    def service_key(self, name: str, default=_MISSING) -> str:
+        """A service credential a client sends. The variable may hold a comma-separated list (the
+        accepting service's form during a rotation): the first is the one to send."""
+        keys = service_keys(self.str(name, default))
+        return keys[0] if keys else ""
+
     def secret(self, name: str, default=_MISSING, *, min_bytes: int = 32) -> bytes:
         """A secret key given as URL-safe base64 (or hex); at least `min_bytes` long."""
         raw = self._environ.get(name)
@@ -89,6 +95,12 @@ class Env:
         if len(key) < min_bytes:
             raise SettingsError(f"{name} must hold at least {min_bytes} bytes of key material")
         return key
+
+
+def service_keys(value: str) -> tuple[str, ...]:
+    """The service credentials a server accepts: one key, or a comma-separated list while a key
+    is being rotated (every listed key is accepted; clients send the first)."""
+    return tuple(key.strip() for key in value.split(",") if key.strip())
 
 
 def decode_key(raw: str) -> bytes | None:

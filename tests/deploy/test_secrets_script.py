@@ -102,7 +102,54 @@ def test_a_staged_version_is_known_everywhere_before_it_is_used(tmp_path, name):
     assert refused.returncode != 0 and "in use" in refused.stderr
     assert run("retire", name, "1", "-f", str(target)).returncode == 0
     assert versions(field) == [2]
-    assert run("promote", "AUTHSVC_GATEWAY_KEY", "-f", str(target)).returncode != 0
+    assert run("promote", "UPLOADGW_SESSION_KEY", "-f", str(target)).returncode != 0
+
+
+async def test_a_service_key_rotation_never_refuses_a_call(tmp_path):
+    """stage -> promote -> retire on AUTHSVC_GATEWAY_KEY, with real authsvc servers standing for
+    the pods of each step: at every step of a rollout, the gateway pods of the step before and of
+    this step are accepted by the authsvc pods of both (the Secret maps AUTHSVC_GATEWAY_KEY to
+    the gateway's UPLOADGW_AUTHSVC_KEY)."""
+    import grpc
+
+    from authsvc.server import create_server
+    from authsvc.settings import Settings
+    from gatehouse.diag.v1 import echo_pb2, echo_pb2_grpc
+    from gatehouse.infra.grpcserver import open_channel
+    from gatehouse.infra.settings import Env
+
+    target = tmp_path / "secrets.env"
+    run("dev", "-o", str(target))
+    states = [read_env(target)]
+    for step in ("stage", "promote", "retire"):
+        assert run(step, "AUTHSVC_GATEWAY_KEY", "-f", str(target)).returncode == 0
+        states.append(read_env(target))
+    old, staged, promoted, retired = (state["AUTHSVC_GATEWAY_KEY"] for state in states)
+    first = old.split(",")[0]
+    new = staged.split(",")[1]
+    assert (staged, promoted, retired) == (f"{first},{new}", f"{new},{first}", new)
+
+    async def accepts(server_env: dict, gateway_env: dict) -> bool:
+        settings = Settings.from_env(dict(server_env, AUTHSVC_SMTP_URL="", AUTHSVC_LISTEN="127.0.0.1:0",
+                                          AUTHSVC_DATABASE_URL=f"sqlite:///{tmp_path}/auth.sqlite3",
+                                          AUTHSVC_RELAY_ENABLED="false"))
+        key = Env({"UPLOADGW_AUTHSVC_KEY": gateway_env["AUTHSVC_GATEWAY_KEY"]}).service_key("UPLOADGW_AUTHSVC_KEY")
+        running = await create_server(settings, migrate_first=True)
+        try:
+            async with open_channel(f"127.0.0.1:{running.port}", key) as channel:
+                await echo_pb2_grpc.EchoServiceStub(channel).Echo(echo_pb2.EchoRequest(payload=b"x"), timeout=5)
+            return True
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
+            return False
+        finally:
+            await running.stop(grace=0)
+
+    for before, after in zip(states, states[1:]):
+        for server in (before, after):
+            for gateway in (before, after):
+                assert await accepts(server, gateway), (server["AUTHSVC_GATEWAY_KEY"], gateway["AUTHSVC_GATEWAY_KEY"])
+    assert not await accepts(states[-1], states[0]), "a retired key is refused"
 
 
 def test_rotating_a_credential_replaces_it_and_urls_are_edited_by_hand(tmp_path):

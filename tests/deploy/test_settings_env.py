@@ -11,7 +11,7 @@ import pytest
 from tests.deploy.conftest import ROOT
 from tests.deploy.manifests import Manifests
 
-ENV_CALL = re.compile(r"""env\.(?:str|int|float|bool|list|secret)\(\s*f?["']([A-Z][A-Z0-9_]+)["']""")
+ENV_CALL = re.compile(r"""env\.(?:str|int|float|bool|list|secret|service_key)\(\s*f?["']([A-Z][A-Z0-9_]+)["']""")
 SECRET_WORDS = re.compile(r"KEY|SECRET|PASSWORD|TOKEN|DATABASE_URL|REDIS_URL|SMTP_URL")
 
 
