@@ -3,8 +3,9 @@
 Standalone: starts its own auth service on a temporary SQLite database (or a fresh database on
 the PostgreSQL server named by --database-url, dropped afterwards), enrols one user with an
 authenticator app and one with a software security key, then times CompleteLogin calls one at a
-time (p50/p99 in ms), beside the trivial Echo RPC measured in the same run. Each timed call is a real, successful login: a fresh pending login (password
-step, not timed), a fresh TOTP step or assertion. Target: p50 under 5 ms for both.
+time (p50/p99 in ms), beside the trivial Echo RPC measured in the same run. Each timed call is a
+real, successful login: a fresh pending login (password step, not timed), a fresh TOTP step or
+assertion. Target: p50 under 5 ms for both.
 
     python benchmarks/bench_twofactor.py [--iterations 200] [--database-url postgresql://…]
 """

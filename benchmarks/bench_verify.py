@@ -3,7 +3,8 @@
 Starts its own auth service (`python -m authsvc`, a separate process) on a temporary SQLite
 database (or a fresh database on the PostgreSQL server of `--database-url`), creates a user, a
 project and a token through AdminService, then measures each RPC for `--seconds` per cell and
-prints calls/s, p50 and p99 with the verify/echo ratio. Targets: verify >= 0.5x echo throughput, verify p50 < 2 ms at concurrency 1.
+prints calls/s, p50 and p99 with the verify/echo ratio. Targets: verify >= 0.5x echo throughput,
+verify p50 < 2 ms at concurrency 1.
 
     python benchmarks/bench_verify.py [--seconds 2.5] [--database-url postgresql://...]
 """

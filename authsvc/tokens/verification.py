@@ -57,7 +57,8 @@ def _raise(failure: Failure):
 
 
 class TokenVerifier:
-    def __init__(self, *, engine: AsyncEngine, db: async_sessionmaker, tx: Transactions, lookup: PostgresLookup | SqliteLookup,
+    def __init__(self, *, engine: AsyncEngine, db: async_sessionmaker, tx: Transactions,
+                 lookup: PostgresLookup | SqliteLookup,
                  clock: Clock, codec: TokenCodec, projects: ProjectsService, allow_project_creation: bool,
                  last_used_interval: dt.timedelta, policy: TwoFactorPolicy | None = None):
         self.engine = engine

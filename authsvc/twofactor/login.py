@@ -84,7 +84,8 @@ class LoginMixin(TwoFactorCore):
                                      reason="no_security_key")
         options, challenge = self.rp.authentication_options(keys)
         webauthn.store_challenge(s, challenge, user_id=pending.user.id, ceremony=webauthn.AUTHENTICATE,
-                                 pending_login_id=pending.id, now=now, user_verification=self.rp.user_verification.value,
+                                 pending_login_id=pending.id, now=now,
+                                 user_verification=self.rp.user_verification.value,
                                  lifetime=self.config.challenge_lifetime)
         return options
 
@@ -135,6 +136,7 @@ class LoginMixin(TwoFactorCore):
                 return RateLimited(f"{limit.message} Try again in {describe_wait(status.retry_after)}.",
                                    retry_after=status.retry_after)
         return None
+
     @staticmethod
     def _parse_proof(proof: Proof):
         if proof.method == TOTP:

@@ -85,7 +85,8 @@ async def active_methods(s: AsyncSession, user_id: str) -> tuple[str, ...]:
 
 _PENDING = PendingLogin.__table__
 _CONSUME = (update(_PENDING).values(used_at=bindparam("now"))
-            .where(_PENDING.c.id == bindparam("pid"), _PENDING.c.used_at.is_(None), _PENDING.c.expires_at > bindparam("now")))
+            .where(_PENDING.c.id == bindparam("pid"), _PENDING.c.used_at.is_(None),
+                   _PENDING.c.expires_at > bindparam("now")))
 
 
 @functools.cache
@@ -112,8 +113,8 @@ def _resolve_query(with_totp: bool, with_key: bool, with_counts: bool):
         query = query.outerjoin(TotpCredential, and_(TotpCredential.user_id == User.id,
                                                      TotpCredential.confirmed_at.is_not(None)))
     if with_key:
-        query = query.outerjoin(WebAuthnCredential, and_(WebAuthnCredential.user_id == User.id,
-                                                         WebAuthnCredential.credential_id == bindparam("credential_id")))
+        query = query.outerjoin(WebAuthnCredential, and_(
+            WebAuthnCredential.user_id == User.id, WebAuthnCredential.credential_id == bindparam("credential_id")))
     return query
 
 

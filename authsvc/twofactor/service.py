@@ -227,8 +227,8 @@ class TwoFactorService(LoginMixin, TwoFactorCore):
         async with self.db() as s, s.begin():  # the challenge is used up even if the response fails
             try:
                 uv = await s.run_sync(
-                    webauthn.consume_challenge, response.response.client_data.challenge, user_id=user.id, ceremony=webauthn.REGISTER,
-                    pending_login_id=None, now=now)
+                    webauthn.consume_challenge, response.response.client_data.challenge, user_id=user.id,
+                    ceremony=webauthn.REGISTER, pending_login_id=None, now=now)
             except webauthn.WebAuthnRefused as exc:
                 refused = exc
         try:
