@@ -1,9 +1,10 @@
 """Who may read the full log from a browser: a live session of an active admin, as authsvc says.
 
 auditsvc asks authsvc (AccountService.ValidateSession, with auditsvc's own credential for
-authsvc) on every ListAllEvents call; it never believes a user id or an admin flag passed by the
-gateway, so a gateway credential alone cannot read the full log. Anything short of a clear "yes,
-an active admin" from authsvc refuses the call.
+authsvc, AUTHSVC_AUDIT_KEY, which is good for that call only) on every ListAllEvents call; it
+never believes a user id or an admin flag passed by the gateway, so a gateway credential alone
+cannot read the full log. Anything short of a clear "yes, an active admin" from authsvc refuses
+the call.
 """
 
 from __future__ import annotations

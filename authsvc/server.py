@@ -38,6 +38,8 @@ from gatehouse.infra.settings import service_keys
 log = logging.getLogger(__name__)
 MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+# The one method the audit API's narrow credential (AUTHSVC_AUDIT_KEY) may call.
+VALIDATE_SESSION = f"/{accounts_pb2.DESCRIPTOR.services_by_name['AccountService'].full_name}/ValidateSession"
 
 
 def _full_name(module, service: str) -> str:
@@ -85,10 +87,11 @@ async def create_server(settings: Settings, *, clock: Clock | None = None, migra
 
     metrics = GrpcMetrics("authsvc")
     credentials = Credentials({**{key: CallerRole.SERVICE for key in service_keys(settings.gateway_key)},
+                               **{key: CallerRole.NARROW for key in service_keys(settings.audit_key)},
                                settings.operator_key: CallerRole.OPERATOR})
     server, port, health = await start_server(
         listen=settings.listen, register=register, credentials=credentials,
-        operator_services=[ADMIN_SERVICE], metrics=metrics,
+        operator_services=[ADMIN_SERVICE], narrow_methods=[VALIDATE_SESSION], metrics=metrics,
     )
     serve_metrics(metrics.registry, settings.listen.rsplit(":", 1)[0] or "127.0.0.1", settings.metrics_port)
     relay = None

@@ -18,6 +18,8 @@ class Settings:
     token_secrets: tuple[tuple[int, bytes], ...]
     token_prefix: str = "pypi-"
     token_location: str = "gatehouse"
+    # The audit API's credential: it may call ValidateSession only (to check admin sessions).
+    audit_key: str = ""
     redis_url: str = ""
     event_stream: str = "gatehouse:events"
     relay_enabled: bool = True
@@ -82,6 +84,7 @@ class Settings:
             listen=env.str("AUTHSVC_LISTEN", "127.0.0.1:50051"),
             gateway_key=env.str("AUTHSVC_GATEWAY_KEY"),
             operator_key=env.str("AUTHSVC_OPERATOR_KEY"),
+            audit_key=env.str("AUTHSVC_AUDIT_KEY", ""),
             token_secrets=tuple(secrets),
             token_prefix=env.str("AUTHSVC_TOKEN_PREFIX", "pypi-"),
             token_location=env.str("AUTHSVC_TOKEN_LOCATION", "gatehouse"),
@@ -126,6 +129,8 @@ class Settings:
             raise SettingsError("AUTHSVC_GATEWAY_KEY is required but empty")
         if settings.operator_key in service_keys(settings.gateway_key):
             raise SettingsError("AUTHSVC_GATEWAY_KEY and AUTHSVC_OPERATOR_KEY must differ")
+        if set(service_keys(settings.audit_key)) & {*service_keys(settings.gateway_key), settings.operator_key}:
+            raise SettingsError("AUTHSVC_AUDIT_KEY must differ from AUTHSVC_GATEWAY_KEY and AUTHSVC_OPERATOR_KEY")
         return settings
 
 

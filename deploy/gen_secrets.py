@@ -27,7 +27,7 @@ SERVICES = ("authsvc", "uploadgw", "auditsvc")
 # Keys that hold "<version>:<key>,…", newest first; old versions stay until nothing needs them.
 VERSIONED = ("AUTHSVC_TOKEN_SECRETS", "AUTHSVC_TOTP_KEYS")
 # Service credentials that may list several keys during a rotation (see `changed`).
-LISTED = ("AUTHSVC_GATEWAY_KEY", "AUDITSVC_GATEWAY_KEY")
+LISTED = ("AUTHSVC_GATEWAY_KEY", "AUTHSVC_AUDIT_KEY", "AUDITSVC_GATEWAY_KEY")
 
 
 def new_key() -> str:
@@ -38,8 +38,10 @@ def new_key() -> str:
 def service_keys() -> dict[str, str]:
     """The credentials between the parts and the root secrets, all freshly generated."""
     return {
-        # The service credential authsvc accepts (as UPLOADGW_AUTHSVC_KEY and AUDITSVC_AUTHSVC_KEY).
+        # The service credential authsvc accepts from the gateway (as UPLOADGW_AUTHSVC_KEY).
         "AUTHSVC_GATEWAY_KEY": new_key(),
+        # The audit API's credential for authsvc, good for ValidateSession only (as AUDITSVC_AUTHSVC_KEY).
+        "AUTHSVC_AUDIT_KEY": new_key(),
         # The gateway's credential for auditsvc (auditsvc: AUDITSVC_GATEWAY_KEY, gateway: UPLOADGW_AUDITSVC_KEY).
         "AUDITSVC_GATEWAY_KEY": new_key(),
         # The operator CLI's credentials (`kubectl exec … -- gatehouse admin|audit …`).

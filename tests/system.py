@@ -325,6 +325,7 @@ async def start_system(directory, redis_url: str, *, with_gateway: bool | None =
         auth_settings = AuthSettings(**{
             **dict(database_url=databases.make("authsvc"), listen="127.0.0.1:0",
                    gateway_key="gw-" + secrets.token_urlsafe(16), operator_key="op-" + secrets.token_urlsafe(16),
+                   audit_key="au-" + secrets.token_urlsafe(16),
                    token_secrets=((1, secrets.token_bytes(32)),), totp_keys=((1, secrets.token_bytes(32)),),
                    redis_url=redis_url, event_stream=stream, relay_enabled=True, smtp_url=smtp_url,
                    public_url=public_url, webauthn_rp_id="localhost", webauthn_origins=(public_url,),
@@ -338,7 +339,7 @@ async def start_system(directory, redis_url: str, *, with_gateway: bool | None =
                           consumer_name=f"e2e-{http_port}", prune_interval_seconds=0, follow_poll_seconds=0.1)
         if "authsvc_target" in {f.name for f in dataclasses.fields(AuditSettings)}:
             # auditsvc asks authsvc whether a browser session is an admin's (the full log in the pages).
-            audit_base.update(authsvc_target=f"127.0.0.1:{auth.port}", authsvc_key=auth_settings.gateway_key)
+            audit_base.update(authsvc_target=f"127.0.0.1:{auth.port}", authsvc_key=auth_settings.audit_key)
         audit_settings = AuditSettings(**{**audit_base, **(audit_options or {})})
         audit = await create_audit(audit_settings, clock=clock, migrate_first=True)
         stack.push_async_callback(audit.stop, 0)

@@ -53,6 +53,7 @@ def embedded_env(args) -> dict[str, str]:
     generated = {
         "AUTHSVC_GATEWAY_KEY": kept.get("AUTHSVC_GATEWAY_KEY") or _key(),
         "AUTHSVC_OPERATOR_KEY": kept.get("AUTHSVC_OPERATOR_KEY") or _key(),
+        "AUTHSVC_AUDIT_KEY": kept.get("AUTHSVC_AUDIT_KEY") or _key(),
         "AUTHSVC_TOKEN_SECRETS": kept.get("AUTHSVC_TOKEN_SECRETS") or f"1:{_key()}",
         "AUTHSVC_TOTP_KEYS": kept.get("AUTHSVC_TOTP_KEYS") or f"1:{_key()}",
         "AUDITSVC_GATEWAY_KEY": kept.get("AUDITSVC_GATEWAY_KEY") or _key(),
@@ -73,7 +74,7 @@ def embedded_env(args) -> dict[str, str]:
         "AUDITSVC_LISTEN": f"{args.host}:{args.audit_port}",
         # The audit service asks the auth service whether a browser session is an admin's.
         "AUDITSVC_AUTHSVC_TARGET": f"{args.host}:{args.auth_port}",
-        "AUDITSVC_AUTHSVC_KEY": generated["AUTHSVC_GATEWAY_KEY"],
+        "AUDITSVC_AUTHSVC_KEY": generated["AUTHSVC_AUDIT_KEY"],  # good for ValidateSession only
         "UPLOADGW_DATABASE_URL": f"sqlite:///{data / 'uploadgw.sqlite3'}",
         "UPLOADGW_LISTEN": f"{args.host}:{args.http_port}",
         "UPLOADGW_STORAGE_DIR": str(data / "files"),

@@ -1,7 +1,8 @@
 """gRPC server bootstrap and the one interceptor every Gatehouse server runs.
 
 The interceptor (1) checks the service credential carried in call metadata and refuses calls
-without a valid one, (2) keeps operator-only services for the operator credential, (3) maps the
+without a valid one, (2) keeps operator-only services for the operator credential and holds a
+narrow credential to the methods it is for, (3) maps the
 services' `GatehouseError`s to gRPC status codes with their message, and (4) records metrics.
 Health checking and reflection are open so that Kubernetes probes and grpcurl work.
 """
@@ -34,6 +35,7 @@ OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.", "/grpc.
 class CallerRole(enum.IntEnum):
     SERVICE = 1   # another Gatehouse service (the gateway)
     OPERATOR = 2  # the operator CLI
+    NARROW = 3    # a service allowed a few named methods only (the audit API: ValidateSession)
 
 
 _caller_role: contextvars.ContextVar[CallerRole | None] = contextvars.ContextVar(
@@ -78,10 +80,12 @@ class GatehouseInterceptor(grpc.aio.ServerInterceptor):
         credentials: Credentials,
         *,
         operator_services: Iterable[str] = (),
+        narrow_methods: Iterable[str] = (),
         metrics: GrpcMetrics | None = None,
     ):
         self._credentials = credentials
         self._operator_prefixes = tuple(f"/{name}/" for name in operator_services)
+        self._narrow_methods = frozenset(narrow_methods)
         self._metrics = metrics
 
     async def intercept_service(self, continuation, handler_call_details):
@@ -95,6 +99,11 @@ class GatehouseInterceptor(grpc.aio.ServerInterceptor):
             self._count(method, grpc.StatusCode.UNAUTHENTICATED, "no_service_credential")
             return _aborting_handler(
                 grpc.StatusCode.UNAUTHENTICATED, "missing or invalid service credential"
+            )
+        if role is CallerRole.NARROW and method not in self._narrow_methods:
+            self._count(method, grpc.StatusCode.PERMISSION_DENIED, "narrow_credential")
+            return _aborting_handler(
+                grpc.StatusCode.PERMISSION_DENIED, "this credential may not call this method"
             )
         if method.startswith(self._operator_prefixes) and role is not CallerRole.OPERATOR:
             self._count(method, grpc.StatusCode.PERMISSION_DENIED, "operator_only")
@@ -182,6 +191,7 @@ async def start_server(
     register: Callable[[grpc.aio.Server], Iterable[str]],
     credentials: Credentials,
     operator_services: Iterable[str] = (),
+    narrow_methods: Iterable[str] = (),
     metrics: GrpcMetrics | None = None,
     server_credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
@@ -191,7 +201,8 @@ async def start_server(
     servicer (set NOT_SERVING on shutdown so that readiness probes drain traffic first).
     """
     server = grpc.aio.server(
-        interceptors=[GatehouseInterceptor(credentials, operator_services=operator_services, metrics=metrics)],
+        interceptors=[GatehouseInterceptor(credentials, operator_services=operator_services,
+                                           narrow_methods=narrow_methods, metrics=metrics)],
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 4 * 1024 * 1024)],
     )
     names = list(register(server))

@@ -71,8 +71,8 @@ async def authsvc(make_database_url):
 
 @pytest.fixture
 def audit_overrides(authsvc):
-    # auditsvc presents the key authsvc accepts as a service (deployments: the gateway's key value).
-    return {"authsvc_target": authsvc.target, "authsvc_key": authsvc.settings.gateway_key}
+    # auditsvc presents its narrow credential: authsvc lets it call ValidateSession only.
+    return {"authsvc_target": authsvc.target, "authsvc_key": authsvc.settings.audit_key}
 
 
 def all_events(session_token: str, **fields) -> audit_pb2.ListAllEventsRequest:

@@ -21,6 +21,7 @@ def auth_settings(database_url: str, **overrides) -> Settings:
         listen="127.0.0.1:0",
         gateway_key="gw-" + secrets.token_urlsafe(16),
         operator_key="op-" + secrets.token_urlsafe(16),
+        audit_key="au-" + secrets.token_urlsafe(16),
         token_secrets=((1, secrets.token_bytes(32)),),
         totp_keys=((1, secrets.token_bytes(32)),),
         relay_enabled=False,

@@ -41,6 +41,10 @@ def test_account_settings_from_env_reach_the_config():
     ("AUTHSVC_RESET_TOKEN_LIFETIME", "3601", "within an hour"),
     ("AUTHSVC_SMTP_URL", "http://relay", "AUTHSVC_SMTP_URL"),
     ("AUTHSVC_EMAILS_PER_USER", "0", "AUTHSVC_EMAILS_PER_USER"),
+    ("AUTHSVC_GATEWAY_KEY", "new-key,op-key", "must differ"),
+    ("AUTHSVC_GATEWAY_KEY", " , ", "AUTHSVC_GATEWAY_KEY is required"),
+    ("AUTHSVC_AUDIT_KEY", "gw-key", "AUTHSVC_AUDIT_KEY must differ"),
+    ("AUTHSVC_AUDIT_KEY", "op-key", "AUTHSVC_AUDIT_KEY must differ"),
 ])
 def test_bad_account_settings_stop_start_up(name, value, fragment):
     with pytest.raises(SettingsError) as err:

@@ -70,9 +70,10 @@ def test_the_audit_deployments_accept_their_environment(overlay: Manifests, name
     assert settings.consumer_enabled is consumes
     assert settings.redis_url
     if not consumes:
-        # The admin log: auditsvc asks authsvc with the service credential authsvc accepts.
+        # The admin log: auditsvc asks authsvc with the narrow credential authsvc accepts for it.
         auth = env_of(overlay, "authsvc")
-        assert settings.authsvc_key == auth["AUTHSVC_GATEWAY_KEY"] != auth["AUTHSVC_OPERATOR_KEY"]
+        assert settings.authsvc_key == auth["AUTHSVC_AUDIT_KEY"]
+        assert settings.authsvc_key not in (auth["AUTHSVC_GATEWAY_KEY"], auth["AUTHSVC_OPERATOR_KEY"])
         assert overlay.get("Service", settings.authsvc_target.rsplit(":", 1)[0])
 
 

@@ -112,7 +112,7 @@ async def system(module_database_url, module_smtp, redis_server, tmp_path_factor
         d_settings = audit_settings(module_database_url("auditsvc"), consumer_enabled=True,
                                     redis_url=redis_server.url, event_stream=stream, block_ms=50,
                                     consumer_name=f"pages-{port}", authsvc_target=f"127.0.0.1:{auth.port}",
-                                    authsvc_key=a_settings.gateway_key)
+                                    authsvc_key=a_settings.audit_key)
         audit = await create_audit(d_settings, clock=clock, migrate_first=True)
         stack.push_async_callback(audit.stop, 0)
         g_settings = GatewaySettings(
