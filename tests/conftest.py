@@ -8,6 +8,7 @@ test gets a fresh database on that server, dropped afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pathlib
 import secrets
@@ -43,26 +44,35 @@ def _run_sync(coro) -> None:
         pool.submit(asyncio.run, coro).result()
 
 
+class Databases:
+    """Fresh, empty databases: SQLite files under `directory`, or PostgreSQL databases on the
+    GATEHOUSE_TEST_DB server, dropped at `drop_all`."""
+
+    def __init__(self, directory, prefix: str = "gh"):
+        self.directory = directory
+        self.prefix = prefix
+        self.created: list[str] = []
+
+    def make(self, label: str = "db") -> str:
+        if TEST_DB == "sqlite":
+            return f"sqlite:///{self.directory / label}-{uuid.uuid4().hex[:8]}.sqlite3"
+        name = f"{self.prefix}_{label}_{uuid.uuid4().hex[:10]}"
+        _run_sync(_pg_exec(f'CREATE DATABASE "{name}"'))
+        self.created.append(name)
+        return f"{_pg_admin_url().rsplit('/', 1)[0]}/{name}"
+
+    def drop_all(self) -> None:
+        for name in self.created:
+            with contextlib.suppress(Exception):  # best effort cleanup
+                _run_sync(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture
 def make_database_url(tmp_path):
     """A factory of fresh, empty databases: `make_database_url("authsvc")` -> URL."""
-    created: list[str] = []
-
-    def make(label: str = "db") -> str:
-        if TEST_DB == "sqlite":
-            return f"sqlite:///{tmp_path / (label + '-' + uuid.uuid4().hex[:8])}.sqlite3"
-        name = f"gh_{label}_{uuid.uuid4().hex[:12]}"
-        _run_sync(_pg_exec(f'CREATE DATABASE "{name}"'))
-        created.append(name)
-        base = _pg_admin_url().rsplit("/", 1)[0]
-        return f"{base}/{name}"
-
-    yield make
-    for name in created:
-        try:
-            _run_sync(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        except Exception:  # pragma: no cover - best effort cleanup
-            pass
+    databases = Databases(tmp_path)
+    yield databases.make
+    databases.drop_all()
 
 
 @pytest.fixture(scope="session")

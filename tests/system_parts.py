@@ -7,9 +7,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import uuid
 
-from tests.conftest import TEST_DB, _pg_admin_url, _pg_exec, _run_sync
+from tests.conftest import Databases  # noqa: F401  (re-exported for the harnesses)
 from tests.smtp import Mailbox, smtp_listener
 
 PASSWORD = "correct horse battery staple"
@@ -36,28 +35,6 @@ class Person:
     user_id: str
     email: str
     password: str = PASSWORD
-
-
-class Databases:
-    """Fresh databases that live as long as the system (SQLite files, or PostgreSQL databases
-    on the GATEHOUSE_TEST_DB server, dropped at `drop_all`)."""
-
-    def __init__(self, directory):
-        self.directory = directory
-        self.created: list[str] = []
-
-    def make(self, label: str) -> str:
-        if TEST_DB == "sqlite":
-            return f"sqlite:///{self.directory / label}-{uuid.uuid4().hex[:8]}.sqlite3"
-        name = f"gh_sys_{label}_{uuid.uuid4().hex[:10]}"
-        _run_sync(_pg_exec(f'CREATE DATABASE "{name}"'))
-        self.created.append(name)
-        return f"{_pg_admin_url().rsplit('/', 1)[0]}/{name}"
-
-    def drop_all(self) -> None:
-        for name in self.created:
-            with contextlib.suppress(Exception):
-                _run_sync(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def start_smtp(stack: contextlib.AsyncExitStack, mailbox: Mailbox) -> str:

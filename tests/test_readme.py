@@ -6,7 +6,7 @@ import pathlib
 import re
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-ENV_CALL = re.compile(r"""env\.(?:str|int|float|bool|list|secret|service_key)\(\s*["']([A-Z][A-Z0-9_]+)["']""")
+ENV_CALL = re.compile(r"""env\.(?:str|int|float|bool|list|secret|service_key)\(\s*f?["']([A-Z][A-Z0-9_]+)["']""")
 
 
 def variables_read_by_code() -> set[str]:

@@ -210,15 +210,21 @@ class ProjectsService:
                           actor: ActorRef, origin: Origin | None = None) -> RoleView:
         _check_role(role)
         async with self.db() as s, s.begin():
-            project = await self._project(s, project_name, lock=True)
-            await self._require_owner(s, project, as_user)
-            target = await self._user(s, username)
-            current = await self.role_of(s, project.id, target.id)
-            if current is None:
-                raise NotFound(f"'{target.username}' has no role on '{project.name}'.", reason="role_not_found")
+            project, target, current = await self._existing_role(s, project_name, username, as_user)
             if current == role:
                 return RoleView(target.username, target.id, role)
             return await self._change(s, project, target, role, current, actor, origin)
+
+    async def _existing_role(self, s: AsyncSession, project_name: str, username: str,
+                             as_user: User | None) -> tuple[Project, User, str]:
+        """For an Owner's change to a role that must exist: the project (locked), the user, the role."""
+        project = await self._project(s, project_name, lock=True)
+        await self._require_owner(s, project, as_user)
+        target = await self._user(s, username)
+        current = await self.role_of(s, project.id, target.id)
+        if current is None:
+            raise NotFound(f"'{target.username}' has no role on '{project.name}'.", reason="role_not_found")
+        return project, target, current
 
     async def _change(self, s, project, target, role, current, actor, origin) -> RoleView:
         row = await s.scalar(select(Role).where(Role.project_id == project.id, Role.user_id == target.id))
@@ -233,12 +239,7 @@ class ProjectsService:
     async def remove_role(self, project_name: str, username: str, *, as_user: User | None,
                           actor: ActorRef, origin: Origin | None = None) -> None:
         async with self.db() as s, s.begin():
-            project = await self._project(s, project_name, lock=True)
-            await self._require_owner(s, project, as_user)
-            target = await self._user(s, username)
-            current = await self.role_of(s, project.id, target.id)
-            if current is None:
-                raise NotFound(f"'{target.username}' has no role on '{project.name}'.", reason="role_not_found")
+            project, target, current = await self._existing_role(s, project_name, username, as_user)
             await s.execute(delete(Role).where(Role.project_id == project.id, Role.user_id == target.id))
             await self._ensure_an_owner(s, project, target, "removed")
             await self.events.emit(s, "project:role:remove", actor=actor, user=(target.id, target.username),

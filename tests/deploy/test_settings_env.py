@@ -10,18 +10,14 @@ import pytest
 
 from tests.deploy.conftest import ROOT
 from tests.deploy.manifests import Manifests
+from tests.test_readme import variables_read_by_code as read_by_code
 
-ENV_CALL = re.compile(r"""env\.(?:str|int|float|bool|list|secret|service_key)\(\s*f?["']([A-Z][A-Z0-9_]+)["']""")
 SECRET_WORDS = re.compile(r"KEY|SECRET|PASSWORD|TOKEN|DATABASE_URL|REDIS_URL|SMTP_URL")
 
 
 def variables_read_by_code() -> set[str]:
-    names: set[str] = set()
-    for package in ("gatehouse", "authsvc", "uploadgw", "auditsvc"):
-        for path in (ROOT / package).rglob("*.py"):
-            names |= set(ENV_CALL.findall(path.read_text(encoding="utf-8")))
     # `gatehouse relay --service S` and `gatehouse migrate` build these names at run time.
-    return names | {f"{s}_DATABASE_URL" for s in ("AUTHSVC", "UPLOADGW", "AUDITSVC")}
+    return read_by_code() | {f"{s}_DATABASE_URL" for s in ("AUTHSVC", "UPLOADGW", "AUDITSVC")}
 
 
 def env_of(overlay: Manifests, name: str) -> dict[str, str]:

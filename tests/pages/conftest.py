@@ -26,7 +26,7 @@ from gatehouse.infra.redis_embed import free_port
 from gatehouse.infra.relay import OutboxRelay
 from tests.auditsvc.conftest import audit_settings
 from tests.authsvc.conftest import auth_settings
-from tests.conftest import TEST_DB, _pg_admin_url, _pg_exec, _run_sync
+from tests.conftest import Databases
 from tests.pages.support import ShiftedClock, System
 from tests.smtp import smtp_listener
 from uploadgw.server import start as start_gateway
@@ -61,23 +61,9 @@ async def browser():
 @pytest.fixture(scope="module")
 def module_database_url(tmp_path_factory):
     """Like `make_database_url`, for databases that live as long as the module's system."""
-    base = tmp_path_factory.mktemp("pages-db")
-    created: list[str] = []
-
-    def make(label: str) -> str:
-        if TEST_DB == "sqlite":
-            return f"sqlite:///{base / label}.sqlite3"
-        name = f"gh_pages_{label}_{uuid.uuid4().hex[:10]}"
-        _run_sync(_pg_exec(f'CREATE DATABASE "{name}"'))
-        created.append(name)
-        return f"{_pg_admin_url().rsplit('/', 1)[0]}/{name}"
-
-    yield make
-    for name in created:
-        try:
-            _run_sync(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        except Exception:  # pragma: no cover - best effort cleanup
-            pass
+    databases = Databases(tmp_path_factory.mktemp("pages-db"), prefix="gh_pages")
+    yield databases.make
+    databases.drop_all()
 
 
 @pytest.fixture(scope="module")
