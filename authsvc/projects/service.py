@@ -12,7 +12,7 @@ import dataclasses
 import enum
 
 from packaging.utils import canonicalize_name
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session as OrmSession
@@ -27,11 +27,12 @@ from authsvc.tokens.revocation import revoke_for_deleted_project
 from authsvc.twofactor.pending import has_second_factor, users_with_second_factor
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
+from gatehouse.infra.prepared import Prepared, insert_of
 
 ROLES = (OWNER, MAINTAINER)
 MAX_NAME = 200
-_INSERT_PROJECT = insert(Project.__table__)
-_INSERT_ROLE = insert(Role.__table__)
+_INSERT_PROJECT = Prepared(insert_of(Project.__table__))
+_INSERT_ROLE = Prepared(insert_of(Role.__table__))
 
 
 class Permission(enum.Enum):
@@ -150,8 +151,8 @@ class ProjectsService:
         now = self.clock.now()
         values = dict(id=new_id(), name=name, normalized_name=normalized, created_at=now, two_factor_required=False)
         conn = s.connection()  # Core statements: this runs inside the first upload of every project
-        conn.execute(_INSERT_PROJECT, values)
-        conn.execute(_INSERT_ROLE, dict(id=new_id(), project_id=values["id"], user_id=owner[0], role_name=OWNER,
+        _INSERT_PROJECT.execute(conn, values)
+        _INSERT_ROLE.execute(conn, dict(id=new_id(), project_id=values["id"], user_id=owner[0], role_name=OWNER,
                                         created_at=now))
         ref = (values["id"], name)
         self.events.write(conn, [

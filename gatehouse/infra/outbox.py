@@ -13,15 +13,17 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping
 
-from sqlalchemy import Column, DateTime, Index, Integer, LargeBinary, MetaData, String, Table, insert
+from sqlalchemy import Column, DateTime, Index, Integer, LargeBinary, MetaData, String, Table
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from gatehouse.events.v1 import event_pb2
 from gatehouse.infra.clock import Clock
+from gatehouse.infra.prepared import Prepared, insert_of
 
 SCHEMA_VERSION = 1
+_ROW_COLUMNS = ("event_id", "tag", "payload", "created_at", "published_at", "attempts")  # the id is the database's
 # Detail keys that could only hold a secret. A programming error, refused loudly.
 _FORBIDDEN_DETAIL_WORDS = ("password", "secret", "seed", "recovery_code", "otp", "macaroon")
 
@@ -80,7 +82,8 @@ class Origin:
 class EventEmitter:
     def __init__(self, table: Table | None, *, source: str, clock: Clock):
         self.table = table  # None: an emitter that only builds events
-        self._insert_statement = insert(table) if table is not None else None
+        self._insert_statement = insert_of(table, _ROW_COLUMNS) if table is not None else None
+        self._insert = Prepared(self._insert_statement) if table is not None else None
         self.source = source
         self.clock = clock
 
@@ -117,7 +120,7 @@ class EventEmitter:
         event.occurred_at.FromDatetime(self.clock.now().astimezone(dt.timezone.utc).replace(tzinfo=None))
         return event
 
-    def _row(self, event: event_pb2.Event) -> dict:
+    def _row(self, event: event_pb2.Event) -> dict:  # _ROW_COLUMNS
         return {"event_id": event.event_id, "tag": event.tag, "payload": event.SerializeToString(),
                 "created_at": self.clock.now(), "published_at": None, "attempts": 0}
 
@@ -135,4 +138,4 @@ class EventEmitter:
 
     def write(self, conn: Connection, events: list[event_pb2.Event]) -> None:
         """Insert built events in one statement, in the connection's transaction."""
-        conn.execute(self._insert_statement, [self._row(event) for event in events])
+        self._insert.executemany(conn, [self._row(event) for event in events])

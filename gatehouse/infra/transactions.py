@@ -3,28 +3,46 @@
 With aiosqlite every statement is several round trips to the connection's worker thread (cursor,
 execute, fetch, close; about 0.1 ms each on a quiet machine, more under load), so a transaction of
 half a dozen statements costs milliseconds in hand-offs alone. `Transactions.run(fn)` runs a
-synchronous `fn(session)` as one unit: on SQLite in a single worker-thread call with the stdlib
-driver (same database file, same pragmas), on PostgreSQL through the async session's `run_sync`
-(asyncpg, no threads). The caller writes one function for both. The gateway's upload and the auth
-service's hot writes (the second login step, a project created by its first upload) use it.
+synchronous `fn(session)` as one unit. The caller writes one function for both backends:
+
+- On SQLite it runs on the event loop itself, on a connection that never waits for a lock: it
+  opens with `BEGIN IMMEDIATE` and a busy timeout of 0, so it either holds the write lock at once
+  or learns that another writer has it, and then the whole transaction goes to a worker thread
+  (stdlib driver, same file and pragmas), which waits for the lock as usual. Such a connection
+  never checkpoints the WAL on commit (that would fsync on the loop); every `CHECKPOINT_EVERY`
+  commits a worker thread does it.
+- On PostgreSQL through the async session's `run_sync` (asyncpg, no threads).
+
+`before` is blocking work (file I/O) that must be finished before the commit: on the loop path it
+runs in a thread of its own pool while `fn` runs (never queued behind transactions that wait for
+the lock this one holds), and the commit waits for it; otherwise it runs first.
+
+The gateway's upload and the auth service's hot writes (the second login step, a project created
+by its first upload) use it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import Executable
 
 from gatehouse.infra.db import is_sqlite, sqlite_pragmas
 from gatehouse.infra.fastread import SqliteReader
 
 T = TypeVar("T")
+CHECKPOINT_EVERY = 256
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -35,29 +53,114 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+def _loop_pragmas(dbapi_connection, _record=None) -> None:
+    sqlite_pragmas(dbapi_connection)
+    dbapi_connection.isolation_level = None  # transactions are begun explicitly (below)
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+
+def _loop_engine(url: str) -> Engine:
+    """One connection, used only on the event loop and by one transaction at a time."""
+    parsed = make_url(url).set(drivername="sqlite+pysqlite")
+    engine = create_engine(parsed, poolclass=StaticPool, connect_args={"timeout": 0, "check_same_thread": False})
+    event.listen(engine, "connect", _loop_pragmas)
+    # Writers take the write lock at BEGIN (or hear "busy" at once); readers (`read`) never wait in WAL mode.
+    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(conn.get_execution_options().get(
+        "sqlite_begin", "BEGIN IMMEDIATE")))
+    return engine
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    return getattr(exc.orig, "sqlite_errorcode", None) in _BUSY_CODES
+
+
+class _Busy(Exception):
+    """The loop connection could not take the write lock at once (or is in use)."""
+
+
 class Transactions:
     def __init__(self, url: str, sessions: async_sessionmaker):
         self._url = url
         self._sessions = sessions
-        self._sync = _sqlite_engine(url) if is_sqlite(url) else None
+        sqlite = is_sqlite(url)
+        self._sync = _sqlite_engine(url) if sqlite else None
+        self._loop = _loop_engine(url) if sqlite and make_url(url).database not in (None, "", ":memory:") else None
+        self._loop_reads = self._loop.execution_options(sqlite_begin="BEGIN") if self._loop is not None else None
+        self._loop_in_use = False
+        self._loop_commits = 0
+        self._before_pool = concurrent.futures.ThreadPoolExecutor(1, "tx-before") if self._loop is not None else None
+        self._checkpoint: asyncio.Future | None = None
         self._readers: list[SqliteReader] = []
         # Called (on the event loop) after each commit, e.g. to wake the outbox relay.
         self.after_commit: Callable[[], None] | None = None
 
     async def run(self, fn: Callable[[Session], T], *, before: Callable[[], object] | None = None) -> T:
-        """Run `fn(session)` in one transaction: committed when it returns, rolled back if it raises.
-
-        `before` is blocking work to do first (file I/O); on SQLite it shares the worker thread."""
-        if self._sync is not None:
-            result = await asyncio.to_thread(self._run_sqlite, fn, before)
-        else:
+        """Run `fn(session)` in one transaction: committed when it returns, rolled back if it raises
+        (or if `before`, blocking work that must be done before the commit, raises)."""
+        if self._sync is None:
             if before is not None:
                 await asyncio.to_thread(before)
             async with self._sessions() as session, session.begin():
                 result = await session.run_sync(fn)
+        else:
+            try:
+                result = await self._run_on_loop(fn, before)
+            except _Busy:
+                result = await asyncio.to_thread(self._run_sqlite, fn, before)
         if self.after_commit is not None:
             self.after_commit()
         return result
+
+    async def read(self, fn: Callable[[Session], T]) -> T:
+        """Run `fn(session)` in a read-only transaction (on SQLite on the event loop; it never waits)."""
+        if self._sync is None:
+            async with self._sessions() as session, session.begin():
+                return await session.run_sync(fn)
+        try:
+            return await self._run_on_loop(fn, None, write=False)
+        except _Busy:
+            return await asyncio.to_thread(self._run_sqlite, fn, None)
+
+    async def _run_on_loop(self, fn: Callable[[Session], T], before: Callable[[], object] | None, *,
+                           write: bool = True) -> T:
+        if self._loop is None or self._loop_in_use:
+            raise _Busy
+        self._loop_in_use = True
+        try:
+            with Session(self._loop if write else self._loop_reads, expire_on_commit=False) as session:
+                try:
+                    session.connection()  # BEGIN IMMEDIATE: the write lock now, or "busy" at once
+                except OperationalError as exc:
+                    if _is_busy(exc):
+                        raise _Busy from None
+                    raise
+                pending = None
+                if before is not None:
+                    pending = asyncio.get_running_loop().run_in_executor(self._before_pool, before)
+                try:
+                    result = fn(session)
+                except BaseException:
+                    if pending is not None:  # finished before the rollback; fn's error is the one raised
+                        await asyncio.wait([pending])
+                        if not pending.cancelled():
+                            pending.exception()
+                    raise
+                if pending is not None:
+                    await pending  # its failure rolls the transaction back
+                session.commit()
+        finally:
+            self._loop_in_use = False
+        if not write:
+            return result
+        self._loop_commits += 1
+        if self._loop_commits % CHECKPOINT_EVERY == 0 and (self._checkpoint is None or self._checkpoint.done()):
+            self._checkpoint = asyncio.ensure_future(asyncio.to_thread(self._wal_checkpoint))
+        return result
+
+    def _wal_checkpoint(self) -> None:
+        with self._sync.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _run_sqlite(self, fn: Callable[[Session], T], before: Callable[[], object] | None) -> T:
         if before is not None:
@@ -76,5 +179,8 @@ class Transactions:
     def dispose(self) -> None:
         for reader in self._readers:
             reader.close()
+        if self._loop is not None:
+            self._before_pool.shutdown(wait=True)
+            self._loop.dispose()
         if self._sync is not None:
             self._sync.dispose()

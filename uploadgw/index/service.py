@@ -55,7 +55,7 @@ class IndexService:
 
     async def project_head(self, normalized_name: str):
         """(id, name, serial) of the live project, or None."""
-        return await self.transactions.run(
+        return await self.transactions.read(
             lambda session: session.connection().execute(PROJECT_HEAD, {"name": normalized_name}).first())
 
     async def project_page(self, normalized_name: str, fmt: str) -> Page | None:
@@ -79,7 +79,7 @@ class IndexService:
         return Page(body, etag)
 
     async def _render(self, head, normalized_name: str, kind: str) -> bytes:
-        rows = await self.transactions.run(
+        rows = await self.transactions.read(
             lambda session: session.connection().execute(PROJECT_ROWS, {"project_id": head.id}).all())
         files, versions = [], []
         for row in rows:

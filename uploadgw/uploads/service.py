@@ -149,7 +149,7 @@ class UploadService:
         if rows is not None:
             row = rows[0]
         else:
-            row = await self.transactions.run(lambda session: session.connection().execute(sql.PRECHECK, params).one())
+            row = await self.transactions.read(lambda session: session.connection().execute(sql.PRECHECK, params).one())
         return Precheck(file_limit=row[0], total_limit=row[1], total_size=row[2], live_project_id=row[3],
                         filename_used=bool(row[4]), live_sha256=row[5], live_blake2_256=row[6],
                         release_has_sdist=bool(row[7]))
@@ -298,34 +298,35 @@ class UploadService:
         dialect = "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
         # The first statement writes, so that SQLite takes its write lock now and PostgreSQL locks the
         # project row: concurrent uploads to one project are serialised from here on.
-        total = conn.execute(sql.PROJECT_UPSERT[dialect], {
+        row = sql.PROJECT_UPSERT[dialect].execute(conn, {
             "project_id": ident.project_id, "project_name": ident.project_name,
-            "normalized": form.canonical_name, "size": digests.size, "now": now}).scalar_one_or_none()
+            "normalized": form.canonical_name, "size": digests.size, "now": now})
+        total = row[0] if row is not None else None
         if total is None:
             raise Conflict(f"The files of project {ident.project_name!r} are being removed; try again in a "
                            f"moment.", reason="project_deleting")
         if total > ticket.project_limit:
             raise self.size_error(dataclasses.replace(ticket, project_used=total - digests.size), digests.size)
-        release_id = conn.execute(sql.RELEASE_INSERT[dialect], {
+        inserted = sql.RELEASE_INSERT[dialect].execute(conn, {
             "release_id": new_id(), "project_id": ident.project_id, "project_name": ident.project_name,
             "version": form.version, "canonical_version": form.canonical_version,
-            "requires_python": info.requires_python, "now": now}).scalar_one_or_none()
+            "requires_python": info.requires_python, "now": now})
         events = []
-        if release_id is None:
-            release = conn.execute(sql.RELEASE_LOOKUP, {"project_id": ident.project_id,
-                                                        "canonical_version": form.canonical_version}).one()
-            if release.deleted_at is not None:
-                raise Conflict(f"Release {release.version} of {ident.project_name!r} is being deleted; try "
+        if inserted is None:
+            release_id, deleted_at, version = sql.RELEASE_LOOKUP.execute(conn, {
+                "project_id": ident.project_id, "canonical_version": form.canonical_version})
+            if deleted_at is not None:
+                raise Conflict(f"Release {version} of {ident.project_name!r} is being deleted; try "
                                f"again in a moment.", reason="release_deleting")
-            release_id = release.id
         else:
+            release_id = inserted[0]
             events.append(self.events.build(
                 "project:release:add", actor=actor, project=project_ref, origin=ticket.origin, details={
                     "version": form.version, "canonical_version": form.canonical_version,
                     "submitted_by": ident.username, "token_id": ident.token_id}))
-        conn.execute(sql.FILENAME_INSERT, {"filename": ticket.filename, "project_id": ident.project_id,
+        sql.FILENAME_INSERT.execute(conn, {"filename": ticket.filename, "project_id": ident.project_id,
                                            "created_at": now})
-        conn.execute(sql.FILE_INSERT, {
+        sql.FILE_INSERT.execute(conn, {
             "id": new_id(), "release_id": release_id, "project_id": ident.project_id, "filename": ticket.filename,
             "packagetype": form.filetype, "python_version": form.pyversion, "size": digests.size,
             "sha256": digests.sha256, "blake2_256": digests.blake2_256, "md5": digests.md5, "path": key,

@@ -1,0 +1,215 @@
+"""`Transactions` (one-call write transactions) and `Prepared` (statements on the driver's cursor),
+on a real SQLite file and on PostgreSQL (GATEHOUSE_TEST_DB)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import sqlite3
+import threading
+import time
+
+import pytest
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    insert,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import make_url
+
+from gatehouse.infra import transactions as tx_module
+from gatehouse.infra.db import make_engine, make_session_factory
+from gatehouse.infra.prepared import Prepared, insert_of
+from gatehouse.infra.transactions import Transactions
+from tests.conftest import TEST_DB
+
+metadata = MetaData()
+items = Table(
+    "items", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(50), nullable=False, unique=True),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    Column("flag", Boolean, nullable=False),
+    Column("blob", LargeBinary, nullable=True),
+    Column("hits", Integer, nullable=False),
+)
+INSERT = insert_of(items, ("name", "seen_at", "flag", "blob", "hits"))
+COUNT = select(items.c.name).order_by(items.c.name)
+ONLY_SQLITE = pytest.mark.skipif(not TEST_DB.startswith("sqlite"), reason="SQLite's event-loop path")
+
+
+def _upsert(dialect_insert):
+    stmt = dialect_insert(items).values(name=bindparam("name"), seen_at=bindparam("now"), flag=True, blob=None,
+                                        hits=1)
+    return stmt.on_conflict_do_update(index_elements=[items.c.name],
+                                      set_={"hits": items.c.hits + 1}).returning(items.c.hits)
+
+
+UPSERT = {"sqlite": Prepared(_upsert(sqlite.insert)), "postgresql": Prepared(_upsert(postgresql.insert))}
+
+
+@pytest.fixture
+async def store(make_database_url):
+    url = make_database_url("tx")
+    engine = make_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    transactions = Transactions(url, make_session_factory(engine))
+    yield url, engine, transactions
+    transactions.dispose()
+    await engine.dispose()
+
+
+def _add(name: str, **extra):
+    def fn(session):
+        conn = session.connection()
+        Prepared(INSERT).execute(conn, {"name": name, "seen_at": dt.datetime(2026, 1, 2, 3, 4, 5, 6, dt.timezone.utc),
+                                        "flag": True, "blob": b"\x00\xff", "hits": 0, **extra})
+        return name
+    return fn
+
+
+async def _names(transactions) -> list[str]:
+    return [row[0] for row in await transactions.read(lambda s: s.connection().execute(COUNT).all())]
+
+
+async def test_prepared_values_read_back_as_sqlalchemy_wrote_them(store):
+    """Prepared applies SQLAlchemy's own type conversions: a row it wrote reads back like one the
+    ORM path wrote (SQLite keeps datetimes as text in SQLAlchemy's format)."""
+    _url, engine, transactions = store
+    when = dt.datetime(2026, 5, 6, 7, 8, 9, 123456, dt.timezone.utc)
+    await transactions.run(_add("prepared", seen_at=when, flag=False, blob=b"abc", hits=7))
+    async with engine.begin() as conn:
+        await conn.execute(insert(items), {"name": "core", "seen_at": when, "flag": False, "blob": b"abc", "hits": 7})
+        rows = (await conn.execute(select(items.c.name, items.c.seen_at, items.c.flag, items.c.blob, items.c.hits)
+                                   .order_by(items.c.name))).all()
+    assert [tuple(row[1:]) for row in rows] == [tuple(rows[0][1:])] * 2
+    assert rows[0][1].replace(tzinfo=dt.timezone.utc) == when and rows[0][2] is False and rows[0][4] == 7
+
+
+async def test_prepared_returning_literals_executemany_and_errors(store):
+    _url, engine, transactions = store
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def upsert_twice(session):
+        conn = session.connection()
+        statement = UPSERT["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+        return statement.execute(conn, {"name": "n", "now": now})[0], statement.execute(conn, {"name": "n", "now": now})[0]
+
+    assert await transactions.run(upsert_twice) == (1, 2)  # RETURNING, and the literal hits=1 / +1 bound
+    rows = [{"name": f"m{i}", "seen_at": now, "flag": True, "blob": None, "hits": i} for i in range(3)]
+    await transactions.run(lambda s: Prepared(INSERT).executemany(s.connection(), rows))
+    assert await _names(transactions) == ["m0", "m1", "m2", "n"]
+    with pytest.raises(IntegrityError):  # the driver's error, as SQLAlchemy's: callers catch these
+        await transactions.run(_add("m1"))
+    with pytest.raises(KeyError):  # every value must be given (no silent NULL)
+        await transactions.run(lambda s: Prepared(INSERT).execute(s.connection(), {"name": "x"}))
+    assert await _names(transactions) == ["m0", "m1", "m2", "n"]
+
+
+async def test_before_finishes_before_the_commit_and_its_failure_rolls_back(store):
+    _url, _engine, transactions = store
+    seen_during_before: list[list[str]] = []
+
+    def before():
+        time.sleep(0.05)  # file I/O in the real caller
+        seen_during_before.append(_other_reader_names(store))
+
+    await transactions.run(_add("a"), before=before)
+    assert seen_during_before == [[]]  # not committed while `before` ran
+    assert await _names(transactions) == ["a"]
+
+    def failing_before():
+        time.sleep(0.02)
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        await transactions.run(_add("b"), before=failing_before)
+    assert await _names(transactions) == ["a"]
+
+    finished = threading.Event()
+
+    def slow_before():
+        time.sleep(0.1)
+        finished.set()
+
+    def failing_fn(session):
+        _add("c")(session)
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        await transactions.run(failing_fn, before=slow_before)
+    assert finished.is_set()  # the caller learns of the failure only after `before` is done
+    assert await _names(transactions) == ["a"]
+
+
+def _other_reader_names(store) -> list[str]:
+    url = store[0]
+    if not url.startswith("sqlite"):
+        return []  # PostgreSQL: `before` runs before the transaction begins
+    conn = sqlite3.connect(make_url(url).database)
+    try:
+        return [row[0] for row in conn.execute("SELECT name FROM items ORDER BY name")]
+    finally:
+        conn.close()
+
+
+@ONLY_SQLITE
+async def test_a_locked_database_never_blocks_the_event_loop(store):
+    """Another writer holds the lock: the loop path hears "busy" at once and the transaction waits
+    in a worker thread; reads go on meanwhile (WAL readers do not wait)."""
+    url, _engine, transactions = store
+    await transactions.run(_add("first"))
+    locker = sqlite3.connect(make_url(url).database, isolation_level=None, check_same_thread=False)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        pending = asyncio.ensure_future(transactions.run(_add("second")))
+        started = time.monotonic()
+        for _ in range(10):
+            await asyncio.sleep(0.02)
+        assert time.monotonic() - started < 1.0  # the loop kept running (no wait for the lock on it)
+        assert not pending.done()
+        assert await asyncio.wait_for(_names(transactions), 1) == ["first"]
+    finally:
+        locker.execute("COMMIT")
+        locker.close()
+    assert await asyncio.wait_for(pending, 10) == "second"
+    assert await _names(transactions) == ["first", "second"]
+
+
+@ONLY_SQLITE
+async def test_concurrent_writers_all_commit(store):
+    """One transaction holds the loop connection while its `before` runs; the others take the thread
+    path and wait for the lock: nothing is lost, nothing deadlocks."""
+    _url, _engine, transactions = store
+    names = [f"w{i:02d}" for i in range(40)]
+    await asyncio.wait_for(asyncio.gather(*(
+        transactions.run(_add(name), before=(lambda: time.sleep(0.002)) if i % 2 else None)
+        for i, name in enumerate(names))), 60)
+    assert await _names(transactions) == names
+
+
+@ONLY_SQLITE
+async def test_the_wal_is_checkpointed_off_the_loop(store, monkeypatch):
+    """The loop connection never checkpoints on commit; a worker thread does it every few commits,
+    so the write-ahead log stays small."""
+    monkeypatch.setattr(tx_module, "CHECKPOINT_EVERY", 50)
+    url, _engine, transactions = store
+    for i in range(1500):
+        await transactions.run(_add(f"x{i:04d}"))
+        if i % 50 == 49:
+            await asyncio.sleep(0.01)  # let the checkpoint thread run
+    wal = make_url(url).database + "-wal"
+    assert os.path.getsize(wal) < 1024 * 1024  # unchecked it grows past 10 MiB in 1,500 commits
+    assert len(await _names(transactions)) == 1500
