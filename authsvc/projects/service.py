@@ -13,9 +13,9 @@ import enum
 
 from packaging.utils import canonicalize_name
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session as OrmSession
 
 from authsvc.accounts.models import User
 from authsvc.accounts.service import canonical_username
@@ -143,14 +143,14 @@ class ProjectsService:
         if await self.role_of(s, project.id, as_user.id) != OWNER:
             raise PermissionDenied(f"Only Owners of '{project.name}' can do this.", reason="not_an_owner")
 
-    def create_with_owner(self, s: OrmSession, name: str, owner: tuple[str, str], *,
+    def create_with_owner(self, conn: Connection, name: str, owner: tuple[str, str], *,
                           actor: ActorRef, origin: Origin | None) -> Project:
         """Create a project with `owner` (id, username) as its Owner, in the caller's (synchronous)
-        transaction. A concurrent creation of the same name raises IntegrityError at flush."""
+        transaction: Core statements, as this runs inside the first upload of every project. A
+        concurrent creation of the same name raises IntegrityError."""
         normalized = check_project_name(name)
         now = self.clock.now()
         values = dict(id=new_id(), name=name, normalized_name=normalized, created_at=now, two_factor_required=False)
-        conn = s.connection()  # Core statements: this runs inside the first upload of every project
         _INSERT_PROJECT.execute(conn, values)
         _INSERT_ROLE.execute(conn, dict(id=new_id(), project_id=values["id"], user_id=owner[0], role_name=OWNER,
                                         created_at=now))
@@ -187,8 +187,8 @@ class ProjectsService:
                 raise InvalidArgument("A new project needs an Owner: create it with the Owner role.",
                                       reason="new_project_needs_owner") from None
             target = await self._user(s, username)
-            project = await s.run_sync(self.create_with_owner, project_name, (target.id, target.username),
-                                       actor=actor, origin=origin)
+            project = await s.run_sync(lambda sync: self.create_with_owner(
+                sync.connection(), project_name, (target.id, target.username), actor=actor, origin=origin))
             return project, RoleView(target.username, target.id, OWNER)
         await self._require_owner(s, project, as_user)
         target = await self._user(s, username)

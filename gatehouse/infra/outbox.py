@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Mapping
 
@@ -41,6 +42,12 @@ def make_outbox_table(metadata: MetaData) -> Table:
         Column("attempts", Integer, nullable=False, default=0, server_default="0"),
         Index("ix_outbox_unpublished", "published_at", "id"),
     )
+
+
+@functools.lru_cache(maxsize=1024)  # detail keys are names in the code
+def _allowed_detail(key: str) -> bool:
+    lowered = key.lower()
+    return not (any(word in lowered for word in _FORBIDDEN_DETAIL_WORDS) or lowered in ("token", "code"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +106,7 @@ class EventEmitter:
     ) -> event_pb2.Event:
         clean: dict[str, str] = {}
         for key, value in (details or {}).items():
-            lowered = key.lower()
-            if any(word in lowered for word in _FORBIDDEN_DETAIL_WORDS) or lowered in ("token", "code"):
+            if not _allowed_detail(key):
                 raise ValueError(f"event detail {key!r} looks like a secret")
             clean[key] = "" if value is None else str(value)
         event = event_pb2.Event(

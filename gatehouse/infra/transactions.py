@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Session
@@ -98,16 +98,23 @@ class Transactions:
     async def run(self, fn: Callable[[Session], T], *, before: Callable[[], object] | None = None) -> T:
         """Run `fn(session)` in one transaction: committed when it returns, rolled back if it raises
         (or if `before`, blocking work that must be done before the commit, raises)."""
+        return await self._write(fn, before, core=False)
+
+    async def run_core(self, fn: Callable[[Connection], T], *, before: Callable[[], object] | None = None) -> T:
+        """`run` for Core statements only: `fn(connection)`, without an ORM session (cheaper)."""
+        return await self._write(fn, before, core=True)
+
+    async def _write(self, fn, before: Callable[[], object] | None, *, core: bool):
         if self._sync is None:
             if before is not None:
                 await asyncio.to_thread(before)
             async with self._sessions() as session, session.begin():
-                result = await session.run_sync(fn)
+                result = await session.run_sync((lambda s: fn(s.connection())) if core else fn)
         else:
             try:
-                result = await self._run_on_loop(fn, before)
+                result = await self._run_on_loop(fn, before, core=core)
             except _Busy:
-                result = await asyncio.to_thread(self._run_sqlite, fn, before)
+                result = await asyncio.to_thread(self._run_sqlite, fn, before, core)
         if self.after_commit is not None:
             self.after_commit()
         return result
@@ -118,19 +125,19 @@ class Transactions:
             async with self._sessions() as session, session.begin():
                 return await session.run_sync(fn)
         try:
-            return await self._run_on_loop(fn, None, write=False)
+            return await self._run_on_loop(fn, None, core=False, write=False)
         except _Busy:
-            return await asyncio.to_thread(self._run_sqlite, fn, None)
+            return await asyncio.to_thread(self._run_sqlite, fn, None, False)
 
-    async def _run_on_loop(self, fn: Callable[[Session], T], before: Callable[[], object] | None, *,
-                           write: bool = True) -> T:
+    async def _run_on_loop(self, fn, before: Callable[[], object] | None, *, core: bool, write: bool = True):
         if self._loop is None or self._loop_in_use:
             raise _Busy
         self._loop_in_use = True
         try:
-            with Session(self._loop if write else self._loop_reads, expire_on_commit=False) as session:
+            engine = self._loop if write else self._loop_reads
+            with engine.connect() if core else Session(engine, expire_on_commit=False) as unit:
                 try:
-                    session.connection()  # BEGIN IMMEDIATE: the write lock now, or "busy" at once
+                    unit.begin() if core else unit.connection()  # BEGIN IMMEDIATE: the lock now, or "busy"
                 except OperationalError as exc:
                     if _is_busy(exc):
                         raise _Busy from None
@@ -139,7 +146,7 @@ class Transactions:
                 if before is not None:
                     pending = asyncio.get_running_loop().run_in_executor(self._before_pool, before)
                 try:
-                    result = fn(session)
+                    result = fn(unit)
                 except BaseException:
                     if pending is not None:  # finished before the rollback; fn's error is the one raised
                         await asyncio.wait([pending])
@@ -148,7 +155,7 @@ class Transactions:
                     raise
                 if pending is not None:
                     await pending  # its failure rolls the transaction back
-                session.commit()
+                unit.commit()
         finally:
             self._loop_in_use = False
         if not write:
@@ -162,9 +169,12 @@ class Transactions:
         with self._sync.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
-    def _run_sqlite(self, fn: Callable[[Session], T], before: Callable[[], object] | None) -> T:
+    def _run_sqlite(self, fn, before: Callable[[], object] | None, core: bool):
         if before is not None:
             before()
+        if core:
+            with self._sync.begin() as conn:
+                return fn(conn)
         with Session(self._sync, expire_on_commit=False) as session, session.begin():
             return fn(session)
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from gatehouse.infra import transactions as tx_module
 from gatehouse.infra.db import make_engine, make_session_factory
@@ -72,8 +73,8 @@ async def store(make_database_url):
 
 
 def _add(name: str, **extra):
-    def fn(session):
-        conn = session.connection()
+    def fn(unit):  # an ORM session (run) or a Connection (run_core)
+        conn = unit.connection() if isinstance(unit, Session) else unit
         Prepared(INSERT).execute(conn, {"name": name, "seen_at": dt.datetime(2026, 1, 2, 3, 4, 5, 6, dt.timezone.utc),
                                         "flag": True, "blob": b"\x00\xff", "hits": 0, **extra})
         return name
@@ -149,7 +150,7 @@ async def test_before_finishes_before_the_commit_and_its_failure_rolls_back(stor
         raise ValueError("refused")
 
     with pytest.raises(ValueError, match="refused"):
-        await transactions.run(failing_fn, before=slow_before)
+        await transactions.run_core(failing_fn, before=slow_before)
     assert finished.is_set()  # the caller learns of the failure only after `before` is done
     assert await _names(transactions) == ["a"]
 
@@ -174,7 +175,7 @@ async def test_a_locked_database_never_blocks_the_event_loop(store):
     locker = sqlite3.connect(make_url(url).database, isolation_level=None, check_same_thread=False)
     locker.execute("BEGIN IMMEDIATE")
     try:
-        pending = asyncio.ensure_future(transactions.run(_add("second")))
+        pending = asyncio.ensure_future(transactions.run_core(_add("second")))
         started = time.monotonic()
         for _ in range(10):
             await asyncio.sleep(0.02)
@@ -195,7 +196,8 @@ async def test_concurrent_writers_all_commit(store):
     _url, _engine, transactions = store
     names = [f"w{i:02d}" for i in range(40)]
     await asyncio.wait_for(asyncio.gather(*(
-        transactions.run(_add(name), before=(lambda: time.sleep(0.002)) if i % 2 else None)
+        (transactions.run_core if i % 3 else transactions.run)(
+            _add(name), before=(lambda: time.sleep(0.002)) if i % 2 else None)
         for i, name in enumerate(names))), 60)
     assert await _names(transactions) == names
 

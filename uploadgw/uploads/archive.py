@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import posixpath
+import re
 import tarfile
 import zipfile
 
@@ -41,8 +42,11 @@ def _bad(message: str, reason: str = "invalid_distribution") -> InvalidUpload:
     return InvalidUpload(f"Invalid distribution file: {message}", reason=reason)
 
 
+_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\\]")  # control characters (NUL among them), backslashes
+
+
 def _check_member_name(name: str) -> None:
-    if not name or "\x00" in name or "\\" in name or any(ord(c) < 32 for c in name):
+    if not name or _UNSAFE_CHARS.search(name):
         raise _bad(f"member {name[:80]!r} has an unsafe name.", "unsafe_member")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         raise _bad(f"member {name[:80]!r} has an absolute path.", "unsafe_member")
