@@ -66,13 +66,13 @@ def _loop_engine(url: str) -> Engine:
     engine = create_engine(parsed, poolclass=StaticPool, connect_args={"timeout": 0, "check_same_thread": False})
     event.listen(engine, "connect", _loop_pragmas)
     # Writers take the write lock at BEGIN (or hear "busy" at once); readers (`read`) never wait in WAL mode.
-    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(conn.get_execution_options().get(
-        "sqlite_begin", "BEGIN IMMEDIATE")))
+    event.listen(engine, "begin", lambda conn: conn.connection.driver_connection.execute(
+        conn.get_execution_options().get("sqlite_begin", "BEGIN IMMEDIATE")))
     return engine
 
 
-def _is_busy(exc: OperationalError) -> bool:
-    return getattr(exc.orig, "sqlite_errorcode", None) in _BUSY_CODES
+def _is_busy(exc: Exception) -> bool:
+    return getattr(getattr(exc, "orig", exc), "sqlite_errorcode", None) in _BUSY_CODES
 
 
 class _Busy(Exception):
@@ -138,7 +138,7 @@ class Transactions:
             with engine.connect() if core else Session(engine, expire_on_commit=False) as unit:
                 try:
                     unit.begin() if core else unit.connection()  # BEGIN IMMEDIATE: the lock now, or "busy"
-                except OperationalError as exc:
+                except (OperationalError, sqlite3.OperationalError) as exc:  # the driver's, from BEGIN
                     if _is_busy(exc):
                         raise _Busy from None
                     raise

@@ -186,6 +186,26 @@ def test_store_keys_and_atomic_put(tmp_path):
         store.open("../../etc/passwd")
 
 
+def test_store_prepares_a_keys_directories_and_each_new_one_is_synced(tmp_path, monkeypatch):
+    from uploadgw.storage import filestore
+
+    synced = []
+    real = filestore._fsync_dir
+    monkeypatch.setattr(filestore, "_fsync_dir", lambda path: (synced.append(path), real(path)))
+    store = LocalFileStore(tmp_path, fsync=True)
+    key = key_for("cd" * 32, "y-1.0.tar.gz")
+    store.prepare(key)  # before authorisation: directories only, no blob
+    assert (tmp_path / "blobs" / "cd" / "cd").is_dir() and not store.exists(key)
+    assert synced == [tmp_path / "blobs", tmp_path / "blobs" / "cd"]  # each new entry made durable
+    store.prepare(key)
+    assert len(synced) == 2  # nothing new: nothing to do
+    temp, fp = store.new_temp()
+    with fp:
+        fp.write(b"data")
+    assert store.put_from_temp(temp, key) and store.exists(key)
+    assert synced[2:] == [tmp_path / "blobs" / "cd" / "cd"]  # the rename's directory
+
+
 @given(st.binary(max_size=400), st.sampled_from([b"b", b"boundary123"]))
 def test_multipart_split_fails_only_with_a_message(body, boundary):
     from uploadgw.http import multipart

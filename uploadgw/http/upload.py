@@ -91,7 +91,7 @@ class UploadHandler:
             self.service.authorize(form, filename, token, origin_of(request), len(data)))
         digests = hash_bytes(data, want_md5=form.md5_digest is not None)
         checking = asyncio.ensure_future(asyncio.to_thread(
-            self.service.check_archive, form, filename, data, len(data)))
+            self.service.check_archive, form, filename, data, len(data), digests.sha256))
         try:
             ticket = await authorizing
         except BaseException:
@@ -122,7 +122,7 @@ class UploadHandler:
             digests = await spool.finish()
             source = spool.data if spool.data is not None else spool.temp_path
             checking = asyncio.ensure_future(asyncio.to_thread(
-                self.service.check_archive, form, filename, source, digests.size))
+                self.service.check_archive, form, filename, source, digests.size, digests.sha256))
             return await self.service.publish(ticket, digests, checking)
         finally:
             # A published file was renamed away; anything else of this upload is removed.

@@ -39,6 +39,10 @@ class FileStore(Protocol):
     def seal(self, temp_path: str) -> None:
         """Make a finished temporary file's bytes durable before it is published."""
 
+    def prepare(self, key: str) -> None:
+        """Ready what `put_from_temp(..., key)` needs that may be made before the upload is authorised
+        and reveals nothing (a local store: the key's directories, durably)."""
+
     def put_from_temp(self, temp_path: str, key: str, *, sealed: bool = False) -> bool:
         """Move a finished temporary file under `key` atomically; True when it was not there before.
 
@@ -106,12 +110,29 @@ class LocalFileStore:
             finally:
                 os.close(fd)
 
+    def prepare(self, key: str) -> None:
+        self._make_dirs(self._path(key).parent)
+
+    def _make_dirs(self, directory: pathlib.Path) -> None:
+        """Create the missing directories, each new entry made durable in its parent."""
+        missing = []
+        while not directory.is_dir():
+            missing.append(directory)
+            directory = directory.parent
+        for new in reversed(missing):
+            try:
+                new.mkdir()
+            except FileExistsError:  # another upload made it
+                continue
+            if self.fsync:
+                _fsync_dir(new.parent)
+
     def put_from_temp(self, temp_path: str, key: str, *, sealed: bool = False) -> bool:
         final = self._path(key)
         if final.exists():
             self.discard_temp(temp_path)
             return False
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self._make_dirs(final.parent)  # nothing to do after `prepare`
         if not sealed:
             self.seal(temp_path)
         os.chmod(temp_path, 0o644)

@@ -194,17 +194,22 @@ class UploadService:
     def open_spool(self, limit: int, form: UploadForm) -> Spool:
         return Spool(self.store, limit=limit, want_md5=form.md5_digest is not None)
 
-    def check_archive(self, form: UploadForm, filename: str, source: str | bytes, size: int) -> Checked:
+    def check_archive(self, form: UploadForm, filename: str, source: str | bytes, size: int,
+                      sha256: str) -> Checked:
         """Blocking (run in a thread): look inside the archive, then make its bytes a sealed temporary
-        file ready to be published. `source` is the bytes themselves, or a temporary file's path."""
+        file ready to be published (and the store ready for its key). `source` is the bytes
+        themselves, or a temporary file's path."""
         info = archive.inspect(source, filename=filename, filetype=form.filetype, limits=self.archive_limits,
                                size=size)
         info = archive.check_metadata(info, canonical_name=form.canonical_name, version=form.parsed_version,
                                       form_name=form.name)
         if isinstance(source, bytes):
-            return Checked(info=info, temp_path=self.store.write_temp(source))
-        self.store.seal(source)
-        return Checked(info=info, temp_path=source)
+            checked = Checked(info=info, temp_path=self.store.write_temp(source))
+        else:
+            self.store.seal(source)
+            checked = Checked(info=info, temp_path=source)
+        self.store.prepare(key_for(sha256, filename))
+        return checked
 
     async def discard(self, checking: asyncio.Future | None) -> None:
         """Forget a check that will not be published (waiting for it: a thread cannot be stopped)."""
