@@ -51,6 +51,24 @@ class TestAccessLog:
     async def test_access_log_never_records_query_strings(self, gw, caplog):
         await _access_log_never_records_query_strings(gw, caplog)
 
+    async def test_an_accepted_upload_is_one_line_naming_it_but_never_the_token(self, gw, caplog, tmp_path):
+        caplog.set_level("INFO", logger="uploadgw.access")
+        up = await make_uploader(gw.auth)
+        wheel = make_wheel(tmp_path, "logged-pkg", "1.0")
+        for _ in range(2):  # stored, then the identical file again (nothing new stored)
+            status, _, _ = await post_upload(gw, wheel, up.token)
+            assert status == 200
+        for _ in range(50):
+            lines = [r for r in caplog.records if r.name == "uploadgw.access" and getattr(r, "path", "") == "/legacy/"]
+            if len(lines) == 2:
+                break
+            await asyncio.sleep(0.01)
+        [event] = await gw.events("file:add")
+        assert [(r.project, r.upload_filename, r.size, r.token_id, r.stored) for r in lines] == [
+            ("logged-pkg", wheel.name, wheel.stat().st_size, event.details["token_id"], stored)
+            for stored in (True, False)]
+        assert all(up.token not in r.getMessage() + str(vars(r)) for r in caplog.records)
+
 
 async def _access_log_never_records_query_strings(gw, caplog):
     caplog.set_level("INFO", logger="uploadgw.access")

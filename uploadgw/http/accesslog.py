@@ -1,12 +1,16 @@
 """The access log: one JSON-friendly record per request, never the query string.
 
 Emailed verification and reset links carry their single-use token in the query, so the default
-aiohttp format (which logs the request line) would write secrets to the log.
+aiohttp format (which logs the request line) would write secrets to the log. A handler may add
+fields to its request's line (an accepted upload: the project, filename, size and token id).
 """
 
 from __future__ import annotations
 
+from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+
+ACCESS_LOG_EXTRA = web.RequestKey("access_log_extra", dict)
 
 
 class RedactedAccessLogger(AbstractAccessLogger):
@@ -22,5 +26,6 @@ class RedactedAccessLogger(AbstractAccessLogger):
                 "ms": round(time * 1000, 2),
                 "remote": request.remote or "",
                 "agent": request.headers.get("User-Agent", "")[:200],
+                **request.get(ACCESS_LOG_EXTRA, {}),
             },
         )

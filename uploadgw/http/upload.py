@@ -19,6 +19,7 @@ from aiohttp import web
 from gatehouse.infra.outbox import Origin
 from uploadgw.errors import InvalidUpload, TooLarge
 from uploadgw.http import credentials, multipart
+from uploadgw.http.accesslog import ACCESS_LOG_EXTRA
 from uploadgw.uploads.form import UploadForm, check_filename, collect_fields, parse_form
 from uploadgw.uploads.service import UploadService, human_size
 from uploadgw.uploads.spool import SizeExceeded, hash_bytes
@@ -57,6 +58,8 @@ class UploadHandler:
             outcome = await self._small(request, token, declared)
         else:
             outcome = await self._streamed(request, token, declared)
+        request[ACCESS_LOG_EXTRA] = {"project": outcome.project, "upload_filename": outcome.filename,
+                                     "size": outcome.size, "token_id": outcome.token_id, "stored": outcome.created}
         if not outcome.created:
             return web.Response(text="File already exists with identical content; nothing new was stored.\n")
         return web.Response(text="OK\n")

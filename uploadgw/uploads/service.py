@@ -91,6 +91,9 @@ class UploadOutcome:
     created: bool          # False: the identical file was already there; nothing new stored
     filename: str
     sha256: str
+    project: str           # for the access log line
+    size: int
+    token_id: str
 
 
 def human_size(n: int) -> str:
@@ -177,6 +180,12 @@ class UploadService:
                         reason="file_too_large")
 
     @staticmethod
+    def _outcome(ticket: Ticket, digests: Digests, *, created: bool) -> UploadOutcome:
+        return UploadOutcome(created=created, filename=ticket.filename, sha256=digests.sha256,
+                             project=ticket.identity.project_name, size=digests.size,
+                             token_id=ticket.identity.token_id)
+
+    @staticmethod
     def _filename_reused() -> InvalidUpload:
         return InvalidUpload("This filename has already been used, use a different version.",
                              reason="filename_reused")
@@ -237,7 +246,7 @@ class UploadService:
             if live.live_sha256 is not None:
                 if live.live_sha256 == digests.sha256 and live.live_blake2_256 == digests.blake2_256:
                     await self.discard(checking)
-                    return UploadOutcome(created=False, filename=ticket.filename, sha256=digests.sha256)
+                    return self._outcome(ticket, digests, created=False)
                 raise self._exists(ticket.filename, live.live_sha256)
             checked = await checking
         except BaseException:
@@ -281,7 +290,7 @@ class UploadService:
         state = await self._precheck(ticket.form, ticket.filename)
         if state.live_sha256 is not None:
             if state.live_sha256 == digests.sha256 and state.live_blake2_256 == digests.blake2_256:
-                return UploadOutcome(created=False, filename=ticket.filename, sha256=digests.sha256)
+                return self._outcome(ticket, digests, created=False)
             raise self._exists(ticket.filename, state.live_sha256)
         if state.filename_used:
             raise self._filename_reused()
@@ -293,10 +302,7 @@ class UploadService:
                            place) -> UploadOutcome:
         outcome = await self.transactions.run_core(lambda conn: self._record_in(conn, ticket, digests, key, info),
                                               before=place)
-        ident = ticket.identity
-        log.info("upload accepted", extra={"project": ident.project_name, "upload_filename": ticket.filename,
-                                           "size": digests.size, "token_id": ident.token_id})
-        return outcome
+        return outcome  # logged with the request (uploadgw.http.accesslog)
 
     def _record_in(self, conn: Connection, ticket: Ticket, digests: Digests, key: str,
                    info: archive.ArchiveInfo) -> UploadOutcome:
@@ -349,4 +355,4 @@ class UploadService:
                 "token_id": ident.token_id, "user_agent": ticket.origin.user_agent,
                 "sha256": digests.sha256, "size": digests.size, "packagetype": form.filetype}))
         self.events.write(conn, events)
-        return UploadOutcome(created=True, filename=ticket.filename, sha256=digests.sha256)
+        return self._outcome(ticket, digests, created=True)
