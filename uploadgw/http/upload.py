@@ -5,12 +5,14 @@ a body declared too large, is refused before anything else). twine sends every m
 before `content`, so the project is known - and the token sent to authsvc - before the file is
 used. A large body is streamed, and only after authsvc said yes. A small one (at most
 `SMALL_BODY` bytes, already in the socket buffers) is read whole; its archive is examined while
-authsvc answers, and it is published only if authsvc said yes.
+authsvc answers (in a thread started once the request to authsvc is out: before, it held the GIL
+while the request was being sent), and it is published only if authsvc said yes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import aiohttp
@@ -90,17 +92,20 @@ class UploadHandler:
             raise InvalidUpload("Upload payload does not have a file.", reason="no_file")
         form, filename = self._form(fields, content.filename)
         data = content.value
-        authorizing = asyncio.ensure_future(
-            self.service.authorize(form, filename, token, origin_of(request), len(data)))
         digests = hash_bytes(data, want_md5=form.md5_digest is not None)
-        checking = asyncio.ensure_future(asyncio.to_thread(
-            self.service.check_archive, form, filename, data, len(data), digests.sha256))
+        started: list[asyncio.Future] = []
+
+        def start_checking() -> None:  # the archive is examined while authsvc answers
+            started.append(asyncio.get_running_loop().run_in_executor(None, functools.partial(
+                self.service.check_archive, form, filename, data, len(data), digests.sha256)))
+
         try:
-            ticket = await authorizing
+            ticket = await self.service.authorize(form, filename, token, origin_of(request), len(data),
+                                                  while_waiting=start_checking)
         except BaseException:
-            await self.service.discard(checking)
+            await self.service.discard(started[0] if started else None)
             raise
-        return await self.service.publish(ticket, digests, checking)
+        return await self.service.publish(ticket, digests, started[0])
 
     async def _streamed(self, request: web.Request, token: str, declared: int | None):
         try:

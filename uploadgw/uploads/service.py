@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -36,7 +37,8 @@ from uploadgw.uploads.spool import Digests, Spool, check_digests
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 # Loop turns grpc.aio takes to put a call on the wire (our task, the credential interceptor's, the
-# call's own); measured: a read done after fewer turns delays the request instead of overlapping it.
+# call's own); measured: local work started after fewer turns (a read, a thread holding the GIL)
+# delays the request instead of overlapping with it.
 CALL_TURNS = 3
 
 
@@ -121,14 +123,17 @@ class UploadService:
 
     # -- step 1 ----------------------------------------------------------------------------------
     async def authorize(self, form: UploadForm, filename: str, token: str, origin: Origin,
-                        remaining: int | None) -> Ticket:
+                        remaining: int | None, *, while_waiting: Callable[[], object] | None = None) -> Ticket:
         """Validate the filename, ask authsvc (and, meanwhile, the database), refuse what can be
-        refused before the bytes are used."""
+        refused before the bytes are used. `while_waiting` is called once the request to authsvc
+        is on its way (to start work that overlaps with the answer)."""
         check_filename(filename, form)
         verification = asyncio.ensure_future(self.auth.verify_upload(token, form.name, origin))
         try:
-            for _turn in range(CALL_TURNS):  # the request goes out before the local read below
+            for _turn in range(CALL_TURNS):  # the request goes out before any local work
                 await asyncio.sleep(0)
+            if while_waiting is not None:
+                while_waiting()
             state = await self._precheck(form, filename)
         except BaseException:
             verification.cancel()
