@@ -105,31 +105,27 @@ class Transactions:
         return await self._write(fn, before, core=True)
 
     async def _write(self, fn, before: Callable[[], object] | None, *, core: bool):
-        if self._sync is None:
-            if before is not None:
-                await asyncio.to_thread(before)
-            async with self._sessions() as session, session.begin():
-                result = await session.run_sync((lambda s: fn(s.connection())) if core else fn)
-        else:
-            try:
-                result = await self._run_on_loop(fn, before, core=core)
-            except _Busy:
-                result = await asyncio.to_thread(self._run_sqlite, fn, before, core)
+        result = await self._transact(fn, before, core=core, write=True)
         if self.after_commit is not None:
             self.after_commit()
         return result
 
     async def read(self, fn: Callable[[Session], T]) -> T:
         """Run `fn(session)` in a read-only transaction (on SQLite on the event loop; it never waits)."""
-        if self._sync is None:
-            async with self._sessions() as session, session.begin():
-                return await session.run_sync(fn)
-        try:
-            return await self._run_on_loop(fn, None, core=False, write=False)
-        except _Busy:
-            return await asyncio.to_thread(self._run_sqlite, fn, None, False)
+        return await self._transact(fn, None, core=False, write=False)
 
-    async def _run_on_loop(self, fn, before: Callable[[], object] | None, *, core: bool, write: bool = True):
+    async def _transact(self, fn, before: Callable[[], object] | None, *, core: bool, write: bool):
+        if self._sync is None:
+            if before is not None:
+                await asyncio.to_thread(before)
+            async with self._sessions() as session, session.begin():
+                return await session.run_sync((lambda s: fn(s.connection())) if core else fn)
+        try:
+            return await self._run_on_loop(fn, before, core=core, write=write)
+        except _Busy:
+            return await asyncio.to_thread(self._run_sqlite, fn, before, core)
+
+    async def _run_on_loop(self, fn, before: Callable[[], object] | None, *, core: bool, write: bool):
         if self._loop is None or self._loop_in_use:
             raise _Busy
         self._loop_in_use = True
