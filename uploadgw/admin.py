@@ -81,12 +81,16 @@ async def delete_project_files(settings: Settings, project_name: str | None = No
 
 
 async def sweep(settings: Settings, *, orphan_min_age_seconds: float = 24 * 3600) -> dict:
-    """Finish interrupted removals, drop stale temporaries and blobs that no row refers to."""
+    """Finish interrupted removals, drop stale temporaries and unrecorded blobs, then scan the whole
+    store for blobs that no row refers to (older than a day, and never younger than the temporaries'
+    age: an upload in flight records its blob well within that)."""
     async with _releases(settings) as releases:
         finished = await releases.finish_pending()
         temp = await asyncio.to_thread(releases.store.sweep_temp, settings.temp_max_age_seconds)
-        orphans = await releases.collect_orphan_blobs(orphan_min_age_seconds)
-    return {"files_removed": finished, "temp_removed": temp, "orphan_blobs_removed": orphans}
+        unrecorded = await releases.collect_unrecorded(settings.temp_max_age_seconds)
+        orphans = await releases.collect_orphan_blobs(max(orphan_min_age_seconds, settings.temp_max_age_seconds))
+    return {"files_removed": finished, "temp_removed": temp, "unrecorded_removed": unrecorded,
+            "orphan_blobs_removed": orphans}
 
 
 def main(argv=None) -> int:

@@ -88,6 +88,7 @@ def build_gateway(settings: Settings, clock: Clock, channel) -> Gateway:
     transactions = Transactions(settings.database_url, db)
     uploads = UploadService(
         db=db, transactions=transactions, store=store, auth=auth, events=events, clock=clock, releases=releases,
+        pending_max_age=settings.temp_max_age_seconds,
         limits=SizeLimits(max_file_size=settings.max_file_size, max_project_size=settings.max_project_size),
         archive_limits=ArchiveLimits(
             max_members=settings.max_archive_members, max_metadata_size=settings.max_metadata_file_size,
@@ -99,11 +100,15 @@ def build_gateway(settings: Settings, clock: Clock, channel) -> Gateway:
 
 
 async def sweep_once(gateway: Gateway) -> None:
-    """Finish interrupted removals and drop temporaries left by crashed uploads (any replica may run it)."""
-    removed = await asyncio.to_thread(gateway.store.sweep_temp, gateway.settings.temp_max_age_seconds)
+    """Finish interrupted removals, drop temporaries and unrecorded blobs left by crashed uploads
+    (any replica may run it)."""
+    max_age = gateway.settings.temp_max_age_seconds
+    removed = await asyncio.to_thread(gateway.store.sweep_temp, max_age)
+    unrecorded = await gateway.releases.collect_unrecorded(max_age)
     finished = await gateway.releases.finish_pending()
-    if removed or finished:
-        log.info("sweep", extra={"temp_removed": removed, "files_removed": finished})
+    if removed or unrecorded or finished:
+        log.info("sweep", extra={"temp_removed": removed, "unrecorded_removed": unrecorded,
+                                 "files_removed": finished})
 
 
 async def _sweeper(gateway: Gateway) -> None:

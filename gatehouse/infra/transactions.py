@@ -13,10 +13,6 @@ synchronous `fn(session)` as one unit. The caller writes one function for both b
   commits a worker thread does it.
 - On PostgreSQL through the async session's `run_sync` (asyncpg, no threads).
 
-`before` is blocking work (file I/O) that must be finished before the commit: on the loop path it
-runs in a thread of its own pool while `fn` runs (never queued behind transactions that wait for
-the lock this one holds), and the commit waits for it; otherwise it runs first.
-
 The gateway's upload and the auth service's hot writes (the second login step, a project created
 by its first upload) use it.
 """
@@ -24,7 +20,7 @@ by its first upload) use it.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import logging
 import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
@@ -41,6 +37,7 @@ from gatehouse.infra.db import is_sqlite, sqlite_pragmas
 from gatehouse.infra.fastread import SqliteReader
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 CHECKPOINT_EVERY = 256
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
@@ -76,7 +73,7 @@ def _is_busy(exc: Exception) -> bool:
 
 
 class _Busy(Exception):
-    """The loop connection could not take the write lock at once (or is in use)."""
+    """The loop connection could not take the write lock at once."""
 
 
 class Transactions:
@@ -87,73 +84,56 @@ class Transactions:
         self._sync = _sqlite_engine(url) if sqlite else None
         self._loop = _loop_engine(url) if sqlite and make_url(url).database not in (None, "", ":memory:") else None
         self._loop_reads = self._loop.execution_options(sqlite_begin="BEGIN") if self._loop is not None else None
-        self._loop_in_use = False
         self._loop_commits = 0
-        self._before_pool = concurrent.futures.ThreadPoolExecutor(1, "tx-before") if self._loop is not None else None
         self._checkpoint: asyncio.Future | None = None
         self._readers: list[SqliteReader] = []
         # Called (on the event loop) after each commit, e.g. to wake the outbox relay.
         self.after_commit: Callable[[], None] | None = None
 
-    async def run(self, fn: Callable[[Session], T], *, before: Callable[[], object] | None = None) -> T:
-        """Run `fn(session)` in one transaction: committed when it returns, rolled back if it raises
-        (or if `before`, blocking work that must be done before the commit, raises)."""
-        return await self._write(fn, before, core=False)
+    async def run(self, fn: Callable[[Session], T]) -> T:
+        """Run `fn(session)` in one transaction: committed when it returns, rolled back if it raises."""
+        return await self._write(fn, core=False)
 
-    async def run_core(self, fn: Callable[[Connection], T], *, before: Callable[[], object] | None = None) -> T:
+    async def run_core(self, fn: Callable[[Connection], T]) -> T:
         """`run` for Core statements only: `fn(connection)`, without an ORM session (cheaper)."""
-        return await self._write(fn, before, core=True)
+        return await self._write(fn, core=True)
 
-    async def _write(self, fn, before: Callable[[], object] | None, *, core: bool):
-        result = await self._transact(fn, before, core=core, write=True)
+    async def _write(self, fn, *, core: bool):
+        result = await self._transact(fn, core=core, write=True)
         if self.after_commit is not None:
-            self.after_commit()
+            try:
+                self.after_commit()
+            except Exception:  # noqa: BLE001 - the transaction committed: its caller must hear so
+                log.exception("after-commit hook failed")
         return result
 
     async def read(self, fn: Callable[[Session], T]) -> T:
         """Run `fn(session)` in a read-only transaction (on SQLite on the event loop; it never waits)."""
-        return await self._transact(fn, None, core=False, write=False)
+        return await self._transact(fn, core=False, write=False)
 
-    async def _transact(self, fn, before: Callable[[], object] | None, *, core: bool, write: bool):
+    async def _transact(self, fn, *, core: bool, write: bool):
         if self._sync is None:
-            if before is not None:
-                await asyncio.to_thread(before)
             async with self._sessions() as session, session.begin():
                 return await session.run_sync((lambda s: fn(s.connection())) if core else fn)
         try:
-            return await self._run_on_loop(fn, before, core=core, write=write)
+            return self._run_on_loop(fn, core=core, write=write)
         except _Busy:
-            return await asyncio.to_thread(self._run_sqlite, fn, before, core)
+            return await asyncio.to_thread(self._run_sqlite, fn, core)
 
-    async def _run_on_loop(self, fn, before: Callable[[], object] | None, *, core: bool, write: bool):
-        if self._loop is None or self._loop_in_use:
+    def _run_on_loop(self, fn, *, core: bool, write: bool):
+        """Synchronous from BEGIN to COMMIT: no other task can use the loop connection meanwhile."""
+        if self._loop is None:
             raise _Busy
-        self._loop_in_use = True
-        try:
-            engine = self._loop if write else self._loop_reads
-            with engine.connect() if core else Session(engine, expire_on_commit=False) as unit:
-                try:
-                    unit.begin() if core else unit.connection()  # BEGIN IMMEDIATE: the lock now, or "busy"
-                except (OperationalError, sqlite3.OperationalError) as exc:  # the driver's, from BEGIN
-                    if _is_busy(exc):
-                        raise _Busy from None
-                    raise
-                pending = None
-                if before is not None:
-                    pending = asyncio.get_running_loop().run_in_executor(self._before_pool, before)
-                try:
-                    result = fn(unit)
-                except BaseException:
-                    if pending is not None:  # finished before the rollback; fn's error is the one raised
-                        await asyncio.wait([pending])
-                        if not pending.cancelled():
-                            pending.exception()
-                    raise
-                if pending is not None:
-                    await pending  # its failure rolls the transaction back
-                unit.commit()
-        finally:
-            self._loop_in_use = False
+        engine = self._loop if write else self._loop_reads
+        with engine.connect() if core else Session(engine, expire_on_commit=False) as unit:
+            try:
+                unit.begin() if core else unit.connection()  # BEGIN IMMEDIATE: the lock now, or "busy"
+            except (OperationalError, sqlite3.OperationalError) as exc:  # the driver's, from BEGIN
+                if _is_busy(exc):
+                    raise _Busy from None
+                raise
+            result = fn(unit)
+            unit.commit()
         if not write:
             return result
         self._loop_commits += 1
@@ -165,9 +145,7 @@ class Transactions:
         with self._sync.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
-    def _run_sqlite(self, fn, before: Callable[[], object] | None, core: bool):
-        if before is not None:
-            before()
+    def _run_sqlite(self, fn, core: bool):
         if core:
             with self._sync.begin() as conn:
                 return fn(conn)
@@ -186,7 +164,6 @@ class Transactions:
         for reader in self._readers:
             reader.close()
         if self._loop is not None:
-            self._before_pool.shutdown(wait=True)
             self._loop.dispose()
         if self._sync is not None:
             self._sync.dispose()

@@ -119,51 +119,17 @@ async def test_prepared_returning_literals_executemany_and_errors(store):
     assert await _names(transactions) == ["m0", "m1", "m2", "n"]
 
 
-async def test_before_finishes_before_the_commit_and_its_failure_rolls_back(store):
+async def test_a_failing_transaction_leaves_nothing(store):
     _url, _engine, transactions = store
-    seen_during_before: list[list[str]] = []
+    await transactions.run(_add("a"))
 
-    def before():
-        time.sleep(0.05)  # file I/O in the real caller
-        seen_during_before.append(_other_reader_names(store))
-
-    await transactions.run(_add("a"), before=before)
-    assert seen_during_before == [[]]  # not committed while `before` ran
-    assert await _names(transactions) == ["a"]
-
-    def failing_before():
-        time.sleep(0.02)
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        await transactions.run(_add("b"), before=failing_before)
-    assert await _names(transactions) == ["a"]
-
-    finished = threading.Event()
-
-    def slow_before():
-        time.sleep(0.1)
-        finished.set()
-
-    def failing_fn(session):
-        _add("c")(session)
+    def failing_fn(conn):
+        _add("b")(conn)
         raise ValueError("refused")
 
     with pytest.raises(ValueError, match="refused"):
-        await transactions.run_core(failing_fn, before=slow_before)
-    assert finished.is_set()  # the caller learns of the failure only after `before` is done
+        await transactions.run_core(failing_fn)
     assert await _names(transactions) == ["a"]
-
-
-def _other_reader_names(store) -> list[str]:
-    url = store[0]
-    if not url.startswith("sqlite"):
-        return []  # PostgreSQL: `before` runs before the transaction begins
-    conn = sqlite3.connect(make_url(url).database)
-    try:
-        return [row[0] for row in conn.execute("SELECT name FROM items ORDER BY name")]
-    finally:
-        conn.close()
 
 
 @ONLY_SQLITE
@@ -191,15 +157,40 @@ async def test_a_locked_database_never_blocks_the_event_loop(store):
 
 @ONLY_SQLITE
 async def test_concurrent_writers_all_commit(store):
-    """One transaction holds the loop connection while its `before` runs; the others take the thread
-    path and wait for the lock: nothing is lost, nothing deadlocks."""
-    _url, _engine, transactions = store
+    """Another process keeps taking the write lock: transactions that find it taken go to the
+    thread path and wait, the others commit on the loop; nothing is lost, nothing deadlocks."""
+    url, _engine, transactions = store
+    stop = threading.Event()
+
+    def other_writer():
+        conn = sqlite3.connect(make_url(url).database, isolation_level=None, check_same_thread=False)
+        try:
+            while not stop.is_set():
+                conn.execute("BEGIN IMMEDIATE")
+                time.sleep(0.003)
+                conn.execute("COMMIT")
+                time.sleep(0.001)
+        finally:
+            conn.close()
+
+    threaded = []
+    on_thread = transactions._run_sqlite
+    transactions._run_sqlite = lambda *args: (threaded.append(1), on_thread(*args))[1]
+    thread = threading.Thread(target=other_writer)
+    thread.start()
     names = [f"w{i:02d}" for i in range(40)]
-    await asyncio.wait_for(asyncio.gather(*(
-        (transactions.run_core if i % 3 else transactions.run)(
-            _add(name), before=(lambda: time.sleep(0.002)) if i % 2 else None)
-        for i, name in enumerate(names))), 60)
+
+    async def one(i: int, name: str):
+        await asyncio.sleep(0.001 * (i % 7))
+        return await (transactions.run_core if i % 3 else transactions.run)(_add(name))
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(one(i, name) for i, name in enumerate(names))), 60)
+    finally:
+        stop.set()
+        thread.join()
     assert await _names(transactions) == names
+    assert 0 < len(threaded) < len(names)  # both paths were taken
 
 
 @ONLY_SQLITE

@@ -108,7 +108,8 @@ class GatewayHarness:
         return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
 
     def temp_files(self) -> list[str]:
-        return os.listdir(os.path.join(self.settings.storage_dir, "tmp"))
+        """Temporary files and blobs still pending (stored, not recorded nor removed)."""
+        return [name for sub in ("tmp", "pending") for name in os.listdir(os.path.join(self.settings.storage_dir, sub))]
 
 
 @pytest.fixture

@@ -48,3 +48,8 @@ async def test_parallel_uploads_to_one_project(gw, tmp_path):
     assert project.total_size == sum(files)
     assert project.serial == 11  # one bump per stored file
     assert len(await gw.events("file:add")) == 11 and len(await gw.events("project:release:add")) == 11
+    # Each upload stored its bytes under a key of its own; the refused and the identical ones removed
+    # theirs, and nothing is left pending.
+    async with gw.gateway.db() as session:
+        paths = (await session.execute(select(File.path))).scalars().all()
+    assert gw.stored_blobs() == sorted(paths) and gw.temp_files() == []

@@ -3,6 +3,7 @@ resumable after a crash half way), sweeping leftovers."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -129,6 +130,43 @@ async def test_the_sweeper_finishes_removals_and_temporaries(gw, tmp_path):
     await sweep_once(gw.gateway)
     assert gw.stored_blobs() == [] and await count(gw, File) == 0
     assert gw.temp_files() == ["upload-live.part"]
+
+
+async def test_the_sweeper_removes_blobs_whose_upload_died_before_recording_them(gw, tmp_path):
+    up = await make_uploader(gw.auth)
+    await publish(gw, tmp_path, up, "pending-proj", "1.0")
+    recorded = gw.stored_blobs()
+    store = gw.gateway.store
+    old = time.time() - gw.settings.temp_max_age_seconds - 60
+    # A replica stored a blob and died before its row (pending, old); another died after the commit
+    # but before settling (its row exists); a third upload is in flight (pending, young).
+    dead = store.store("ab" * 32, b"stored, never recorded")
+    os.makedirs(store.pending, exist_ok=True)
+    settled_late = store.pending / recorded[0].split("/")[-1]
+    settled_late.touch()
+    in_flight = store.store("cd" * 32, b"being recorded")
+    for marker in (store.pending / dead.split("/")[-1], settled_late):
+        os.utime(marker, (old, old))
+    await sweep_once(gw.gateway)
+    assert gw.stored_blobs() == sorted([*recorded, in_flight])
+    assert os.listdir(store.pending) == [in_flight.split("/")[-1]]
+    assert (await page(gw, "pending-proj"))[0] == 200
+
+
+async def test_a_blob_is_removed_after_a_failed_record_only_if_no_row_names_it(gw, tmp_path):
+    """A failed (or abandoned) commit may still have committed (PostgreSQL, a lost connection): the
+    blob is removed only when the database says no row names it."""
+    up = await make_uploader(gw.auth)
+    await publish(gw, tmp_path, up, "unsure-proj", "1.0")
+    recorded = gw.stored_blobs()[0]
+    failed = asyncio.get_running_loop().create_future()
+    failed.set_exception(ConnectionError("connection lost during COMMIT"))
+    uploads = gw.gateway.uploads
+    await uploads._forget_unless_recorded(failed, recorded)
+    assert recorded in gw.stored_blobs()
+    never = gw.gateway.store.store("ef" * 32, b"never recorded")
+    await uploads._forget_unless_recorded(failed, never)
+    assert never not in gw.stored_blobs() and gw.temp_files() == []
 
 
 async def test_orphan_blobs_are_collected_by_age(gw, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import tarfile
 import zipfile
@@ -19,7 +20,7 @@ from uploadgw.http import credentials
 from uploadgw.http.middleware import reason_phrase
 from uploadgw.index.render import negotiate
 from uploadgw.settings import Settings
-from uploadgw.storage.filestore import LocalFileStore, key_for
+from uploadgw.storage.filestore import LocalFileStore
 from uploadgw.uploads import archive
 from uploadgw.uploads.form import check_filename, collect_fields, parse_form
 from uploadgw.uploads.service import human_size
@@ -166,44 +167,60 @@ def test_zip_sdist_and_metadata_check(tmp_path):
         archive.check_metadata(bad, canonical_name="zip-pkg", version=Version("1.0"), form_name="zip-pkg")
 
 
-def test_store_keys_and_atomic_put(tmp_path):
+def test_store_keys_are_the_content_and_a_random_tag_each_registered_until_settled(tmp_path):
     store = LocalFileStore(tmp_path, fsync=True)
-    key = key_for("AB" * 32, "x-1.0.tar.gz")
-    assert key.startswith("ab/ab/" + "ab" * 32 + "-") and "x-1.0" not in key
-    assert key != key_for("ab" * 32, "x-1.0-py3-none-any.whl")
+    sha = "AB" * 32
+    key = store.store(sha, b"data")
+    again = store.store(sha, b"data")  # identical bytes, another upload: a blob of its own
+    assert key.startswith("ab/ab/" + "ab" * 32 + "-") and again != key
+    assert re.fullmatch(r"ab/ab/(ab){32}-[0-9a-f]{16}", key)
+    assert store.open(key).read() == b"data" and store.exists(again)
+    assert sorted(store.iter_pending(0)) == sorted([key, again]) and list(store.iter_pending(3600)) == []
+    store.settle(key)  # recorded
+    store.discard(again)  # refused: its blob goes, the other upload's stays
+    assert list(store.iter_pending(0)) == [] and store.exists(key) and not store.exists(again)
     temp, fp = store.new_temp()
     with fp:
-        fp.write(b"data")
-    assert store.put_from_temp(temp, key) and store.exists(key)
-    temp2, fp2 = store.new_temp()
-    fp2.close()
-    assert not store.put_from_temp(temp2, key)  # already there: the temporary goes
-    assert list((tmp_path / "tmp").iterdir()) == []
+        fp.write(b"streamed")
+    moved = store.store("cd" * 32, temp)  # a finished temporary file is moved, not copied
+    assert store.open(moved).read() == b"streamed" and list((tmp_path / "tmp").iterdir()) == []
     store.delete(key)
     store.delete(key)
     assert not store.exists(key)
     with pytest.raises(ValueError):
         store.open("../../etc/passwd")
+    with pytest.raises(ValueError):
+        store.store("not a digest", b"x")
 
 
-def test_store_prepares_a_keys_directories_and_each_new_one_is_synced(tmp_path, monkeypatch):
+def test_a_stored_blob_is_durable_and_registered_before_it_exists(tmp_path, monkeypatch):
     from uploadgw.storage import filestore
 
-    synced = []
-    real = filestore._fsync_dir
-    monkeypatch.setattr(filestore, "_fsync_dir", lambda path: (synced.append(path), real(path)))
+    synced: list = []
+    real_fsync = os.fsync
+
+    def sync_dir(path):
+        synced.append(path)
+        fd = os.open(path, os.O_RDONLY)
+        real_fsync(fd)
+        os.close(fd)
+
+    monkeypatch.setattr(filestore, "_fsync_dir", sync_dir)
+    monkeypatch.setattr(filestore.os, "fsync", lambda fd: (synced.append("file"), real_fsync(fd)))
     store = LocalFileStore(tmp_path, fsync=True)
-    key = key_for("cd" * 32, "y-1.0.tar.gz")
-    store.prepare(key)  # before authorisation: directories only, no blob
-    assert (tmp_path / "blobs" / "cd" / "cd").is_dir() and not store.exists(key)
-    assert synced == [tmp_path / "blobs", tmp_path / "blobs" / "cd"]  # each new entry made durable
-    store.prepare(key)
-    assert len(synced) == 2  # nothing new: nothing to do
-    temp, fp = store.new_temp()
-    with fp:
-        fp.write(b"data")
-    assert store.put_from_temp(temp, key) and store.exists(key)
-    assert synced[2:] == [tmp_path / "blobs" / "cd" / "cd"]  # the rename's directory
+    key = store.store("cd" * 32, b"data")
+    # the pending entry, each new directory in its parent, the file's bytes, the file in its directory
+    assert synced == [tmp_path / "pending", tmp_path / "blobs", tmp_path / "blobs" / "cd", "file",
+                      tmp_path / "blobs" / "cd" / "cd"]
+    synced.clear()
+    store.store("cd" * 32, b"more")
+    assert synced == [tmp_path / "pending", "file", tmp_path / "blobs" / "cd" / "cd"]  # no new directory
+    monkeypatch.setattr(filestore.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        store.store("ef" * 32, b"lost")
+    assert sorted(store.iter_pending(0)) != [] and not any(k.startswith("ef/") for k in store.iter_pending(0))
+    assert list((tmp_path / "blobs" / "ef" / "ef").iterdir()) == []  # a failed store leaves no blob
+    assert store.exists(key)
 
 
 @given(st.binary(max_size=400), st.sampled_from([b"b", b"boundary123"]))

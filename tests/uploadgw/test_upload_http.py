@@ -112,6 +112,7 @@ async def test_every_supplied_digest_is_checked(gw, tmp_path):
     good_md5 = hashlib.md5(wheel.read_bytes()).hexdigest()
     status, _, _ = await post_upload(gw, wheel, up.token, fields=[*fields, ("md5_digest", "f" * 32)])
     assert status == 400
+    await nothing_stored(gw)
     status, _, _ = await post_upload(gw, wheel, up.token, fields=[*fields, ("md5_digest", good_md5)])
     assert status == 200
     async with gw.gateway.db() as session:
@@ -220,6 +221,20 @@ async def test_one_sdist_per_release(gw, tmp_path):
     fields = _refresh_digests(twine_fields(tar), zpath.read_bytes())
     status, reason, _ = await post_upload(gw, zpath, up.token, fields=fields)
     assert status == 400 and reason == "Only one sdist may be uploaded per release."
+    assert len(gw.stored_blobs()) == 1 and gw.temp_files() == []
+
+
+async def test_an_upload_that_took_too_long_to_record_is_refused(gw, tmp_path):
+    """The sweeper removes unrecorded blobs by age: a blob older than half that age is never recorded."""
+    up = await make_uploader(gw.auth)
+    wheel = make_wheel(tmp_path, "slow-pkg", "1.0")
+    gw.gateway.uploads.publish_within = -1.0
+    status, reason, _ = await post_upload(gw, wheel, up.token)
+    assert status == 400 and reason.startswith("The upload took too long"), reason
+    await nothing_stored(gw)
+    gw.gateway.uploads.publish_within = 60.0
+    status, reason, _ = await post_upload(gw, wheel, up.token)
+    assert status == 200, reason
 
 
 async def test_interrupted_upload_leaves_nothing(gw, tmp_path):

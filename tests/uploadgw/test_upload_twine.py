@@ -103,6 +103,8 @@ async def test_token_for_another_project_shows_the_reason(gw, tmp_path):
     assert "403" in result.flat and "not valid for project 'not-mine'" in result.flat, result.output
     assert other.token != up.token
     assert await gw.events("file:add") == []
+    # Its bytes were stored while authsvc answered, under a key of their own, and removed on the refusal.
+    assert gw.stored_blobs() == [] and gw.temp_files() == []
 
 
 async def test_expired_token_shows_the_reason(gw, tmp_path):

@@ -6,7 +6,8 @@ before `content`, so the project is known - and the token sent to authsvc - befo
 used. A large body is streamed, and only after authsvc said yes. A small one (at most
 `SMALL_BODY` bytes, already in the socket buffers) is read whole; its archive is examined while
 authsvc answers (in a thread started once the request to authsvc is out: before, it held the GIL
-while the request was being sent), and it is published only if authsvc said yes.
+while the request was being sent) and stored, unreachable, under a key of its own; it is recorded,
+and so published, only if authsvc said yes.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ class UploadHandler:
                 self.service.check_archive, form, filename, source, digests.size, digests.sha256))
             return await self.service.publish(ticket, digests, checking)
         finally:
-            # A published file was renamed away; anything else of this upload is removed.
+            # A stored file was moved away (into the store); anything else of this upload is removed.
             await spool.discard()
 
     async def _has_larger_overrides(self, declared: int) -> bool:

@@ -220,8 +220,19 @@ class ReleaseService:
             return True
         return False
 
+    async def collect_unrecorded(self, min_age_seconds: float) -> int:
+        """Pending blobs stored at least this long ago (their upload died between storing and
+        recording, or its cleanup failed): removed unless a row names them; either way settled."""
+        keys = await asyncio.to_thread(lambda: list(self.store.iter_pending(min_age_seconds)))
+        removed = 0
+        for key in keys:
+            if await self.delete_blob_if_unreferenced(key):
+                removed += 1
+            await asyncio.to_thread(self.store.settle, key)
+        return removed
+
     async def collect_orphan_blobs(self, min_age_seconds: float = 24 * 3600) -> int:
-        """Blobs no row refers to (a replica died between storing and recording): removed by age."""
+        """Every blob no row refers to, pending or not, by age (a full scan of the store)."""
         keys = await asyncio.to_thread(lambda: list(self.store.iter_keys(min_age_seconds)))
         removed = 0
         for key in keys:

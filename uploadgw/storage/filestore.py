@@ -1,52 +1,53 @@
 """Where distribution files live: a small interface and its local-filesystem implementation.
 
-Keys are chosen by the server from the content's SHA-256 (see `key_for`), never taken from the
-client's filename. A blob appears under its key only by an atomic rename of a finished temporary
-file, so readers never see a partial file. Several gateway replicas may share one directory (a
-network filesystem): renames are atomic, identical content lands on the identical key, and the
-temporary area is swept by age only.
+Keys are chosen by the server: the content's SHA-256 and a random tag (see `new_key`), never the
+client's filename. Each upload stores its bytes under a key of its own, durably, while authsvc is
+still deciding; the blob is reachable only through the database row that names its key, so it is
+invisible until that row commits, and a refused upload removes its own blob without any risk of
+touching another upload's (even one of identical bytes). A stored blob is registered as *pending*
+until its row commits (`settle`); the sweeper removes pending blobs that no row names once they are
+old enough (a replica died between storing and recording). Several gateway replicas may share one
+directory (a network filesystem): every name is created by one upload only, and the sweeps go by
+age only.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pathlib
+import re
 import secrets
 import time
 from typing import BinaryIO, Protocol
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_BLOB_NAME = re.compile(r"[0-9a-f]{64}-[0-9a-f]{16}")
 
-def key_for(sha256_hex: str, filename: str, *, kind: str = "") -> str:
-    """`ab/cd/<sha256>-<16 hex of the filename's hash><kind>`: content-addressed, and distinct per file.
 
-    Filenames are never reused, so a key belongs to one file for ever: deleting it cannot race an
-    upload of the same bytes under another name."""
+def new_key(sha256_hex: str) -> str:
+    """`ab/cd/<sha256>-<16 random hex>`: where the content is, and which upload stored it."""
     sha = sha256_hex.lower()
-    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+    if not _SHA256.fullmatch(sha):
         raise ValueError("a storage key is made from a hex SHA-256")
-    tag = hashlib.sha256(filename.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    return f"{sha[:2]}/{sha[2:4]}/{sha}-{tag}{kind}"
+    return f"{sha[:2]}/{sha[2:4]}/{sha}-{secrets.token_hex(8)}"
 
 
 class FileStore(Protocol):
     def new_temp(self) -> tuple[str, BinaryIO]:
         """A fresh temporary file for an incoming upload: (its path, opened for binary writing)."""
 
-    def write_temp(self, data: bytes) -> str:
-        """A temporary file holding `data`, already flushed to stable storage (see `seal`)."""
+    def store(self, sha256: str, source: bytes | str) -> str:
+        """Blocking: put an upload's bytes (`source` is the bytes, or a finished temporary file,
+        which is moved) durably under a new key of its own, registered as pending; return the key."""
 
-    def seal(self, temp_path: str) -> None:
-        """Make a finished temporary file's bytes durable before it is published."""
+    def settle(self, key: str) -> None:
+        """The key's row committed: the blob is no longer pending."""
 
-    def prepare(self, key: str) -> None:
-        """Ready what `put_from_temp(..., key)` needs that may be made before the upload is authorised
-        and reveals nothing (a local store: the key's directories, durably)."""
+    def discard(self, key: str) -> None:
+        """The key will never be recorded: remove the blob and its pending entry."""
 
-    def put_from_temp(self, temp_path: str, key: str, *, sealed: bool = False) -> bool:
-        """Move a finished temporary file under `key` atomically; True when it was not there before.
-
-        When the key already exists (identical content) the temporary file is removed instead."""
+    def iter_pending(self, min_age_seconds: float):
+        """Keys stored at least this long ago and not settled (or discarded) since."""
 
     def open(self, key: str) -> BinaryIO: ...
 
@@ -64,19 +65,21 @@ class FileStore(Protocol):
         """Remove temporary files older than the given age (left by a crashed replica)."""
 
     def iter_keys(self, min_age_seconds: float):
-        """Keys of blobs older than the given age (for collecting blobs that no row references)."""
+        """Keys of all blobs older than the given age (a full scan, for the operator's sweep)."""
 
 
 class LocalFileStore:
-    """Blobs under `<root>/blobs/ab/cd/<sha256>`, temporaries under `<root>/tmp` (same filesystem)."""
+    """Blobs under `<root>/blobs/ab/cd/<key name>`, temporaries under `<root>/tmp` (same filesystem),
+    pending registrations as empty files `<root>/pending/<key name>`."""
 
     def __init__(self, root: str | os.PathLike, *, fsync: bool = True):
         self.root = pathlib.Path(root)
         self.blobs = self.root / "blobs"
         self.tmp = self.root / "tmp"
+        self.pending = self.root / "pending"
         self.fsync = fsync
-        self.blobs.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        for directory in (self.blobs, self.tmp, self.pending):
+            directory.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> pathlib.Path:
         parts = key.split("/")
@@ -84,34 +87,63 @@ class LocalFileStore:
             raise ValueError(f"malformed storage key {key!r}")
         return self.blobs.joinpath(*parts)
 
+    def _marker(self, key: str) -> pathlib.Path:
+        return self.pending / self._path(key).name
+
     def new_temp(self) -> tuple[str, BinaryIO]:
         path = self.tmp / f"upload-{secrets.token_hex(12)}.part"
         fp = open(path, "xb")  # noqa: SIM115 - the caller owns and closes it
         return str(path), fp
 
-    def write_temp(self, data: bytes) -> str:
-        path, fp = self.new_temp()
+    def store(self, sha256: str, source: bytes | str) -> str:
+        while True:
+            key = new_key(sha256)
+            final = self._path(key)
+            marker = self._marker(key)
+            if final.exists():  # 64 random bits met themselves: draw again
+                continue
+            try:
+                # The registration is durable before the blob, so that a crash cannot leave an
+                # unregistered (never swept) blob behind.
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            except FileExistsError:
+                continue
+            break
         try:
-            with fp:
-                fp.write(data)
-                if self.fsync:
-                    fp.flush()
-                    os.fsync(fp.fileno())
+            if self.fsync:
+                _fsync_dir(self.pending)
+            self._make_dirs(final.parent)
+            if isinstance(source, bytes):
+                self._write_new(final, source)
+            else:
+                self._sync_file(source)
+                os.chmod(source, 0o644)
+                os.replace(source, final)  # a fresh random name: nothing is replaced
+            if self.fsync:
+                _fsync_dir(final.parent)
         except BaseException:
-            self.discard_temp(path)
+            self.discard(key)
             raise
-        return path
+        return key
 
-    def seal(self, temp_path: str) -> None:
+    def _write_new(self, path: pathlib.Path, data: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _sync_file(self, path: str) -> None:
         if self.fsync:
-            fd = os.open(temp_path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-
-    def prepare(self, key: str) -> None:
-        self._make_dirs(self._path(key).parent)
 
     def _make_dirs(self, directory: pathlib.Path) -> None:
         """Create the missing directories, each new entry made durable in its parent."""
@@ -127,24 +159,24 @@ class LocalFileStore:
             if self.fsync:
                 _fsync_dir(new.parent)
 
-    def put_from_temp(self, temp_path: str, key: str, *, sealed: bool = False) -> bool:
-        final = self._path(key)
-        if final.exists():
-            self.discard_temp(temp_path)
-            return False
-        self._make_dirs(final.parent)  # nothing to do after `prepare`
-        if not sealed:
-            self.seal(temp_path)
-        os.chmod(temp_path, 0o644)
-        os.replace(temp_path, final)
-        if self.fsync:
-            _fsync_dir(final.parent)
-        return True
+    def settle(self, key: str) -> None:
+        # Not synced: a registration that comes back after a crash is settled again by the sweeper.
+        _unlink(self._marker(key))
 
-    def put_bytes(self, data: bytes, key: str) -> bool:
-        if self._path(key).exists():
-            return False
-        return self.put_from_temp(self.write_temp(data), key, sealed=True)
+    def discard(self, key: str) -> None:
+        self.delete(key)
+        self.settle(key)
+
+    def iter_pending(self, min_age_seconds: float):
+        cutoff = time.time() - min_age_seconds
+        for entry in os.scandir(self.pending):
+            if not _BLOB_NAME.fullmatch(entry.name):
+                continue
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    yield f"{entry.name[:2]}/{entry.name[2:4]}/{entry.name}"
+            except FileNotFoundError:
+                continue
 
     def open(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")
@@ -153,19 +185,13 @@ class LocalFileStore:
         return str(self._path(key))
 
     def delete(self, key: str) -> None:
-        try:
-            self._path(key).unlink()
-        except FileNotFoundError:
-            pass
+        _unlink(self._path(key))
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
     def discard_temp(self, temp_path: str) -> None:
-        try:
-            os.unlink(temp_path)
-        except FileNotFoundError:
-            pass
+        _unlink(temp_path)
 
     def sweep_temp(self, max_age_seconds: float) -> int:
         cutoff = time.time() - max_age_seconds
@@ -178,7 +204,6 @@ class LocalFileStore:
             except FileNotFoundError:
                 continue
         return removed
-
 
     def iter_keys(self, min_age_seconds: float):
         cutoff = time.time() - min_age_seconds
@@ -194,6 +219,13 @@ class LocalFileStore:
                             yield f"{first.name}/{second.name}/{blob.name}"
                     except FileNotFoundError:
                         continue
+
+
+def _unlink(path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _fsync_dir(path: pathlib.Path) -> None:

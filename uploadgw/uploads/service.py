@@ -2,10 +2,12 @@
 
 The HTTP adapter drives three steps: `authorize` (the form and filename are valid and authsvc
 says this token may upload to this project; cheap refusals before any file byte is used), the
-bytes (`open_spool` for a streamed file, then `check_archive`: the archive's contents, the bytes
-made a sealed temporary file) and `publish` (limits, digests, duplicates; then the blob is renamed
-into place and the file, its release and their events are written in one transaction). Nothing
-is visible before that commit; a failure at any point leaves no file and no row behind.
+bytes (`open_spool` for a streamed file, then `check_archive`: the archive's contents, then the
+bytes stored durably under a key of this upload's own - for a small upload while authsvc is still
+answering) and `publish` (limits, digests, duplicates; then the file, its release and their events
+are written in one transaction: after authsvc's answer only that commit remains). A blob is
+reachable only through its row, so nothing is visible before that commit; a failure at any point
+removes the blob (a crash leaves it pending, for the sweeper) and leaves no row behind.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 
 from sqlalchemy import func, select
@@ -28,7 +31,7 @@ from uploadgw.authclient import AuthClient, UploadIdentity
 from uploadgw.errors import Conflict, InvalidUpload, TooLarge
 from uploadgw.models import ProjectLimits, new_id
 from uploadgw.releases.service import ReleaseService
-from uploadgw.storage.filestore import FileStore, key_for
+from uploadgw.storage.filestore import FileStore
 from uploadgw.uploads import archive
 from uploadgw.uploads import statements as sql
 from uploadgw.uploads.form import UploadForm, check_filename
@@ -40,6 +43,9 @@ MIB = 1024 * 1024
 # call's own); measured: local work started after fewer turns (a read, a thread holding the GIL)
 # delays the request instead of overlapping with it.
 CALL_TURNS = 3
+# The sweeper removes unrecorded blobs older than the temporary-file age; an upload whose blob is
+# older than this share of that age is not recorded (so the sweeper can never remove a recorded one).
+PUBLISH_WITHIN_SHARE = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,10 +88,11 @@ class Ticket:
 
 @dataclasses.dataclass(frozen=True)
 class Checked:
-    """An archive found sound, its bytes in a sealed temporary file awaiting publication."""
+    """An archive found sound, its bytes stored (pending) under `key`, awaiting their row."""
 
     info: archive.ArchiveInfo
-    temp_path: str
+    key: str
+    stored_at: float  # time.time()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +116,7 @@ def human_size(n: int) -> str:
 class UploadService:
     def __init__(self, *, db: async_sessionmaker, transactions: Transactions, store: FileStore, auth: AuthClient,
                  events: EventEmitter, clock: Clock, limits: SizeLimits, archive_limits: archive.ArchiveLimits,
-                 releases: ReleaseService):
+                 releases: ReleaseService, pending_max_age: float):
         self.db = db
         self.transactions = transactions
         self._precheck_reader = transactions.reader(sql.PRECHECK)  # SQLite: on the event loop
@@ -120,6 +127,8 @@ class UploadService:
         self.limits = limits
         self.archive_limits = archive_limits
         self.releases = releases
+        self.publish_within = pending_max_age * PUBLISH_WITHIN_SHARE
+        self._cleanups: set[asyncio.Task] = set()
 
     # -- step 1 ----------------------------------------------------------------------------------
     async def authorize(self, form: UploadForm, filename: str, token: str, origin: Origin,
@@ -210,20 +219,15 @@ class UploadService:
 
     def check_archive(self, form: UploadForm, filename: str, source: str | bytes, size: int,
                       sha256: str) -> Checked:
-        """Blocking (run in a thread): look inside the archive, then make its bytes a sealed temporary
-        file ready to be published (and the store ready for its key). `source` is the bytes
-        themselves, or a temporary file's path."""
+        """Blocking (run in a thread): look inside the archive, then store its bytes durably under a
+        new key (pending: no row names it yet). `source` is the bytes themselves, or a temporary
+        file's path (the file is moved)."""
         info = archive.inspect(source, filename=filename, filetype=form.filetype, limits=self.archive_limits,
                                size=size)
         info = archive.check_metadata(info, canonical_name=form.canonical_name, version=form.parsed_version,
                                       form_name=form.name)
-        if isinstance(source, bytes):
-            checked = Checked(info=info, temp_path=self.store.write_temp(source))
-        else:
-            self.store.seal(source)
-            checked = Checked(info=info, temp_path=source)
-        self.store.prepare(key_for(sha256, filename))
-        return checked
+        key = self.store.store(sha256, source)
+        return Checked(info=info, key=key, stored_at=time.time())
 
     async def discard(self, checking: asyncio.Future | None) -> None:
         """Forget a check that will not be published (waiting for it: a thread cannot be stopped)."""
@@ -233,7 +237,7 @@ class UploadService:
             checked = await checking
         except BaseException:  # noqa: BLE001 - its error does not matter any more
             return
-        self.store.discard_temp(checked.temp_path)
+        self.store.discard(checked.key)
 
     # -- step 3: publish ---------------------------------------------------------------------------
     async def publish(self, ticket: Ticket, digests: Digests, checking: asyncio.Future) -> UploadOutcome:
@@ -257,31 +261,43 @@ class UploadService:
         except BaseException:
             await self.discard(checking)
             raise
-        key = key_for(digests.sha256, ticket.filename)
-        placed: list[bool] = []
-
-        def place() -> None:
-            # The blob goes into place before the row that makes it visible (same worker thread on SQLite).
-            if not placed:
-                placed.append(self.store.put_from_temp(checked.temp_path, key, sealed=True))
-
+        # Shielded: a cancelled request must not cut a transaction off half way (a commit on a worker
+        # thread, or on PostgreSQL, may still be under way); the blob is dealt with once it is over.
+        recording = asyncio.ensure_future(self._record(ticket, digests, checked))
         try:
-            return await self._record(ticket, digests, key, checked.info, place)
-        except BaseException:
-            if not placed:
-                self.store.discard_temp(checked.temp_path)
-            elif placed[0]:
-                try:
-                    await self.releases.delete_blob_if_unreferenced(key)
-                except Exception:  # noqa: BLE001 - the sweeper collects what is left
-                    log.exception("could not remove an unrecorded blob", extra={"key": key})
+            outcome = await asyncio.shield(recording)
+        except asyncio.CancelledError:
+            cleanup = asyncio.ensure_future(self._forget_unless_recorded(recording, checked.key))
+            self._cleanups.add(cleanup)
+            cleanup.add_done_callback(self._cleanups.discard)
             raise
+        except BaseException:
+            await self._forget_unless_recorded(recording, checked.key)
+            raise
+        if outcome.created:
+            self.store.settle(checked.key)
+        else:  # a concurrent upload recorded the identical file; this one's row was rolled back
+            self.store.discard(checked.key)
+        return outcome
 
-    async def _record(self, ticket: Ticket, digests: Digests, key: str, info: archive.ArchiveInfo,
-                      place) -> UploadOutcome:
+    async def _forget_unless_recorded(self, recording: asyncio.Future, key: str) -> None:
+        """After a failed (or abandoned) record: remove the blob unless a row names it after all (an
+        error may come after a commit whose outcome the driver did not learn)."""
+        await asyncio.wait([recording])
+        if not recording.cancelled() and recording.exception() is None:
+            (self.store.settle if recording.result().created else self.store.discard)(key)
+            return
+        try:
+            if await self.releases.delete_blob_if_unreferenced(key):
+                self.store.settle(key)
+        except Exception:  # noqa: BLE001 - still pending: the sweeper collects it
+            log.exception("could not remove an unrecorded blob", extra={"key": key})
+
+    async def _record(self, ticket: Ticket, digests: Digests, checked: Checked) -> UploadOutcome:
         for _attempt in range(3):
             try:
-                return await self._record_once(ticket, digests, key, info, place)
+                return await self.transactions.run_core(
+                    lambda conn: self._record_in(conn, ticket, digests, checked))  # logged with the request
             except IntegrityError:
                 # A concurrent upload won a race (same filename, an sdist, a new release or project row).
                 outcome = await self._explain_conflict(ticket, digests)
@@ -303,16 +319,9 @@ class UploadService:
             raise self._second_sdist()
         return None
 
-    async def _record_once(self, ticket: Ticket, digests: Digests, key: str, info: archive.ArchiveInfo,
-                           place) -> UploadOutcome:
-        outcome = await self.transactions.run_core(lambda conn: self._record_in(conn, ticket, digests, key, info),
-                                              before=place)
-        return outcome  # logged with the request (uploadgw.http.accesslog)
-
-    def _record_in(self, conn: Connection, ticket: Ticket, digests: Digests, key: str,
-                   info: archive.ArchiveInfo) -> UploadOutcome:
+    def _record_in(self, conn: Connection, ticket: Ticket, digests: Digests, checked: Checked) -> UploadOutcome:
         """The file, its release if new, the project's serial and size, and the events: one transaction."""
-        form, ident, now = ticket.form, ticket.identity, self.clock.now()
+        form, ident, now, info = ticket.form, ticket.identity, self.clock.now(), checked.info
         actor = ActorRef.user(ident.user_id, ident.username)
         project_ref = (ident.project_id, ident.project_name)
         dialect = "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
@@ -349,7 +358,7 @@ class UploadService:
         sql.FILE_INSERT.execute(conn, {
             "id": new_id(), "release_id": release_id, "project_id": ident.project_id, "filename": ticket.filename,
             "packagetype": form.filetype, "python_version": form.pyversion, "size": digests.size,
-            "sha256": digests.sha256, "blake2_256": digests.blake2_256, "md5": digests.md5, "path": key,
+            "sha256": digests.sha256, "blake2_256": digests.blake2_256, "md5": digests.md5, "path": checked.key,
             "requires_python": info.requires_python,
             "metadata_sha256": hashlib.sha256(info.wheel_metadata).hexdigest() if info.wheel_metadata else None,
             "metadata_content": info.wheel_metadata, "uploaded_at": now, "uploader_id": ident.user_id,
@@ -360,4 +369,7 @@ class UploadService:
                 "token_id": ident.token_id, "user_agent": ticket.origin.user_agent,
                 "sha256": digests.sha256, "size": digests.size, "packagetype": form.filetype}))
         self.events.write(conn, events)
+        if time.time() - checked.stored_at > self.publish_within:  # last, just before the commit
+            raise Conflict("The upload took too long between storing and recording its file; upload it again.",
+                           reason="upload_stale")
         return self._outcome(ticket, digests, created=True)
