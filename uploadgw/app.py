@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from gatehouse.infra.clock import Clock, SystemClock
 from gatehouse.infra.db import make_engine, make_session_factory, upgrade_async
-from gatehouse.infra.grpcserver import open_channel
+from gatehouse.infra.grpcserver import open_bare_channel
 from gatehouse.infra.outbox import EventEmitter
 from gatehouse.infra.relay import OutboxRelay
 from gatehouse.infra.transactions import Transactions
@@ -83,7 +83,8 @@ def build_gateway(settings: Settings, clock: Clock, channel) -> Gateway:
     db = make_session_factory(engine)
     store = LocalFileStore(settings.storage_dir, fsync=settings.fsync)
     events = EventEmitter(outbox, source="uploadgw", clock=clock)
-    auth = AuthClient(channel, timeout=settings.auth_timeout, index_cache_seconds=settings.index_auth_cache_seconds)
+    auth = AuthClient(channel, credential=settings.authsvc_key, timeout=settings.auth_timeout,
+                      index_cache_seconds=settings.index_auth_cache_seconds)
     releases = ReleaseService(db=db, store=store, events=events, clock=clock)
     transactions = Transactions(settings.database_url, db)
     uploads = UploadService(
@@ -146,7 +147,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
 
 async def _resources(app: web.Application):
     settings = app[SETTINGS]
-    channel = open_channel(settings.authsvc_target, settings.authsvc_key, default_timeout=settings.auth_timeout)
+    channel = open_bare_channel(settings.authsvc_target)  # the upload check's hot path: no interceptors
     gateway = build_gateway(settings, app[CLOCK], channel)
     app[GATEWAY] = gateway
     app[HANDLERS] = Handlers(

@@ -14,7 +14,8 @@ import time
 
 import grpc
 
-from gatehouse.auth.v1 import common_pb2, projects_pb2, projects_pb2_grpc, tokens_pb2, tokens_pb2_grpc
+from gatehouse.auth.v1 import common_pb2, tokens_pb2, tokens_pb2_grpc
+from gatehouse.infra.grpcserver import call_metadata
 from gatehouse.infra.grpcserver import retry_after as _retry_after
 from gatehouse.infra.outbox import Origin
 from uploadgw.errors import (
@@ -60,11 +61,13 @@ def _one_line(text: str) -> str:
 
 
 class AuthClient:
-    """Wraps the TokenService/ProjectService stubs on a channel that carries the gateway's credential."""
+    """Wraps the TokenService stub on a bare channel (`open_bare_channel`); every
+    call carries the gateway's credential and a deadline."""
 
-    def __init__(self, channel: grpc.aio.Channel, *, timeout: float, index_cache_seconds: float = 0.0):
+    def __init__(self, channel: grpc.aio.Channel, *, credential: str, timeout: float,
+                 index_cache_seconds: float = 0.0):
         self._tokens = tokens_pb2_grpc.TokenServiceStub(channel)
-        self._projects = projects_pb2_grpc.ProjectServiceStub(channel)
+        self._metadata = call_metadata(credential)
         self._timeout = timeout
         self._index_cache_seconds = index_cache_seconds
         self._index_cache: dict[bytes, tuple[float, ReaderIdentity]] = {}
@@ -73,7 +76,7 @@ class AuthClient:
         request = tokens_pb2.VerifyUploadTokenRequest(token=token, project_name=project_name,
                                                       client=_client(origin))
         try:
-            reply = await self._tokens.VerifyUploadToken(request, timeout=self._timeout)
+            reply = await self._tokens.VerifyUploadToken(request, metadata=self._metadata, timeout=self._timeout)
         except grpc.aio.AioRpcError as err:
             raise self._map(err, upload=True) from None
         if not reply.user_id or not reply.project_id:
@@ -93,7 +96,7 @@ class AuthClient:
                 return hit[1]
         request = tokens_pb2.VerifyIndexTokenRequest(token=token, client=_client(origin))
         try:
-            reply = await self._tokens.VerifyIndexToken(request, timeout=self._timeout)
+            reply = await self._tokens.VerifyIndexToken(request, metadata=self._metadata, timeout=self._timeout)
         except grpc.aio.AioRpcError as err:
             raise self._map(err, upload=False) from None
         if not reply.user_id:
@@ -105,15 +108,6 @@ class AuthClient:
                 self._index_cache.clear()
             self._index_cache[key] = (time.monotonic() + self._index_cache_seconds, reader)
         return reader
-
-    async def check_permission(self, session_token: str, project_name: str, permission: int):
-        """For page actions (later issue): whether the session's user may act on the project."""
-        request = projects_pb2.CheckPermissionRequest(session_token=session_token, project_name=project_name,
-                                                      permission=permission)
-        try:
-            return await self._projects.CheckPermission(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as err:
-            raise self._map(err, upload=False) from None
 
     def _map(self, err: grpc.aio.AioRpcError, *, upload: bool):
         code = err.code()

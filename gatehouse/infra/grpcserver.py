@@ -234,7 +234,7 @@ class _CredentialInterceptor:
     """
 
     def __init__(self, credential: str, default_timeout: float):
-        self._metadata = ((CREDENTIAL_HEADER, credential),)
+        self._metadata = call_metadata(credential)
         self._timeout = default_timeout
 
     def _details(self, details):
@@ -269,9 +269,21 @@ def open_channel(
     """A channel whose every call carries `credential` and a deadline (default 5 s)."""
     interceptors = [_UnaryCredentialInterceptor(credential, default_timeout),
                     _StreamCredentialInterceptor(credential, default_timeout)]
+    return open_bare_channel(target, channel_credentials=channel_credentials, interceptors=interceptors)
+
+
+def open_bare_channel(target: str, *, channel_credentials: grpc.ChannelCredentials | None = None,
+                      interceptors=None) -> grpc.aio.Channel:
+    """A channel without the credential interceptors: each call passes `call_metadata(credential)`
+    and a timeout itself. For a hot path: an interceptor costs a loop turn and ~0.1 ms per call."""
     if channel_credentials is not None:
         return grpc.aio.secure_channel(target, channel_credentials, interceptors=interceptors)
     return grpc.aio.insecure_channel(target, interceptors=interceptors)
+
+
+def call_metadata(credential: str) -> tuple[tuple[str, str], ...]:
+    """The metadata that carries a service credential (for calls on a bare channel)."""
+    return ((CREDENTIAL_HEADER, credential),)
 
 
 def retry_after(err: grpc.aio.AioRpcError) -> int | None:

@@ -39,10 +39,10 @@ from uploadgw.uploads.spool import Digests, Spool, check_digests
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
-# Loop turns grpc.aio takes to put a call on the wire (our task, the credential interceptor's, the
-# call's own); measured: local work started after fewer turns (a read, a thread holding the GIL)
-# delays the request instead of overlapping with it.
-CALL_TURNS = 3
+# Loop turns grpc.aio takes to put a call on the wire (our task, the call's own; the gateway's
+# channel has no interceptor, which would add one); measured: local work started after fewer turns
+# (a read, a thread holding the GIL) delays the request instead of overlapping with it.
+CALL_TURNS = 2
 # The sweeper removes unrecorded blobs older than the temporary-file age; an upload whose blob is
 # older than this share of that age is not recorded (so the sweeper can never remove a recorded one).
 PUBLISH_WITHIN_SHARE = 0.5
