@@ -193,32 +193,41 @@ def test_store_keys_are_the_content_and_a_random_tag_each_registered_until_settl
         store.store("not a digest", b"x")
 
 
-def test_a_stored_blob_is_durable_and_registered_before_it_exists(tmp_path, monkeypatch):
+def test_a_stored_blob_and_its_registration_are_durable(tmp_path, monkeypatch):
     from uploadgw.storage import filestore
 
     synced: list = []
     real_fsync = os.fsync
 
-    def sync_dir(path):
+    def path_sync(path):
         synced.append(path)
         fd = os.open(path, os.O_RDONLY)
         real_fsync(fd)
         os.close(fd)
 
-    monkeypatch.setattr(filestore, "_fsync_dir", sync_dir)
+    monkeypatch.setattr(filestore, "_fsync_path", path_sync)
     monkeypatch.setattr(filestore.os, "fsync", lambda fd: (synced.append("file"), real_fsync(fd)))
     store = LocalFileStore(tmp_path, fsync=True)
+    synced.clear()
     key = store.store("cd" * 32, b"data")
-    # the pending entry, each new directory in its parent, the file's bytes, the file in its directory
-    assert synced == [tmp_path / "pending", tmp_path / "blobs", tmp_path / "blobs" / "cd", "file",
-                      tmp_path / "blobs" / "cd" / "cd"]
+    # The file's bytes first (one journal commit for every change), then each new entry's directory:
+    # the registration, the two new directories, the file.
+    assert [p for p in synced if p != "file"] == [tmp_path / "pending", tmp_path / "blobs",
+                                                  tmp_path / "blobs" / "cd", tmp_path / "blobs" / "cd" / "cd"]
+    assert synced.index("file") == 0
     synced.clear()
     store.store("cd" * 32, b"more")
-    assert synced == [tmp_path / "pending", "file", tmp_path / "blobs" / "cd" / "cd"]  # no new directory
+    assert [p for p in synced if p != "file"] == [tmp_path / "pending", tmp_path / "blobs" / "cd" / "cd"]
+    temp, fp = store.new_temp()
+    with fp:
+        fp.write(b"streamed")
+    synced.clear()
+    moved = store.store("cd" * 32, temp)
+    assert synced == [store.blobs / moved, tmp_path / "pending", tmp_path / "blobs" / "cd" / "cd"]
     monkeypatch.setattr(filestore.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
         store.store("ef" * 32, b"lost")
-    assert sorted(store.iter_pending(0)) != [] and not any(k.startswith("ef/") for k in store.iter_pending(0))
+    assert not any(k.startswith("ef/") for k in store.iter_pending(0))
     assert list((tmp_path / "blobs" / "ef" / "ef").iterdir()) == []  # a failed store leaves no blob
     assert store.exists(key)
 

@@ -38,7 +38,9 @@ class FileStore(Protocol):
 
     def store(self, sha256: str, source: bytes | str) -> str:
         """Blocking: put an upload's bytes (`source` is the bytes, or a finished temporary file,
-        which is moved) durably under a new key of its own, registered as pending; return the key."""
+        which is moved) durably under a new key of its own, registered as pending; return the key.
+        (A power cut during the call may leave the blob without its registration on a filesystem
+        that does not keep metadata changes in order: the operator's full sweep collects it.)"""
 
     def settle(self, key: str) -> None:
         """The key's row committed: the blob is no longer pending."""
@@ -103,50 +105,40 @@ class LocalFileStore:
             if final.exists():  # 64 random bits met themselves: draw again
                 continue
             try:
-                # The registration is durable before the blob, so that a crash cannot leave an
-                # unregistered (never swept) blob behind.
                 os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
             except FileExistsError:
                 continue
             break
         try:
-            if self.fsync:
-                _fsync_dir(self.pending)
-            self._make_dirs(final.parent)
+            new_parents = self._make_dirs(final.parent)
             if isinstance(source, bytes):
-                self._write_new(final, source)
+                fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    view = memoryview(source)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    if self.fsync:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
             else:
-                self._sync_file(source)
                 os.chmod(source, 0o644)
                 os.replace(source, final)  # a fresh random name: nothing is replaced
+                if self.fsync:
+                    _fsync_path(final)
+            # Every entry made above is made durable in its directory. The changes come first and
+            # the file's fsync next, so a journalling filesystem commits them together and these
+            # directory syncs find little left to do (one journal commit instead of several).
             if self.fsync:
-                _fsync_dir(final.parent)
+                for directory in (self.pending, *new_parents, final.parent):
+                    _fsync_path(directory)
         except BaseException:
             self.discard(key)
             raise
         return key
 
-    def _write_new(self, path: pathlib.Path, data: bytes) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if self.fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def _sync_file(self, path: str) -> None:
-        if self.fsync:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def _make_dirs(self, directory: pathlib.Path) -> None:
-        """Create the missing directories, each new entry made durable in its parent."""
+    def _make_dirs(self, directory: pathlib.Path) -> list[pathlib.Path]:
+        """Create the missing directories; return the parents whose new entries need syncing."""
         missing = []
         while not directory.is_dir():
             missing.append(directory)
@@ -154,10 +146,9 @@ class LocalFileStore:
         for new in reversed(missing):
             try:
                 new.mkdir()
-            except FileExistsError:  # another upload made it
+            except FileExistsError:  # another upload is making it: its parent is synced here too
                 continue
-            if self.fsync:
-                _fsync_dir(new.parent)
+        return [new.parent for new in reversed(missing)]
 
     def settle(self, key: str) -> None:
         # Not synced: a registration that comes back after a crash is settled again by the sweeper.
@@ -228,7 +219,7 @@ def _unlink(path) -> None:
         pass
 
 
-def _fsync_dir(path: pathlib.Path) -> None:
+def _fsync_path(path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
