@@ -288,8 +288,8 @@ class UploadService:
             (self.store.settle if recording.result().created else self.store.discard)(key)
             return
         try:
-            if await self.releases.delete_blob_if_unreferenced(key):
-                self.store.settle(key)
+            await self.releases.delete_blob_if_unreferenced(key)
+            self.store.settle(key)  # removed, or recorded after all: no longer pending either way
         except Exception:  # noqa: BLE001 - still pending: the sweeper collects it
             log.exception("could not remove an unrecorded blob", extra={"key": key})
 
