@@ -163,10 +163,10 @@ async def test_a_blob_is_removed_after_a_failed_record_only_if_no_row_names_it(g
     failed.set_exception(ConnectionError("connection lost during COMMIT"))
     uploads = gw.gateway.uploads
     (gw.gateway.store.pending / recorded.split("/")[-1]).touch()  # as if this upload had stored it
-    await uploads._forget_unless_recorded(failed, recorded)
+    await uploads._after_record(failed, recorded)
     assert recorded in gw.stored_blobs() and gw.temp_files() == []  # kept, and no longer pending
     never = gw.gateway.store.store("ef" * 32, b"never recorded")
-    await uploads._forget_unless_recorded(failed, never)
+    await uploads._after_record(failed, never)
     assert never not in gw.stored_blobs() and gw.temp_files() == []
 
 

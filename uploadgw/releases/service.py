@@ -226,9 +226,14 @@ class ReleaseService:
         keys = await asyncio.to_thread(lambda: list(self.store.iter_pending(min_age_seconds)))
         removed = 0
         for key in keys:
-            if await self.delete_blob_if_unreferenced(key):
-                removed += 1
-            await asyncio.to_thread(self.store.settle, key)
+            removed += await self.forget_unrecorded(key)
+        return removed
+
+    async def forget_unrecorded(self, key: str) -> bool:
+        """A pending blob whose record failed or never happened: removed unless a row names it (a
+        commit whose outcome went unheard), then no longer pending. True when it was removed."""
+        removed = await self.delete_blob_if_unreferenced(key)
+        await asyncio.to_thread(self.store.settle, key)
         return removed
 
     async def collect_orphan_blobs(self, min_age_seconds: float = 24 * 3600) -> int:

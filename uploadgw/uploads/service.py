@@ -266,30 +266,27 @@ class UploadService:
         recording = asyncio.ensure_future(self._record(ticket, digests, checked))
         try:
             outcome = await asyncio.shield(recording)
-        except asyncio.CancelledError:
-            cleanup = asyncio.ensure_future(self._forget_unless_recorded(recording, checked.key))
-            self._cleanups.add(cleanup)
-            cleanup.add_done_callback(self._cleanups.discard)
-            raise
-        except BaseException:
-            await self._forget_unless_recorded(recording, checked.key)
-            raise
-        if outcome.created:
-            self.store.settle(checked.key)
-        else:  # a concurrent upload recorded the identical file; this one's row was rolled back
-            self.store.discard(checked.key)
+        finally:
+            if recording.done():
+                await self._after_record(recording, checked.key)
+            else:  # this request was cancelled while its record goes on
+                cleanup = asyncio.ensure_future(self._after_record(recording, checked.key))
+                self._cleanups.add(cleanup)
+                cleanup.add_done_callback(self._cleanups.discard)
         return outcome
 
-    async def _forget_unless_recorded(self, recording: asyncio.Future, key: str) -> None:
-        """After a failed (or abandoned) record: remove the blob unless a row names it after all (an
-        error may come after a commit whose outcome the driver did not learn)."""
-        await asyncio.wait([recording])
+    async def _after_record(self, recording: asyncio.Future, key: str) -> None:
+        """The blob once its record is over: settled when its row committed; removed when this
+        upload's row was rolled back (a concurrent upload recorded the identical file); after a
+        failure, removed unless a row names it after all (an error may come after a commit whose
+        outcome the driver did not learn)."""
+        if not recording.done():
+            await asyncio.wait([recording])
         if not recording.cancelled() and recording.exception() is None:
             (self.store.settle if recording.result().created else self.store.discard)(key)
             return
         try:
-            await self.releases.delete_blob_if_unreferenced(key)
-            self.store.settle(key)  # removed, or recorded after all: no longer pending either way
+            await self.releases.forget_unrecorded(key)
         except Exception:  # noqa: BLE001 - still pending: the sweeper collects it
             log.exception("could not remove an unrecorded blob", extra={"key": key})
 
