@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from auditsvc.server import create_server
-from auditsvc.settings import Settings
-from gatehouse.infra.runner import run_service
+from gatehouse.infra.grpccore import apply_grpc_defaults
+
+apply_grpc_defaults()  # before anything imports grpc
+
+from auditsvc.server import create_server  # noqa: E402
+from auditsvc.settings import Settings  # noqa: E402
+from gatehouse.infra.runner import run_service  # noqa: E402
 
 
 def missing_redis(settings: Settings) -> str | None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from authsvc.server import create_server
-from authsvc.settings import Settings
-from gatehouse.infra.runner import run_service
+from gatehouse.infra.grpccore import apply_grpc_defaults
+
+apply_grpc_defaults()  # before anything imports grpc
+
+from authsvc.server import create_server  # noqa: E402
+from authsvc.settings import Settings  # noqa: E402
+from gatehouse.infra.runner import run_service  # noqa: E402
 
 
 def main() -> None:

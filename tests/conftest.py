@@ -7,17 +7,21 @@ test gets a fresh database on that server, dropped afterwards.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import pathlib
-import secrets
-import uuid
+from gatehouse.infra.grpccore import apply_grpc_defaults
 
-import pytest
+apply_grpc_defaults()  # the services' gRPC configuration, for in-process servers and clients too
 
-from gatehouse.infra.redis_embed import EmbeddedRedis
-from tests.smtp import smtp_listener
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import os  # noqa: E402
+import pathlib  # noqa: E402
+import secrets  # noqa: E402
+import uuid  # noqa: E402
+
+import pytest  # noqa: E402
+
+from gatehouse.infra.redis_embed import EmbeddedRedis  # noqa: E402
+from tests.smtp import smtp_listener  # noqa: E402
 
 TEST_DB = os.environ.get("GATEHOUSE_TEST_DB", "sqlite")
 

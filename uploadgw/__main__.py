@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from gatehouse.infra.runner import run_service
-from uploadgw.server import start
-from uploadgw.settings import Settings
+from gatehouse.infra.grpccore import apply_grpc_defaults
+
+apply_grpc_defaults()  # before anything imports grpc
+
+from gatehouse.infra.runner import run_service  # noqa: E402
+from uploadgw.server import start  # noqa: E402
+from uploadgw.settings import Settings  # noqa: E402
 
 
 def main() -> None:
