@@ -205,9 +205,12 @@ def _routes(app: web.Application) -> None:
     router.add_get("/simple/{project}/", _delegate(lambda h: h.index.project), name="simple_project")
     router.add_get("/simple/{project}", _delegate(lambda h: h.index.project_no_slash),
                    name="simple_project_no_slash")
-    files = r"/files/{a:[0-9a-f]{2}}/{b:[0-9a-f]{2}}/{key:[0-9a-f]{64}-[0-9a-f]{16}}/"
-    router.add_get(files + r"{filename:[^/]+\.metadata}", _delegate(lambda h: h.index.file), name="file_metadata")
-    router.add_get(files + "{filename}", _delegate(lambda h: h.index.file), name="file")
+    # A file's URL holds its storage key: `ab/<key name>`, or `ab/cd/<key name>` from earlier versions.
+    for files, suffix in ((r"/files/{a:[0-9a-f]{2}}/{key:[0-9a-f]{64}-[0-9a-f]{16}}/", ""),
+                          (r"/files/{a:[0-9a-f]{2}}/{b:[0-9a-f]{2}}/{key:[0-9a-f]{64}-[0-9a-f]{16}}/", "_earlier")):
+        router.add_get(files + r"{filename:[^/]+\.metadata}", _delegate(lambda h: h.index.file),
+                       name="file_metadata" + suffix)
+        router.add_get(files + "{filename}", _delegate(lambda h: h.index.file), name="file" + suffix)
     router.add_get("/healthz", _delegate(lambda h: h.index.healthz), name="healthz")
     router.add_get("/_health/live", _delegate(lambda h: h.health.live), name="health_live")
     router.add_get("/_health/ready", _delegate(lambda h: h.health.ready), name="health_ready")

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import zipfile
 
 import pytest
+from sqlalchemy import select, update
 from yarl import URL
 
 from tests.uploadgw.conftest import make_uploader
 from tests.uploadgw.dists import make_sdist, make_wheel
 from tests.uploadgw.http_support import post_upload
 from uploadgw import admin
+from uploadgw.models import File
 
 JSON = "application/vnd.pypi.simple.v1+json"
 V1_HTML = "application/vnd.pypi.simple.v1+html"
@@ -163,3 +166,24 @@ async def test_root_listing(gw, published):
     assert status == 200 and json.loads(body)["projects"] == [{"name": "Index-Pkg"}]
     status, headers, body = await get(gw, "/simple/")
     assert '<a href="index-pkg/">Index-Pkg</a>' in body.decode()
+
+
+async def test_files_stored_under_the_earlier_layout_are_still_served(gw, published):
+    """Earlier versions kept blobs under `ab/cd/<name>`: their URLs keep working, and the full sweep
+    leaves them alone."""
+    filename = "Index_Pkg-1.0-py3-none-any.whl"
+    store = gw.gateway.store
+    async with gw.gateway.db() as session:
+        key = (await session.execute(select(File.path).where(File.filename == filename))).scalar_one()
+        first, name = key.split("/")
+        earlier = f"{first}/{name[2:4]}/{name}"
+        (store.blobs / first / name[2:4]).mkdir(exist_ok=True)
+        os.rename(store.blobs / key, store.blobs / earlier)
+        await session.execute(update(File).where(File.path == key).values(path=earlier))
+        await session.commit()
+    status, headers, data = await get(gw, f"/files/{earlier}/{filename}")
+    assert status == 200 and data == published[filename].read_bytes()
+    status, _, metadata = await get(gw, f"/files/{earlier}/{filename}.metadata")
+    assert status == 200 and b"Name: Index_Pkg" in metadata
+    assert (await get(gw, f"/files/{key}/{filename}"))[0] == 404  # no longer there
+    assert await gw.gateway.releases.collect_orphan_blobs(0) == 0 and store.exists(earlier)

@@ -77,7 +77,7 @@ class IndexHandlers:
     async def file(self, request: web.Request) -> web.StreamResponse:
         await self._check_reader(request)
         info = request.match_info
-        path = f"{info['a']}/{info['b']}/{info['key']}"
+        path = "/".join(info[part] for part in ("a", "b", "key") if part in info)
         filename = info["filename"]
         cache = ("private" if self.private else "public") + ", max-age=31536000, immutable"
         if filename.endswith(".metadata"):

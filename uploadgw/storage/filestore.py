@@ -22,14 +22,17 @@ from typing import BinaryIO, Protocol
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _BLOB_NAME = re.compile(r"[0-9a-f]{64}-[0-9a-f]{16}")
+_FANOUT = [f"{i:02x}" for i in range(256)]
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 
 
 def new_key(sha256_hex: str) -> str:
-    """`ab/cd/<sha256>-<16 random hex>`: where the content is, and which upload stored it."""
+    """`ab/<sha256>-<16 random hex>`: where the content is, and which upload stored it. (Keys of
+    earlier versions, `ab/cd/<sha256>-<tag>`, stay valid.)"""
     sha = sha256_hex.lower()
     if not _SHA256.fullmatch(sha):
         raise ValueError("a storage key is made from a hex SHA-256")
-    return f"{sha[:2]}/{sha[2:4]}/{sha}-{secrets.token_hex(8)}"
+    return f"{sha[:2]}/{sha}-{secrets.token_hex(8)}"
 
 
 class FileStore(Protocol):
@@ -71,8 +74,14 @@ class FileStore(Protocol):
 
 
 class LocalFileStore:
-    """Blobs under `<root>/blobs/ab/cd/<key name>`, temporaries under `<root>/tmp` (same filesystem),
-    pending registrations as empty files `<root>/pending/<key name>`."""
+    """Blobs under `<root>/blobs/ab/<key name>` (the 256 `ab` directories are made when the store
+    is opened, so an upload creates none), temporaries under `<root>/tmp` (same filesystem), pending
+    registrations under `<root>/pending/<key name>`.
+
+    A pending registration is a second name of the blob itself (a hard link): the bytes are written
+    under the registration's name, which is then linked to the blob's place, so the registration
+    exists before the blob does, costs no file of its own, and carries the blob's age. Where the
+    filesystem has no hard links (some SMB shares), the registration is an empty file made first."""
 
     def __init__(self, root: str | os.PathLike, *, fsync: bool = True):
         self.root = pathlib.Path(root)
@@ -82,10 +91,20 @@ class LocalFileStore:
         self.fsync = fsync
         for directory in (self.blobs, self.tmp, self.pending):
             directory.mkdir(parents=True, exist_ok=True)
+        made = False
+        for name in _FANOUT:
+            try:
+                (self.blobs / name).mkdir()
+                made = True
+            except FileExistsError:
+                pass
+        if made and fsync:
+            _fsync_path(self.blobs)
+        self.hard_links = _hard_links_work(self.tmp)
 
     def _path(self, key: str) -> pathlib.Path:
         parts = key.split("/")
-        if len(parts) != 3 or any(not p or p in (".", "..") for p in parts):
+        if len(parts) not in (2, 3) or any(not p or p in (".", "..") for p in parts):
             raise ValueError(f"malformed storage key {key!r}")
         return self.blobs.joinpath(*parts)
 
@@ -100,55 +119,57 @@ class LocalFileStore:
     def store(self, sha256: str, source: bytes | str) -> str:
         while True:
             key = new_key(sha256)
-            final = self._path(key)
-            marker = self._marker(key)
-            if final.exists():  # 64 random bits met themselves: draw again
-                continue
             try:
-                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-            except FileExistsError:
+                self._store_as(key, source)
+                return key
+            except FileExistsError:  # 64 random bits met themselves: draw again
                 continue
-            break
-        try:
-            new_parents = self._make_dirs(final.parent)
-            if isinstance(source, bytes):
-                fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                try:
-                    view = memoryview(source)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    if self.fsync:
-                        os.fsync(fd)
-                finally:
-                    os.close(fd)
-            else:
-                os.chmod(source, 0o644)
-                os.replace(source, final)  # a fresh random name: nothing is replaced
-                if self.fsync:
-                    _fsync_path(final)
-            # Every entry made above is made durable in its directory. The changes come first and
-            # the file's fsync next, so a journalling filesystem commits them together and these
-            # directory syncs find little left to do (one journal commit instead of several).
-            if self.fsync:
-                for directory in (self.pending, *new_parents, final.parent):
-                    _fsync_path(directory)
-        except BaseException:
-            self.discard(key)
-            raise
-        return key
 
-    def _make_dirs(self, directory: pathlib.Path) -> list[pathlib.Path]:
-        """Create the missing directories; return the parents whose new entries need syncing."""
-        missing = []
-        while not directory.is_dir():
-            missing.append(directory)
-            directory = directory.parent
-        for new in reversed(missing):
-            try:
-                new.mkdir()
-            except FileExistsError:  # another upload is making it: its parent is synced here too
-                continue
-        return [new.parent for new in reversed(missing)]
+    def _store_as(self, key: str, source: bytes | str) -> None:
+        """The upload's bytes under `key` and its registration, durably; on any failure nothing this
+        call made is left (FileExistsError: a name was taken, and what holds it is not touched)."""
+        final, marker = self._path(key), self._marker(key)
+        made: list[pathlib.Path] = []
+        fd = -1
+        try:
+            if not self.hard_links:  # the registration first: an empty file
+                os.close(os.open(marker, _NEW, 0o644))
+                made.append(marker)
+            first = marker if self.hard_links else final
+            if isinstance(source, bytes):
+                fd = os.open(first, _NEW, 0o644)
+                made.append(first)
+                view = memoryview(source)
+                while view:
+                    view = view[os.write(fd, view):]
+            else:  # a finished temporary file takes the name (no bytes are copied)
+                os.chmod(source, 0o644)
+                if self.hard_links:
+                    os.link(source, first)
+                elif first.exists():
+                    raise FileExistsError(first)
+                else:
+                    os.replace(source, first)
+                made.append(first)
+            if self.hard_links:
+                os.link(marker, final)
+                made.append(final)
+            if self.fsync:
+                # Every change came first, then the file's bytes, then the directories that gained a
+                # name: a journalling filesystem commits them all at once, and the directory syncs
+                # find little left to do.
+                os.fsync(fd) if fd >= 0 else _fsync_path(final)
+                for directory in (self.pending, final.parent):
+                    _fsync_path(directory)
+            if self.hard_links and not isinstance(source, bytes):
+                os.unlink(source)  # its bytes have their names now
+        except BaseException:
+            for path in made:
+                _unlink(path)
+            raise
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     def settle(self, key: str) -> None:
         # Not synced: a registration that comes back after a crash is settled again by the sweeper.
@@ -164,10 +185,13 @@ class LocalFileStore:
             if not _BLOB_NAME.fullmatch(entry.name):
                 continue
             try:
-                if entry.stat().st_mtime < cutoff:
-                    yield f"{entry.name[:2]}/{entry.name[2:4]}/{entry.name}"
+                if entry.stat().st_mtime >= cutoff:
+                    continue
             except FileNotFoundError:
                 continue
+            name = entry.name
+            earlier = f"{name[:2]}/{name[2:4]}/{name}"  # a key of an earlier version's shape
+            yield earlier if (self.blobs / earlier).exists() else f"{name[:2]}/{name}"
 
     def open(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")
@@ -198,18 +222,22 @@ class LocalFileStore:
 
     def iter_keys(self, min_age_seconds: float):
         cutoff = time.time() - min_age_seconds
+
+        def old_enough(entry: os.DirEntry) -> bool:
+            try:
+                return entry.is_file() and entry.stat().st_mtime < cutoff
+            except FileNotFoundError:
+                return False
+
         for first in os.scandir(self.blobs):
             if not first.is_dir():
                 continue
-            for second in os.scandir(first.path):
-                if not second.is_dir():
-                    continue
-                for blob in os.scandir(second.path):
-                    try:
-                        if blob.is_file() and blob.stat().st_mtime < cutoff:
-                            yield f"{first.name}/{second.name}/{blob.name}"
-                    except FileNotFoundError:
-                        continue
+            for entry in os.scandir(first.path):
+                if entry.is_dir():  # `ab/cd/`: an earlier version's layout
+                    yield from (f"{first.name}/{entry.name}/{blob.name}"
+                                for blob in os.scandir(entry.path) if old_enough(blob))
+                elif old_enough(entry):
+                    yield f"{first.name}/{entry.name}"
 
 
 def _unlink(path) -> None:
@@ -217,6 +245,23 @@ def _unlink(path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _hard_links_work(directory: pathlib.Path) -> bool:
+    """Does this filesystem make hard links? (Tried once, on a scratch file.)"""
+    probe = directory / f"link-probe-{secrets.token_hex(8)}"
+    try:
+        probe.touch(exist_ok=False)
+    except OSError:
+        return False
+    try:
+        os.link(probe, f"{probe}.2")
+        os.unlink(f"{probe}.2")
+        return True
+    except OSError:
+        return False
+    finally:
+        _unlink(probe)
 
 
 def _fsync_path(path) -> None:
