@@ -132,6 +132,28 @@ async def test_a_failing_transaction_leaves_nothing(store):
     assert await _names(transactions) == ["a"]
 
 
+async def test_core_writes_raise_sqlalchemys_errors_and_leave_no_transaction_open(store):
+    """`run_core` on SQLite runs on the driver's connection itself (no SQLAlchemy Connection): its
+    errors still arrive as SQLAlchemy's, a failure rolls everything back, and the next transaction
+    starts clean."""
+    _url, _engine, transactions = store
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def upsert_then(conn, name: str):
+        statement = UPSERT["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+        hits = statement.execute(conn, {"name": "counter", "now": now})[0]
+        _add(name)(conn)
+        return hits
+
+    assert await transactions.run_core(lambda conn: upsert_then(conn, "one")) == 1
+    with pytest.raises(IntegrityError):  # "one" again: the upsert before it is rolled back too
+        await transactions.run_core(lambda conn: upsert_then(conn, "one"))
+    assert await transactions.run_core(lambda conn: upsert_then(conn, "two")) == 2
+    assert await _names(transactions) == ["counter", "one", "two"]
+    if transactions._driver is not None:
+        assert not transactions._driver.connection.in_transaction
+
+
 @ONLY_SQLITE
 async def test_a_locked_database_never_blocks_the_event_loop(store):
     """Another writer holds the lock: the loop path hears "busy" at once and the transaction waits
