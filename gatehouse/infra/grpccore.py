@@ -14,7 +14,6 @@ An operator who sets `GRPC_EXPERIMENTS` keeps their value; an empty value keeps 
 from __future__ import annotations
 
 import os
-import sys
 
 # gRPC core's poll-based I/O for clients, servers and every other endpoint (the EventEngine callback
 # completion queue depends on the first two, and is listed so that nothing half-enabled remains).
@@ -26,8 +25,6 @@ GRPC_EXPERIMENTS_DEFAULT = ",".join((
 ))
 
 
-def apply_grpc_defaults() -> bool:
-    """Set `GRPC_EXPERIMENTS` unless the environment has it. Returns False when `grpc` was imported
-    already (the value then only reaches processes started from here)."""
+def apply_grpc_defaults() -> None:
+    """Set `GRPC_EXPERIMENTS` unless the environment has it (call it before `grpc` is imported)."""
     os.environ.setdefault("GRPC_EXPERIMENTS", GRPC_EXPERIMENTS_DEFAULT)
-    return "grpc" not in sys.modules

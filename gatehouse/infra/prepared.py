@@ -76,7 +76,7 @@ class Prepared:
             cursor.execute(form.sql, values)
             return cursor.fetchone() if cursor.description is not None else None
         except conn.dialect.loaded_dbapi.Error as err:
-            raise _translated(form.sql, values, err, conn.dialect) from err
+            raise translated(form.sql, values, err, conn.dialect) from err
         finally:
             cursor.close()
 
@@ -87,10 +87,11 @@ class Prepared:
         try:
             cursor.executemany(form.sql, values)
         except conn.dialect.loaded_dbapi.Error as err:
-            raise _translated(form.sql, values, err, conn.dialect) from err
+            raise translated(form.sql, values, err, conn.dialect) from err
         finally:
             cursor.close()
 
 
-def _translated(sql: str, values, err: Exception, dialect: Dialect) -> sa_exc.DBAPIError:
+def translated(sql: str, values, err: Exception, dialect: Dialect) -> sa_exc.DBAPIError:
+    """A driver error as SQLAlchemy raises it (IntegrityError, OperationalError, ...)."""
     return sa_exc.DBAPIError.instance(sql, values, err, dialect.loaded_dbapi.Error, dialect=dialect)

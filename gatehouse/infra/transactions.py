@@ -26,7 +26,6 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy import create_engine, event
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -36,6 +35,7 @@ from sqlalchemy.sql import Executable
 
 from gatehouse.infra.db import is_sqlite, sqlite_pragmas
 from gatehouse.infra.fastread import SqliteReader
+from gatehouse.infra.prepared import translated
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -87,8 +87,6 @@ class _DriverUnit:
         self.connection = fairy.driver_connection  # the sqlite3.Connection
         self.dialect = dialect
 
-    def translated(self, sql: str, err: Exception) -> sa_exc.DBAPIError:
-        return sa_exc.DBAPIError.instance(sql, (), err, sqlite3.Error, dialect=self.dialect)
 
 
 class Transactions:
@@ -140,13 +138,12 @@ class Transactions:
         """Synchronous from BEGIN to COMMIT: no other task can use the loop connection meanwhile."""
         if self._loop is None:
             raise _Busy
-        if core and write:
+        if core:  # Core writes (`run_core`); reads and ORM writes go through a Session
             result = self._run_on_driver(fn)
         else:
-            engine = self._loop if write else self._loop_reads
-            with engine.connect() if core else Session(engine, expire_on_commit=False) as unit:
+            with Session(self._loop if write else self._loop_reads, expire_on_commit=False) as unit:
                 try:
-                    unit.begin() if core else unit.connection()  # BEGIN IMMEDIATE: the lock now, or "busy"
+                    unit.connection()  # BEGIN IMMEDIATE: the lock now, or "busy"
                 except (OperationalError, sqlite3.OperationalError) as exc:  # the driver's, from BEGIN
                     if _is_busy(exc):
                         raise _Busy from None
@@ -176,13 +173,13 @@ class Transactions:
         except sqlite3.Error as exc:
             if _is_busy(exc):
                 raise _Busy from None
-            raise self._driver.translated("BEGIN IMMEDIATE", exc) from exc
+            raise translated("BEGIN IMMEDIATE", (), exc, self._driver.dialect) from exc
         try:
             result = fn(self._driver)
             try:
                 raw.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise self._driver.translated("COMMIT", exc) from exc
+                raise translated("COMMIT", (), exc, self._driver.dialect) from exc
         except BaseException:
             if raw.in_transaction:
                 raw.execute("ROLLBACK")
