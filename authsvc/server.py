@@ -78,7 +78,7 @@ async def create_server(settings: Settings, *, clock: Clock | None = None, migra
         accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(app.accounts), server)
         projects_pb2_grpc.add_ProjectServiceServicer_to_server(ProjectServicer(app.accounts, app.projects), server)
         tokens_pb2_grpc.add_TokenServiceServicer_to_server(
-            TokenServicer(app.accounts, app.tokens, app.verifier), server)
+            TokenServicer(app.accounts, app.tokens, app.verifier, metrics=metrics), server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(app.accounts, app.projects, app.tokens), server)
         twofactor_pb2_grpc.add_TwoFactorServiceServicer_to_server(TwoFactorServicer(app.twofactor), server)
         return [_full_name(accounts_pb2, "AccountService"), _full_name(projects_pb2, "ProjectService"),

@@ -183,6 +183,7 @@ async def _resources(app: web.Application):
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+        await gateway.auth.close()
         await channel.close()
         gateway.transactions.dispose()
         await gateway.engine.dispose()

@@ -8,7 +8,11 @@ from authsvc.projects.grpc_api import role_pb
 from authsvc.tokens.service import TokensService, TokenView
 from authsvc.tokens.verification import TokenVerifier
 from gatehouse.auth.v1 import common_pb2, tokens_pb2, tokens_pb2_grpc
+from gatehouse.infra.metrics import GrpcMetrics
 from gatehouse.infra.outbox import ActorRef
+from gatehouse.infra.streamcalls import StreamedCalls
+
+VERIFY_UPLOAD = "/gatehouse.auth.v1.TokenService/VerifyUploadToken"
 
 
 def token_info_pb(view: TokenView) -> common_pb2.TokenInfo:
@@ -26,10 +30,14 @@ def scope_args(request) -> dict:
 
 
 class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
-    def __init__(self, accounts: AccountsService, tokens: TokensService, verifier: TokenVerifier):
+    def __init__(self, accounts: AccountsService, tokens: TokensService, verifier: TokenVerifier, *,
+                 metrics: GrpcMetrics | None = None):
         self.accounts = accounts
         self.tokens = tokens
         self.verifier = verifier
+        # VerifyUploadTokens: VerifyUploadToken's calls over the gateway's stream (counted as such).
+        self._upload_calls = StreamedCalls(VERIFY_UPLOAD, self._verify_upload, tokens_pb2.VerifyUploadTokenResult,
+                                           metrics=metrics)
 
     async def CreateToken(self, request, context):
         auth = await self.accounts.authenticate_session(request.session_token)
@@ -51,6 +59,12 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
         return tokens_pb2.DeleteTokenResponse()
 
     async def VerifyUploadToken(self, request, context):
+        return await self._verify_upload(request)
+
+    async def VerifyUploadTokens(self, request_iterator, context):
+        await self._upload_calls.serve(request_iterator, context)
+
+    async def _verify_upload(self, request) -> tokens_pb2.VerifyUploadTokenResponse:
         grant = await self.verifier.verify_upload(request.token, request.project_name, origin(request.client))
         return tokens_pb2.VerifyUploadTokenResponse(
             user_id=grant.user_id, username=grant.username, project_id=grant.project_id,

@@ -86,6 +86,26 @@ class VerifyUploadTokenResponse(_message.Message):
     role: _common_pb2.Role
     def __init__(self, user_id: _Optional[str] = ..., username: _Optional[str] = ..., project_id: _Optional[str] = ..., project_name: _Optional[str] = ..., token_id: _Optional[str] = ..., project_created: _Optional[bool] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
 
+class VerifyUploadTokenCall(_message.Message):
+    __slots__ = ("id", "request", "timeout_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    request: VerifyUploadTokenRequest
+    timeout_ms: int
+    def __init__(self, id: _Optional[int] = ..., request: _Optional[_Union[VerifyUploadTokenRequest, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class VerifyUploadTokenResult(_message.Message):
+    __slots__ = ("id", "status", "response")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    status: _common_pb2.CallStatus
+    response: VerifyUploadTokenResponse
+    def __init__(self, id: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.CallStatus, _Mapping]] = ..., response: _Optional[_Union[VerifyUploadTokenResponse, _Mapping]] = ...) -> None: ...
+
 class VerifyIndexTokenRequest(_message.Message):
     __slots__ = ("token", "client")
     TOKEN_FIELD_NUMBER: _ClassVar[int]

@@ -54,6 +54,11 @@ class TokenServiceStub:
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyUploadTokenRequest.SerializeToString,
                 response_deserializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyUploadTokenResponse.FromString,
                 _registered_method=True)
+        self.VerifyUploadTokens = channel.stream_stream(
+                '/gatehouse.auth.v1.TokenService/VerifyUploadTokens',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyUploadTokenCall.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyUploadTokenResult.FromString,
+                _registered_method=True)
         self.VerifyIndexToken = channel.unary_unary(
                 '/gatehouse.auth.v1.TokenService/VerifyIndexToken',
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyIndexTokenRequest.SerializeToString,
@@ -91,6 +96,17 @@ class TokenServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyUploadTokens(self, request_iterator, context):
+        """VerifyUploadToken's calls as the messages of one long-lived stream, which the gateway keeps
+        open: a message costs both services fewer hand-offs than a call (about half the round trip).
+        The stream carries the service credential; each call has an id, which its result repeats, and
+        a deadline of its own; results come in the order they are ready. A call's status is in its
+        result (the stream stays up after a denial).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def VerifyIndexToken(self, request, context):
         """Private indexes only: a valid token of an active user may read the index.
         """
@@ -120,6 +136,11 @@ def add_TokenServiceServicer_to_server(servicer, server):
                     servicer.VerifyUploadToken,
                     request_deserializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyUploadTokenRequest.FromString,
                     response_serializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyUploadTokenResponse.SerializeToString,
+            ),
+            'VerifyUploadTokens': grpc.stream_stream_rpc_method_handler(
+                    servicer.VerifyUploadTokens,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyUploadTokenCall.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyUploadTokenResult.SerializeToString,
             ),
             'VerifyIndexToken': grpc.unary_unary_rpc_method_handler(
                     servicer.VerifyIndexToken,
@@ -235,6 +256,33 @@ class TokenService:
             '/gatehouse.auth.v1.TokenService/VerifyUploadToken',
             gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyUploadTokenRequest.SerializeToString,
             gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyUploadTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyUploadTokens(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/gatehouse.auth.v1.TokenService/VerifyUploadTokens',
+            gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyUploadTokenCall.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyUploadTokenResult.FromString,
             options,
             channel_credentials,
             insecure,

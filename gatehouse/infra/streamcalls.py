@@ -1,0 +1,225 @@
+"""Unary calls carried as the messages of one long-lived bidirectional stream.
+
+A gRPC call costs both sides more hand-offs than a message on a stream that is already open. The
+client makes a call object, a task and a batch of operations; the server accepts a new call, runs
+the interceptor, then asks for the call's message: two trips from gRPC's poller thread into the
+event loop before the handler starts. On this project's machines a message's round trip, with a few
+milliseconds of idle before it (as between uploads), took 0.63 ms where a call took 1.36 ms.
+
+The stream carries the service credential (the interceptor checks it once, when the stream opens).
+Each call message has an `id` (unique among the stream's calls in flight), the `request` and
+`timeout_ms`, its deadline; each result message repeats the `id` and has a `status` (a CallStatus:
+the code, message and retry-after a unary call's status would have had) and, when the status is OK,
+the `response`. Results come in the order they are ready. A denial is a result; the stream stays up.
+
+`StreamedCalls` serves such a stream with a handler written for the unary call; `StreamedCaller`
+makes calls over it and raises what a failed unary call raises (`grpc.aio.AioRpcError`, with the
+retry-after in its trailing metadata), so callers keep one error mapping. When the stream breaks,
+every call in flight on it fails UNAVAILABLE (a check may or may not have run, as when a unary
+call's connection drops) and the next call opens a new stream. A stopping server serves its streams
+through its grace period, then cancels them (calls in flight then fail, as unary ones would).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import grpc
+
+from gatehouse.infra.errors import GatehouseError
+from gatehouse.infra.metrics import GrpcMetrics
+
+log = logging.getLogger(__name__)
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+STREAM_ENDED = "The connection to the service was lost before it answered."
+
+
+# -- server side ---------------------------------------------------------------------------------
+
+
+class StreamedCalls:
+    """Serves a stream of calls with `handle(request) -> response`, the unary method's logic.
+    `method` names the unary method in the metrics, so the calls count alike whichever way they
+    came. GatehouseErrors become their status; anything else is logged and answered INTERNAL."""
+
+    def __init__(self, method: str, handle: Callable[[object], Awaitable[object]], result_type: type, *,
+                 metrics: GrpcMetrics | None = None):
+        self.method = method
+        self.handle = handle
+        self.result_type = result_type
+        self.metrics = metrics
+
+    async def serve(self, calls: AsyncIterator, context: grpc.aio.ServicerContext) -> None:
+        """Until the caller ends the stream, or the server stops (its grace period over)."""
+        loop = asyncio.get_running_loop()
+        writing = asyncio.Lock()  # a stream takes one write at a time
+        answering: set[asyncio.Task] = set()
+        try:
+            async for call in calls:
+                deadline = loop.time() + call.timeout_ms / 1000 if call.timeout_ms else None
+                task = asyncio.ensure_future(self._answer(call, deadline, context, writing))
+                answering.add(task)
+                task.add_done_callback(answering.discard)
+        finally:
+            if answering:  # their work finishes (asyncio.wait cancels nothing, even if this is cancelled)
+                await asyncio.wait(set(answering))
+
+    async def _answer(self, call, deadline: float | None, context, writing: asyncio.Lock) -> None:
+        started = time.perf_counter()
+        result = self.result_type(id=call.id)
+        code, reason = grpc.StatusCode.OK, None
+        loop = asyncio.get_running_loop()
+        limit = asyncio.timeout_at(deadline)  # as gRPC does for a call: at its deadline the handler is cancelled
+        try:
+            if deadline is not None and loop.time() >= deadline:
+                raise TimeoutError
+            async with limit:
+                result.response.CopyFrom(await self.handle(call.request))
+        except TimeoutError:
+            if deadline is None or loop.time() < deadline:  # not ours: the handler's own error
+                code, reason, result.status.message = self._internal()
+            else:
+                code, reason, result.status.message = grpc.StatusCode.DEADLINE_EXCEEDED, "deadline", "Deadline Exceeded"
+        except GatehouseError as exc:
+            code, reason, result.status.message = exc.code, exc.reason, exc.message
+            result.status.retry_after_seconds = max(0, int(exc.retry_after or 0))
+        except Exception:
+            code, reason, result.status.message = self._internal()
+        result.status.code = code.value[0]
+        if self.metrics is not None:
+            self.metrics.observe(self.method, code, reason, time.perf_counter() - started)
+        try:
+            async with writing:
+                await context.write(result)
+        except Exception:  # noqa: BLE001 - the stream is gone; its caller learns so from its end
+            log.debug("result not delivered: the stream has ended", extra={"method": self.method})
+
+    def _internal(self) -> tuple[grpc.StatusCode, str, str]:
+        log.exception("unhandled error", extra={"method": self.method})
+        return grpc.StatusCode.INTERNAL, "internal", "internal error"
+
+
+# -- client side ---------------------------------------------------------------------------------
+
+
+def rpc_error(code: grpc.StatusCode, message: str, retry_after: int = 0) -> grpc.aio.AioRpcError:
+    trailing = grpc.aio.Metadata(("retry-after", str(retry_after))) if retry_after else grpc.aio.Metadata()
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, message)
+
+
+class _Stream:
+    """One open stream: its call, the calls waiting for a result, the writer and the reader."""
+
+    def __init__(self, call: grpc.aio.StreamStreamCall):
+        self.call = call
+        self.waiting: dict[int, asyncio.Future] = {}
+        self.outgoing: asyncio.Queue = asyncio.Queue()
+        self.failure: grpc.aio.AioRpcError | None = None
+        self.tasks: list[asyncio.Task] = []
+
+
+class StreamedCaller:
+    """Calls over a `StreamedCalls` stream that `open_stream()` opens (with the credential in its
+    metadata and no deadline), opened on the first call and again after a failure. `call(request,
+    timeout)` returns the response or raises `grpc.aio.AioRpcError` as the unary call would.
+    `unimplemented` turns True when the server does not have the stream method (an older
+    version): its calls fail UNIMPLEMENTED, nothing having run, and the caller should use the unary
+    method from then on."""
+
+    def __init__(self, open_stream: Callable[[], grpc.aio.StreamStreamCall], call_type: type):
+        self._open = open_stream
+        self._call_type = call_type
+        self._ids = itertools.count(1)
+        self._stream: _Stream | None = None
+        self.unimplemented = False
+
+    async def call(self, request, timeout: float):
+        stream = self._stream if self._stream is not None else self._start()
+        call_id = next(self._ids)
+        answer = asyncio.get_running_loop().create_future()
+        stream.waiting[call_id] = answer
+        stream.outgoing.put_nowait(self._call_type(id=call_id, request=request, timeout_ms=int(timeout * 1000)))
+        try:
+            async with asyncio.timeout(timeout):
+                result = await answer
+        except TimeoutError:
+            raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+        finally:
+            stream.waiting.pop(call_id, None)
+        if result.status.code:
+            code = _CODES.get(result.status.code, grpc.StatusCode.UNKNOWN)
+            raise rpc_error(code, result.status.message, result.status.retry_after_seconds)
+        return result.response
+
+    def _start(self) -> _Stream:
+        stream = self._stream = _Stream(self._open())
+        stream.tasks = [asyncio.ensure_future(self._write(stream)), asyncio.ensure_future(self._read(stream))]
+        return stream
+
+    async def _write(self, stream: _Stream) -> None:
+        """The calls go out in order, one write at a time; a caller that gives up does not cut a
+        write short. A write fails only on a stream that has ended: the reader reports it."""
+        try:
+            while True:
+                await stream.call.write(await stream.outgoing.get())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            log.debug("stream write failed", extra={"error": type(exc).__name__})
+            stream.call.cancel()  # so that the reader ends, whatever state the call is in
+
+    async def _read(self, stream: _Stream) -> None:
+        try:
+            while (result := await stream.call.read()) is not grpc.aio.EOF:
+                answer = stream.waiting.get(result.id)
+                if answer is not None and not answer.done():
+                    answer.set_result(result)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the stream's status says what happened
+            pass
+        if self._stream is stream:  # new calls go to a new stream from now on
+            self._stream = None
+        self._fail(stream, await self._status(stream))
+
+    @staticmethod
+    async def _status(stream: _Stream) -> grpc.aio.AioRpcError:
+        """Why a stream ended: its own status, or UNAVAILABLE when that says nothing more useful
+        (OK: the server returned early; CANCELLED: it stopped)."""
+        try:
+            code, details = await stream.call.code(), await stream.call.details()
+        except Exception:  # noqa: BLE001
+            code, details = grpc.StatusCode.UNAVAILABLE, ""
+        if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
+            code, details = grpc.StatusCode.UNAVAILABLE, ""
+        return rpc_error(code, details or STREAM_ENDED)
+
+    def _fail(self, stream: _Stream, failure: grpc.aio.AioRpcError) -> None:
+        """A stream that ended: its waiting calls fail, and the next call opens a new one."""
+        if stream.failure is not None:
+            return
+        stream.failure = failure
+        if failure.code() is grpc.StatusCode.UNIMPLEMENTED:
+            self.unimplemented = True
+        if self._stream is stream:
+            self._stream = None
+        for answer in stream.waiting.values():
+            if not answer.done():
+                answer.set_exception(failure)
+        stream.waiting.clear()
+        stream.call.cancel()
+        for task in stream.tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    async def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        self._fail(stream, rpc_error(grpc.StatusCode.UNAVAILABLE, "The client is shutting down."))
+        await asyncio.gather(*stream.tasks, return_exceptions=True)

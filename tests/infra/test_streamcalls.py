@@ -1,0 +1,219 @@
+"""Unary calls as messages of one stream (gatehouse.infra.streamcalls), over a real gRPC server on
+a loopback port with the Gatehouse interceptor: results by id, statuses as a unary call's, deadlines,
+a stream that breaks, the credential, a server without the stream method."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from gatehouse.auth.v1 import tokens_pb2, tokens_pb2_grpc
+from gatehouse.infra.errors import PermissionDenied, ResourceExhausted
+from gatehouse.infra.grpcserver import CallerRole, Credentials, call_metadata, retry_after, start_server
+from gatehouse.infra.metrics import GrpcMetrics
+from gatehouse.infra.streamcalls import StreamedCalls, StreamedCaller
+
+KEY = "test-gateway-key"
+METHOD = "/gatehouse.auth.v1.TokenService/VerifyUploadToken"
+
+
+class Tokens(tokens_pb2_grpc.TokenServiceServicer):
+    """A TokenService whose upload check is the test's: project "slow-N" answers after N ms,
+    "denied" and "busy" are refused, "broken" raises, anything else is granted."""
+
+    def __init__(self, metrics, *, streamed=True):
+        self.handled: list[str] = []
+        self.calls = StreamedCalls(METHOD, self.check, tokens_pb2.VerifyUploadTokenResult, metrics=metrics)
+        if not streamed:  # an authsvc from before the stream method
+            self.VerifyUploadTokens = None
+
+    async def check(self, request):
+        name = request.project_name
+        self.handled.append(name)
+        if name.startswith("slow-"):
+            await asyncio.sleep(int(name[5:]) / 1000)
+        if name == "denied":
+            raise PermissionDenied("This token is not valid for project 'denied'.", reason="not_in_scope")
+        if name == "busy":
+            raise ResourceExhausted("Too many uploads; try again later.", reason="rate", retry_after=30)
+        if name == "broken":
+            raise RuntimeError("a bug")
+        return tokens_pb2.VerifyUploadTokenResponse(user_id="u1", project_id="p-" + name, project_name=name)
+
+    async def VerifyUploadTokens(self, request_iterator, context):
+        await self.calls.serve(request_iterator, context)
+
+
+class Served:
+    def __init__(self, *, streamed=True, port=0):
+        self.metrics = GrpcMetrics("test")
+        self.tokens = Tokens(self.metrics, streamed=streamed)
+        self.streamed, self.port = streamed, port
+
+    async def start(self):
+        def register(server):
+            handlers = tokens_pb2_grpc.add_TokenServiceServicer_to_server
+            if self.streamed:
+                handlers(self.tokens, server)
+            else:
+                server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+                    "gatehouse.auth.v1.TokenService", {"VerifyUploadToken": grpc.unary_unary_rpc_method_handler(
+                        self.unary, tokens_pb2.VerifyUploadTokenRequest.FromString,
+                        tokens_pb2.VerifyUploadTokenResponse.SerializeToString)}),))
+            return ["gatehouse.auth.v1.TokenService"]
+
+        self.server, self.port, _ = await start_server(
+            listen=f"127.0.0.1:{self.port}", register=register, credentials=Credentials({KEY: CallerRole.SERVICE}),
+            metrics=self.metrics)
+        return self
+
+    async def unary(self, request, context):
+        return await self.tokens.check(request)
+
+    def count(self, code: str) -> float:
+        return self.metrics.registry.get_sample_value(
+            "gatehouse_grpc_requests_total", {"service": "test", "method": METHOD, "code": code}) or 0
+
+
+@pytest.fixture
+async def served():
+    served = await Served().start()
+    yield served
+    await served.server.stop(0)
+
+
+def caller_for(port: int, key: str = KEY):
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = tokens_pb2_grpc.TokenServiceStub(channel)
+    return channel, stub, StreamedCaller(lambda: stub.VerifyUploadTokens(metadata=call_metadata(key)),
+                                         tokens_pb2.VerifyUploadTokenCall)
+
+
+def request(project: str) -> tokens_pb2.VerifyUploadTokenRequest:
+    return tokens_pb2.VerifyUploadTokenRequest(token="pypi-x", project_name=project)
+
+
+async def test_results_find_their_calls_whatever_order_they_come_in(served):
+    channel, _stub, caller = caller_for(served.port)
+    try:
+        replies = await asyncio.gather(*(caller.call(request(f"slow-{ms}"), 5) for ms in (300, 10, 150, 0)))
+        assert [r.project_id for r in replies] == ["p-slow-300", "p-slow-10", "p-slow-150", "p-slow-0"]
+        first = caller._stream
+        assert (await caller.call(request("again"), 5)).project_id == "p-again"
+        assert caller._stream is first  # one stream for all of them
+        assert served.count("OK") == 5
+    finally:
+        await caller.close()
+        await channel.close()
+
+
+async def test_a_denial_is_the_unary_calls_error_and_the_stream_stays_up(served):
+    channel, _stub, caller = caller_for(served.port)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await caller.call(request("denied"), 5)
+        assert denied.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert denied.value.details() == "This token is not valid for project 'denied'."
+        with pytest.raises(grpc.aio.AioRpcError) as busy:
+            await caller.call(request("busy"), 5)
+        assert busy.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and retry_after(busy.value) == 30
+        with pytest.raises(grpc.aio.AioRpcError) as broken:
+            await caller.call(request("broken"), 5)
+        assert broken.value.code() is grpc.StatusCode.INTERNAL and broken.value.details() == "internal error"
+        assert (await caller.call(request("fine"), 5)).project_id == "p-fine"
+        labels = {"service": "test", "method": METHOD}
+        assert served.metrics.registry.get_sample_value(
+            "gatehouse_grpc_denials_total", {**labels, "reason": "not_in_scope"}) == 1
+        assert served.count("PERMISSION_DENIED") == 1 and served.count("INTERNAL") == 1
+    finally:
+        await caller.close()
+        await channel.close()
+
+
+async def test_deadlines_hold_on_both_sides(served):
+    channel, _stub, caller = caller_for(served.port)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as late:
+            await caller.call(request("slow-400"), 0.1)
+        assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert (await caller.call(request("after"), 5)).project_id == "p-after"  # the stream is still good
+        # The server holds the same deadline: the check was cancelled there, and counted so.
+        for _ in range(100):
+            if served.count("DEADLINE_EXCEEDED"):
+                break
+            await asyncio.sleep(0.02)
+        assert served.count("DEADLINE_EXCEEDED") == 1 and "slow-400" in served.tokens.handled
+    finally:
+        await caller.close()
+        await channel.close()
+
+
+async def test_calls_in_flight_fail_unavailable_when_the_server_goes_and_the_next_call_opens_a_new_stream():
+    served = await Served().start()
+    channel, _stub, caller = caller_for(served.port)
+    try:
+        assert (await caller.call(request("first"), 5)).project_id == "p-first"
+        waiting = asyncio.ensure_future(caller.call(request("slow-2000"), 5))
+        await asyncio.sleep(0.2)
+        await served.server.stop(0)  # a crash, as far as the stream can tell
+        with pytest.raises(grpc.aio.AioRpcError) as lost:
+            await waiting
+        assert lost.value.code() is grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(grpc.aio.AioRpcError) as down:
+            await caller.call(request("nobody"), 2)
+        assert down.value.code() is grpc.StatusCode.UNAVAILABLE
+        served = await Served(port=served.port).start()  # back, on the same port
+        await asyncio.wait_for(channel.channel_ready(), 10)  # once the channel has reconnected (as for any call)
+        assert (await caller.call(request("back"), 5)).project_id == "p-back"
+    finally:
+        await caller.close()
+        await channel.close()
+        await served.server.stop(0)
+
+
+async def test_the_stream_needs_the_service_credential(served):
+    channel, _stub, caller = caller_for(served.port, key="wrong key")
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await caller.call(request("anything"), 5)
+        assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert served.tokens.handled == []
+    finally:
+        await caller.close()
+        await channel.close()
+
+
+async def test_a_server_without_the_stream_method_is_reported_unimplemented():
+    served = await Served(streamed=False).start()
+    channel, stub, caller = caller_for(served.port)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await caller.call(request("anything"), 5)
+        assert missing.value.code() is grpc.StatusCode.UNIMPLEMENTED and caller.unimplemented
+        assert served.tokens.handled == []  # nothing ran: the caller may make the unary call instead
+        reply = await stub.VerifyUploadToken(request("unary"), metadata=call_metadata(KEY), timeout=5)
+        assert reply.project_id == "p-unary"
+    finally:
+        await caller.close()
+        await channel.close()
+        await served.server.stop(0)
+
+
+async def test_the_gateways_upload_check_falls_back_to_unary_calls_on_an_older_authsvc():
+    from gatehouse.infra.outbox import Origin
+    from uploadgw.authclient import AuthClient
+
+    served = await Served(streamed=False).start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{served.port}")
+    client = AuthClient(channel, credential=KEY, timeout=5)
+    try:
+        first = await client.verify_upload("pypi-x", "one", Origin())
+        second = await client.verify_upload("pypi-x", "two", Origin())
+        assert (first.project_id, second.project_id) == ("p-one", "p-two")
+        assert served.tokens.handled == ["one", "two"]  # each ran once, as a unary call
+    finally:
+        await client.close()
+        await channel.close()
+        await served.server.stop(0)
