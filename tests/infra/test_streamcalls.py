@@ -5,6 +5,7 @@ a stream that breaks, the credential, a server without the stream method."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import grpc
 import pytest
@@ -84,60 +85,67 @@ async def served():
     await served.server.stop(0)
 
 
-def caller_for(port: int, key: str = KEY):
+@pytest.fixture
+async def older():
+    """An authsvc from before the stream method: VerifyUploadToken only."""
+    served = await Served(streamed=False).start()
+    yield served
+    await served.server.stop(0)
+
+
+@contextlib.asynccontextmanager
+async def opened(port: int, key: str = KEY):
+    """(the channel's stub, a StreamedCaller on it); both closed afterwards."""
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     stub = tokens_pb2_grpc.TokenServiceStub(channel)
-    return channel, stub, StreamedCaller(lambda: stub.VerifyUploadTokens(metadata=call_metadata(key)),
-                                         tokens_pb2.VerifyUploadTokenCall)
+    caller = StreamedCaller(lambda: stub.VerifyUploadTokens(metadata=call_metadata(key)),
+                            tokens_pb2.VerifyUploadTokenCall)
+    try:
+        yield channel, stub, caller
+    finally:
+        await caller.close()
+        await channel.close()
 
 
 def request(project: str) -> tokens_pb2.VerifyUploadTokenRequest:
     return tokens_pb2.VerifyUploadTokenRequest(token="pypi-x", project_name=project)
 
 
+async def refusal(caller: StreamedCaller, project: str, timeout: float = 5) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await caller.call(request(project), timeout)
+    return refused.value
+
+
 async def test_results_find_their_calls_whatever_order_they_come_in(served):
-    channel, _stub, caller = caller_for(served.port)
-    try:
+    async with opened(served.port) as (channel, _stub, caller):
         replies = await asyncio.gather(*(caller.call(request(f"slow-{ms}"), 5) for ms in (300, 10, 150, 0)))
         assert [r.project_id for r in replies] == ["p-slow-300", "p-slow-10", "p-slow-150", "p-slow-0"]
         first = caller._stream
         assert (await caller.call(request("again"), 5)).project_id == "p-again"
         assert caller._stream is first  # one stream for all of them
         assert served.count("OK") == 5
-    finally:
-        await caller.close()
-        await channel.close()
 
 
 async def test_a_denial_is_the_unary_calls_error_and_the_stream_stays_up(served):
-    channel, _stub, caller = caller_for(served.port)
-    try:
-        with pytest.raises(grpc.aio.AioRpcError) as denied:
-            await caller.call(request("denied"), 5)
-        assert denied.value.code() is grpc.StatusCode.PERMISSION_DENIED
-        assert denied.value.details() == "This token is not valid for project 'denied'."
-        with pytest.raises(grpc.aio.AioRpcError) as busy:
-            await caller.call(request("busy"), 5)
-        assert busy.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and retry_after(busy.value) == 30
-        with pytest.raises(grpc.aio.AioRpcError) as broken:
-            await caller.call(request("broken"), 5)
-        assert broken.value.code() is grpc.StatusCode.INTERNAL and broken.value.details() == "internal error"
+    async with opened(served.port) as (channel, _stub, caller):
+        denied = await refusal(caller, "denied")
+        assert denied.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert denied.details() == "This token is not valid for project 'denied'."
+        busy = await refusal(caller, "busy")
+        assert busy.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and retry_after(busy) == 30
+        broken = await refusal(caller, "broken")
+        assert broken.code() is grpc.StatusCode.INTERNAL and broken.details() == "internal error"
         assert (await caller.call(request("fine"), 5)).project_id == "p-fine"
         labels = {"service": "test", "method": METHOD}
         assert served.metrics.registry.get_sample_value(
             "gatehouse_grpc_denials_total", {**labels, "reason": "not_in_scope"}) == 1
         assert served.count("PERMISSION_DENIED") == 1 and served.count("INTERNAL") == 1
-    finally:
-        await caller.close()
-        await channel.close()
 
 
 async def test_deadlines_hold_on_both_sides(served):
-    channel, _stub, caller = caller_for(served.port)
-    try:
-        with pytest.raises(grpc.aio.AioRpcError) as late:
-            await caller.call(request("slow-400"), 0.1)
-        assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    async with opened(served.port) as (channel, _stub, caller):
+        assert (await refusal(caller, "slow-400", 0.1)).code() is grpc.StatusCode.DEADLINE_EXCEEDED
         assert (await caller.call(request("after"), 5)).project_id == "p-after"  # the stream is still good
         # The server holds the same deadline: the check was cancelled there, and counted so.
         for _ in range(100):
@@ -145,15 +153,18 @@ async def test_deadlines_hold_on_both_sides(served):
                 break
             await asyncio.sleep(0.02)
         assert served.count("DEADLINE_EXCEEDED") == 1 and "slow-400" in served.tokens.handled
-    finally:
-        await caller.close()
-        await channel.close()
 
 
 async def test_calls_in_flight_fail_unavailable_when_the_server_goes_and_the_next_call_opens_a_new_stream():
     served = await Served().start()
-    channel, _stub, caller = caller_for(served.port)
     try:
+        await _server_goes_and_comes_back(served)
+    finally:
+        await served.server.stop(0)
+
+
+async def _server_goes_and_comes_back(served: Served) -> None:
+    async with opened(served.port) as (channel, _stub, caller):
         assert (await caller.call(request("first"), 5)).project_id == "p-first"
         waiting = asyncio.ensure_future(caller.call(request("slow-2000"), 5))
         await asyncio.sleep(0.2)
@@ -161,59 +172,35 @@ async def test_calls_in_flight_fail_unavailable_when_the_server_goes_and_the_nex
         with pytest.raises(grpc.aio.AioRpcError) as lost:
             await waiting
         assert lost.value.code() is grpc.StatusCode.UNAVAILABLE
-        with pytest.raises(grpc.aio.AioRpcError) as down:
-            await caller.call(request("nobody"), 2)
-        assert down.value.code() is grpc.StatusCode.UNAVAILABLE
-        served = await Served(port=served.port).start()  # back, on the same port
+        assert (await refusal(caller, "nobody", 2)).code() is grpc.StatusCode.UNAVAILABLE
+        back = await Served(port=served.port).start()  # back, on the same port
+        served.server = back.server  # (stopped by the test)
         await asyncio.wait_for(channel.channel_ready(), 10)  # once the channel has reconnected (as for any call)
         assert (await caller.call(request("back"), 5)).project_id == "p-back"
-    finally:
-        await caller.close()
-        await channel.close()
-        await served.server.stop(0)
 
 
 async def test_the_stream_needs_the_service_credential(served):
-    channel, _stub, caller = caller_for(served.port, key="wrong key")
-    try:
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await caller.call(request("anything"), 5)
-        assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    async with opened(served.port, key="wrong key") as (channel, _stub, caller):
+        assert (await refusal(caller, "anything")).code() is grpc.StatusCode.UNAUTHENTICATED
         assert served.tokens.handled == []
-    finally:
-        await caller.close()
-        await channel.close()
 
 
-async def test_a_server_without_the_stream_method_is_reported_unimplemented():
-    served = await Served(streamed=False).start()
-    channel, stub, caller = caller_for(served.port)
-    try:
-        with pytest.raises(grpc.aio.AioRpcError) as missing:
-            await caller.call(request("anything"), 5)
-        assert missing.value.code() is grpc.StatusCode.UNIMPLEMENTED and caller.unimplemented
-        assert served.tokens.handled == []  # nothing ran: the caller may make the unary call instead
+async def test_a_server_without_the_stream_method_is_reported_unimplemented(older):
+    async with opened(older.port) as (channel, stub, caller):
+        assert (await refusal(caller, "anything")).code() is grpc.StatusCode.UNIMPLEMENTED and caller.unimplemented
+        assert older.tokens.handled == []  # nothing ran: the caller may make the unary call instead
         reply = await stub.VerifyUploadToken(request("unary"), metadata=call_metadata(KEY), timeout=5)
         assert reply.project_id == "p-unary"
-    finally:
-        await caller.close()
-        await channel.close()
-        await served.server.stop(0)
 
 
-async def test_the_gateways_upload_check_falls_back_to_unary_calls_on_an_older_authsvc():
+async def test_the_gateways_upload_check_falls_back_to_unary_calls_on_an_older_authsvc(older):
     from gatehouse.infra.outbox import Origin
     from uploadgw.authclient import AuthClient
 
-    served = await Served(streamed=False).start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{served.port}")
-    client = AuthClient(channel, credential=KEY, timeout=5)
-    try:
+    async with opened(older.port) as (channel, _stub, _caller):
+        client = AuthClient(channel, credential=KEY, timeout=5)
         first = await client.verify_upload("pypi-x", "one", Origin())
         second = await client.verify_upload("pypi-x", "two", Origin())
-        assert (first.project_id, second.project_id) == ("p-one", "p-two")
-        assert served.tokens.handled == ["one", "two"]  # each ran once, as a unary call
-    finally:
         await client.close()
-        await channel.close()
-        await served.server.stop(0)
+    assert (first.project_id, second.project_id) == ("p-one", "p-two")
+    assert older.tokens.handled == ["one", "two"]  # each ran once, as a unary call
