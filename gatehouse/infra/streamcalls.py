@@ -119,7 +119,6 @@ class _Stream:
         self.call = call
         self.waiting: dict[int, asyncio.Future] = {}
         self.outgoing: asyncio.Queue = asyncio.Queue()
-        self.failure: grpc.aio.AioRpcError | None = None
         self.tasks: list[asyncio.Task] = []
 
 
@@ -200,14 +199,9 @@ class StreamedCaller:
         return rpc_error(code, details or STREAM_ENDED)
 
     def _fail(self, stream: _Stream, failure: grpc.aio.AioRpcError) -> None:
-        """A stream that ended: its waiting calls fail, and the next call opens a new one."""
-        if stream.failure is not None:
-            return
-        stream.failure = failure
+        """A stream that ended (its callers have already let go of it): its waiting calls fail."""
         if failure.code() is grpc.StatusCode.UNIMPLEMENTED:
             self.unimplemented = True
-        if self._stream is stream:
-            self._stream = None
         for answer in stream.waiting.values():
             if not answer.done():
                 answer.set_exception(failure)

@@ -88,7 +88,6 @@ class _DriverUnit:
         self.dialect = dialect
 
 
-
 class Transactions:
     def __init__(self, url: str, sessions: async_sessionmaker):
         self._url = url
