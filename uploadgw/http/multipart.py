@@ -7,8 +7,9 @@ hand the same (name, filename, value) parts to the same checks.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import re
+from typing import NamedTuple
 
 from uploadgw.errors import InvalidUpload
 
@@ -17,8 +18,7 @@ MAX_PARTS = 2000
 _ESCAPED = re.compile(r"\\(.)")
 
 
-@dataclasses.dataclass(frozen=True)
-class Part:
+class Part(NamedTuple):
     name: str
     filename: str | None
     value: bytes
@@ -52,38 +52,42 @@ def boundary_of(content_type: str) -> bytes:
 
 
 def split(body: bytes, boundary: bytes) -> list[Part]:
-    """Every part of a complete multipart body; InvalidUpload when it is not well formed."""
+    """Every part of a complete multipart body; InvalidUpload when it is not well formed.
+
+    The body is cut at every delimiter in one pass (`bytes.split`); what follows the closing
+    delimiter is ignored, as RFC 2046 says."""
     delimiter = b"--" + boundary
     start = body.find(delimiter)
     if start < 0 or (start > 0 and body[start - 2:start] != b"\r\n"):
         raise InvalidUpload("Malformed multipart body (no opening boundary).", reason="bad_multipart")
     parts: list[Part] = []
-    pos = start + len(delimiter)
-    while True:
-        if body.startswith(b"--", pos):
+    for chunk in body[start + len(delimiter):].split(b"\r\n" + delimiter):
+        if chunk.startswith(b"--"):  # the closing delimiter
             return parts
-        line_end = body.find(b"\r\n", pos)
-        if line_end < 0 or body[pos:line_end].strip(b" \t"):
+        line_end = chunk.find(b"\r\n")
+        if line_end < 0 or chunk[:line_end].strip(b" \t"):
             raise InvalidUpload("Malformed multipart body (bad boundary line).", reason="bad_multipart")
-        headers_end = body.find(b"\r\n\r\n", line_end)
+        headers_end = chunk.find(b"\r\n\r\n", line_end)
         if headers_end < 0:
             raise InvalidUpload("Malformed multipart body (unterminated part headers).", reason="bad_multipart")
-        end = body.find(b"\r\n" + delimiter, headers_end + 4)
-        if end < 0:
-            raise InvalidUpload("Malformed multipart body (unterminated part).", reason="bad_multipart")
-        disposition = ""
-        for line in body[line_end + 2:headers_end].split(b"\r\n"):
-            key, sep, value = line.partition(b":")
-            if sep and key.strip().lower() == b"content-disposition":
-                disposition = value.strip().decode("utf-8", "replace")
-        if not disposition.lower().startswith("form-data"):
-            raise InvalidUpload("Malformed multipart body (a part is not form-data).", reason="bad_multipart")
-        params = disposition_params(disposition)
-        if any(key.endswith("*") for key in params):
-            raise InvalidUpload("Use plain name= and filename= parameters in the multipart body.",
-                                reason="bad_multipart")
-        parts.append(Part(name=params.get("name", ""), filename=params.get("filename"),
-                          value=body[headers_end + 4:end]))
+        name, filename = _part_headers(chunk[line_end + 2:headers_end])
+        parts.append(Part(name, filename, chunk[headers_end + 4:]))
         if len(parts) > MAX_PARTS:
             raise InvalidUpload("The upload has too many fields.", reason="bad_multipart")
-        pos = end + 2 + len(delimiter)
+    raise InvalidUpload("Malformed multipart body (unterminated part).", reason="bad_multipart")
+
+
+@functools.lru_cache(maxsize=1024)  # a client sends the same headers for every field of every upload
+def _part_headers(headers: bytes) -> tuple[str, str | None]:
+    """A part's name and filename, from its headers."""
+    disposition = ""
+    for line in headers.split(b"\r\n"):
+        key, sep, value = line.partition(b":")
+        if sep and key.strip().lower() == b"content-disposition":
+            disposition = value.strip().decode("utf-8", "replace")
+    if not disposition.lower().startswith("form-data"):
+        raise InvalidUpload("Malformed multipart body (a part is not form-data).", reason="bad_multipart")
+    params = disposition_params(disposition)
+    if any(key.endswith("*") for key in params):
+        raise InvalidUpload("Use plain name= and filename= parameters in the multipart body.", reason="bad_multipart")
+    return params.get("name", ""), params.get("filename")
