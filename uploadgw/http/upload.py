@@ -23,7 +23,7 @@ from gatehouse.infra.outbox import Origin
 from uploadgw.errors import InvalidUpload, TooLarge
 from uploadgw.http import credentials, multipart
 from uploadgw.http.accesslog import ACCESS_LOG_EXTRA
-from uploadgw.uploads.form import UploadForm, check_filename, collect_fields, parse_form
+from uploadgw.uploads.form import UploadForm, collect_fields, parse_form
 from uploadgw.uploads.service import UploadService, human_size
 from uploadgw.uploads.spool import SizeExceeded, hash_bytes
 
@@ -67,10 +67,9 @@ class UploadHandler:
             return web.Response(text="File already exists with identical content; nothing new was stored.\n")
         return web.Response(text="OK\n")
 
-    def _form(self, fields: list[tuple[str, str]], filename: str | None) -> tuple[UploadForm, str]:
-        form = parse_form(collect_fields(fields))
-        check_filename(filename or "", form)
-        return form, filename or ""
+    @staticmethod
+    def _form(fields: list[tuple[str, str]], filename: str | None) -> tuple[UploadForm, str]:
+        return parse_form(collect_fields(fields)), filename or ""  # the filename: checked by authorize()
 
     async def _small(self, request: web.Request, token: str, declared: int):
         try:

@@ -7,6 +7,7 @@ how to fix it, on one line.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Iterable
 
@@ -205,14 +206,22 @@ def parse_form(fields: dict[str, list[str]]) -> UploadForm:
 
 
 def _check_license_expression(value: str) -> None:
+    problem = _license_expression_problem(value)
+    if problem is not None:
+        raise _invalid(value, "License-Expression", problem)
+
+
+@functools.lru_cache(maxsize=256)  # packaging compiles each expression: most uploads repeat a few
+def _license_expression_problem(value: str) -> str | None:
     try:
         from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
     except ImportError:  # pragma: no cover - packaging < 24.2
-        return
+        return None
     try:
         canonicalize_license_expression(value)
     except InvalidLicenseExpression as exc:
-        raise _invalid(value, "License-Expression", f"{exc}.") from None
+        return f"{exc}."
+    return None
 
 
 def _check_requirement(value: str) -> None:
