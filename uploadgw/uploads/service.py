@@ -283,7 +283,10 @@ class UploadService:
         if not recording.done():
             await asyncio.wait([recording])
         if not recording.cancelled() and recording.exception() is None:
-            (self.store.settle if recording.result().created else self.store.discard)(key)
+            # At the loop's next turn: after this request's response has gone out (if the process dies
+            # first, the sweeper settles a recorded blob and removes an unrecorded one).
+            asyncio.get_running_loop().call_soon(
+                self.store.settle if recording.result().created else self.store.discard, key)
             return
         try:
             await self.releases.forget_unrecorded(key)
