@@ -144,10 +144,11 @@ class ProjectsService:
             raise PermissionDenied(f"Only Owners of '{project.name}' can do this.", reason="not_an_owner")
 
     def create_with_owner(self, conn: Connection, name: str, owner: tuple[str, str], *,
-                          actor: ActorRef, origin: Origin | None) -> Project:
+                          actor: ActorRef, origin: Origin | None) -> dict:
         """Create a project with `owner` (id, username) as its Owner, in the caller's (synchronous)
-        transaction: Core statements, as this runs inside the first upload of every project. A
-        concurrent creation of the same name raises IntegrityError."""
+        transaction: Core statements, as this runs inside the first upload of every project. Returns
+        the project's row as written (its columns' values). A concurrent creation of the same name
+        raises IntegrityError."""
         normalized = check_project_name(name)
         now = self.clock.now()
         values = dict(id=new_id(), name=name, normalized_name=normalized, created_at=now, two_factor_required=False)
@@ -160,7 +161,7 @@ class ProjectsService:
                               details={"created_by": actor.username}),
             self.events.build("project:role:add", actor=actor, user=owner, project=ref, origin=origin,
                               details={"role": OWNER, "target_username": owner[1]})])
-        return Project(**values)  # the row as written (not attached to the session)
+        return values
 
     async def add_role(self, project_name: str, username: str, role: str, *, as_user: User | None,
                        actor: ActorRef, origin: Origin | None = None, create_project: bool = False,
@@ -187,8 +188,8 @@ class ProjectsService:
                 raise InvalidArgument("A new project needs an Owner: create it with the Owner role.",
                                       reason="new_project_needs_owner") from None
             target = await self._user(s, username)
-            project = await s.run_sync(lambda sync: self.create_with_owner(
-                sync.connection(), project_name, (target.id, target.username), actor=actor, origin=origin))
+            project = Project(**await s.run_sync(lambda sync: self.create_with_owner(  # not attached to the session
+                sync.connection(), project_name, (target.id, target.username), actor=actor, origin=origin)))
             return project, RoleView(target.username, target.id, OWNER)
         await self._require_owner(s, project, as_user)
         target = await self._user(s, username)

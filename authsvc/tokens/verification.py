@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from authsvc.errors import TokenDenied, TokenInvalid
-from authsvc.projects.models import OWNER, Project
+from authsvc.projects.models import OWNER
 from authsvc.projects.service import ProjectsService, check_project_name
 from authsvc.tokens.caveats import Context, Failure, ProjectRef, Purpose, Success, check_all, scoped_projects
 from authsvc.tokens.codec import AuthenticToken, TokenCodec
@@ -120,7 +120,7 @@ class TokenVerifier:
             made = await self._create_project(project_name, row.user_id, row.username, origin)
             created = made is not None
             if created:  # what the lookup would now read: the new project, with this user as its Owner
-                row = dataclasses.replace(row, project_id=made.id, project_name=made.name, role_name=OWNER,
+                row = dataclasses.replace(row, project_id=made["id"], project_name=made["name"], role_name=OWNER,
                                           project_two_factor_required=False)
             else:  # another upload created it first: read what it made
                 row = await self._lookup(authentic, normalized)
@@ -155,9 +155,9 @@ class TokenVerifier:
         return IndexGrant(user_id=row.user_id, username=row.username, token_id=token_id)
 
     async def _create_project(self, name: str, user_id: str, username: str, origin: Origin | None
-                              ) -> Project | None:
-        """Create the project with the uploader as Owner. Two racing first uploads: the unique
-        name lets exactly one commit; the other gets None and reads what the winner made."""
+                              ) -> dict | None:
+        """Create the project with the uploader as Owner (its row's values). Two racing first uploads:
+        the unique name lets exactly one commit; the other gets None and reads what the winner made."""
         try:  # one synchronous transaction (on SQLite on the event loop, see Transactions)
             return await self.tx.run_core(lambda conn: self.projects.create_with_owner(
                 conn, name, (user_id, username), actor=ActorRef.user(user_id, username), origin=origin))

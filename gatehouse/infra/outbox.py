@@ -24,6 +24,7 @@ from gatehouse.infra.clock import Clock
 from gatehouse.infra.prepared import Prepared, insert_of
 
 SCHEMA_VERSION = 1
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _ROW_COLUMNS = ("event_id", "tag", "payload", "created_at", "published_at", "attempts")  # the id is the database's
 # Detail keys that could only hold a secret. A programming error, refused loudly.
 _FORBIDDEN_DETAIL_WORDS = ("password", "secret", "seed", "recovery_code", "otp", "macaroon")
@@ -123,7 +124,9 @@ class EventEmitter:
             user_agent=(origin or Origin()).user_agent,
             details=clean,
         )
-        event.occurred_at.FromDatetime(self.clock.now().astimezone(dt.timezone.utc).replace(tzinfo=None))
+        since = self.clock.now() - _EPOCH  # exact: a Timestamp's seconds and nanos without float arithmetic
+        event.occurred_at.seconds = since.days * 86400 + since.seconds
+        event.occurred_at.nanos = since.microseconds * 1000
         return event
 
     def _row(self, event: event_pb2.Event) -> dict:  # _ROW_COLUMNS
