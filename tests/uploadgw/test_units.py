@@ -317,6 +317,46 @@ def test_multipart_split_reads_what_twine_sends():
                                                                                       "filename": "x.whl"}
 
 
+def test_multipart_split_bounds_and_edges():
+    from tests.uploadgw.http_support import encode
+    from uploadgw.http import multipart
+
+    # What follows the closing delimiter is ignored, even another delimiter.
+    ctype, head, tail = encode([("name", "x")], "ok.whl", b"data", boundary="b0und")
+    body = head + tail + b"epilogue\r\n--b0und\r\nContent-Disposition: form-data; name=\"extra\"\r\n\r\nz\r\n--b0und--"
+    assert [p.name for p in multipart.split(body, b"b0und")] == ["name", "content"]
+    # Headers too long for the cache are read all the same; the same short headers twice give the same part.
+    long_name = "n" * (multipart.CACHED_HEADERS + 10)
+    ctype, head, tail = encode([(long_name, "1"), ("a", "2"), ("a", "3")], None, None)
+    assert [(p.name, p.value) for p in multipart.split(head + tail, multipart.boundary_of(ctype))] == [
+        (long_name, b"1"), ("a", b"2"), ("a", b"3")]
+    # One part more than allowed is refused; so is a body that never closes.
+    ctype, head, tail = encode([("f", "v")] * (multipart.MAX_PARTS + 1), None, None)
+    with pytest.raises(InvalidUpload, match="too many fields"):
+        multipart.split(head + tail, multipart.boundary_of(ctype))
+    assert len(multipart.split(*_without_last_part(head + tail, multipart.boundary_of(ctype)))) == multipart.MAX_PARTS
+    ctype, head, tail = encode([("f", "v")], None, None)
+    with pytest.raises(InvalidUpload, match="unterminated part"):
+        multipart.split(head, multipart.boundary_of(ctype))
+
+
+def _without_last_part(body: bytes, boundary: bytes) -> tuple[bytes, bytes]:
+    delimiter = b"--" + boundary
+    cut = body.rindex(delimiter, 0, body.rindex(delimiter))
+    return body[:cut] + delimiter + b"--\r\n", boundary
+
+
+def test_license_expression_verdicts():
+    base = {":action": ["file_upload"], "metadata_version": ["2.4"], "name": ["x"], "version": ["1.0"],
+            "filetype": ["bdist_wheel"], "pyversion": ["py3"], "sha256_digest": ["a" * 64]}
+    for _ in range(2):  # the second time from the cache: the same verdict
+        assert parse_form({**base, "license_expression": ["MIT OR Apache-2.0"]}).name == "x"
+        with pytest.raises(InvalidUpload, match="invalid value for License-Expression"):
+            parse_form({**base, "license_expression": ["Not A License"]})
+    with pytest.raises(InvalidUpload, match="invalid value for License-Expression"):  # too long to be cached
+        parse_form({**base, "license_expression": [" OR ".join(["MIT"] * 60) + " OR Nope"]})
+
+
 @given(st.binary(max_size=2000))
 def test_archive_inspection_fails_only_with_a_message(data):
     for filename, filetype in (("x-1.0-py3-none-any.whl", "bdist_wheel"), ("x-1.0.tar.gz", "sdist"),

@@ -15,6 +15,7 @@ from uploadgw.errors import InvalidUpload
 
 _PARAM = re.compile(r';\s*([A-Za-z0-9_.*-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
 MAX_PARTS = 2000
+CACHED_HEADERS = 256  # bytes: the cache of part headers holds at most 1024 of this size
 _ESCAPED = re.compile(r"\\(.)")
 
 
@@ -61,7 +62,7 @@ def split(body: bytes, boundary: bytes) -> list[Part]:
     if start < 0 or (start > 0 and body[start - 2:start] != b"\r\n"):
         raise InvalidUpload("Malformed multipart body (no opening boundary).", reason="bad_multipart")
     parts: list[Part] = []
-    for chunk in body[start + len(delimiter):].split(b"\r\n" + delimiter):
+    for chunk in body[start + len(delimiter):].split(b"\r\n" + delimiter, MAX_PARTS + 1):
         if chunk.startswith(b"--"):  # the closing delimiter
             return parts
         line_end = chunk.find(b"\r\n")
@@ -70,14 +71,14 @@ def split(body: bytes, boundary: bytes) -> list[Part]:
         headers_end = chunk.find(b"\r\n\r\n", line_end)
         if headers_end < 0:
             raise InvalidUpload("Malformed multipart body (unterminated part headers).", reason="bad_multipart")
-        name, filename = _part_headers(chunk[line_end + 2:headers_end])
+        headers = chunk[line_end + 2:headers_end]
+        name, filename = (_known_part_headers if len(headers) <= CACHED_HEADERS else _part_headers)(headers)
         parts.append(Part(name, filename, chunk[headers_end + 4:]))
         if len(parts) > MAX_PARTS:
             raise InvalidUpload("The upload has too many fields.", reason="bad_multipart")
     raise InvalidUpload("Malformed multipart body (unterminated part).", reason="bad_multipart")
 
 
-@functools.lru_cache(maxsize=1024)  # a client sends the same headers for every field of every upload
 def _part_headers(headers: bytes) -> tuple[str, str | None]:
     """A part's name and filename, from its headers."""
     disposition = ""
@@ -91,3 +92,7 @@ def _part_headers(headers: bytes) -> tuple[str, str | None]:
     if any(key.endswith("*") for key in params):
         raise InvalidUpload("Use plain name= and filename= parameters in the multipart body.", reason="bad_multipart")
     return params.get("name", ""), params.get("filename")
+
+
+# A client sends the same headers for every field of every upload: short ones are read once.
+_known_part_headers = functools.lru_cache(maxsize=1024)(_part_headers)

@@ -206,12 +206,12 @@ def parse_form(fields: dict[str, list[str]]) -> UploadForm:
 
 
 def _check_license_expression(value: str) -> None:
-    problem = _license_expression_problem(value)
+    # packaging compiles each expression, and most uploads repeat a few short ones: those are cached.
+    problem = (_known_license_expression_problem if len(value) <= 200 else _license_expression_problem)(value)
     if problem is not None:
         raise _invalid(value, "License-Expression", problem)
 
 
-@functools.lru_cache(maxsize=256)  # packaging compiles each expression: most uploads repeat a few
 def _license_expression_problem(value: str) -> str | None:
     try:
         from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
@@ -222,6 +222,9 @@ def _license_expression_problem(value: str) -> str | None:
     except InvalidLicenseExpression as exc:
         return f"{exc}."
     return None
+
+
+_known_license_expression_problem = functools.lru_cache(maxsize=256)(_license_expression_problem)
 
 
 def _check_requirement(value: str) -> None:
