@@ -4,10 +4,10 @@ Order matters: the credentials are read from the headers first (a malformed or m
 a body declared too large, is refused before anything else). twine sends every metadata field
 before `content`, so the project is known - and the token sent to authsvc - before the file is
 used. A large body is streamed, and only after authsvc said yes. A small one (at most
-`SMALL_BODY` bytes, already in the socket buffers) is read whole; its archive is examined while
-authsvc answers (in a thread started once the request to authsvc is out: before, it held the GIL
-while the request was being sent) and stored, unreachable, under a key of its own; it is recorded,
-and so published, only if authsvc said yes.
+`SMALL_BODY` bytes, already in the socket buffers) is read whole; while authsvc answers it is
+stored, unreachable, under a key of its own and its archive examined (in a thread started once
+the request to authsvc is out: before, it held the GIL while the request was being sent); it is
+recorded, and so published, only if authsvc said yes.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class UploadHandler:
         digests = hash_bytes(data, want_md5=form.md5_digest is not None)
         started: list[asyncio.Future] = []
 
-        def start_checking() -> None:  # the archive is examined while authsvc answers
+        def start_checking() -> None:  # stored and examined while authsvc answers
             started.append(asyncio.get_running_loop().run_in_executor(None, functools.partial(
                 self.service.check_archive, form, filename, data, len(data), digests.sha256)))
 
