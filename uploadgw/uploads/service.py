@@ -4,10 +4,10 @@ The HTTP adapter drives three steps: `authorize` (the form and filename are vali
 says this token may upload to this project; cheap refusals before any file byte is used), the
 bytes (`open_spool` for a streamed file, then `check_archive`: the bytes stored durably under a
 key of this upload's own and the archive's contents examined - for a small upload while authsvc
-is still answering) and `publish` (limits, digests, duplicates; then the file, its release and their events
-are written in one transaction: after authsvc's answer only that commit remains). A blob is
-reachable only through its row, so nothing is visible before that commit; a failure at any point
-removes the blob (a crash leaves it pending, for the sweeper) and leaves no row behind.
+is still answering) and `publish` (limits, digests, duplicates; then the file, its release and
+their events are written in one transaction: after authsvc's answer only that commit remains). A
+blob is reachable only through its row, so nothing is visible before that commit; a failure at any
+point removes the blob (a crash leaves it pending, for the sweeper) and leaves no row behind.
 """
 
 from __future__ import annotations
