@@ -255,7 +255,7 @@ def test_keys_of_the_earlier_layout_stay_valid(store):
     assert not store.exists(earlier) and list(store.iter_pending(0)) == [current]
 
 
-def test_a_stored_blob_and_its_registration_are_durable(store, tmp_path, monkeypatch):
+def test_a_stored_blob_is_durable_and_its_directory_synced(store, tmp_path, monkeypatch):
     from uploadgw.storage import filestore
 
     synced: list = []
@@ -270,15 +270,15 @@ def test_a_stored_blob_and_its_registration_are_durable(store, tmp_path, monkeyp
     monkeypatch.setattr(filestore, "_fsync_path", path_sync)
     monkeypatch.setattr(filestore.os, "fsync", lambda fd: (synced.append("file"), real_fsync(fd)))
     key = store.store("cd" * 32, b"data")
-    # The file's bytes first (one journal commit for every change), then each directory that gained
-    # a name: the registration's, the blob's. No directory is created.
-    assert synced == ["file", tmp_path / "pending", tmp_path / "blobs" / "cd"]
+    # The file's bytes first (one journal commit for every change), then the directory that gained
+    # the blob's name (the registration's is not synced). No directory is created.
+    assert synced == ["file", tmp_path / "blobs" / "cd"]
     temp, fp = store.new_temp()
     with fp:
         fp.write(b"streamed")
     synced.clear()
     moved = store.store("cd" * 32, temp)
-    assert synced == [store.blobs / moved, tmp_path / "pending", tmp_path / "blobs" / "cd"]
+    assert synced == [store.blobs / moved, tmp_path / "blobs" / "cd"]
     monkeypatch.setattr(filestore.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
         store.store("ef" * 32, b"lost")
