@@ -41,3 +41,38 @@ def test_pods_migrating_at_once_take_turns(service, make_database_url):
     assert all(rc == 0 for rc, _ in results), [out[-2000:] for rc, out in results if rc]
     metadata = importlib.import_module(f"{service}.models").metadata
     assert schema_drift(url, migrations_dir(service), metadata) == []
+
+
+def _index_names(url: str, table: str) -> set[str]:
+    import asyncio
+
+    from sqlalchemy import inspect
+
+    from gatehouse.infra.db import make_engine
+
+    async def main():
+        engine = make_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(lambda sync: {ix["name"] for ix in inspect(sync).get_indexes(table)})
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def test_uploadgw_0002_drops_the_unused_sha256_index_and_downgrades(make_database_url):
+    """A database made by 0001 (an installed gateway) loses `ix_files_sha256` on upgrade, which no
+    query reads and every upload wrote; the downgrade puts it back."""
+    from alembic import command
+
+    from gatehouse.infra.db import _alembic_config, upgrade
+
+    url, where = make_database_url("uploadgw-0002"), migrations_dir("uploadgw")
+    upgrade(url, where, "0001")
+    assert "ix_files_sha256" in _index_names(url, "files")
+    upgrade(url, where)
+    assert "ix_files_sha256" not in _index_names(url, "files")
+    assert {"ix_files_path", "ix_files_project_id", "ix_files_release_live"} <= _index_names(url, "files")
+    command.downgrade(_alembic_config(url, where), "0001")
+    assert "ix_files_sha256" in _index_names(url, "files")

@@ -91,7 +91,7 @@ class File(Base):
     packagetype: Mapped[str] = mapped_column(String(20))
     python_version: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
     blake2_256: Mapped[str] = mapped_column(String(64))
     md5: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # Storage key chosen by the server from the content hash, never from the client's filename.
