@@ -270,3 +270,75 @@ async def test_fields_after_content_are_ignored_and_content_first_is_refused(gw,
                                                                 "Content-Type": ctype}) as resp:
         assert resp.status == 400 and "':action=file_upload'" in resp.reason
     await nothing_stored(gw)
+
+
+# -- small archives examined on the event loop, and those that are not ---------------------------------
+def _recorded_metadata(gw, filename: str):
+    async def read():
+        async with gw.gateway.db() as session:
+            return (await session.execute(select(File.metadata_content).where(File.filename == filename))).scalar()
+    return read()
+
+
+async def test_a_refused_token_is_told_before_a_refused_archive(gw, tmp_path):
+    """A small wheel is examined while authsvc answers (on the event loop), a junk one in a thread:
+    either way a token that may not upload here is the answer, and nothing stays stored."""
+    await make_uploader(gw.auth, own=["order-pkg"])
+    stranger = await make_uploader(gw.auth, own=["other-pkg"], projects=["other-pkg"])
+    good = make_wheel(tmp_path, "order-pkg", "1.0")
+    mismatch = make_wheel(tmp_path / "..", "order-pkg", "1.0", metadata=metadata_text("order-pkg", "2.0"))
+    for content in (mismatch.read_bytes(), os.urandom(4000)):
+        status, reason, _ = await post_upload(gw, good, stranger.token, content=content,
+                                              fields=_refresh_digests(twine_fields(good), content))
+        assert status == 403, reason
+    await nothing_stored(gw)
+
+
+async def test_small_wheels_beyond_the_loops_bounds_are_examined_in_a_thread(gw, tmp_path):
+    """A METADATA over archive.LOOP_MAX_METADATA, or more members than LOOP_MAX_MEMBERS: accepted all
+    the same (examined in a thread, under the full limits), their METADATA recorded whole; and a
+    refusal found there is the same refusal."""
+    from uploadgw.uploads import archive
+
+    up = await make_uploader(gw.auth)
+    long_text = metadata_text("long-meta", "1.0") + "\n" + "A long description line.\n" * 4000
+    assert archive.LOOP_MAX_METADATA < len(long_text) < 1024 * 1024
+    long_meta = make_wheel(tmp_path, "long-meta", "1.0", metadata=long_text)
+    many = make_wheel(tmp_path, "many-members", "1.0",
+                      extra_files={f"many_members/m{i}.py": b"x = 1\n" for i in range(archive.LOOP_MAX_MEMBERS)})
+    # The long METADATA's wheel is tried on the loop first; the many members' is not.
+    assert archive.few_members(long_meta.read_bytes(), long_meta.name)
+    assert not archive.few_members(many.read_bytes(), many.name) and many.stat().st_size < 1024 * 1024
+    for wheel in (long_meta, many):
+        status, reason, _ = await post_upload(gw, wheel, up.token)
+        assert (status, reason) == (200, "OK"), wheel.name
+    assert await _recorded_metadata(gw, long_meta.name) == long_text.encode()
+    members = {f"many_members/m{i}.py": b"x = 1\n" for i in range(archive.LOOP_MAX_MEMBERS)}
+    (tmp_path / "wrong").mkdir()
+    wrong = make_wheel(tmp_path / "wrong", "many-members", "1.1", metadata=metadata_text("many-members", "9.9"),
+                       extra_files=members)
+    fields = _refresh_digests(twine_fields(make_wheel(tmp_path, "many-members", "1.1")), wrong.read_bytes())
+    status, reason, _ = await post_upload(gw, wrong, up.token, fields=fields)
+    assert status == 400 and "metadata names 'many-members' version '9.9'" in reason, reason
+    assert len(gw.stored_blobs()) == 2
+
+
+def test_few_members_reads_only_the_end_record(tmp_path):
+    from uploadgw.uploads import archive
+
+    wheel = make_wheel(tmp_path, "end-rec", "1.0")
+    data = wheel.read_bytes()
+    assert archive.few_members(data, wheel.name) and archive.few_members(data, "end_rec-1.0.zip")
+    assert not archive.few_members(data, "end_rec-1.0.tar.gz")
+    assert not archive.few_members(b"PK\x05\x06", wheel.name) and not archive.few_members(os.urandom(4000), wheel.name)
+    with zipfile.ZipFile(wheel, "a") as zf:
+        zf.comment = b"an archive comment"
+    assert not archive.few_members(wheel.read_bytes(), wheel.name)
+    # A count of 5 in the end record, with a central directory larger than the bound: not on the loop
+    # (zipfile parses the directory by its size).
+    lying = bytearray(data)
+    lying[-10:-6] = (archive.LOOP_MAX_DIRECTORY + 1).to_bytes(4, "little")
+    assert not archive.few_members(bytes(lying), wheel.name)
+    lying = bytearray(data)
+    lying[-12:-10] = (archive.LOOP_MAX_MEMBERS + 1).to_bytes(2, "little")
+    assert not archive.few_members(bytes(lying), wheel.name)

@@ -5,15 +5,15 @@ a body declared too large, is refused before anything else). twine sends every m
 before `content`, so the project is known - and the token sent to authsvc - before the file is
 used. A large body is streamed, and only after authsvc said yes. A small one (at most
 `SMALL_BODY` bytes, already in the socket buffers) is read whole; while authsvc answers it is
-stored, unreachable, under a key of its own and its archive examined (in a thread started once
-the request to authsvc is out: before, it held the GIL while the request was being sent); it is
-recorded, and so published, only if authsvc said yes.
+stored, unreachable, under a key of its own (in a thread started once the request to authsvc is
+out: before, it held the GIL while the request was being sent) and its archive examined (on the
+event loop when that is cheap: `BytesCheck`); it is recorded, and so published, only if authsvc
+said yes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 
 import aiohttp
@@ -93,19 +93,14 @@ class UploadHandler:
         form, filename = self._form(fields, content.filename)
         data = content.value
         digests = hash_bytes(data, want_md5=form.md5_digest is not None)
-        started: list[asyncio.Future] = []
-
-        def start_checking() -> None:  # stored and examined while authsvc answers
-            started.append(asyncio.get_running_loop().run_in_executor(None, functools.partial(
-                self.service.check_archive, form, filename, data, len(data), digests.sha256)))
-
+        check = self.service.check_bytes(form, filename, data, digests.sha256)  # while authsvc answers
         try:
             ticket = await self.service.authorize(form, filename, token, origin_of(request), len(data),
-                                                  while_waiting=start_checking)
+                                                  while_waiting=check.start, after_precheck=check.examine)
         except BaseException:
-            await self.service.discard(started[0] if started else None)
+            await self.service.discard(check.pending)
             raise
-        return await self.service.publish(ticket, digests, started[0])
+        return await self.service.publish(ticket, digests, check.checking)
 
     async def _streamed(self, request: web.Request, token: str, declared: int | None):
         try:
