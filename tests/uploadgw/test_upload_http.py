@@ -323,7 +323,7 @@ async def test_small_wheels_beyond_the_loops_bounds_are_examined_in_a_thread(gw,
     assert len(gw.stored_blobs()) == 2
 
 
-def test_few_members_reads_only_the_end_record(tmp_path):
+def test_few_members_reads_only_the_end_record(tmp_path, monkeypatch):
     from uploadgw.uploads import archive
 
     wheel = make_wheel(tmp_path, "end-rec", "1.0")
@@ -342,3 +342,9 @@ def test_few_members_reads_only_the_end_record(tmp_path):
     lying = bytearray(data)
     lying[-12:-10] = (archive.LOOP_MAX_MEMBERS + 1).to_bytes(2, "little")
     assert not archive.few_members(bytes(lying), wheel.name)
+    # A zip64 record (whose sizes zipfile would use instead) is never examined on the loop.
+    (tmp_path / "z64").mkdir()
+    with monkeypatch.context() as patch:
+        patch.setattr(zipfile, "ZIP64_LIMIT", 64)  # offsets beyond it: zipfile writes zip64 records
+        zip64 = make_wheel(tmp_path / "z64", "end-rec", "1.0").read_bytes()
+    assert zip64[-42:-38] == b"PK\x06\x07" and not archive.few_members(zip64, wheel.name)
