@@ -273,11 +273,9 @@ async def test_fields_after_content_are_ignored_and_content_first_is_refused(gw,
 
 
 # -- small archives examined on the event loop, and those that are not ---------------------------------
-def _recorded_metadata(gw, filename: str):
-    async def read():
-        async with gw.gateway.db() as session:
-            return (await session.execute(select(File.metadata_content).where(File.filename == filename))).scalar()
-    return read()
+async def _recorded_metadata(gw, filename: str) -> bytes | None:
+    async with gw.gateway.db() as session:
+        return (await session.execute(select(File.metadata_content).where(File.filename == filename))).scalar()
 
 
 async def test_a_refused_token_is_told_before_a_refused_archive(gw, tmp_path):
