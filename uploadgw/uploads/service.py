@@ -128,6 +128,7 @@ class UploadService:
         self.clock = clock
         self.limits = limits
         self.archive_limits = archive_limits
+        self.loop_archive_limits = archive.loop_limits(archive_limits)  # for `BytesCheck.examine`
         self.releases = releases
         self.publish_within = pending_max_age * PUBLISH_WITHIN_SHARE
         self._cleanups: set[asyncio.Task] = set()
@@ -444,8 +445,7 @@ class BytesCheck:
             return
         try:
             found: archive.ArchiveInfo | Exception | None = self.service.examine(
-                self.form, self.filename, self.data, len(self.data),
-                archive.loop_limits(self.service.archive_limits))
+                self.form, self.filename, self.data, len(self.data), self.service.loop_archive_limits)
         except InvalidUpload as exc:
             found = None if exc.reason in archive.LOOP_FALLBACK_REASONS else exc
         except Exception as exc:  # noqa: BLE001 - raised after authsvc's answer, as a thread's would be
