@@ -2,8 +2,8 @@
 
 Renderers, in order of preference:
 - GATEHOUSE_KUSTOMIZE: the path of a `kustomize` binary (v5 or newer);
-- pykustomize, the PyPI wheel that carries kustomize as a shared library (CI installs it from
-  tests/deploy/requirements-render.txt, hash-pinned);
+- pykustomize, the PyPI wheel that carries kustomize as a shared library (`python3 dev.py test`
+  installs it as uv.lock pins it, hash-checked);
 - `kustomize` on PATH (v5 or newer);
 - `kubectl kustomize`, when the kustomize built into kubectl is v5 or newer (kubectl 1.27+).
 Anything a renderer writes to stderr (a deprecation, a warning) counts as a failure.
@@ -23,9 +23,8 @@ import sys
 import yaml
 
 INSTALL_HINT = (
-    "no kustomize renderer found. Install the hash-pinned PyPI wheel that carries kustomize:\n"
-    "    .venv/bin/python -m pip install --no-deps --ignore-requires-python --require-hashes "
-    "-r tests/deploy/requirements-render.txt\n"
+    "no kustomize renderer found. Install the PyPI wheel that carries kustomize, as uv.lock pins it:\n"
+    "    .venv/bin/python dev.py renderer\n"
     "or put kustomize >= 5 (or kubectl >= 1.27) on PATH, or set GATEHOUSE_KUSTOMIZE to a kustomize binary."
 )
 

@@ -88,13 +88,21 @@ def test_the_image_runs_as_uid_10001_without_writing_bytecode(stages, rendered):
 def test_the_build_context_holds_exactly_what_the_builder_copies(stages):
     ignore = [l.strip() for l in (ROOT / "deploy" / "Dockerfile.dockerignore").read_text().splitlines()
               if l.strip() and not l.startswith("#")]
-    sources = [c.split()[0] for c in stages[0].all("COPY")]
-    assert set(sources) == {"pyproject.toml", *PACKAGES}
+    sources = [s for c in stages[0].all("COPY") for s in c.split()[:-1]]
+    assert set(sources) == {"pyproject.toml", "uv.lock", "dev.py", *PACKAGES}
     for source in sources:
         assert (ROOT / source).exists(), source
         assert f"!{source}" in ignore or f"!{source}/" in ignore, f"{source} is not in the build context"
     stubs = list((ROOT / "gatehouse").rglob("v1/*_pb2.py"))
     assert stubs and all(p.with_name(p.stem + "_grpc.py").exists() for p in stubs), "stubs are committed"
+
+
+def test_the_builder_installs_exactly_what_the_lock_pins(stages):
+    """uv comes from the lock's hashes; everything else from `uv sync --frozen` (never resolved anew)."""
+    runs = " ".join(stages[0].all("RUN"))
+    assert "dev.py locked uv" in runs and "--require-hashes" in runs
+    assert re.search(r"\buv sync --frozen\b", runs)
+    assert not re.search(r"pip install (?!--no-deps --require-hashes)", runs), "an install not from the lock"
 
 
 def test_the_builder_wheel_carries_every_source_file_stubs_and_migrations(tmp_path, stages):
