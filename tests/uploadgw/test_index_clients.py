@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import pathlib
 import sys
 
 import pytest
@@ -36,10 +36,10 @@ async def test_pip_installs_using_the_metadata_file(gw, tmp_path):
     assert gw.requests_to("file", 200) == 1
 
 
-@pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed")
 async def test_uv_installs(gw, tmp_path):
+    """uv is in the locked test extra, so it sits next to this Python."""
     await publish(gw, tmp_path)
-    result = await run([shutil.which("uv"), "pip", "install", "--no-cache", "--index-url", gw.url + "/simple/",
+    result = await run([str(pathlib.Path(sys.executable).parent / "uv"), "pip", "install", "--no-cache", "--index-url", gw.url + "/simple/",
                         "--target", str(tmp_path / "t"), "--python", sys.executable, "client-pkg==1.0"])
     assert result.rc == 0, result.output
     assert (tmp_path / "t" / "client_pkg" / "__init__.py").read_text().startswith('__version__ = "1.0"')
