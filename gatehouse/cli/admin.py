@@ -13,7 +13,7 @@ import grpc
 
 from gatehouse.auth.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 from gatehouse.cli.output import emit, fail, note, rpc_error, to_dict
-from gatehouse.cli.settings import CliSettings
+from gatehouse.cli.settings import DATA_DIR_HELP, CliSettings
 from gatehouse.infra.grpcserver import open_channel
 
 ROLES = {"owner": common_pb2.ROLE_OWNER, "maintainer": common_pb2.ROLE_MAINTAINER}
@@ -26,7 +26,7 @@ class InputError(Exception):
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--data-dir", default=None, help="embedded data directory (default ./var)")
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
 
 
 def add_parser(sub) -> None:
@@ -105,7 +105,7 @@ def add_parser(sub) -> None:
 def _handle(args) -> int:
     settings = CliSettings.load(args.data_dir)
     if not settings.operator_key:
-        return fail(args, "no operator credential: set AUTHSVC_OPERATOR_KEY", 2)
+        return fail(args, settings.no_credential("AUTHSVC_OPERATOR_KEY"), 2)
     try:
         return asyncio.run(_call(args, settings))
     except InputError as exc:

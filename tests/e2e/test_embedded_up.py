@@ -33,14 +33,18 @@ def _ports() -> list[str]:
 
 
 def test_up_check_starts_every_part_and_stops(tmp_path):
-    data = tmp_path / "var"
-    result = subprocess.run([sys.executable, "-m", "gatehouse.cli", "up", "--check", "--data-dir", str(data),
-                             *_ports()], capture_output=True, text=True, timeout=UP_TIMEOUT)
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # No --data-dir: GATEHOUSE_DATA_DIR names it, as it does for the other commands.
+    result = subprocess.run([sys.executable, "-m", "gatehouse.cli", "up", "--check", *_ports()],
+                            capture_output=True, text=True, timeout=UP_TIMEOUT, cwd=elsewhere,
+                            env={**os.environ, "GATEHOUSE_DATA_DIR": str(data)})
     assert result.returncode == 0, result.stderr + result.stdout
     for line in ("Gatehouse is up.", "/legacy/", "/simple/", "auth service", "audit service", "redis"):
         assert line in result.stdout
     env_file = data / "gatehouse.env"
     assert oct(env_file.stat().st_mode & 0o777) == "0o600", "generated secrets must be private"
+    assert list(elsewhere.iterdir()) == []  # no ./var
 
 
 def test_a_maintainer_uses_the_embedded_system(tmp_path):
