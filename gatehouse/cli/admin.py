@@ -12,17 +12,21 @@ import sys
 import grpc
 
 from gatehouse.auth.v1 import admin_pb2, admin_pb2_grpc, common_pb2
-from gatehouse.cli.output import emit, fail, rpc_error, to_dict
-from gatehouse.cli.settings import CliSettings
+from gatehouse.cli.output import emit, fail, note, rpc_error, to_dict
+from gatehouse.cli.settings import DATA_DIR_HELP, CliSettings
 from gatehouse.infra.grpcserver import open_channel
 
 ROLES = {"owner": common_pb2.ROLE_OWNER, "maintainer": common_pb2.ROLE_MAINTAINER}
 _DURATION = re.compile(r"^(\d+)([mhdw])$")
 
 
+class InputError(Exception):
+    """What the operator typed or piped cannot be used: exit code 2 with this message, nothing done."""
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--data-dir", default=None, help="embedded data directory (default ./var)")
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
 
 
 def add_parser(sub) -> None:
@@ -33,9 +37,11 @@ def add_parser(sub) -> None:
     p = user.add_parser("create", help="create a user")
     p.add_argument("username")
     p.add_argument("--email", required=True)
-    p.add_argument("--password-stdin", action="store_true",
-                   help="read the password from standard input (else prompt; empty: none)")
-    p.add_argument("--no-password", action="store_true", help="no password: the user must reset it")
+    given = p.add_mutually_exclusive_group()
+    given.add_argument("--password-stdin", action="store_true",
+                       help="read the password from standard input, one line (else: a prompt on a terminal; "
+                            "without a terminal, no password)")
+    given.add_argument("--no-password", action="store_true", help="no password: the user must reset it")
     p.add_argument("--verified", action="store_true", help="mark the email address verified")
     p.add_argument("--admin", action="store_true", help="make the user an admin")
     p.add_argument("--name", default="")
@@ -99,9 +105,11 @@ def add_parser(sub) -> None:
 def _handle(args) -> int:
     settings = CliSettings.load(args.data_dir)
     if not settings.operator_key:
-        return fail(args, "no operator credential: set AUTHSVC_OPERATOR_KEY", 2)
+        return fail(args, settings.no_credential("AUTHSVC_OPERATOR_KEY"), 2)
     try:
         return asyncio.run(_call(args, settings))
+    except InputError as exc:
+        return fail(args, str(exc), 2)
     except grpc.aio.AioRpcError as exc:
         return rpc_error(args, exc)
 
@@ -118,19 +126,35 @@ def _user_text(user) -> str:
     return f"{user.username} <{user.primary_email}> id={user.id} {' '.join(flags)}".rstrip()
 
 
-def _read_password(args) -> str:
+def _read_password(args) -> tuple[str, bool]:
+    """The new account's password ("" for none), and whether it went unasked for want of a terminal
+    (a script, CI, `kubectl exec` without -t): then the user sets one through the password-reset page."""
     if args.no_password:
-        return ""
+        return "", False
     if args.password_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    return getpass.getpass("Password (empty for none): ")
+        password = sys.stdin.readline().rstrip("\n") if sys.stdin else ""
+        if not password:
+            raise InputError("--password-stdin: standard input held no password (pipe it as one line, "
+                             "or use --no-password); nothing was created")
+        return password, False
+    if sys.stdin is None or not sys.stdin.isatty():
+        return "", True
+    try:
+        return getpass.getpass("Password (empty for none): "), False
+    except (EOFError, KeyboardInterrupt):
+        print(file=sys.stderr)  # end the prompt's line
+        raise InputError("no password entered; nothing was created") from None
 
 
 async def _user_create(args, stub):
+    password, no_terminal = _read_password(args)
     reply = await stub.CreateUser(admin_pb2.AdminCreateUserRequest(
-        username=args.username, email=args.email, password=_read_password(args),
+        username=args.username, email=args.email, password=password,
         email_verified=args.verified, is_admin=args.admin, name=args.name))
     emit(args, to_dict(reply.user), "created " + _user_text(reply.user))
+    if no_terminal:
+        note(f"no terminal: {reply.user.username} was created without a password (the password-reset "
+             "page sets one); pass --password-stdin to give one at creation")
 
 
 async def _user_show(args, stub):

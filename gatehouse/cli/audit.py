@@ -36,7 +36,7 @@ import grpc
 from gatehouse.audit.v1 import audit_pb2, audit_pb2_grpc
 from gatehouse.auth.v1 import admin_pb2, admin_pb2_grpc, projects_pb2, projects_pb2_grpc
 from gatehouse.cli.output import fail, rpc_error, to_dict
-from gatehouse.cli.settings import CliSettings
+from gatehouse.cli.settings import DATA_DIR_HELP, CliSettings
 from gatehouse.events.v1 import event_pb2
 from gatehouse.infra.grpcserver import open_channel
 
@@ -90,7 +90,7 @@ def _common(p) -> None:
                    help=f"at most this many events (default {DEFAULT_LIMIT}; 0: all; with --follow: no limit)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events until Ctrl-C")
     p.add_argument("--json", action="store_true", help="one JSON object per event, one per line (JSON Lines)")
-    p.add_argument("--data-dir", default=None, help="embedded data directory (default ./var)")
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
 
 
 def _count(text: str) -> int:
@@ -175,7 +175,7 @@ def _print_event(args, event) -> None:
 def _handle(args) -> int:
     settings = CliSettings.load(args.data_dir)
     if not settings.audit_operator_key:
-        return fail(args, "no operator credential: set AUDITSVC_OPERATOR_KEY", 2)
+        return fail(args, settings.no_credential("AUDITSVC_OPERATOR_KEY"), 2)
     try:
         return asyncio.run(_main(args, settings))
     except UsageError as exc:

@@ -7,11 +7,10 @@ UPLOADGW_DATABASE_URL, AUDITSVC_DATABASE_URL); a service whose URL is not set is
 from __future__ import annotations
 
 import importlib
-import os
 import pathlib
 
 from gatehouse.cli.output import emit, fail
-from gatehouse.cli.settings import read_env_file
+from gatehouse.cli.settings import DATA_DIR_HELP, load_environ
 from gatehouse.infra.db import upgrade
 
 SERVICES = ("authsvc", "uploadgw", "auditsvc")
@@ -20,7 +19,7 @@ SERVICES = ("authsvc", "uploadgw", "auditsvc")
 def add_parser(sub) -> None:
     p = sub.add_parser("migrate", help="run database migrations for every service (or one)")
     p.add_argument("--service", choices=SERVICES, action="append", help="only this service (repeatable)")
-    p.add_argument("--data-dir", default=None, help="embedded data directory (default ./var)")
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=run)
 
@@ -30,8 +29,7 @@ def migrations_dir(service: str) -> pathlib.Path:
 
 
 def run(args) -> int:
-    environ = read_env_file(pathlib.Path(args.data_dir or "var") / "gatehouse.env")
-    environ.update({k: v for k, v in os.environ.items() if v})
+    environ, env_file = load_environ(args.data_dir)
     done = []
     for service in args.service or SERVICES:
         url = environ.get(f"{service.upper()}_DATABASE_URL")
@@ -43,6 +41,6 @@ def run(args) -> int:
             return fail(args, f"{service}: migration failed: {exc}", 1)
         done.append(service)
     if not done:
-        return fail(args, "no *_DATABASE_URL set: nothing to migrate", 2)
+        return fail(args, f"no *_DATABASE_URL set: nothing to migrate (looked in {env_file})", 2)
     emit(args, {"migrated": done}, "migrated " + ", ".join(done))
     return 0

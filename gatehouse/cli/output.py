@@ -33,6 +33,11 @@ def emit(args, data, text: str | None = None) -> None:
         print(text if text is not None else json.dumps(data, indent=2, default=str))
 
 
+def note(message: str) -> None:
+    """One line for the operator on stderr (stdout stays the result, `--json` included)."""
+    print(f"gatehouse: {message}", file=sys.stderr)
+
+
 def fail(args, message: str, code: int = 1, status: str | None = None) -> int:
     if getattr(args, "json", False):
         print(json.dumps({"error": message, "status": status}), file=sys.stdout)

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import os
-import pathlib
 import signal
 
 from gatehouse.cli.output import fail
-from gatehouse.cli.settings import read_env_file
+from gatehouse.cli.settings import DATA_DIR_HELP, load_environ
 from gatehouse.infra.db import make_engine, make_session_factory
 from gatehouse.infra.logging import configure_logging
 from gatehouse.infra.settings import Env
@@ -24,20 +22,20 @@ PRODUCERS = {"authsvc": "authsvc.db", "uploadgw": "uploadgw.models"}
 def add_parser(sub) -> None:
     p = sub.add_parser("relay", help="publish a service's outbox to the Redis stream")
     p.add_argument("--service", choices=sorted(PRODUCERS), required=True)
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
     from gatehouse.infra.relay import OutboxRelay
 
-    environ = read_env_file(pathlib.Path(args.data_dir or "var") / "gatehouse.env")
-    environ.update({k: v for k, v in os.environ.items() if v})
+    environ, env_file = load_environ(args.data_dir)
     env = Env(environ)
     url = env.str(f"{args.service.upper()}_DATABASE_URL", "")
     redis_url = env.str("GATEHOUSE_REDIS_URL", "")
     if not url or not redis_url:
-        return fail(args, f"{args.service.upper()}_DATABASE_URL and GATEHOUSE_REDIS_URL are required", 2)
+        return fail(args, f"{args.service.upper()}_DATABASE_URL and GATEHOUSE_REDIS_URL are required "
+                          f"(looked in the environment and {env_file})", 2)
     configure_logging(env.str("GATEHOUSE_LOG_LEVEL", "INFO"))
     outbox = importlib.import_module(PRODUCERS[args.service]).outbox
 

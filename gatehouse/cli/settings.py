@@ -2,7 +2,9 @@
 
 Environment first (GATEHOUSE_AUTHSVC_TARGET, AUTHSVC_OPERATOR_KEY, GATEHOUSE_AUDITSVC_TARGET,
 AUDITSVC_OPERATOR_KEY); otherwise the embedded default's `<data dir>/gatehouse.env`, written by
-`gatehouse up`, so that `gatehouse admin …` works next to a local system with no set-up.
+`gatehouse up`, so that `gatehouse admin …` works next to a local system with no set-up. Every
+command finds the data directory the same way (`data_dir`): `--data-dir`, else GATEHOUSE_DATA_DIR,
+else ./var.
 """
 
 from __future__ import annotations
@@ -14,6 +16,15 @@ import pathlib
 from gatehouse.infra.settings import Env
 
 DEFAULT_DATA_DIR = "var"
+ENV_FILE = "gatehouse.env"
+DATA_DIR_HELP = "the data directory of `gatehouse up` (default: $GATEHOUSE_DATA_DIR, else ./var)"
+
+
+def data_dir(given: str | None = None) -> pathlib.Path:
+    """The embedded system's data directory, absolute: `given` (--data-dir), else GATEHOUSE_DATA_DIR,
+    else ./var."""
+    env = Env()
+    return pathlib.Path(given or env.str("GATEHOUSE_DATA_DIR", DEFAULT_DATA_DIR)).expanduser().resolve()
 
 
 def read_env_file(path: pathlib.Path) -> dict[str, str]:
@@ -27,6 +38,15 @@ def read_env_file(path: pathlib.Path) -> dict[str, str]:
     return values
 
 
+def load_environ(given_data_dir: str | None = None) -> tuple[dict[str, str], pathlib.Path]:
+    """The environment's non-empty variables over those of `<data dir>/gatehouse.env`, and that
+    file's path (for messages that say where the CLI looked)."""
+    env_file = data_dir(given_data_dir) / ENV_FILE
+    environ = read_env_file(env_file)
+    environ.update({k: v for k, v in os.environ.items() if v})
+    return environ, env_file
+
+
 @dataclasses.dataclass(frozen=True)
 class CliSettings:
     authsvc_target: str
@@ -34,11 +54,11 @@ class CliSettings:
     auditsvc_target: str
     audit_operator_key: str
     timeout: float
+    env_file: pathlib.Path
 
     @classmethod
     def load(cls, data_dir: str | None = None) -> "CliSettings":
-        environ = dict(read_env_file(pathlib.Path(data_dir or DEFAULT_DATA_DIR) / "gatehouse.env"))
-        environ.update({k: v for k, v in os.environ.items() if v})
+        environ, env_file = load_environ(data_dir)
         env = Env(environ)
         return cls(
             authsvc_target=env.str("GATEHOUSE_AUTHSVC_TARGET", "127.0.0.1:50051"),
@@ -46,4 +66,10 @@ class CliSettings:
             auditsvc_target=env.str("GATEHOUSE_AUDITSVC_TARGET", "127.0.0.1:50052"),
             audit_operator_key=env.str("AUDITSVC_OPERATOR_KEY", ""),
             timeout=env.float("GATEHOUSE_CLI_TIMEOUT", 10.0),
+            env_file=env_file,
         )
+
+    def no_credential(self, variable: str) -> str:
+        """The error when `variable` is set neither in the environment nor in the data directory."""
+        return (f"no operator credential: set {variable}, or point --data-dir / GATEHOUSE_DATA_DIR at the "
+                f"data directory of `gatehouse up` (looked in {self.env_file})")

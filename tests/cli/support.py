@@ -18,19 +18,23 @@ def cli_workdir() -> str:
 _CLI_WORKDIR: str | None = None
 
 
-async def start_cli(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
-    """Start the real `gatehouse` command (`python -m gatehouse.cli ARGS`) with pipes."""
+async def start_cli(env: dict[str, str], *args: str, stdin=asyncio.subprocess.PIPE, cwd: str | None = None,
+                    **options) -> asyncio.subprocess.Process:
+    """Start the real `gatehouse` command (`python -m gatehouse.cli ARGS`) with pipes (stdin: a pipe
+    unless told otherwise, e.g. DEVNULL or a terminal's file descriptor)."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gatehouse.cli", *args, env=env, cwd=cli_workdir(), stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable, "-m", "gatehouse.cli", *args, env=env, cwd=cwd or cli_workdir(), stdin=stdin,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, **options)
 
 
-async def run_cli(env: dict[str, str], *args: str, stdin: bytes | None = None,
-                  timeout: float = 60.0) -> tuple[int, str, str]:
-    """Run the real `gatehouse` command to its end: (exit code, stdout, stderr).
+async def run_cli(env: dict[str, str], *args: str, stdin: bytes | None = None, no_stdin: bool = False,
+                  cwd: str | None = None, timeout: float = 60.0) -> tuple[int, str, str]:
+    """Run the real `gatehouse` command to its end: (exit code, stdout, stderr). Standard input is a
+    pipe carrying `stdin` (closed at once when None), or /dev/null with `no_stdin`.
 
     Asynchronous on purpose: the servers run on this test's event loop and must keep answering."""
-    proc = await start_cli(env, *args)
+    proc = await start_cli(env, *args, stdin=asyncio.subprocess.DEVNULL if no_stdin else asyncio.subprocess.PIPE,
+                           cwd=cwd)
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     except TimeoutError:

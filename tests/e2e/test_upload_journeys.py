@@ -108,6 +108,7 @@ async def test_upload_with_a_token_shows_in_the_project_log(system, bystander, t
     for event in added:
         assert event.actor.user_id == owner.user_id and event.details["uploader"] == owner.username
         assert event.user_agent.startswith("twine/") and event.project_id == project_id
+        assert event.user_agent not in event.details.values()  # stored once: the event's field, no detail
         assert account_token.token not in str(event) and scoped.token not in str(event)
     log = await system.project_events(project_id)
     tags = [e.tag for e in reversed(log)]

@@ -45,7 +45,10 @@ async def test_wheel_and_sdist_with_u_token(gw, tmp_path):
     for event in file_events:
         assert event.details["token_id"] == up.token_id
         assert event.details["uploader"] == up.username
-        assert event.details["user_agent"].startswith("twine/")
+        # The client is the event's own field, stated once: not repeated among the details.
+        assert event.user_agent.startswith("twine/") and event.ip_address
+        assert "user_agent" not in event.details
+        assert not {event.user_agent, event.ip_address} & set(event.details.values())
         assert event.actor.username == up.username and event.project_name == "alpha-pkg"
         assert up.token not in event.SerializeToString().decode("latin-1")
 

@@ -400,8 +400,8 @@ class UploadService:
         events.append(self.events.build(
             "file:add", actor=actor, project=project_ref, origin=ticket.origin, details={
                 "filename": ticket.filename, "version": form.version, "uploader": ident.username,
-                "token_id": ident.token_id, "user_agent": ticket.origin.user_agent,
-                "sha256": digests.sha256, "size": digests.size, "packagetype": form.filetype}))
+                "token_id": ident.token_id, "sha256": digests.sha256, "size": digests.size,
+                "packagetype": form.filetype}))
         self.events.write(conn, events)
         if time.time() - checked.stored_at > self.publish_within:  # last, just before the commit
             raise Conflict("The upload took too long between storing and recording its file; upload it again.",
