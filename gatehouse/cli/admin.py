@@ -197,8 +197,9 @@ async def _token_mint(args, stub):
             return fail(args, str(exc), 2)
         request.expires_at.FromDatetime(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + delta)
     reply = await stub.MintToken(request)
-    emit(args, {"token": reply.token, "info": to_dict(reply.info)},
-         f"{reply.token}\n(token id {reply.info.id}; shown once — store it now)")
+    emit(args, {"token": reply.token, "info": to_dict(reply.info)}, reply.token)
+    if not args.json:  # stdout is the token alone: TOKEN=$(gatehouse admin token mint …)
+        note(f"token id {reply.info.id}; shown once — store it now")
 
 
 async def _token_list(args, stub):
