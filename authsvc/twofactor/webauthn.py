@@ -200,6 +200,11 @@ class RelyingParty:
             raise WebAuthnRefused("webauthn_no_user_verification", "The security key did not verify you (PIN "
                                   "or biometrics), which this site requires.")
 
+    def _offered(self, attested: AttestedCredentialData) -> bool:
+        algorithm = attested.public_key.get(3)
+        return (not isinstance(attested.public_key, UnsupportedKey) and isinstance(algorithm, int)
+                and algorithm in self.algorithms)
+
     @staticmethod
     def _state(challenge: bytes, user_verification: str) -> dict:
         from fido2.utils import websafe_encode
@@ -218,9 +223,7 @@ class RelyingParty:
         if not hmac.compare_digest(bytes(response.raw_id), bytes(attested.credential_id)):
             raise WebAuthnRefused("webauthn_credential_id_mismatch", "The security key's response names "
                                   "another credential than the one the key created.")
-        algorithm = attested.public_key.get(3)
-        if (isinstance(attested.public_key, UnsupportedKey) or not isinstance(algorithm, int)
-                or algorithm not in self.algorithms):
+        if not self._offered(attested):
             raise WebAuthnRefused("webauthn_algorithm_not_offered", "The security key created a key with a "
                                   "signature algorithm this site did not offer. Use another security key.")
         try:
@@ -243,9 +246,13 @@ class RelyingParty:
         handle = response.response.user_handle
         if handle is not None and len(handle) and not hmac.compare_digest(handle, user_handle):
             raise WebAuthnRefused("webauthn_wrong_user", "The security key answered for another account.")
+        stored = AttestedCredentialData(credential_data)
+        if not self._offered(stored):  # a key registered before only offered algorithms were
+            raise WebAuthnRefused("webauthn_algorithm_not_offered", "This security key uses a signature "
+                                  "algorithm this site does not accept. Use another method, then remove "
+                                  "this key and add it again.")
         try:
-            self._server.authenticate_complete(self._state(challenge, user_verification),
-                                               [AttestedCredentialData(credential_data)], response)
+            self._server.authenticate_complete(self._state(challenge, user_verification), [stored], response)
         except Exception as exc:
             log.info("webauthn assertion refused by fido2", extra={"error": str(exc)[:200]})
             raise WebAuthnRefused("webauthn_invalid", "The security key's signature is not valid.") from None

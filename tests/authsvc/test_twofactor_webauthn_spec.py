@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 
 import grpc
 import pytest
+from sqlalchemy import update
 
+from authsvc.twofactor.models import WebAuthnCredential
 from gatehouse.auth.v1 import twofactor_pb2
 from tests.authsvc.softauthn import BE, BS, RS1, SoftAuthenticator, b64url
 from tests.authsvc.test_twofactor_webauthn import begin_login, begin_registration, finish_registration
@@ -72,6 +75,22 @@ async def test_only_offered_algorithms_are_registered(auth, algorithm):
     assert await key_count(auth, session) == 0
     login = await password_login(auth, "carol")
     assert login.session_token and not login.second_factor_required  # no second factor was added
+
+
+async def test_a_key_stored_with_an_algorithm_not_offered_does_not_log_in(auth):
+    """A key registered before the algorithm check (seeded as such in the table) logs in no more."""
+    session = await make_user(auth, "carl")
+    key = SoftAuthenticator()
+    await enrol_key(auth, session, key)
+    legacy = SoftAuthenticator(algorithm=RS1)
+    legacy.credential_id, legacy.user_handle = key.credential_id, key.user_handle
+    async with auth.running.app.db() as s, s.begin():
+        await s.execute(update(WebAuthnCredential).values(credential_data=bytes(16) + struct.pack(
+            ">H", len(key.credential_id)) + key.credential_id + legacy._cose_key()))
+    err = await rpc_error(key_login(auth, "carl", legacy))
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED and "does not accept" in err.details(), err.details()
+    failure = (await events(auth, username="carl", prefix="account:login:failure"))[-1]
+    assert failure.details["reason"] == "webauthn_algorithm_not_offered"
 
 
 async def test_the_credential_named_outside_must_be_the_attested_one(auth):
