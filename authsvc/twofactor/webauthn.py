@@ -1,6 +1,7 @@
 """WebAuthn security keys through fido2's relying-party server, plus what fido2 leaves to us:
 server-side single-use challenges bound to user and ceremony, origin and flag checks with
-specific reasons, and the signature-counter rule.
+specific reasons (BS never without BE), only the offered algorithms, the credential id outside
+the attestation equal to the attested one, and the signature-counter rule.
 
 Options go out as the W3C JSON forms (`PublicKeyCredentialCreationOptionsJSON`,
 `PublicKeyCredentialRequestOptionsJSON`) and responses come back as the browser's
