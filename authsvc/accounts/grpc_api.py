@@ -64,6 +64,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         )
 
     async def ValidateSession(self, request, context):
+        _client(request)  # not recorded, but a caller's invalid client IP is refused on every call
         auth = await self.accounts.authenticate_session(request.session_token)
         return accounts_pb2.ValidateSessionResponse(user=user_pb(auth.user),
                                                     session=session_pb(auth.session, current=True),

@@ -67,34 +67,39 @@ class ProjectServicer(projects_pb2_grpc.ProjectServiceServicer):
         return projects_pb2.ListRolesResponse(roles=[assignment_pb(r) for r in roles])
 
     async def AddRole(self, request, context):
+        where = origin(request.client)
         auth, actor = await self._user(request.session_token)
         _, view = await self.projects.add_role(request.project_name, request.username, role_from_pb(request.role),
-                                               as_user=auth.user, actor=actor, origin=origin(request.client))
+                                               as_user=auth.user, actor=actor, origin=where)
         return projects_pb2.AddRoleResponse(role=assignment_pb(view))
 
     async def ChangeRole(self, request, context):
+        where = origin(request.client)
         auth, actor = await self._user(request.session_token)
         view = await self.projects.change_role(request.project_name, request.username, role_from_pb(request.role),
-                                               as_user=auth.user, actor=actor, origin=origin(request.client))
+                                               as_user=auth.user, actor=actor, origin=where)
         return projects_pb2.ChangeRoleResponse(role=assignment_pb(view))
 
     async def RemoveRole(self, request, context):
+        where = origin(request.client)
         auth, actor = await self._user(request.session_token)
         await self.projects.remove_role(request.project_name, request.username, as_user=auth.user, actor=actor,
-                                        origin=origin(request.client))
+                                        origin=where)
         return projects_pb2.RemoveRoleResponse()
 
     async def DeleteProject(self, request, context):
+        where = origin(request.client)
         auth, actor = await self._user(request.session_token)
         project_id = await self.projects.delete_project(
             request.project_name, as_user=auth.user, actor=actor, confirm_name=request.confirm_name,
-            origin=origin(request.client))
+            origin=where)
         return projects_pb2.DeleteProjectResponse(project_id=project_id)
 
     async def SetTwoFactorRequired(self, request, context):
+        where = origin(request.client)
         auth, actor = await self._user(request.session_token)
         project, missing = await self.projects.set_two_factor_required(
-            request.project_name, request.required, as_user=auth.user, actor=actor, origin=origin(request.client))
+            request.project_name, request.required, as_user=auth.user, actor=actor, origin=where)
         return two_factor_required_pb(project, missing)
 
     async def CheckPermission(self, request, context):

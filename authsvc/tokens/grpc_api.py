@@ -40,10 +40,11 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
                                            metrics=metrics)
 
     async def CreateToken(self, request, context):
+        where = origin(request.client)
         auth = await self.accounts.authenticate_session(request.session_token)
         secret, view = await self.tokens.create_token(
             auth.user, request.description, **scope_args(request),
-            actor=ActorRef.user(auth.user.id, auth.user.username), origin=origin(request.client))
+            actor=ActorRef.user(auth.user.id, auth.user.username), origin=where)
         return tokens_pb2.CreateTokenResponse(token=secret, info=token_info_pb(view))
 
     async def ListTokens(self, request, context):
@@ -52,10 +53,10 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
         return tokens_pb2.ListTokensResponse(tokens=[token_info_pb(v) for v in views])
 
     async def DeleteToken(self, request, context):
+        where = origin(request.client)
         auth = await self.accounts.authenticate_session(request.session_token)
         await self.tokens.delete_token(request.token_id, owner_id=auth.user.id,
-                                       actor=ActorRef.user(auth.user.id, auth.user.username),
-                                       origin=origin(request.client))
+                                       actor=ActorRef.user(auth.user.id, auth.user.username), origin=where)
         return tokens_pb2.DeleteTokenResponse()
 
     async def VerifyUploadToken(self, request, context):
@@ -72,6 +73,7 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
             role=role_pb(grant.role))
 
     async def VerifyIndexToken(self, request, context):
+        origin(request.client)  # not recorded, but a caller's invalid client IP is refused on every call
         grant = await self.verifier.verify_index(request.token)
         return tokens_pb2.VerifyIndexTokenResponse(user_id=grant.user_id, username=grant.username,
                                                    token_id=grant.token_id)

@@ -1,6 +1,7 @@
 """WebAuthn security keys through fido2's relying-party server, plus what fido2 leaves to us:
 server-side single-use challenges bound to user and ceremony, origin and flag checks with
-specific reasons, and the signature-counter rule.
+specific reasons (BS never without BE), only the offered algorithms, the credential id outside
+the attestation equal to the attested one, and the signature-counter rule.
 
 Options go out as the W3C JSON forms (`PublicKeyCredentialCreationOptionsJSON`,
 `PublicKeyCredentialRequestOptionsJSON`) and responses come back as the browser's
@@ -18,6 +19,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 
+from fido2.cose import UnsupportedKey
 from fido2.server import Fido2Server
 from fido2.webauthn import (
     AttestedCredentialData,
@@ -80,28 +82,50 @@ def _load(text: str, what: str) -> dict:
     return data
 
 
+def _require_id(data: dict, what: str) -> None:
+    """`id` is required in the JSON forms; fido2 checks it equals `rawId` only when present."""
+    if not isinstance(data.get("id"), str) or not isinstance(data.get("rawId"), str):
+        raise InvalidArgument(f"The {what} must carry the credential's id and rawId.", reason="webauthn_malformed")
+
+
+def check_backup_flags(auth_data: AuthenticatorData) -> None:
+    """WebAuthn L3 §6.1: a credential that is not backup eligible (BE clear) cannot be backed up
+    (BS set). Such authenticator data is not valid, at registration or login."""
+    if auth_data.is_backed_up() and not auth_data.is_backup_eligible():
+        raise InvalidArgument("The security key's response is invalid: it says the key is backed up, but "
+                              "also that it cannot be backed up. Use another security key or passkey "
+                              "provider.", reason="webauthn_backup_state_invalid")
+
+
 def parse_registration(text: str) -> tuple[RegistrationResponse, str]:
     """The browser's registration credential, and its transports ("usb,nfc"), or InvalidArgument."""
-    data = _load(text, "security key's registration response")
+    what = "security key's registration response"
+    data = _load(text, what)
+    _require_id(data, what)
     try:
         response = RegistrationResponse.from_dict(data)
-        response.response.attestation_object.auth_data  # noqa: B018  (parsed eagerly: fail here)
+        auth_data = response.response.attestation_object.auth_data  # parsed eagerly: fail here
     except Exception as exc:  # untrusted input: any parsing failure is the client's
         log.info("webauthn registration response unparseable", extra={"error": type(exc).__name__})
         raise InvalidArgument("The security key's registration response is malformed.",
                               reason="webauthn_malformed") from None
+    check_backup_flags(auth_data)
     raw = data.get("response", {}).get("transports") or []
     transports = ",".join(t for t in raw if isinstance(t, str) and t in KNOWN_TRANSPORTS)[:100]
     return response, transports
 
 
 def parse_assertion(text: str) -> AuthenticationResponse:
-    data = _load(text, "security key's response")
+    what = "security key's response"
+    data = _load(text, what)
+    _require_id(data, what)
     try:
-        return AuthenticationResponse.from_dict(data)
+        response = AuthenticationResponse.from_dict(data)
     except Exception as exc:
         log.info("webauthn assertion unparseable", extra={"error": type(exc).__name__})
         raise InvalidArgument("The security key's response is malformed.", reason="webauthn_malformed") from None
+    check_backup_flags(response.response.authenticator_data)
+    return response
 
 
 def check_sign_count(stored: int, presented: int) -> None:
@@ -126,6 +150,8 @@ class RelyingParty:
         self._server = Fido2Server(PublicKeyCredentialRpEntity(name=rp_name, id=rp_id),
                                    attestation="none", verify_origin=self.origins.__contains__)
         self._server.timeout = int(challenge_lifetime.total_seconds() * 1000)
+        # What registration_options offers as pubKeyCredParams; only these may be registered.
+        self.algorithms = frozenset(p.alg for p in self._server.allowed_algorithms)
 
     # -- options -----------------------------------------------------------------------------
 
@@ -175,6 +201,11 @@ class RelyingParty:
             raise WebAuthnRefused("webauthn_no_user_verification", "The security key did not verify you (PIN "
                                   "or biometrics), which this site requires.")
 
+    def _offered(self, attested: AttestedCredentialData) -> bool:
+        algorithm = attested.public_key.get(3)
+        return (not isinstance(attested.public_key, UnsupportedKey) and isinstance(algorithm, int)
+                and algorithm in self.algorithms)
+
     @staticmethod
     def _state(challenge: bytes, user_verification: str) -> dict:
         from fido2.utils import websafe_encode
@@ -185,6 +216,17 @@ class RelyingParty:
                             user_verification: str, transports: str) -> NewKey:
         attestation = response.response.attestation_object
         self._precheck(response.response.client_data, attestation.auth_data, REGISTER, user_verification)
+        attested = attestation.auth_data.credential_data
+        if attested is None:
+            raise WebAuthnRefused("webauthn_invalid", "The security key did not return a usable credential.")
+        # fido2 checks neither of these: the credential named outside must be the one attested,
+        # and its key must use an algorithm we offered (not RS1, not one we cannot verify).
+        if not hmac.compare_digest(bytes(response.raw_id), bytes(attested.credential_id)):
+            raise WebAuthnRefused("webauthn_credential_id_mismatch", "The security key's response names "
+                                  "another credential than the one the key created.")
+        if not self._offered(attested):
+            raise WebAuthnRefused("webauthn_algorithm_not_offered", "The security key created a key with a "
+                                  "signature algorithm this site did not offer. Use another security key.")
         try:
             auth_data = self._server.register_complete(self._state(challenge, user_verification), response)
         except Exception as exc:
@@ -205,9 +247,13 @@ class RelyingParty:
         handle = response.response.user_handle
         if handle is not None and len(handle) and not hmac.compare_digest(handle, user_handle):
             raise WebAuthnRefused("webauthn_wrong_user", "The security key answered for another account.")
+        stored = AttestedCredentialData(credential_data)
+        if not self._offered(stored):  # a key registered before only offered algorithms were
+            raise WebAuthnRefused("webauthn_algorithm_not_offered", "This security key uses a signature "
+                                  "algorithm this site does not accept. Use another method, then remove "
+                                  "this key and add it again.")
         try:
-            self._server.authenticate_complete(self._state(challenge, user_verification),
-                                               [AttestedCredentialData(credential_data)], response)
+            self._server.authenticate_complete(self._state(challenge, user_verification), [stored], response)
         except Exception as exc:
             log.info("webauthn assertion refused by fido2", extra={"error": str(exc)[:200]})
             raise WebAuthnRefused("webauthn_invalid", "The security key's signature is not valid.") from None

@@ -222,3 +222,38 @@ async def test_next_after_login_stays_on_this_site(system, client):
     reply, _ = await client.post("/account/login", {"csrf_token": token, "username": person.username,
                                                     "password": PASSWORD, "next": "//evil.example/x"})
     assert reply.status == 303 and reply.headers["Location"] == "/account/"
+
+
+async def test_a_key_answer_backed_up_but_not_backup_eligible_is_a_form_error(system, client):
+    """WebAuthn L3 §6.1 (BS without BE): the registration form and the login's second step say why."""
+    from tests.authsvc.softauthn import BS, SoftAuthenticator
+
+    person = await system.person("backup")
+    await client.log_in(person.username)
+    key = SoftAuthenticator(origin=system.url)
+
+    async def add(flags: int):
+        token = await client.token("/account/two-factor/security-keys")
+        _, options = await client.post("/account/two-factor/security-keys/options", headers={"X-CSRF-Token": token})
+        return await client.post("/account/two-factor/security-keys", {
+            "csrf_token": token, "label": "blue key", "credential": key.create(options, flags=flags)})
+
+    reply, body = await add(BS)
+    assert reply.status == 400 and "backed up" in body and 'value="blue key"' in body
+    reply, body = await add(0)
+    assert reply.status in (200, 303) and "backed up" not in body
+
+    second = Client(system)
+    try:
+        reply, _ = await second.log_in(person.username)
+        assert reply.headers["Location"].startswith("/account/login/two-factor")
+        token = await second.token("/account/login/two-factor")
+        _, options = await second.post("/account/login/webauthn-options", headers={"X-CSRF-Token": token})
+        reply, body = await second.post("/account/login/two-factor", {
+            "csrf_token": token, "method": "webauthn", "credential": key.get(options, flags=BS)})
+        assert reply.status == 400 and "backed up" in body
+        reply, _ = await second.post("/account/login/two-factor", {
+            "csrf_token": token, "method": "webauthn", "credential": key.get(options)})
+        assert reply.status == 303 and reply.headers["Location"].startswith("/account/")
+    finally:
+        await second.close()

@@ -42,6 +42,18 @@ class TestBehindOneProxy:
         [event] = await gw.events("file:add")
         assert event.ip_address == "198.51.100.7"
 
+    async def test_an_entry_that_is_not_an_address_leaves_the_proxys_and_a_zone_id_is_dropped(self, gw, tmp_path):
+        """authsvc refuses a ClientInfo IP that is not an address (or has a zone id): the gateway
+        never passes one, and the upload goes through."""
+        up = await make_uploader(gw.auth)
+        for name, forwarded in (("garbled-pkg", "10.9.9.9, not-an-ip; DROP"), ("zoned-pkg", "fe80::1%eth0"),
+                                ("mapped-pkg", "::FFFF:198.51.100.8")):
+            status, _, _ = await post_upload(gw, make_wheel(tmp_path, name, "1.0"), up.token,
+                                             headers={"X-Forwarded-For": forwarded})
+            assert status == 200, name
+        events = await gw.events("file:add")
+        assert [e.ip_address for e in events] == ["127.0.0.1", "fe80::1", "198.51.100.8"]
+
 
 class TestAccessLog:
     @pytest.fixture

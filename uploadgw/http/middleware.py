@@ -7,6 +7,7 @@ survives any client's Latin-1 decoding) and in the body. Bad input never becomes
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 
@@ -88,17 +89,35 @@ def make_middleware(metrics: HttpMetrics):
     return gateway_middleware
 
 
+def client_address(text: str | None) -> str:
+    """An address as authsvc takes it in ClientInfo (which refuses anything else): normalised,
+    without an IPv6 zone id (it names one of our interfaces, not the client), or "" when `text`
+    is not an address (a Unix socket's peer)."""
+    try:
+        address = ipaddress.ip_address((text or "").partition("%")[0])
+    except ValueError:
+        return ""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address)
+
+
 def make_forwarded_middleware(trusted_hops: int):
     """Behind `trusted_hops` reverse proxies, the client is the address the outermost trusted
     proxy appended to X-Forwarded-For. With 0 (the default) the header is ignored, since any
-    client can send it; per-IP rate limits and audit IPs must not be spoofable."""
+    client can send it; per-IP rate limits and audit IPs must not be spoofable. An entry that is
+    not an address leaves the proxy's own address as the client's."""
 
     @web.middleware
     async def forwarded(request: web.Request, handler):
         if trusted_hops > 0:
             hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
             if len(hops) >= trusted_hops:
-                request = request.clone(remote=hops[-trusted_hops][:64])
+                address = client_address(hops[-trusted_hops][:64])
+                if address:
+                    request = request.clone(remote=address)
+                else:
+                    log.warning("X-Forwarded-For entry of a trusted proxy is not an address; using the proxy's")
         return await handler(request)
 
     return forwarded

@@ -23,6 +23,7 @@ from gatehouse.infra.outbox import Origin
 from uploadgw.errors import InvalidUpload, TooLarge
 from uploadgw.http import credentials, multipart
 from uploadgw.http.accesslog import ACCESS_LOG_EXTRA
+from uploadgw.http.middleware import client_address
 from uploadgw.uploads.form import UploadForm, collect_fields, parse_form
 from uploadgw.uploads.service import UploadService, human_size
 from uploadgw.uploads.spool import SizeExceeded, hash_bytes
@@ -39,7 +40,7 @@ MALFORMED = (ValueError, AssertionError, aiohttp.ClientPayloadError, KeyError)
 
 
 def origin_of(request: web.Request) -> Origin:
-    return Origin(ip_address=request.remote or "", user_agent=request.headers.get("User-Agent", "")[:300])
+    return Origin(ip_address=client_address(request.remote), user_agent=request.headers.get("User-Agent", "")[:300])
 
 
 class UploadHandler:
