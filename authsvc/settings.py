@@ -42,6 +42,8 @@ class Settings:
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
     hash_workers: int = 2
+    # Callers that may wait for a hashing worker; beyond that RESOURCE_EXHAUSTED with a retry-after.
+    hash_queue: int = 16
     allow_project_creation: bool = True
     # VerifyUploadToken/VerifyIndexToken record a token's last use at most this often.
     token_last_used_interval_seconds: int = 60
@@ -109,6 +111,7 @@ class Settings:
             argon2_memory_kib=env.int("AUTHSVC_ARGON2_MEMORY_KIB", 65536, minimum=19456),
             argon2_parallelism=env.int("AUTHSVC_ARGON2_PARALLELISM", 4, minimum=1),
             hash_workers=env.int("AUTHSVC_HASH_WORKERS", 2, minimum=1),
+            hash_queue=env.int("AUTHSVC_HASH_QUEUE", 16, minimum=0),
             allow_project_creation=env.bool("AUTHSVC_ALLOW_PROJECT_CREATION", True),
             token_last_used_interval_seconds=env.int("AUTHSVC_TOKEN_LAST_USED_INTERVAL", 60, minimum=0),
             metrics_port=env.int("AUTHSVC_METRICS_PORT", 0, minimum=0),

@@ -1,4 +1,9 @@
-"""Password policy (NIST 800-63B / ASVS 5) and argon2id hashing off the event loop."""
+"""Password policy (NIST 800-63B / ASVS 5) and argon2id hashing off the event loop.
+
+Hashing is admission-controlled: a fixed number of worker threads and a bounded queue of callers
+waiting for one. When the queue is full the caller is refused at once (`HashingBusy`,
+RESOURCE_EXHAUSTED with a retry-after) rather than left to wait behind every other login.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,17 @@ import dataclasses
 import gzip
 import hmac
 import importlib.resources
+import math
 import secrets
+import threading
+import time
 import unicodedata
 from functools import cached_property
 
 import argon2
 
-from authsvc.errors import InvalidArgument
+from authsvc.errors import InvalidArgument, ResourceExhausted
+from authsvc.ratelimit import describe_wait
 
 MIN_CHARS = 8
 MAX_BYTES = 4096
@@ -85,25 +94,109 @@ class PasswordPolicy:
         return pw
 
 
-class PasswordHasher:
-    """argon2id in a small bounded thread pool, so hashing never blocks the event loop."""
+class HashingBusy(ResourceExhausted):
+    """Every hashing worker is busy and the queue of callers waiting for one is full."""
 
-    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int, workers: int):
+    def __init__(self, retry_after: int):
+        super().__init__(f"The service is busy right now (too many logins at once). Try again in "
+                         f"{describe_wait(retry_after)}.", reason="hashing_busy", retry_after=retry_after)
+
+
+class PasswordHasher:
+    """argon2id in `workers` threads behind a queue of at most `queue` waiting callers.
+
+    Callers wait for a worker on the event loop (not in the executor's queue), so a call that is
+    cancelled while it waits (its gRPC deadline passed) is never hashed, and at most `workers`
+    hashes ever hold argon2's memory at once.
+    """
+
+    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int, workers: int, queue: int = 16):
         self._hasher = argon2.PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism,
             hash_len=32, salt_len=16, type=argon2.Type.ID,
         )
+        self.workers = workers
+        self.queue = queue
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers,
                                                            thread_name_prefix="argon2")
+        self._free = workers  # workers not taken (event-loop thread only)
+        self._waiters: list[asyncio.Future] = []
+        self._lock = threading.Lock()
+        # What the workers have done, for metrics and tests: hashes made, verifications run (the
+        # dummy ones included).
+        self.hashed = 0
+        self.verified = 0
         # A hash to verify against when there is none (unknown user), made once up front so that
-        # even the first such login costs exactly one verification.
+        # even the first such login costs exactly one verification; its making seeds the cost.
+        started = time.perf_counter()
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+        self._cost = time.perf_counter() - started  # seconds per hash, about
+
+    # -- admission ---------------------------------------------------------------------------
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def retry_after(self) -> int:
+        """Seconds until the queue has room again, about: what is queued, shared by the workers."""
+        ahead = (len(self._waiters) + self.workers) / self.workers
+        return max(1, math.ceil(ahead * self._cost))
+
+    async def _acquire(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        if len(self._waiters) >= self.queue:
+            raise HashingBusy(self.retry_after())
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # cancelled here (deadline, client gone): never hashed
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # the slot was handed over just as we were cancelled: pass it on
+            raise
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def _release(self) -> None:
+        """A worker is free: hand it to the oldest waiter still waiting (event-loop thread only)."""
+        while self._waiters:
+            waiter = self._waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
 
     async def _run(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        await self._acquire()
+        loop = asyncio.get_running_loop()
+        try:
+            job = self._pool.submit(fn, *args)
+        except BaseException:
+            self._release()
+            raise
+
+        def done(_):  # the worker is free when the thread is, even if the caller gave up earlier
+            try:
+                loop.call_soon_threadsafe(self._release)
+            except RuntimeError:  # the loop is closed: shutting down
+                pass
+
+        job.add_done_callback(done)
+        return await asyncio.wrap_future(job, loop=loop)
+
+    # -- hashing -----------------------------------------------------------------------------
 
     async def hash(self, password: str) -> str:
-        return await self._run(self._hasher.hash, normalise(password))
+        return await self._run(self._hash, normalise(password))
+
+    def _hash(self, password: str) -> str:
+        with self._lock:
+            self.hashed += 1
+        return self._hasher.hash(password)
 
     async def verify(self, stored: str | None, password: str) -> bool:
         """Constant work whether or not there is a stored hash (unknown users cost the same)."""
@@ -113,6 +206,8 @@ class PasswordHasher:
         return await self._run(self._verify, stored, normalise(password))
 
     def _verify(self, stored: str, password: str) -> bool:
+        with self._lock:
+            self.verified += 1
         try:
             return self._hasher.verify(stored, password)
         except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
