@@ -102,12 +102,30 @@ class HashingBusy(ResourceExhausted):
                          f"{describe_wait(retry_after)}.", reason="hashing_busy", retry_after=retry_after)
 
 
+def _params(encoded: str) -> tuple[int, int, int] | None:
+    try:
+        p = argon2.extract_parameters(encoded)
+    except (argon2.exceptions.InvalidHashError, ValueError):
+        return None
+    return p.time_cost, p.memory_cost, p.parallelism
+
+
 class PasswordHasher:
     """argon2id in `workers` threads behind a queue of at most `queue` waiting callers.
 
     Callers wait for a worker on the event loop (not in the executor's queue), so a call that is
     cancelled while it waits (its gRPC deadline passed) is never hashed, and at most `workers`
     hashes ever hold argon2's memory at once.
+
+    Every verification costs what one at the current parameters costs, so that timing reveals
+    neither whether an account exists nor whether its hash predates a change of parameters: an
+    unknown name is verified against a dummy hash made with the current parameters, and a stored
+    hash made with cheaper (older) ones is padded up to that cost by holding its worker — the
+    worker, so the padding also occupies the queue exactly as the real thing would, without
+    spending CPU or memory on it. Costs are learnt per parameter class from the verifications
+    themselves (moving averages; the current class's seeded by making the dummy hash at start-up).
+    The padding is never negative: hashes made with costlier parameters than the current ones
+    (after lowering them) are not evened out; they are upgraded at their next login.
     """
 
     def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int, workers: int, queue: int = 16):
@@ -122,15 +140,18 @@ class PasswordHasher:
         self._free = workers  # workers not taken (event-loop thread only)
         self._waiters: list[asyncio.Future] = []
         self._lock = threading.Lock()
+        self.current_params = (time_cost, memory_kib, parallelism)
         # What the workers have done, for metrics and tests: hashes made, verifications run (the
-        # dummy ones included).
+        # dummy ones included), and the seconds of padding added to cheaper hashes.
         self.hashed = 0
         self.verified = 0
+        self.padded_seconds = 0.0
         # A hash to verify against when there is none (unknown user), made once up front so that
         # even the first such login costs exactly one verification; its making seeds the cost.
         started = time.perf_counter()
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
-        self._cost = time.perf_counter() - started  # seconds per hash, about
+        # Seconds per verification, a moving average per parameter class (time, memory, lanes).
+        self._costs: dict[tuple[int, int, int], float] = {self.current_params: time.perf_counter() - started}
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -141,7 +162,7 @@ class PasswordHasher:
     def retry_after(self) -> int:
         """Seconds until the queue has room again, about: what is queued, shared by the workers."""
         ahead = (len(self._waiters) + self.workers) / self.workers
-        return max(1, math.ceil(ahead * self._cost))
+        return max(1, math.ceil(ahead * self._costs[self.current_params]))
 
     async def _acquire(self) -> None:
         if self._free > 0 and not self._waiters:
@@ -208,10 +229,32 @@ class PasswordHasher:
     def _verify(self, stored: str, password: str) -> bool:
         with self._lock:
             self.verified += 1
+        started = time.perf_counter()
         try:
             return self._hasher.verify(stored, password)
         except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
             return False
+        finally:
+            self._even_out(stored, time.perf_counter() - started)
+
+    def _even_out(self, stored: str, took: float) -> None:
+        """Learn what a verification costs per parameter class, and pad one of a cheaper class up
+        to the current class's cost, scaled by how long this one took (so that a busier machine,
+        which slows the real thing, stretches the padding alike)."""
+        params = _params(stored)
+        with self._lock:
+            known = self._costs.get(params) if params else None
+            cost = took if known is None else known + (took - known) / 8
+            if params and (known is not None or len(self._costs) < 64):
+                self._costs[params] = cost
+            target = self._costs[self.current_params]
+        if params == self.current_params or cost <= 0:
+            return
+        missing = took * target / cost - took
+        if missing > 0:
+            with self._lock:
+                self.padded_seconds += missing
+            time.sleep(missing)
 
     def needs_rehash(self, stored: str) -> bool:
         """True when the stored hash was made with other parameters than the current ones."""
