@@ -38,6 +38,9 @@ class Settings:
     emails_per_user: int = 5
     email_window_seconds: int = 3600
     reset_requests_per_ip: int = 20
+    # Reset mails (anyone may ask for one) have their own budget, apart from emails_per_user.
+    reset_mails_per_user: int = 10
+    reset_mails_per_user_ip: int = 3
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
@@ -107,6 +110,8 @@ class Settings:
             emails_per_user=env.int("AUTHSVC_EMAILS_PER_USER", 5, minimum=1),
             email_window_seconds=env.int("AUTHSVC_EMAIL_WINDOW", 3600, minimum=1),
             reset_requests_per_ip=env.int("AUTHSVC_RESET_REQUESTS_PER_IP", 20, minimum=1),
+            reset_mails_per_user=env.int("AUTHSVC_RESET_MAILS_PER_USER", 10, minimum=1),
+            reset_mails_per_user_ip=env.int("AUTHSVC_RESET_MAILS_PER_USER_IP", 3, minimum=1),
             argon2_time_cost=env.int("AUTHSVC_ARGON2_TIME_COST", 3, minimum=2),
             argon2_memory_kib=env.int("AUTHSVC_ARGON2_MEMORY_KIB", 65536, minimum=19456),
             argon2_parallelism=env.int("AUTHSVC_ARGON2_PARALLELISM", 4, minimum=1),
