@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import contextvars
 import dataclasses
 import gzip
 import hmac
@@ -18,6 +20,7 @@ import secrets
 import threading
 import time
 import unicodedata
+from collections.abc import AsyncIterator
 from functools import cached_property
 
 import argon2
@@ -94,6 +97,10 @@ class PasswordPolicy:
         return pw
 
 
+# The hasher whose admission() the current request holds (its hashes are not admitted again).
+_admitted_by: contextvars.ContextVar[PasswordHasher | None] = contextvars.ContextVar("hash_admission", default=None)
+
+
 class HashingBusy(ResourceExhausted):
     """Every hashing worker is busy and the queue of callers waiting for one is full."""
 
@@ -111,11 +118,13 @@ def _params(encoded: str) -> tuple[int, int, int] | None:
 
 
 class PasswordHasher:
-    """argon2id in `workers` threads behind a queue of at most `queue` waiting callers.
+    """argon2id in `workers` threads, admitting at most `workers + queue` callers at once.
 
-    Callers wait for a worker on the event loop (not in the executor's queue), so a call that is
-    cancelled while it waits (its gRPC deadline passed) is never hashed, and at most `workers`
-    hashes ever hold argon2's memory at once.
+    Beyond that a caller is refused at once (`HashingBusy`). A login takes its place up front
+    (`admission()`), so that it is refused before its lookups rather than after. Admitted callers
+    wait for a worker on the event loop (not in the executor's queue), so a call that is cancelled
+    while it waits (its gRPC deadline passed) is never hashed, and at most `workers` hashes ever
+    hold argon2's memory at once.
 
     Every verification costs what one at the current parameters costs, so that timing reveals
     neither whether an account exists nor whether its hash predates a change of parameters: an
@@ -137,7 +146,10 @@ class PasswordHasher:
         self.queue = queue
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers,
                                                            thread_name_prefix="argon2")
-        self._free = workers  # workers not taken (event-loop thread only)
+        # Event-loop thread only: workers not taken, callers waiting for one (oldest first), and
+        # callers admitted (at most workers + queue).
+        self._free = workers
+        self._admitted = 0
         self._waiters: list[asyncio.Future] = []
         self._lock = threading.Lock()
         self.current_params = (time_cost, memory_kib, parallelism)
@@ -157,26 +169,52 @@ class PasswordHasher:
 
     @property
     def waiting(self) -> int:
+        """Callers waiting for a worker now."""
         return len(self._waiters)
 
+    @property
+    def admitted(self) -> int:
+        """Callers admitted and not yet done: hashing, waiting, or holding an `admission()`."""
+        return self._admitted
+
     def retry_after(self) -> int:
-        """Seconds until the queue has room again, about: what is queued, shared by the workers."""
-        ahead = (len(self._waiters) + self.workers) / self.workers
+        """Seconds until the queue has room again, about: what is admitted, shared by the workers."""
+        ahead = max(self._admitted, self.workers) / self.workers
         return max(1, math.ceil(ahead * self._costs[self.current_params]))
 
+    def _admit(self) -> None:
+        if self._admitted >= self.workers + self.queue:
+            raise HashingBusy(self.retry_after())
+        self._admitted += 1
+
+    @contextlib.asynccontextmanager
+    async def admission(self) -> AsyncIterator[None]:
+        """A place in the queue for a whole request (a login: its lookups, then its hashes), taken
+        up front so that a full queue refuses the request at once, before any other work.
+        Hashes inside are not counted again."""
+        if _admitted_by.get() is self:
+            yield
+            return
+        self._admit()
+        token = _admitted_by.set(self)
+        try:
+            yield
+        finally:
+            _admitted_by.reset(token)
+            self._admitted -= 1
+
     async def _acquire(self) -> None:
+        """Wait for a worker, first come first served."""
         if self._free > 0 and not self._waiters:
             self._free -= 1
             return
-        if len(self._waiters) >= self.queue:
-            raise HashingBusy(self.retry_after())
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
             await waiter  # cancelled here (deadline, client gone): never hashed
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self._release()  # the slot was handed over just as we were cancelled: pass it on
+                self._release()  # the worker was handed over just as we were cancelled: pass it on
             raise
         finally:
             if waiter in self._waiters:
@@ -192,6 +230,15 @@ class PasswordHasher:
         self._free += 1
 
     async def _run(self, fn, *args):
+        if _admitted_by.get() is self:
+            return await self._on_worker(fn, *args)
+        self._admit()
+        try:
+            return await self._on_worker(fn, *args)
+        finally:
+            self._admitted -= 1
+
+    async def _on_worker(self, fn, *args):
         await self._acquire()
         loop = asyncio.get_running_loop()
         try:
