@@ -97,8 +97,14 @@ class PasswordPolicy:
         return pw
 
 
-# The hasher whose admission() the current request holds (its hashes are not admitted again).
-_admitted_by: contextvars.ContextVar[PasswordHasher | None] = contextvars.ContextVar("hash_admission", default=None)
+@dataclasses.dataclass
+class _Admission:
+    hasher: "PasswordHasher"
+    live: bool = True
+
+
+# The admission() the current request holds: its hashes are not admitted again while it lasts.
+_admission: contextvars.ContextVar[_Admission | None] = contextvars.ContextVar("hash_admission", default=None)
 
 
 class HashingBusy(ResourceExhausted):
@@ -192,16 +198,22 @@ class PasswordHasher:
         """A place in the queue for a whole request (a login: its lookups, then its hashes), taken
         up front so that a full queue refuses the request at once, before any other work.
         Hashes inside are not counted again."""
-        if _admitted_by.get() is self:
+        if self._holds_admission():
             yield
             return
         self._admit()
-        token = _admitted_by.set(self)
+        held = _Admission(self)
+        token = _admission.set(held)
         try:
             yield
         finally:
-            _admitted_by.reset(token)
+            held.live = False  # for tasks that copied this context, too
+            _admission.reset(token)
             self._admitted -= 1
+
+    def _holds_admission(self) -> bool:
+        held = _admission.get()
+        return held is not None and held.live and held.hasher is self
 
     async def _acquire(self) -> None:
         """Wait for a worker, first come first served."""
@@ -230,7 +242,7 @@ class PasswordHasher:
         self._free += 1
 
     async def _run(self, fn, *args):
-        if _admitted_by.get() is self:
+        if self._holds_admission():
             return await self._on_worker(fn, *args)
         self._admit()
         try:

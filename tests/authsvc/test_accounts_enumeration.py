@@ -32,7 +32,7 @@ async def test_unknown_names_answer_as_slowly_as_accounts_with_older_hashes(make
         await running.stop(grace=0)
 
     # The operators raise the cost: alice's hash is not upgraded until she logs in.
-    raised = auth_settings(url, argon2_time_cost=10, **LIMITS)
+    raised = auth_settings(url, argon2_time_cost=12, **LIMITS)
     running = await create_server(raised)
     try:
         async with running.app.db() as s:
@@ -52,12 +52,13 @@ async def test_unknown_names_answer_as_slowly_as_accounts_with_older_hashes(make
 
             await failed_login("warm-up", 0)
             existing, unknown = [], []
-            for i in range(9):  # interleaved, so that any drift in the machine's speed weighs on both
+            for i in range(13):  # interleaved, so that any drift in the machine's speed weighs on both
                 existing.append(await failed_login("alice", 2 * i + 1))
                 unknown.append(await failed_login(f"nobody{i}", 2 * i + 2))
         ratio = statistics.median(existing) / statistics.median(unknown)
-        # Unpadded, the older hash answered in about a quarter of the time (time cost 2, now 10).
-        assert 0.6 < ratio < 1.6, (ratio, existing, unknown)
+        # Unpadded, the older hash answered in about a fifth of the time (time cost 2, now 12).
+        # Generous bounds: the machine's load may change between samples.
+        assert 0.5 < ratio < 2.0, (ratio, existing, unknown)
         assert running.app.hasher.padded_seconds > 0
         # Her stored hash is still the old one (only a successful login upgrades it).
         async with running.app.db() as s:
