@@ -59,6 +59,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
     hasher = PasswordHasher(
         time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
         parallelism=settings.argon2_parallelism, workers=settings.hash_workers,
+        queue=settings.hash_queue,
     )
     limiter = RateLimiter(clock)
     mailer = build_mailer(smtp_url=settings.smtp_url, mailbox_dir=settings.mailbox_dir, sender=settings.mail_from)

@@ -38,10 +38,15 @@ class Settings:
     emails_per_user: int = 5
     email_window_seconds: int = 3600
     reset_requests_per_ip: int = 20
+    # Reset mails (anyone may ask for one) have their own budget, apart from emails_per_user.
+    reset_mails_per_user: int = 10
+    reset_mails_per_user_ip: int = 3
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
     hash_workers: int = 2
+    # Callers that may wait for a hashing worker; beyond that RESOURCE_EXHAUSTED with a retry-after.
+    hash_queue: int = 16
     allow_project_creation: bool = True
     # VerifyUploadToken/VerifyIndexToken record a token's last use at most this often.
     token_last_used_interval_seconds: int = 60
@@ -105,10 +110,13 @@ class Settings:
             emails_per_user=env.int("AUTHSVC_EMAILS_PER_USER", 5, minimum=1),
             email_window_seconds=env.int("AUTHSVC_EMAIL_WINDOW", 3600, minimum=1),
             reset_requests_per_ip=env.int("AUTHSVC_RESET_REQUESTS_PER_IP", 20, minimum=1),
+            reset_mails_per_user=env.int("AUTHSVC_RESET_MAILS_PER_USER", 10, minimum=1),
+            reset_mails_per_user_ip=env.int("AUTHSVC_RESET_MAILS_PER_USER_IP", 3, minimum=1),
             argon2_time_cost=env.int("AUTHSVC_ARGON2_TIME_COST", 3, minimum=2),
             argon2_memory_kib=env.int("AUTHSVC_ARGON2_MEMORY_KIB", 65536, minimum=19456),
             argon2_parallelism=env.int("AUTHSVC_ARGON2_PARALLELISM", 4, minimum=1),
             hash_workers=env.int("AUTHSVC_HASH_WORKERS", 2, minimum=1),
+            hash_queue=env.int("AUTHSVC_HASH_QUEUE", 16, minimum=0),
             allow_project_creation=env.bool("AUTHSVC_ALLOW_PROJECT_CREATION", True),
             token_last_used_interval_seconds=env.int("AUTHSVC_TOKEN_LAST_USED_INTERVAL", 60, minimum=0),
             metrics_port=env.int("AUTHSVC_METRICS_PORT", 0, minimum=0),

@@ -12,6 +12,7 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from authsvc.accounts.background import Background
 from authsvc.accounts.emailtokens import OneTimeTokens
 from authsvc.accounts.models import Email, User
 from authsvc.accounts.passwords import PasswordHasher, PasswordPolicy
@@ -38,8 +39,13 @@ class AccountsConfig:
     touch_interval: dt.timedelta = dt.timedelta(seconds=60)
     login_user: Limit = Limit("login:user", 10, 300, "Too many failed login attempts for this account.")
     login_ip: Limit = Limit("login:ip", 10, 300, "Too many failed login attempts from your network.")
+    # Mails the owner's own actions send (registration, verification, added addresses)...
     email_user: Limit = Limit("email:user", 5, 3600, "Too many emails were sent to this account.")
     reset_ip: Limit = Limit("reset:ip", 20, 3600, "Too many password reset requests from your network.")
+    # ...and reset mails, which anyone may ask for: a budget of their own (so that they never use
+    # up the owner's), per account and per account and client IP (silent: the answer is the same).
+    reset_user: Limit = Limit("reset:user", 10, 3600)
+    reset_user_ip: Limit = Limit("reset:user-ip", 3, 3600)
 
     @classmethod
     def from_settings(cls, settings) -> "AccountsConfig":
@@ -58,6 +64,10 @@ class AccountsConfig:
                                            window=settings.email_window_seconds),
             reset_ip=dataclasses.replace(base.reset_ip, limit=settings.reset_requests_per_ip,
                                          window=settings.email_window_seconds),
+            reset_user=dataclasses.replace(base.reset_user, limit=settings.reset_mails_per_user,
+                                           window=settings.email_window_seconds),
+            reset_user_ip=dataclasses.replace(base.reset_user_ip, limit=settings.reset_mails_per_user_ip,
+                                              window=settings.email_window_seconds),
         )
 
 
@@ -125,6 +135,7 @@ class AccountsCore:
         self.second_factor = second_factor or NoSecondFactor()
         self.tokens = OneTimeTokens(clock)
         self._mail_tasks: set[asyncio.Task] = set()
+        self.background = Background()  # what is done after answering (password-reset requests)
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -175,6 +186,7 @@ class AccountsCore:
         task.add_done_callback(self._mail_tasks.discard)
 
     async def close(self, timeout: float = 5.0) -> None:
-        """Let background mail finish (bounded), at shutdown."""
+        """Let background work and mail finish (bounded), at shutdown."""
+        await self.background.close(timeout)
         if self._mail_tasks:
             await asyncio.wait(set(self._mail_tasks), timeout=timeout)

@@ -71,7 +71,12 @@ class LoginMixin(SessionsMixin):
             log.info("password hash upgraded", extra={"user_id": user.id})
 
     async def login(self, login: str, password: str, origin: Origin | None = None) -> LoginResult:
-        """Password login: a session, or the second-factor step when the user has one."""
+        """Password login: a session, or the second-factor step when the user has one. Refused
+        at once (HashingBusy) when the password hashing queue is full."""
+        async with self.hasher.admission():
+            return await self._login(login, password, origin)
+
+    async def _login(self, login: str, password: str, origin: Origin | None) -> LoginResult:
         origin = origin or Origin()
         login = (login or "").strip()
         if not login:

@@ -1,17 +1,19 @@
 """Password reset by an emailed single-use link.
 
-Asking for a reset gives the same answer, in about the same time, whether or not the account
-exists: the mail goes out in the background. The link expires within an hour, works once, and
+Asking for a reset gives the same answer, after the same work, whether or not the account
+exists: the request path only counts the client IP; finding the account, issuing the link (with
+its audit event, in one transaction) and mailing it happen in the background after the answer. The link expires within an hour, works once, and
 is void once the password changes (by any means) after it was issued. A reset ends every session
 and never logs in: the user then logs in normally, second factor included.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authsvc.accounts import messages
@@ -32,6 +34,10 @@ class ResetResult:
 
 
 class RecoveryMixin(LoginMixin):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._reset_lock = asyncio.Lock()
+
     async def _reset_address(self, s: AsyncSession, user: User, named: Email | None) -> str:
         """The address named in the request when it is a verified one of the account's; else the
         primary address."""
@@ -42,26 +48,42 @@ class RecoveryMixin(LoginMixin):
 
     async def request_password_reset(self, login: str, origin: Origin | None = None) -> None:
         """Mail a reset link when the account exists, is active and may receive mail; always
-        return the same (nothing). Limited per client IP (RESOURCE_EXHAUSTED for everyone) and
-        silently per account (the per-user email limit)."""
+        return the same (nothing), after the same work: the client IP's limit
+        (RESOURCE_EXHAUSTED for everyone alike). Everything that depends on the account happens
+        after the answer (`_mail_reset`)."""
         origin = origin or Origin()
         login = (login or "").strip()
         if not login:
             raise InvalidArgument("Enter your username or email address.", reason="login_missing")
-        message = None
         async with self.db() as s, s.begin():
             await self.limiter.check(s, self.config.reset_ip, ip_subject(origin))
             await self.limiter.hit(s, self.config.reset_ip, ip_subject(origin))
+        self.background.submit(lambda: self._mail_reset(login, origin), what="password_reset")
+
+    async def _mail_reset(self, login: str, origin: Origin) -> None:
+        """The link, its audit event (one transaction) and then the mail, within the reset mails'
+        own budgets: per account, and per account and client IP, so that anonymous requests
+        never use up the mail the owner's own actions need, and one address cannot use up an
+        account's resets. Over budget, nothing is sent (the requester was answered already)."""
+        async with self._reset_lock, self.db() as s, s.begin():
             user, named = await self._find_by_login(s, login)
             if user is None or not user.is_active:
                 return
+            # The budgets' check and count are one step: one job at a time here, and the account's
+            # row locked against other replicas (PostgreSQL; SQLite has one writer anyway).
+            await s.execute(select(User.id).where(User.id == user.id).with_for_update())
             address = await self._reset_address(s, user, named)
             if not address:
                 return
-            if (await self.limiter.status(s, self.config.email_user, user.id)).limited:
-                log.info("password reset mail suppressed by the email rate limit", extra={"user_id": user.id})
-                return
-            await self.limiter.hit(s, self.config.email_user, user.id)
+            budgets = ((self.config.reset_user, user.id),
+                       (self.config.reset_user_ip, f"{user.id}:{ip_subject(origin)}"))
+            for limit, subject in budgets:
+                if (await self.limiter.status(s, limit, subject)).limited:
+                    log.info("password reset mail suppressed by a rate limit",
+                             extra={"user_id": user.id, "limit": limit.name})
+                    return
+            for limit, subject in budgets:
+                await self.limiter.hit(s, limit, subject)
             lifetime = self.config.reset_token_lifetime
             token = await self.tokens.issue(s, Purpose.PASSWORD_RESET, user_id=user.id, email_id=None,
                                             lifetime=lifetime)
@@ -69,7 +91,7 @@ class RecoveryMixin(LoginMixin):
                                    origin=origin, details={"email": address})
             message = messages.password_reset(public_url=self.config.public_url, to=address,
                                               username=user.username, token=token, lifetime=lifetime)
-        self._deliver_later(message, purpose="password_reset", user_id=user.id)
+        await self._deliver(message, purpose="password_reset", user_id=user.id)
 
     async def reset_password(self, token: str, new_password: str, origin: Origin | None = None) -> ResetResult:
         """Set a new password from a reset link; ends all sessions; creates none."""

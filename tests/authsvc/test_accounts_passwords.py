@@ -186,11 +186,18 @@ async def test_reset_request_answers_the_same_for_unknown_accounts(auth, mailbox
 
 async def test_reset_requests_are_limited(auth, mailbox):
     await register(auth, "alice")
-    # Per account, silently (same answer): the per-user mail limit caps what is sent.
-    for i in range(auth.settings.emails_per_user + 2):
+    await register(auth, "bob")
+    # Per account, silently (same answer): the reset mails' own budget caps what is sent...
+    for i in range(auth.settings.reset_mails_per_user + 2):
         await request_reset(auth, "alice", ip=f"198.51.100.{i}")
+    # ...and per account from one address, a smaller one.
+    for i in range(auth.settings.reset_mails_per_user_ip + 2):
+        await request_reset(auth, "bob", ip="198.51.100.99")
     await auth.running.app.accounts.close()
-    assert len(mailbox.to("alice@example.org")) == auth.settings.emails_per_user
+    resets = [m for m in mailbox.to("alice@example.org") if "reset" in m["Subject"].lower()]
+    assert len(resets) == auth.settings.reset_mails_per_user
+    resets = [m for m in mailbox.to("bob@example.org") if "reset" in m["Subject"].lower()]
+    assert len(resets) == auth.settings.reset_mails_per_user_ip
     # Per client IP, for everyone alike.
     for i in range(auth.settings.reset_requests_per_ip):
         await request_reset(auth, f"nobody{i}", ip="203.0.113.77")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 import argon2
 import pytest
@@ -89,3 +90,50 @@ async def test_hashing_runs_off_the_event_loop():
         task.cancel()
         hasher.close()
     assert ticks >= 5
+
+
+async def test_the_hasher_admits_workers_plus_queue_and_refuses_the_rest_at_once():
+    from authsvc.accounts.passwords import HashingBusy
+
+    hasher = PasswordHasher(**{**LOW, "workers": 1, "time_cost": 8}, queue=1)
+    try:
+        running = asyncio.create_task(hasher.hash("the first password"))
+        waiting = asyncio.create_task(hasher.hash("the second password"))
+        await asyncio.sleep(0)
+        assert hasher.admitted == 2 and hasher.waiting == 1
+        with pytest.raises(HashingBusy) as err:
+            await hasher.verify(None, "a third")
+        assert err.value.retry_after >= 1 and err.value.reason == "hashing_busy"
+        # A request's admission is taken up front and covers every hash inside it.
+        await asyncio.gather(running, waiting)
+        entered, leave = asyncio.Event(), asyncio.Event()
+
+        async def another_request():
+            async with hasher.admission():
+                entered.set()
+                await leave.wait()
+
+        other = asyncio.create_task(another_request())  # its own context
+        await entered.wait()
+        async with hasher.admission():
+            assert hasher.admitted == 2
+            with pytest.raises(HashingBusy):  # a third request, in a context of its own
+                await asyncio.create_task(another_request(), context=contextvars.Context())
+            # Both places are taken, yet this request's own hashes go through (not admitted again).
+            stored = await hasher.hash("inside an admission")
+            assert await hasher.verify(stored, "inside an admission")
+            assert hasher.admitted == 2
+        leave.set()
+        await other
+        assert hasher.admitted == 0 and hasher.waiting == 0
+        # A caller cancelled while it waits is never hashed, and its place is free again.
+        before = hasher.hashed
+        first = asyncio.create_task(hasher.hash("keeps the worker"))
+        impatient = asyncio.create_task(hasher.hash("gives up"))
+        await asyncio.sleep(0)
+        impatient.cancel()
+        await first
+        await asyncio.sleep(0.05)
+        assert impatient.cancelled() and hasher.hashed - before == 1 and hasher.admitted == 0
+    finally:
+        hasher.close()

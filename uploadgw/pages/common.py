@@ -95,6 +95,7 @@ class Form:
     def __init__(self, values=None, errors: dict[str, str] | None = None):
         self.values = {k: v for k, v in (values or {}).items() if isinstance(v, str)}
         self.errors = dict(errors or {})
+        self.retry_after: int | None = None  # from a refusal that says when to try again
 
     def get(self, name: str, default: str = "") -> str:
         return self.values.get(name, default)
@@ -108,6 +109,7 @@ class Form:
 
     def fail(self, exc: PageError) -> "Form":
         self.errors[exc.field or ""] = exc.message
+        self.retry_after = exc.retry_after or self.retry_after
         return self
 
     def require(self, name: str, message: str) -> None:
@@ -188,7 +190,9 @@ class Pages:
         if raw:
             notice = decode_notice(self.signer, raw)
             visit(request).notice_taken = True
-        context.setdefault("form", Form())
+        form = context.setdefault("form", Form())
+        if status == 429 and getattr(form, "retry_after", None) and "Retry-After" not in (headers or {}):
+            headers = {**(headers or {}), "Retry-After": str(form.retry_after)}  # a refused form: when to retry
         body = self.templates.get_template(template).render(
             current=visit(request).current, csrf_token=self.csrf.token(request, self._bound_session(request)),
             csrf_field=CSRF_FIELD,
