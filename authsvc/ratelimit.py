@@ -1,10 +1,15 @@
-"""Sliding-window rate limits kept in the database, so every authsvc replica shares them.
+"""Rate limits kept in the database, so every authsvc replica shares them.
 
-Each counted attempt is one `RateLimitHit` row under a key such as "login:user:<id>". A subject
-is limited while it has `limit` hits younger than `window`; it may try again once the oldest of
-those leaves the window. Checks and hits run inside the caller's transaction, so a hit commits
-with the audit event of the attempt it counts. Two replicas racing on the same key may overshoot
-the limit by the number of attempts in flight; that is accepted (no lock on the hot path).
+Two kinds, both under keys such as "login:user:<id>":
+
+- Attempt limits (`acquire`): an attempt takes a slot *before* the thing it guards is checked
+  (a password, a second-factor code), in one atomic upsert on a `RateLimitCounter` row that both
+  tests and counts; a slot that turns out not to be a failure is given back (`release`). So N
+  parallel attempts run at most `limit` checks per window, on SQLite and PostgreSQL alike, from
+  any number of replicas. A window is fixed, from the first attempt after the previous one ended;
+  when a `Limit` has a `max_window`, each window used up in a row doubles the next (up to it).
+- Sliding-window hit counts (`check`/`hit`/`status`, `RateLimitHit` rows) for the mail limits,
+  where a rare overshoot under concurrency costs an extra email, not a guess.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+from collections.abc import Sequence
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import case, delete, insert, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from authsvc.accounts.models import RateLimitHit
+from authsvc.accounts.models import RateLimitCounter, RateLimitHit
 from authsvc.errors import RateLimited
 from gatehouse.infra.clock import Clock, as_utc
 
@@ -34,9 +41,36 @@ class Limit:
     limit: int
     window: int
     message: str = "Too many attempts."
+    # Attempt limits only: above `window`, each window used up in a row doubles the next, to this.
+    max_window: int = 0
 
     def key(self, subject: str) -> str:
         return f"{self.name}:{subject}"[:200]
+
+    def spans(self) -> list[int]:
+        """The window's length after 0, 1, 2, ... used-up windows in a row (the last one repeats)."""
+        spans = [self.window]
+        while self.max_window > spans[-1]:
+            spans.append(min(spans[-1] * 2, self.max_window))
+        return spans
+
+
+@dataclasses.dataclass(frozen=True)
+class Slot:
+    """One attempt counted under `key` in the window that ends at `window_end`."""
+
+    key: str
+    window_end: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Acquired:
+    """The slots one attempt took (every limit asked), or the refusal when one was used up
+    (then none is held)."""
+
+    slots: tuple[Slot, ...] = ()
+    refused: RateLimited | None = None
+    limit: Limit | None = None  # the limit that refused
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,11 +88,86 @@ def describe_wait(seconds: int) -> str:
     return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
+_COUNTERS = RateLimitCounter.__table__
+_WHEN = RateLimitCounter.window_end.type
+
+
+def _upsert_for(dialect: str):
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
 class RateLimiter:
     def __init__(self, clock: Clock):
         self.clock = clock
         self._hits_since_prune = 0
         self._longest_window = 0
+        self._acquired_since_prune = 0
+        self._longest_keep = 0
+
+    # -- attempt limits: one atomic upsert per limit ----------------------------------------
+
+    def _take_sync(self, s: Session, limit: Limit, subject: str, now: dt.datetime) -> Slot | None:
+        """Count one attempt under the limit's key unless its window is full: one statement, so
+        parallel attempts (other connections, other replicas) cannot both take the last slot."""
+        t = _COUNTERS
+        spans = limit.spans()
+        top = len(spans) - 1
+        ended = t.c.window_end <= now
+        # After a used-up window that ended less than `max_window` ago: one more strike.
+        used_up = (t.c.hits >= limit.limit) & (t.c.window_end > now - dt.timedelta(seconds=spans[-1]))
+        strikes = case((used_up, case((t.c.strikes >= top, top), else_=t.c.strikes + 1)), else_=0)
+        ends = [literal(now + dt.timedelta(seconds=span), _WHEN) for span in spans]
+        new_end = case(*[(strikes == i, end) for i, end in enumerate(ends[:-1])], else_=ends[-1]) if top else ends[0]
+        key = limit.key(subject)
+        upsert = _upsert_for(s.get_bind().dialect.name)(t).values(key=key, hits=1, window_end=ends[0], strikes=0)
+        statement = upsert.on_conflict_do_update(
+            index_elements=[t.c.key],
+            set_={"hits": case((ended, 1), else_=t.c.hits + 1),
+                  "strikes": case((ended, strikes), else_=t.c.strikes),
+                  "window_end": case((ended, new_end), else_=t.c.window_end)},
+            where=or_(ended, t.c.hits < limit.limit),
+        ).returning(t.c.window_end)
+        window_end = s.execute(statement).scalar()
+        return None if window_end is None else Slot(key, window_end)
+
+    def acquire_sync(self, s: Session, limits: Sequence[tuple[Limit, str]]) -> Acquired:
+        """Take one slot under each (limit, subject), in order, in the caller's transaction. When
+        one is used up, the slots already taken are given back and the refusal says when to retry."""
+        now = self.clock.now()
+        taken: list[Slot] = []
+        for limit, subject in limits:
+            self._longest_keep = max(self._longest_keep, limit.spans()[-1])
+            slot = self._take_sync(s, limit, subject, now)
+            if slot is None:
+                self.release_sync(s, taken)
+                ends = as_utc(s.scalar(select(_COUNTERS.c.window_end).where(_COUNTERS.c.key == limit.key(subject))))
+                wait = max(1, math.ceil((ends - now).total_seconds()))
+                return Acquired(refused=RateLimited(f"{limit.message} Try again in {describe_wait(wait)}.",
+                                                    retry_after=wait), limit=limit)
+            taken.append(slot)
+        self._acquired_since_prune += 1
+        if self._acquired_since_prune >= PRUNE_EVERY:
+            self._acquired_since_prune = 0
+            s.execute(delete(_COUNTERS).where(_COUNTERS.c.window_end <= now - dt.timedelta(seconds=self._longest_keep)))
+        return Acquired(slots=tuple(taken))
+
+    def release_sync(self, s: Session, slots: Sequence[Slot]) -> None:
+        """Give slots back (the attempts succeeded): each only while its window lasts."""
+        for slot in slots:
+            s.execute(update(_COUNTERS).where(_COUNTERS.c.key == slot.key, _COUNTERS.c.window_end == slot.window_end,
+                                              _COUNTERS.c.hits > 0).values(hits=_COUNTERS.c.hits - 1))
+
+    def reset_sync(self, s: Session, limit: Limit, subject: str) -> None:
+        """Forget the subject's attempts and strikes under `limit`."""
+        s.execute(delete(_COUNTERS).where(_COUNTERS.c.key == limit.key(subject)))
+
+    async def acquire(self, s: AsyncSession, limits: Sequence[tuple[Limit, str]]) -> Acquired:
+        return await s.run_sync(self.acquire_sync, limits)
+
+    async def release(self, s: AsyncSession, slots: Sequence[Slot]) -> None:
+        await s.run_sync(self.release_sync, slots)
+
+    # -- sliding-window hit counts ----------------------------------------------------------
 
     def status_sync(self, s: Session, limit: Limit, subject: str) -> Status:
         now = self.clock.now()
