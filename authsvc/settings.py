@@ -63,6 +63,7 @@ class Settings:
     second_factor_failures_per_user: int = 5
     second_factor_failures_per_ip: int = 10
     second_factor_window_seconds: int = 300
+    second_factor_max_wait_seconds: int = 86400
     pending_login_seconds: int = 300
 
     @classmethod
@@ -178,5 +179,6 @@ def _two_factor_settings(env: Env) -> dict:
         second_factor_failures_per_user=env.int("AUTHSVC_2FA_FAILURES_PER_USER", 5, minimum=1),
         second_factor_failures_per_ip=env.int("AUTHSVC_2FA_FAILURES_PER_IP", 10, minimum=1),
         second_factor_window_seconds=env.int("AUTHSVC_2FA_WINDOW", 300, minimum=1),
+        second_factor_max_wait_seconds=env.int("AUTHSVC_2FA_MAX_WAIT", 86400, minimum=1),
         pending_login_seconds=env.int("AUTHSVC_PENDING_LOGIN_SECONDS", 300, minimum=30),
     )

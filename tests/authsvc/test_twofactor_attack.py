@@ -105,3 +105,30 @@ async def test_a_right_code_gives_its_slot_back(auth):
     token = (await pending_login(auth, "gina")).pending_login_token
     answers = [await outcome(complete(auth, token, totp_code=wrong)) for wrong in wrong_codes(auth, seed, limit + 1)]
     assert answers == [grpc.StatusCode.UNAUTHENTICATED] * limit + [grpc.StatusCode.RESOURCE_EXHAUSTED]
+
+
+async def test_used_up_windows_in_a_row_double_the_wait(auth):
+    """Guessing codes at full speed: 5 per window, each window twice as long as the last (up to a
+    day), so a day holds about 45 guesses instead of 1,440; a right code starts over."""
+    align_clock(auth)
+    seed, _ = await enrol_totp(auth, await make_user(auth, "hana"))
+    window, limit = auth.settings.second_factor_window_seconds, auth.settings.second_factor_failures_per_user
+    waits, guesses = [], 0
+    while sum(waits) < 86400:
+        token = (await pending_login(auth, "hana")).pending_login_token  # a pending login lasts 5 minutes
+        for wrong in wrong_codes(auth, seed, limit + 1):
+            try:
+                await complete(auth, token, totp_code=wrong)
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    waits.append(int(dict(err.trailing_metadata())["retry-after"]))
+                    auth.clock.advance(seconds=waits[-1])
+                    break
+                guesses += 1
+    assert waits[:9] == [window * 2 ** i for i in range(9)] and guesses == 9 * limit
+    align_clock(auth)
+    token = (await pending_login(auth, "hana")).pending_login_token
+    assert (await complete(auth, token, totp_code=code(auth, seed))).session_token
+    token = (await pending_login(auth, "hana")).pending_login_token
+    answers = [await outcome(complete(auth, token, totp_code=wrong)) for wrong in wrong_codes(auth, seed, limit + 1)]
+    assert answers[-1] == grpc.StatusCode.RESOURCE_EXHAUSTED and answers.count(grpc.StatusCode.UNAUTHENTICATED) == limit
