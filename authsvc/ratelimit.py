@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import math
 from collections.abc import Sequence
 
-from sqlalchemy import case, delete, insert, literal, or_, select, update
+from sqlalchemy import bindparam, case, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from authsvc.accounts.models import RateLimitCounter, RateLimitHit
 from authsvc.errors import RateLimited
 from gatehouse.infra.clock import Clock, as_utc
+from gatehouse.infra.prepared import Prepared
 
 # Keys of subjects that never come back would otherwise stay forever: every this many hits, the
 # limiter also deletes every row older than the longest window it has been asked about.
@@ -92,8 +95,47 @@ _COUNTERS = RateLimitCounter.__table__
 _WHEN = RateLimitCounter.window_end.type
 
 
-def _upsert_for(dialect: str):
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+def _when(name: str):
+    return bindparam(name, type_=_WHEN)
+
+
+@functools.cache
+def _take_statements(limit: Limit) -> dict[str, Prepared]:
+    """The upsert that counts one attempt unless the window is full (per dialect): built once per
+    limit, its values bound per call (key, now, the possible window ends). The new window is as
+    long as the used-up windows in a row before it allow (`Limit.spans`)."""
+    t = _COUNTERS
+    top = len(limit.spans()) - 1
+    ended = t.c.window_end <= _when("now")
+    # After a used-up window that ended less than `max_window` ago: one more strike.
+    used_up = (t.c.hits >= bindparam("limit")) & (t.c.window_end > _when("quiet"))
+    strikes = case((used_up, case((t.c.strikes >= top, top), else_=t.c.strikes + 1)), else_=0)
+    new_end = (case(*[(strikes == i, _when(f"end{i}")) for i in range(top)], else_=_when(f"end{top}"))
+               if top else _when("end0"))
+    statements = {}
+    for name, dialect_insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert)):
+        upsert = dialect_insert(t).values(key=bindparam("key"), hits=1, window_end=_when("end0"), strikes=0)
+        statements[name] = Prepared(upsert.on_conflict_do_update(
+            index_elements=[t.c.key],
+            set_={"hits": case((ended, 1), else_=t.c.hits + 1),
+                  "strikes": case((ended, strikes), else_=t.c.strikes),
+                  "window_end": case((ended, new_end), else_=t.c.window_end)},
+            where=or_(ended, t.c.hits < bindparam("limit")),
+        ).returning(t.c.window_end))
+    return statements
+
+
+# Run on the driver's cursor (`Prepared`): the second login step runs these on every attempt.
+_RELEASE = Prepared(update(_COUNTERS).where(_COUNTERS.c.key == bindparam("key"), _COUNTERS.c.window_end == _when("end"),
+                                            _COUNTERS.c.hits > 0).values(hits=_COUNTERS.c.hits - 1))
+_RESET = Prepared(delete(_COUNTERS).where(_COUNTERS.c.key == bindparam("key")))
+_WINDOW_END = Prepared(select(_COUNTERS.c.window_end).where(_COUNTERS.c.key == bindparam("key")))
+
+
+@functools.cache
+def _read_when(dialect: Dialect):
+    """The dialect's conversion of a stored window end (SQLite: text) into a datetime."""
+    return _WHEN.dialect_impl(dialect).result_processor(dialect, None) or (lambda value: value)
 
 
 class RateLimiter:
@@ -106,41 +148,29 @@ class RateLimiter:
 
     # -- attempt limits: one atomic upsert per limit ----------------------------------------
 
-    def _take_sync(self, s: Session, limit: Limit, subject: str, now: dt.datetime) -> Slot | None:
+    def _take_sync(self, conn: Connection, limit: Limit, subject: str, now: dt.datetime) -> Slot | None:
         """Count one attempt under the limit's key unless its window is full: one statement, so
         parallel attempts (other connections, other replicas) cannot both take the last slot."""
-        t = _COUNTERS
         spans = limit.spans()
-        top = len(spans) - 1
-        ended = t.c.window_end <= now
-        # After a used-up window that ended less than `max_window` ago: one more strike.
-        used_up = (t.c.hits >= limit.limit) & (t.c.window_end > now - dt.timedelta(seconds=spans[-1]))
-        strikes = case((used_up, case((t.c.strikes >= top, top), else_=t.c.strikes + 1)), else_=0)
-        ends = [literal(now + dt.timedelta(seconds=span), _WHEN) for span in spans]
-        new_end = case(*[(strikes == i, end) for i, end in enumerate(ends[:-1])], else_=ends[-1]) if top else ends[0]
-        key = limit.key(subject)
-        upsert = _upsert_for(s.get_bind().dialect.name)(t).values(key=key, hits=1, window_end=ends[0], strikes=0)
-        statement = upsert.on_conflict_do_update(
-            index_elements=[t.c.key],
-            set_={"hits": case((ended, 1), else_=t.c.hits + 1),
-                  "strikes": case((ended, strikes), else_=t.c.strikes),
-                  "window_end": case((ended, new_end), else_=t.c.window_end)},
-            where=or_(ended, t.c.hits < limit.limit),
-        ).returning(t.c.window_end)
-        window_end = s.execute(statement).scalar()
-        return None if window_end is None else Slot(key, window_end)
+        params = {"key": limit.key(subject), "now": now, "limit": limit.limit,
+                  "quiet": now - dt.timedelta(seconds=spans[-1]),
+                  **{f"end{i}": now + dt.timedelta(seconds=span) for i, span in enumerate(spans)}}
+        row = _take_statements(limit)[conn.dialect.name].execute(conn, params)
+        return None if row is None else Slot(params["key"], as_utc(_read_when(conn.dialect)(row[0])))
 
     def acquire_sync(self, s: Session, limits: Sequence[tuple[Limit, str]]) -> Acquired:
         """Take one slot under each (limit, subject), in order, in the caller's transaction. When
         one is used up, the slots already taken are given back and the refusal says when to retry."""
         now = self.clock.now()
+        conn = s.connection()
         taken: list[Slot] = []
         for limit, subject in limits:
             self._longest_keep = max(self._longest_keep, limit.spans()[-1])
-            slot = self._take_sync(s, limit, subject, now)
+            slot = self._take_sync(conn, limit, subject, now)
             if slot is None:
                 self.release_sync(s, taken)
-                ends = as_utc(s.scalar(select(_COUNTERS.c.window_end).where(_COUNTERS.c.key == limit.key(subject))))
+                row = _WINDOW_END.execute(conn, {"key": limit.key(subject)})
+                ends = as_utc(_read_when(conn.dialect)(row[0]))
                 wait = max(1, math.ceil((ends - now).total_seconds()))
                 return Acquired(refused=RateLimited(f"{limit.message} Try again in {describe_wait(wait)}.",
                                                     retry_after=wait), limit=limit)
@@ -153,13 +183,13 @@ class RateLimiter:
 
     def release_sync(self, s: Session, slots: Sequence[Slot]) -> None:
         """Give slots back (the attempts succeeded): each only while its window lasts."""
+        conn = s.connection() if slots else None
         for slot in slots:
-            s.execute(update(_COUNTERS).where(_COUNTERS.c.key == slot.key, _COUNTERS.c.window_end == slot.window_end,
-                                              _COUNTERS.c.hits > 0).values(hits=_COUNTERS.c.hits - 1))
+            _RELEASE.execute(conn, {"key": slot.key, "end": slot.window_end})
 
     def reset_sync(self, s: Session, limit: Limit, subject: str) -> None:
         """Forget the subject's attempts and strikes under `limit`."""
-        s.execute(delete(_COUNTERS).where(_COUNTERS.c.key == limit.key(subject)))
+        _RESET.execute(s.connection(), {"key": limit.key(subject)})
 
     async def acquire(self, s: AsyncSession, limits: Sequence[tuple[Limit, str]]) -> Acquired:
         return await s.run_sync(self.acquire_sync, limits)
