@@ -84,7 +84,9 @@ class Status:
 
 
 def describe_wait(seconds: int) -> str:
-    """"3 minutes", "45 seconds": how long to wait, for messages shown to users."""
+    """"5 hours", "3 minutes", "45 seconds": how long to wait, for messages shown to users."""
+    if seconds > 2 * 3600:
+        return f"{math.ceil(seconds / 3600)} hours"
     if seconds >= 120:
         minutes = math.ceil(seconds / 60)
         return f"{minutes} minutes"

@@ -97,6 +97,9 @@ def test_describe_wait():
     assert describe_wait(119) == "119 seconds"
     assert describe_wait(121) == "3 minutes"
     assert describe_wait(3600) == "60 minutes"
+    assert describe_wait(2 * 3600) == "120 minutes"
+    assert describe_wait(2 * 3600 + 1) == "3 hours"  # the longer waits of a used-up account
+    assert describe_wait(86400) == "24 hours"
 
 
 # -- attempt limits (acquire / release): one atomic upsert per limit ----------------------------
