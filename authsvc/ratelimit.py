@@ -131,6 +131,12 @@ def _take_statements(limit: Limit) -> dict[str, Prepared]:
 _RELEASE = Prepared(update(_COUNTERS).where(_COUNTERS.c.key == bindparam("key"), _COUNTERS.c.window_end == _when("end"),
                                             _COUNTERS.c.hits > 0).values(hits=_COUNTERS.c.hits - 1))
 _RESET = Prepared(delete(_COUNTERS).where(_COUNTERS.c.key == bindparam("key")))
+_RESET_ONE_RELEASE_OTHER = Prepared(
+    update(_COUNTERS)
+    .where(or_(_COUNTERS.c.key == bindparam("reset"),
+               (_COUNTERS.c.key == bindparam("key")) & (_COUNTERS.c.window_end == _when("end")) & (_COUNTERS.c.hits > 0)))
+    .values(hits=case((_COUNTERS.c.key == bindparam("reset"), 0), else_=_COUNTERS.c.hits - 1),
+            strikes=case((_COUNTERS.c.key == bindparam("reset"), 0), else_=_COUNTERS.c.strikes)))
 _WINDOW_END = Prepared(select(_COUNTERS.c.window_end).where(_COUNTERS.c.key == bindparam("key")))
 
 
@@ -192,6 +198,11 @@ class RateLimiter:
     def reset_sync(self, s: Session, limit: Limit, subject: str) -> None:
         """Forget the subject's attempts and strikes under `limit`."""
         _RESET.execute(s.connection(), {"key": limit.key(subject)})
+
+    def reset_and_release_sync(self, s: Session, reset: Slot, release: Slot) -> None:
+        """After a success: forget `reset`'s attempts and strikes, give `release` back (one statement)."""
+        _RESET_ONE_RELEASE_OTHER.execute(s.connection(), {"reset": reset.key, "key": release.key,
+                                                          "end": release.window_end})
 
     async def acquire(self, s: AsyncSession, limits: Sequence[tuple[Limit, str]]) -> Acquired:
         return await s.run_sync(self.acquire_sync, limits)

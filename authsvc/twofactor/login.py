@@ -118,8 +118,7 @@ class LoginMixin(TwoFactorCore):
             self._record_failure(s, user, method, exc.reason, origin)
             return Unauthenticated(exc.message, reason=exc.reason)
         self.pending.consume_sync(s, pending.id)
-        self.limiter.reset_sync(s, self.config.failures_user, user.id)
-        self.limiter.release_sync(s, taken.slots[1:])
+        self.limiter.reset_and_release_sync(s, *taken.slots)  # the user's failures forgotten, the IP's slot back
         done = self.accounts.finish_login_sync(s, user, origin, method=method)
         return LoginDone(user=user, session_token=done.session_token, session=done.session, method=method,
                          recovery_codes_remaining=remaining)

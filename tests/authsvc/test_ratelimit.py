@@ -170,3 +170,14 @@ async def test_counters_of_keys_that_never_came_back_are_pruned(db, clock):
     async with db() as s:
         keys = set(await s.scalars(select(RateLimitCounter.key)))
     assert "grow:alice" not in keys and len(keys) == PRUNE_EVERY - 1
+
+
+async def test_reset_one_and_release_another(db, clock):
+    limiter = RateLimiter(clock)
+    other = Limit("other", limit=2, window=60)
+    for _ in range(2):
+        taken = await acquire(db, limiter, GROWING, other)
+    async with db() as s, s.begin():
+        await s.run_sync(limiter.reset_and_release_sync, *taken.slots)
+        rows = (await s.execute(select(RateLimitCounter.key, RateLimitCounter.hits))).all()
+    assert dict(rows) == {"grow:alice": 0, "other:alice": 1}
