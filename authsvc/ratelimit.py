@@ -130,7 +130,6 @@ def _take_statements(limit: Limit) -> dict[str, Prepared]:
 # Run on the driver's cursor (`Prepared`): the second login step runs these on every attempt.
 _RELEASE = Prepared(update(_COUNTERS).where(_COUNTERS.c.key == bindparam("key"), _COUNTERS.c.window_end == _when("end"),
                                             _COUNTERS.c.hits > 0).values(hits=_COUNTERS.c.hits - 1))
-_RESET = Prepared(delete(_COUNTERS).where(_COUNTERS.c.key == bindparam("key")))
 _RESET_ONE_RELEASE_OTHER = Prepared(
     update(_COUNTERS)
     .where(or_(_COUNTERS.c.key == bindparam("reset"),
@@ -194,10 +193,6 @@ class RateLimiter:
         conn = s.connection() if slots else None
         for slot in slots:
             _RELEASE.execute(conn, {"key": slot.key, "end": slot.window_end})
-
-    def reset_sync(self, s: Session, limit: Limit, subject: str) -> None:
-        """Forget the subject's attempts and strikes under `limit`."""
-        _RESET.execute(s.connection(), {"key": limit.key(subject)})
 
     def reset_and_release_sync(self, s: Session, reset: Slot, release: Slot) -> None:
         """After a success: forget `reset`'s attempts and strikes, give `release` back (one statement)."""
