@@ -162,3 +162,15 @@ async def test_the_owners_device_logs_in_while_the_account_is_under_attack(auth)
     assert "from this device" in typos[-1][1]
     # Guessing with a device token counts once, against that device: the account's events say so.
     assert (await reasons(auth, "alice"))["invalid_password"] == auth.settings.login_failures_per_user + per_device
+
+
+async def test_a_device_token_serves_every_name_of_its_account_until_it_expires(auth):
+    await register(auth, "alice")
+    token = (await attempt(auth, "alice", PASSWORD))[3].device_token
+    await parallel(auth, ["alice"] * 20, addresses(20))
+    assert (await attempt(auth, "alice@example.org", PASSWORD, device_token=token))[0] == OK
+    auth.clock.advance(seconds=auth.settings.device_token_lifetime_seconds + 1)
+    await parallel(auth, ["alice"] * 20, addresses(20))
+    assert (await attempt(auth, "alice@example.org", PASSWORD, device_token=token))[0] == RE
+    fresh = (await attempt(auth, "bob-has-no-account", PASSWORD, device_token=token))
+    assert fresh[0] == UNAUTH and fresh[3] is None
