@@ -7,6 +7,7 @@ import datetime as dt
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from authsvc.accounts.devices import DeviceTokens
 from authsvc.accounts.passwords import PasswordHasher, PasswordPolicy
 from authsvc.accounts.service import AccountsConfig, AccountsService
 from authsvc.db import outbox
@@ -64,10 +65,11 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
     limiter = RateLimiter(clock)
     mailer = build_mailer(smtp_url=settings.smtp_url, mailbox_dir=settings.mailbox_dir, sender=settings.mail_from)
     pending_logins = build_pending_logins(settings, clock)
+    accounts_config = AccountsConfig.from_settings(settings)
     accounts = AccountsService(
         db=db, clock=clock, hasher=hasher, policy=PasswordPolicy(), events=events,
-        limiter=limiter, config=AccountsConfig.from_settings(settings), mailer=mailer,
-        second_factor=pending_logins,
+        limiter=limiter, config=accounts_config, mailer=mailer, second_factor=pending_logins,
+        devices=DeviceTokens(settings.token_secrets, clock=clock, lifetime=accounts_config.device_token_lifetime),
     )
     twofactor = build_twofactor_service(settings, db=db, tx=tx, clock=clock, events=events, accounts=accounts,
                                         pending=pending_logins, limiter=limiter, mailer=mailer)

@@ -1,6 +1,6 @@
 """Every model of the auth service, imported once so that the metadata is complete."""
 
-from authsvc.accounts.models import Email, OneTimeToken, RateLimitHit, Session, User  # noqa: F401
+from authsvc.accounts.models import Email, OneTimeToken, RateLimitCounter, RateLimitHit, Session, User  # noqa: F401
 from authsvc.db import Base, outbox  # noqa: F401
 from authsvc.projects.models import Project, Role  # noqa: F401
 from authsvc.tokens.models import ApiToken, ApiTokenProject  # noqa: F401

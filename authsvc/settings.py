@@ -35,6 +35,10 @@ class Settings:
     login_failures_per_user: int = 10
     login_failures_per_ip: int = 10
     login_window_seconds: int = 300
+    login_max_wait_seconds: int = 86400
+    login_failures_per_day: int = 100
+    login_failures_per_device: int = 5
+    device_token_lifetime_seconds: int = 180 * 86400
     emails_per_user: int = 5
     email_window_seconds: int = 3600
     reset_requests_per_ip: int = 20
@@ -64,6 +68,7 @@ class Settings:
     second_factor_failures_per_user: int = 5
     second_factor_failures_per_ip: int = 10
     second_factor_window_seconds: int = 300
+    second_factor_max_wait_seconds: int = 86400
     pending_login_seconds: int = 300
 
     @classmethod
@@ -107,6 +112,10 @@ class Settings:
             login_failures_per_user=env.int("AUTHSVC_LOGIN_FAILURES_PER_USER", 10, minimum=1),
             login_failures_per_ip=env.int("AUTHSVC_LOGIN_FAILURES_PER_IP", 10, minimum=1),
             login_window_seconds=env.int("AUTHSVC_LOGIN_WINDOW", 300, minimum=1),
+            login_max_wait_seconds=env.int("AUTHSVC_LOGIN_MAX_WAIT", 86400, minimum=1),
+            login_failures_per_day=env.int("AUTHSVC_LOGIN_FAILURES_PER_DAY", 100, minimum=1),
+            login_failures_per_device=env.int("AUTHSVC_LOGIN_FAILURES_PER_DEVICE", 5, minimum=1),
+            device_token_lifetime_seconds=env.int("AUTHSVC_DEVICE_TOKEN_LIFETIME", 180 * 86400, minimum=60),
             emails_per_user=env.int("AUTHSVC_EMAILS_PER_USER", 5, minimum=1),
             email_window_seconds=env.int("AUTHSVC_EMAIL_WINDOW", 3600, minimum=1),
             reset_requests_per_ip=env.int("AUTHSVC_RESET_REQUESTS_PER_IP", 20, minimum=1),
@@ -178,5 +187,6 @@ def _two_factor_settings(env: Env) -> dict:
         second_factor_failures_per_user=env.int("AUTHSVC_2FA_FAILURES_PER_USER", 5, minimum=1),
         second_factor_failures_per_ip=env.int("AUTHSVC_2FA_FAILURES_PER_IP", 10, minimum=1),
         second_factor_window_seconds=env.int("AUTHSVC_2FA_WINDOW", 300, minimum=1),
+        second_factor_max_wait_seconds=env.int("AUTHSVC_2FA_MAX_WAIT", 86400, minimum=1),
         pending_login_seconds=env.int("AUTHSVC_PENDING_LOGIN_SECONDS", 300, minimum=30),
     )

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import secrets
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authsvc.accounts.background import Background
+from authsvc.accounts.devices import DeviceTokens
 from authsvc.accounts.emailtokens import OneTimeTokens
 from authsvc.accounts.models import Email, User
 from authsvc.accounts.passwords import PasswordHasher, PasswordPolicy
@@ -37,8 +39,17 @@ class AccountsConfig:
     reset_token_lifetime: dt.timedelta = dt.timedelta(hours=1)
     # ValidateSession writes last_seen_at at most this often per session.
     touch_interval: dt.timedelta = dt.timedelta(seconds=60)
-    login_user: Limit = Limit("login:user", 10, 300, "Too many failed login attempts for this account.")
+    # Password attempts per account (by id; an unknown name by its keyed hash): `login_user` per
+    # window, each window used up in a row doubling the next up to a day, and `login_day` per day,
+    # so an account sees at most about a hundred guesses a day. A login from a device that has
+    # logged in before (a valid device token) is limited by `login_device` for that device instead.
+    login_user: Limit = Limit("login:user", 10, 300, "Too many failed login attempts for this account.",
+                              max_window=86400)
+    login_day: Limit = Limit("login:day", 100, 86400, "Too many failed login attempts for this account.")
+    login_device: Limit = Limit("login:device", 5, 300, "Too many failed login attempts from this device.",
+                                max_window=86400)
     login_ip: Limit = Limit("login:ip", 10, 300, "Too many failed login attempts from your network.")
+    device_token_lifetime: dt.timedelta = dt.timedelta(days=180)
     # Mails the owner's own actions send (registration, verification, added addresses)...
     email_user: Limit = Limit("email:user", 5, 3600, "Too many emails were sent to this account.")
     reset_ip: Limit = Limit("reset:ip", 20, 3600, "Too many password reset requests from your network.")
@@ -57,7 +68,14 @@ class AccountsConfig:
             email_token_lifetime=dt.timedelta(seconds=settings.email_token_lifetime_seconds),
             reset_token_lifetime=dt.timedelta(seconds=settings.reset_token_lifetime_seconds),
             login_user=dataclasses.replace(base.login_user, limit=settings.login_failures_per_user,
-                                           window=settings.login_window_seconds),
+                                           window=settings.login_window_seconds,
+                                           max_window=max(settings.login_max_wait_seconds, settings.login_window_seconds)),
+            login_day=dataclasses.replace(base.login_day, limit=settings.login_failures_per_day),
+            login_device=dataclasses.replace(base.login_device, limit=settings.login_failures_per_device,
+                                             window=settings.login_window_seconds,
+                                             max_window=max(settings.login_max_wait_seconds,
+                                                            settings.login_window_seconds)),
+            device_token_lifetime=dt.timedelta(seconds=settings.device_token_lifetime_seconds),
             login_ip=dataclasses.replace(base.login_ip, limit=settings.login_failures_per_ip,
                                          window=settings.login_window_seconds),
             email_user=dataclasses.replace(base.email_user, limit=settings.emails_per_user,
@@ -123,6 +141,7 @@ class AccountsCore:
         mailer: Mailer | None = None,
         config: AccountsConfig | None = None,
         second_factor: SecondFactor | None = None,
+        devices: DeviceTokens | None = None,
     ):
         self.db = db
         self.clock = clock
@@ -133,6 +152,8 @@ class AccountsCore:
         self.mailer = mailer or DroppingMailer()
         self.config = config or AccountsConfig()
         self.second_factor = second_factor or NoSecondFactor()
+        self.devices = devices or DeviceTokens([(1, secrets.token_bytes(32))], clock=clock,
+                                               lifetime=self.config.device_token_lifetime)
         self.tokens = OneTimeTokens(clock)
         self._mail_tasks: set[asyncio.Task] = set()
         self.background = Background()  # what is done after answering (password-reset requests)

@@ -51,16 +51,17 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
                                                emails=[email_pb(e) for e in emails])
 
     async def Login(self, request, context):
-        result = await self.accounts.login(request.username, request.password, _client(request))
+        result = await self.accounts.login(request.username, request.password, _client(request),
+                                           device_token=request.device_token)
         if result.second_factor_required:
             return accounts_pb2.LoginResponse(
                 user=user_pb(result.user, two_factor_enabled=True), second_factor_required=True,
                 pending_login_token=result.pending_login_token,
-                second_factor_methods=list(result.second_factor_methods),
+                second_factor_methods=list(result.second_factor_methods), device_token=result.device_token,
             )
         return accounts_pb2.LoginResponse(
             session_token=result.session_token, expires_at=ts(result.session.expires_at),
-            user=user_pb(result.user),
+            user=user_pb(result.user), device_token=result.device_token,
         )
 
     async def ValidateSession(self, request, context):

@@ -1,19 +1,20 @@
 """Password login, re-authentication and password change, with the failed-login rate limits.
 
-Unknown accounts and wrong passwords get the same answer at the same cost: one argon2
-verification (against a dummy hash when there is no account), the same limiter reads and
-writes. An unknown name has no user log, so its failures write no audit event; they still count
-against the client's IP and against the name itself (a hashed "name:" subject), so a limit
-answer does not reveal whether the account exists either.
+Every password attempt first takes a slot from its limits (per client IP, and per account: by
+its id however it was named, or by a keyed hash of an unknown name; or per device when the
+login carries a valid device token of the account) in one atomic step, and only then is the
+password checked; a right password gives the slot back. So attempts sent together run at most
+the limit's number of password checks, and the right password does not help while limited.
 
-A rate-limited attempt is refused before the password is looked at, so the right password does
-not help while limited.
+Unknown accounts and wrong passwords get the same answer at the same cost: one argon2
+verification (against a dummy hash when there is no account), the same limiter writes, an
+event. A known account's failures go to its user log (`account:login:failure`); an unknown
+name's to the admin log (the same tag, no subject user, the name's keyed hash).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 
 from sqlalchemy import bindparam, update
@@ -26,6 +27,7 @@ from authsvc.accounts.models import Session, User
 from authsvc.accounts.passwords import check_length
 from authsvc.accounts.sessions import Authenticated, SessionsMixin
 from authsvc.errors import AccountDisabled, InvalidArgument, InvalidCredentials
+from authsvc.ratelimit import Acquired, Limit
 from gatehouse.infra.outbox import ANONYMOUS, Origin
 
 log = logging.getLogger("authsvc.accounts")
@@ -43,20 +45,38 @@ class LoginResult:
     second_factor_required: bool = False
     pending_login_token: str = ""
     second_factor_methods: tuple[str, ...] = ()
-
-
-def _name_subject(login: str) -> str:
-    return "name:" + hashlib.sha256(login.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    # The device token to keep (cookie) and pass with the next Login: set when the password was right.
+    device_token: str = ""
 
 
 class LoginMixin(SessionsMixin):
-    async def _check_login_limits(self, s: AsyncSession, subject: str, origin: Origin | None) -> None:
-        await self.limiter.check(s, self.config.login_ip, ip_subject(origin))
-        await self.limiter.check(s, self.config.login_user, subject)
+    def _login_limits(self, subject: str, origin: Origin | None, device: str | None = None) -> list[tuple[Limit, str]]:
+        """The limits a password attempt takes a slot from: the client IP's, then the device's
+        (a valid device token) or else the account's per window and per day."""
+        limits = [(self.config.login_ip, ip_subject(origin))]
+        if device is not None:
+            return [*limits, (self.config.login_device, f"{subject}:{device}")]
+        return [*limits, (self.config.login_user, subject), (self.config.login_day, subject)]
 
-    async def _count_failure(self, s: AsyncSession, subject: str, origin: Origin | None) -> None:
-        await self.limiter.hit(s, self.config.login_ip, ip_subject(origin))
-        await self.limiter.hit(s, self.config.login_user, subject)
+    async def _take_attempt(self, limits: list[tuple[Limit, str]], *, refused_event) -> Acquired:
+        """Take the attempt's slots (committed before the password is checked); when refused,
+        record the refusal's event in the same transaction and raise RateLimited."""
+        async with self.db() as s, s.begin():
+            taken = await self.limiter.acquire(s, limits)
+            if taken.refused is not None:
+                await refused_event(s, taken)
+        if taken.refused is not None:
+            log.info("login rate limited", extra={"limit": taken.limit.name})
+            raise taken.refused
+        return taken
+
+    async def _login_failure_event(self, s: AsyncSession, user: User | None, subject: str, origin: Origin | None,
+                                   details: dict[str, object]) -> None:
+        """`account:login:failure`: in the user's log, or for an unknown name the admin log."""
+        if user is None:
+            details = {**details, "name_hash": subject.removeprefix("name:")}
+        await self.events.emit(s, "account:login:failure", actor=ANONYMOUS, user=who(user) if user else None,
+                               origin=origin, details={**details, "method": "password"})
 
     async def _upgraded_hash(self, stored: str | None, normalised: str) -> str | None:
         """A new hash when the stored one was made with other argon2 parameters."""
@@ -70,13 +90,14 @@ class LoginMixin(SessionsMixin):
                             .values(password_hash=new))
             log.info("password hash upgraded", extra={"user_id": user.id})
 
-    async def login(self, login: str, password: str, origin: Origin | None = None) -> LoginResult:
+    async def login(self, login: str, password: str, origin: Origin | None = None,
+                    device_token: str = "") -> LoginResult:
         """Password login: a session, or the second-factor step when the user has one. Refused
         at once (HashingBusy) when the password hashing queue is full."""
         async with self.hasher.admission():
-            return await self._login(login, password, origin)
+            return await self._login(login, password, origin, device_token)
 
-    async def _login(self, login: str, password: str, origin: Origin | None) -> LoginResult:
+    async def _login(self, login: str, password: str, origin: Origin | None, device_token: str) -> LoginResult:
         origin = origin or Origin()
         login = (login or "").strip()
         if not login:
@@ -86,33 +107,45 @@ class LoginMixin(SessionsMixin):
         normalised = check_length(password)
         async with self.db() as s:
             user, _ = await self._find_by_login(s, login)
-            subject = user.id if user else _name_subject(login)
-            await self._check_login_limits(s, subject, origin)
+        subject = user.id if user else self.devices.name_subject(login)
+        device = self.devices.device_of(device_token, user.id) if user is not None else None
+
+        async def refused(s: AsyncSession, taken: Acquired) -> None:
+            await self._login_failure_event(s, user, subject, origin, {
+                "reason": "rate_limited", "limit": taken.limit.name, "retry_after": taken.refused.retry_after})
+
+        taken = await self._take_attempt(self._login_limits(subject, origin, device), refused_event=refused)
         stored = user.password_hash if user else None
-        if not await self.hasher.verify(stored, normalised):
+        try:
+            right = await self.hasher.verify(stored, normalised)
+        except Exception:  # not checked (e.g. the hashing queue refused it): not a failure either
             async with self.db() as s, s.begin():
-                await self._count_failure(s, subject, origin)
-                if user is not None:
-                    await self.events.emit(s, "account:login:failure", actor=ANONYMOUS, user=who(user),
-                                           origin=origin, details={
-                                               "reason": "invalid_password" if stored else "no_password",
-                                               "method": "password"})
+                await self.limiter.release(s, taken.slots)
+            raise
+        if not right:
+            async with self.db() as s, s.begin():  # the slots stay taken: they count this failure
+                reason = "unknown_user" if user is None else "invalid_password" if stored else "no_password"
+                await self._login_failure_event(s, user, subject, origin, {
+                    "reason": reason, **({"device": "known"} if device is not None else {})})
             log.info("login failed", extra={"reason": "invalid_credentials"})
             raise InvalidCredentials()
         if not user.is_active:
             async with self.db() as s, s.begin():
-                await self.events.emit(s, "account:login:failure", actor=ANONYMOUS, user=who(user),
-                                       origin=origin, details={"reason": "account_disabled", "method": "password"})
+                await self.limiter.release(s, taken.slots)
+                await self._login_failure_event(s, user, subject, origin, {"reason": "account_disabled"})
             raise AccountDisabled()
         new_hash = await self._upgraded_hash(stored, normalised)
+        device_token = self.devices.issue(user.id, device or "")
         async with self.db() as s, s.begin():
+            await self.limiter.release(s, taken.slots)
             await self._store_hash_upgrade(s, user, stored, new_hash)
             methods = tuple(await self.second_factor.methods(s, user))
             if methods:
                 pending = await self.second_factor.start_pending_login(s, user, origin)
                 return LoginResult(user=user, second_factor_required=True, pending_login_token=pending,
-                                   second_factor_methods=methods)
-            return await self.finish_login(s, user, origin, method="password")
+                                   second_factor_methods=methods, device_token=device_token)
+            result = await self.finish_login(s, user, origin, method="password")
+            return dataclasses.replace(result, device_token=device_token)
 
     async def finish_login(self, s: AsyncSession, user: User, origin: Origin | None, *, method: str) -> LoginResult:
         return await s.run_sync(self.finish_login_sync, user, origin, method=method)
@@ -132,14 +165,20 @@ class LoginMixin(SessionsMixin):
         if not password:
             raise InvalidArgument("Enter your current password.", reason="password_missing")
         normalised = check_length(password)
-        async with self.db() as s:
-            await self._check_login_limits(s, user.id, origin)
+
+        async def refused(s: AsyncSession, taken: Acquired) -> None:
+            await self.events.emit(s, "account:reauthenticate:failure", actor=as_actor(user), user=who(user),
+                                   origin=origin, details={"reason": "rate_limited", "action": action,
+                                                           "limit": taken.limit.name})
+
+        taken = await self._take_attempt(self._login_limits(user.id, origin), refused_event=refused)
         if not await self.hasher.verify(user.password_hash, normalised):
             async with self.db() as s, s.begin():
-                await self._count_failure(s, user.id, origin)
                 await self.events.emit(s, "account:reauthenticate:failure", actor=as_actor(user), user=who(user),
                                        origin=origin, details={"reason": "invalid_password", "action": action})
             raise InvalidArgument("The current password is incorrect.", reason="wrong_password")
+        async with self.db() as s, s.begin():
+            await self.limiter.release(s, taken.slots)
         return normalised
 
     async def reauthenticate(self, session_token: str, password: str, origin: Origin | None = None) -> Authenticated:

@@ -1,4 +1,4 @@
-"""Users, their email addresses, sessions, single-use emailed tokens and rate-limit hits."""
+"""Users, their email addresses, sessions, single-use emailed tokens and rate-limit state."""
 
 from __future__ import annotations
 
@@ -88,3 +88,16 @@ class RateLimitHit(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(200))
     at: Mapped[dt.datetime]
+
+
+class RateLimitCounter(Base):
+    """The attempts counted under a key in its current fixed window (see `RateLimiter.acquire`):
+    one row per key, so counting and testing are one atomic upsert. `strikes` is how many windows
+    in a row were used up; each one doubles the next window, up to the limit's `max_window`."""
+
+    __tablename__ = "rate_limit_counters"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    window_end: Mapped[dt.datetime] = mapped_column(index=True)
+    strikes: Mapped[int] = mapped_column(Integer, default=0)

@@ -5,10 +5,10 @@ password change (`login.py`), password reset (`recovery.py`); this module adds r
 email addresses and the operator actions. Other areas resolve users with `authenticate_session`.
 
 Audit events (outbox, same transaction): account:create, account:email:add,
-account:email:verified, account:login:success (method), account:login:failure (reason; none for
-unknown names, which have no user log), account:reauthenticate:failure, account:password:change,
-account:password:reset:request, account:password:reset, account:session:revoke,
-account:disable / account:enable, account:admin:grant / account:admin:revoke.
+account:email:verified, account:login:success (method), account:login:failure (reason, including
+"rate_limited"; an unknown name's has no subject user: the admin log), account:reauthenticate:failure,
+account:password:change, account:password:reset:request, account:password:reset,
+account:session:revoke, account:disable / account:enable, account:admin:grant / account:admin:revoke.
 """
 
 from __future__ import annotations

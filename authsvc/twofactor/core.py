@@ -33,8 +33,10 @@ class TwoFactorConfig:
     totp_setup_lifetime: dt.timedelta = dt.timedelta(minutes=10)
     challenge_lifetime: dt.timedelta = dt.timedelta(minutes=5)
     max_keys: int = 20
-    # One limiter across every second-factor method (PyPI: 5 failures per 5 minutes per user).
-    failures_user: Limit = Limit("2fa:user", 5, 300, "Too many failed second-factor attempts for this account.")
+    # One limiter across every second-factor method (PyPI: 5 failures per 5 minutes per user); each
+    # used-up window in a row doubles the user's next one, up to a day.
+    failures_user: Limit = Limit("2fa:user", 5, 300, "Too many failed second-factor attempts for this account.",
+                                 max_window=86400)
     failures_ip: Limit = Limit("2fa:ip", 10, 300, "Too many failed second-factor attempts from your network.")
 
     @classmethod
@@ -46,7 +48,7 @@ class TwoFactorConfig:
             issuer=settings.totp_issuer,
             challenge_lifetime=dt.timedelta(seconds=min(settings.pending_login_seconds, 600)),
             failures_user=dataclasses.replace(base.failures_user, limit=settings.second_factor_failures_per_user,
-                                              window=window),
+                                              window=window, max_window=max(window, settings.second_factor_max_wait_seconds)),
             failures_ip=dataclasses.replace(base.failures_ip, limit=settings.second_factor_failures_per_ip,
                                             window=window),
         )

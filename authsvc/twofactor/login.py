@@ -1,9 +1,10 @@
 """The second step of a login: a pending login plus a TOTP code, a security-key assertion or a
 recovery code gives a session.
 
-Failed attempts count against one limiter shared by every method, per user and per client IP;
-while either is exhausted even a correct proof is refused (RESOURCE_EXHAUSTED with when to
-retry). Each proof is used up atomically in the transaction that starts the session: a TOTP step
+Every attempt takes a slot from one limiter shared by every method, per user and per client IP,
+in the same transaction and before the proof is looked at (an atomic upsert that tests and
+counts, so parallel attempts cannot share the last slot); a right proof gives the slots back. While
+either is used up even a correct proof is refused (RESOURCE_EXHAUSTED with when to retry). Each proof is used up atomically in the transaction that starts the session: a TOTP step
 by a conditional UPDATE on the last accepted step, a recovery code by a conditional UPDATE on
 `used_at`, a WebAuthn challenge by deleting it, the pending login by a conditional UPDATE; so two
 parallel submissions of one proof succeed exactly once.
@@ -18,9 +19,8 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session as OrmSession
 
 from authsvc.accounts.models import Session, User
-from authsvc.errors import FailedPrecondition, RateLimited, Unauthenticated
+from authsvc.errors import FailedPrecondition, Unauthenticated
 from authsvc.mail import Message
-from authsvc.ratelimit import describe_wait
 from authsvc.twofactor import notices, recovery, totp, webauthn
 from authsvc.twofactor.core import TwoFactorCore, as_actor, primary_address, user_handle, who
 from authsvc.twofactor.models import TotpCredential, WebAuthnCredential
@@ -105,37 +105,23 @@ class LoginMixin(TwoFactorCore):
         commit (so that the failure counts and its event are kept)."""
         pending = self.pending.resolve_sync(
             s, pending_token, with_totp=method == TOTP,
-            credential_id=bytes(value.raw_id) if method == WEBAUTHN else None,
-            limits=(self.config.failures_user, self.config.failures_ip, _ip(origin)))
+            credential_id=bytes(value.raw_id) if method == WEBAUTHN else None)
         user = pending.user
-        refusal = self._check_limits(s, pending, origin)
-        if refusal is not None:
-            self._record_failure(s, user, method, "rate_limited", origin, count=False)
-            return refusal
+        taken = self.limiter.acquire_sync(s, [(self.config.failures_user, user.id),
+                                              (self.config.failures_ip, _ip(origin))])
+        if taken.refused is not None:
+            self._record_failure(s, user, method, "rate_limited", origin)
+            return taken.refused
         try:
             remaining = self._use_proof(s, pending, method, value, origin, sent)
-        except Refused as exc:
+        except Refused as exc:  # the slots taken stay: they count this failure
             self._record_failure(s, user, method, exc.reason, origin)
             return Unauthenticated(exc.message, reason=exc.reason)
         self.pending.consume_sync(s, pending.id)
-        if pending.user_failures:
-            self.limiter.clear_sync(s, self.config.failures_user, user.id)
+        self.limiter.reset_and_release_sync(s, *taken.slots)  # the user's failures forgotten, the IP's slot back
         done = self.accounts.finish_login_sync(s, user, origin, method=method)
         return LoginDone(user=user, session_token=done.session_token, session=done.session, method=method,
                          recovery_codes_remaining=remaining)
-
-    def _check_limits(self, s: OrmSession, pending: Pending, origin: Origin) -> RateLimited | None:
-        """The refusal when the user or the client IP is limited. The counts came with the pending
-        login; only at the limit is the limiter asked (for its verdict and when to retry)."""
-        for limit, subject, hits in ((self.config.failures_user, pending.user.id, pending.user_failures),
-                                     (self.config.failures_ip, _ip(origin), pending.ip_failures)):
-            if hits < limit.limit:
-                continue
-            status = self.limiter.status_sync(s, limit, subject)
-            if status.limited:
-                return RateLimited(f"{limit.message} Try again in {describe_wait(status.retry_after)}.",
-                                   retry_after=status.retry_after)
-        return None
 
     @staticmethod
     def _parse_proof(proof: Proof):
@@ -150,11 +136,7 @@ class LoginMixin(TwoFactorCore):
         raise InvalidArgument("Enter a code from your authenticator app, use your security key, or enter a "
                               "recovery code.", reason="second_factor_missing")
 
-    def _record_failure(self, s: OrmSession, user: User, method: str, reason: str, origin: Origin,
-                              *, count: bool = True) -> None:
-        if count:
-            self.limiter.hit_sync(s, self.config.failures_user, user.id)
-            self.limiter.hit_sync(s, self.config.failures_ip, _ip(origin))
+    def _record_failure(self, s: OrmSession, user: User, method: str, reason: str, origin: Origin) -> None:
         self.events.emit_sync(s, "account:login:failure", actor=ANONYMOUS, user=who(user), origin=origin,
                               details={"reason": reason, "method": method})
         log.info("two-factor login refused", extra={"user_id": user.id, "method": method, "reason": reason})

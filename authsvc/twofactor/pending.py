@@ -14,14 +14,13 @@ import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import and_, bindparam, delete, exists, func, literal, or_, select, union_all, update
+from sqlalchemy import and_, bindparam, delete, exists, literal, or_, select, union_all, update
 from sqlalchemy.orm import Session, raiseload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from authsvc.accounts.models import Email, RateLimitHit, User
+from authsvc.accounts.models import Email, User
 from authsvc.errors import Unauthenticated
-from authsvc.ratelimit import Limit
 from authsvc.twofactor.models import PendingLogin, RecoveryCode, TotpCredential, WebAuthnCredential
 from gatehouse.infra.clock import Clock, as_utc
 from gatehouse.infra.outbox import Origin
@@ -90,22 +89,12 @@ _CONSUME = (update(_PENDING).values(used_at=bindparam("now"))
 
 
 @functools.cache
-def _resolve_query(with_totp: bool, with_key: bool, with_counts: bool):
+def _resolve_query(with_totp: bool, with_key: bool):
     """The one query of the login hot path, built once per shape (its values are bound per call):
     the pending login, its user, the primary address and what the attempt needs (the user's
-    confirmed app, or the user's key it names; the failure counts of the user's and the client's
-    limits, the predicate RateLimiter.status counts). Each extra is an indexed lookup."""
-    def hits(key, cutoff: str):
-        return (select(func.count()).select_from(RateLimitHit)
-                .where(RateLimitHit.key == key, RateLimitHit.at > bindparam(cutoff, type_=RateLimitHit.at.type))
-                .scalar_subquery())
-
-    counts = [literal(0), literal(0)]
-    if with_counts:
-        counts = [hits(bindparam("user_prefix") + User.id, "user_cutoff"), hits(bindparam("ip_key"), "ip_cutoff")]
+    confirmed app, or the user's key it names). Each extra is an indexed lookup."""
     query = (select(PendingLogin.id, PendingLogin.used_at, PendingLogin.expires_at, User, Email,
-                    TotpCredential if with_totp else literal(None), WebAuthnCredential if with_key else literal(None),
-                    *counts)
+                    TotpCredential if with_totp else literal(None), WebAuthnCredential if with_key else literal(None))
              .join(User, User.id == PendingLogin.user_id)
              .outerjoin(Email, and_(Email.user_id == User.id, Email.primary.is_(True)))
              .where(PendingLogin.token_hash == bindparam("token_hash")).options(raiseload(User.emails)))
@@ -125,8 +114,6 @@ class Pending:
     expires_at: dt.datetime
     totp: TotpCredential | None = None  # the confirmed app, when asked for (`with_totp`)
     key: WebAuthnCredential | None = None  # the user's key of `credential_id`, when asked for
-    user_failures: int = 0  # hits in the window of the user's and the client's limits, when asked for
-    ip_failures: int = 0
 
 
 class PendingLogins:
@@ -153,29 +140,21 @@ class PendingLogins:
     async def resolve(self, s: AsyncSession, token: str, **options) -> Pending:
         return await s.run_sync(self.resolve_sync, token, **options)
 
-    def resolve_sync(self, s: Session, token: str, *, with_totp: bool = False, credential_id: bytes | None = None,
-                     limits: tuple[Limit, Limit, str] | None = None) -> Pending:
+    def resolve_sync(self, s: Session, token: str, *, with_totp: bool = False,
+                     credential_id: bytes | None = None) -> Pending:
         """The live pending login of a token, or PendingLoginInvalid (unknown, used, expired,
-        or its user disabled since). `limits` = (per-user limit, per-IP limit, client IP): also
-        count the hits each has in its window."""
+        or its user disabled since)."""
         if not token or len(token) > MAX_TOKEN:
             raise PendingLoginInvalid()
         params = {"token_hash": token_digest(token), "credential_id": credential_id}
-        if limits is not None:
-            user_limit, ip_limit, ip = limits
-            now = self.clock.now()
-            params.update(user_prefix=f"{user_limit.name}:", ip_key=ip_limit.key(ip),
-                          user_cutoff=now - dt.timedelta(seconds=user_limit.window),
-                          ip_cutoff=now - dt.timedelta(seconds=ip_limit.window))
-        found = s.execute(_resolve_query(with_totp, credential_id is not None, limits is not None), params).first()
+        found = s.execute(_resolve_query(with_totp, credential_id is not None), params).first()
         if found is None:
             raise PendingLoginInvalid()
-        pending_id, used_at, expires_at, user, primary, totp, key, user_failures, ip_failures = found
+        pending_id, used_at, expires_at, user, primary, totp, key = found
         if used_at is not None or as_utc(expires_at) <= self.clock.now() or not user.is_active:
             raise PendingLoginInvalid()
         set_committed_value(user, "emails", [primary] if primary is not None else [])  # only the primary
-        return Pending(id=pending_id, user=user, expires_at=as_utc(expires_at), totp=totp, key=key,
-                       user_failures=user_failures or 0, ip_failures=ip_failures or 0)
+        return Pending(id=pending_id, user=user, expires_at=as_utc(expires_at), totp=totp, key=key)
 
     def consume_sync(self, s: Session, pending_id: str) -> None:
         """Mark the pending login used; atomic, so two completions cannot both succeed."""

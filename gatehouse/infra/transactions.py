@@ -10,7 +10,9 @@ synchronous `fn(session)` as one unit. The caller writes one function for both b
   or learns that another writer has it, and then the whole transaction goes to a worker thread
   (stdlib driver, same file and pragmas), which waits for the lock as usual. Such a connection
   never checkpoints the WAL on commit (that would fsync on the loop); every `CHECKPOINT_EVERY`
-  commits a worker thread does it.
+  commits a worker thread does it. The worker's write transactions begin with `BEGIN IMMEDIATE`
+  too: what `fn` reads it reads under the write lock, as on the loop (the driver's own deferred
+  BEGIN would let it read before the lock, so a check-then-write could act on a stale value).
 - On PostgreSQL through the async session's `run_sync` (asyncpg, no threads).
 
 The gateway's upload and the auth service's hot writes (the second login step, a project created
@@ -43,11 +45,19 @@ CHECKPOINT_EVERY = 256
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
+def _worker_pragmas(dbapi_connection, _record=None) -> None:
+    sqlite_pragmas(dbapi_connection)
+    dbapi_connection.isolation_level = None  # transactions are begun explicitly (below)
+
+
 def _sqlite_engine(url: str) -> Engine:
     parsed = make_url(url).set(drivername="sqlite+pysqlite")
     engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False},
                            pool_size=4, max_overflow=4)
-    event.listen(engine, "connect", sqlite_pragmas)
+    event.listen(engine, "connect", _worker_pragmas)
+    # Writers wait for the write lock at BEGIN (busy timeout), then read and write under it.
+    event.listen(engine, "begin", lambda conn: conn.connection.driver_connection.execute(
+        conn.get_execution_options().get("sqlite_begin", "BEGIN IMMEDIATE")))
     return engine
 
 
@@ -94,6 +104,7 @@ class Transactions:
         self._sessions = sessions
         sqlite = is_sqlite(url)
         self._sync = _sqlite_engine(url) if sqlite else None
+        self._sync_reads = self._sync.execution_options(sqlite_begin="BEGIN") if self._sync is not None else None
         self._loop = _loop_engine(url) if sqlite and make_url(url).database not in (None, "", ":memory:") else None
         self._loop_reads = self._loop.execution_options(sqlite_begin="BEGIN") if self._loop is not None else None
         self._loop_commits = 0
@@ -131,7 +142,7 @@ class Transactions:
         try:
             return self._run_on_loop(fn, core=core, write=write)
         except _Busy:
-            return await asyncio.to_thread(self._run_sqlite, fn, core)
+            return await asyncio.to_thread(self._run_sqlite, fn, core, write)
 
     def _run_on_loop(self, fn, *, core: bool, write: bool):
         """Synchronous from BEGIN to COMMIT: no other task can use the loop connection meanwhile."""
@@ -186,14 +197,18 @@ class Transactions:
         return result
 
     def _wal_checkpoint(self) -> None:
-        with self._sync.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        raw = self._sync.raw_connection()  # outside any transaction (a checkpoint cannot run in one)
+        try:
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            raw.close()
 
-    def _run_sqlite(self, fn, core: bool):
+    def _run_sqlite(self, fn, core: bool, write: bool = True):
+        engine = self._sync if write else self._sync_reads
         if core:
-            with self._sync.begin() as conn:
+            with engine.begin() as conn:
                 return fn(conn)
-        with Session(self._sync, expire_on_commit=False) as session, session.begin():
+        with Session(engine, expire_on_commit=False) as session, session.begin():
             return fn(session)
 
     def reader(self, statement: Executable) -> SqliteReader | None:

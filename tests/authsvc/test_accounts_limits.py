@@ -32,7 +32,9 @@ async def test_per_user_limit_refuses_even_the_right_password_until_the_window_p
     # Logging in by email address is the same account: limited too.
     err = await rpc_error(login(auth, "alice@example.org", PASSWORD, ip="203.0.113.201"))
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert len(await events(auth, "account:login:failure")) == limit  # refused attempts are not logged
+    # Refused attempts are logged too, as such (item 5 of the "under attack" issue).
+    reasons = [e.details["reason"] for e in await events(auth, "account:login:failure")]
+    assert reasons == ["invalid_password"] * limit + ["rate_limited"] * 2
 
     auth.clock.advance(seconds=retry_after(err) - 1)
     err = await rpc_error(login(auth, "alice", PASSWORD, ip="203.0.113.202"))
@@ -96,4 +98,5 @@ async def test_wrong_current_password_counts_as_a_failed_login(auth):
     err = await rpc_error(auth.accounts.ChangePassword(accounts_pb2.ChangePasswordRequest(
         session_token=session, old_password=PASSWORD, new_password="a brand new secret")))
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert len(await events(auth, "account:reauthenticate:failure")) == auth.settings.login_failures_per_user
+    reasons = [e.details["reason"] for e in await events(auth, "account:reauthenticate:failure")]
+    assert reasons == ["invalid_password"] * auth.settings.login_failures_per_user + ["rate_limited"]

@@ -62,10 +62,14 @@ async def test_unknown_user_and_wrong_password_get_the_same_answer(auth):
     for err in (wrong, unknown, unknown_email):
         assert err.code() == grpc.StatusCode.UNAUTHENTICATED
         assert err.details() == wrong.details() == "The username or password is incorrect."
-    # Only the existing account has a log to write the failure to.
-    [failure] = await events(auth, "account:login:failure")
+    # The existing account's failure goes to its log; unknown names' to the admin log (no subject),
+    # each under a keyed hash of the name, never the name itself.
+    failure, *unknowns = await events(auth, "account:login:failure")
     assert failure.subject_username == "alice" and failure.details["reason"] == "invalid_password"
     assert failure.actor.kind == event_pb2.Actor.ANONYMOUS
+    assert [(e.subject_user_id, e.details["reason"]) for e in unknowns] == [("", "unknown_user")] * 2
+    assert len({e.details["name_hash"] for e in unknowns}) == 2
+    assert not any("nobody" in str(e) for e in unknowns)
 
 
 async def test_unknown_user_and_wrong_password_take_about_the_same_time(auth):

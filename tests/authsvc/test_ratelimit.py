@@ -1,11 +1,14 @@
-"""The database-backed sliding-window rate limiter, on a migrated database, with a fake clock."""
+"""The database-backed rate limiter (sliding-window hits, atomic attempt slots), on a migrated
+database, with a fake clock."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from sqlalchemy import func, select
 
-from authsvc.accounts.models import RateLimitHit
+from authsvc.accounts.models import RateLimitCounter, RateLimitHit
 from authsvc.errors import RateLimited
 from authsvc.ratelimit import PRUNE_EVERY, Limit, RateLimiter, describe_wait
 from authsvc.server import MIGRATIONS
@@ -94,3 +97,87 @@ def test_describe_wait():
     assert describe_wait(119) == "119 seconds"
     assert describe_wait(121) == "3 minutes"
     assert describe_wait(3600) == "60 minutes"
+    assert describe_wait(2 * 3600) == "120 minutes"
+    assert describe_wait(2 * 3600 + 1) == "3 hours"  # the longer waits of a used-up account
+    assert describe_wait(86400) == "24 hours"
+
+
+# -- attempt limits (acquire / release): one atomic upsert per limit ----------------------------
+
+GROWING = Limit("grow", limit=3, window=60, message="Slow down.", max_window=600)
+
+
+async def acquire(db, limiter, *limits):
+    async with db() as s, s.begin():
+        return await limiter.acquire(s, [(limit, "alice") for limit in limits or (GROWING,)])
+
+
+async def test_parallel_attempts_take_exactly_the_limit(db, clock):
+    """Fifty sessions ask at once (separate connections on PostgreSQL, the aiosqlite pool on
+    SQLite): exactly `limit` get a slot."""
+    limiter = RateLimiter(clock)
+    taken = await asyncio.gather(*[acquire(db, limiter) for _ in range(50)])
+    assert sum(1 for t in taken if t.refused is None) == 3
+    assert {t.refused.retry_after for t in taken if t.refused} == {60}
+
+
+async def test_used_up_windows_in_a_row_double_the_wait_up_to_max_window(db, clock):
+    limiter = RateLimiter(clock)
+    waits = []
+    for _ in range(7):
+        while (result := await acquire(db, limiter)).refused is None:
+            pass
+        waits.append(result.refused.retry_after)
+        clock.advance(seconds=result.refused.retry_after)
+    assert waits == [60, 120, 240, 480, 600, 600, 600]
+    # A window that is not used up starts the count again; so does a long quiet time.
+    assert (await acquire(db, limiter)).refused is None
+    clock.advance(seconds=600)
+    for _ in range(3):
+        assert (await acquire(db, limiter)).refused is None
+    assert (await acquire(db, limiter)).refused.retry_after == 60
+    clock.advance(seconds=60 + 600)
+    for _ in range(3):
+        assert (await acquire(db, limiter)).refused is None
+    assert (await acquire(db, limiter)).refused.retry_after == 60
+
+
+async def test_release_gives_a_slot_back_and_a_refusal_holds_none(db, clock):
+    limiter = RateLimiter(clock)
+    other = Limit("other", limit=1, window=60)
+    first = await acquire(db, limiter, GROWING, other)
+    assert first.refused is None and len(first.slots) == 2
+    refused = await acquire(db, limiter, GROWING, other)  # GROWING's slot is given back
+    assert refused.limit is other and refused.refused.retry_after == 60
+    async with db() as s, s.begin():
+        await limiter.release(s, first.slots)
+    assert [(await acquire(db, limiter)).refused is None for _ in range(4)] == [True, True, True, False]
+    clock.advance(seconds=60)
+    assert (await acquire(db, limiter)).refused is None  # a new window (twice as long: the last was used up)
+    async with db() as s, s.begin():  # a slot of a window that has ended is not given back to the next one
+        await limiter.release(s, first.slots)
+        rows = (await s.execute(select(RateLimitCounter.key, RateLimitCounter.hits, RateLimitCounter.strikes))).all()
+    assert {key: (hits, strikes) for key, hits, strikes in rows} == {"grow:alice": (1, 1), "other:alice": (0, 0)}
+
+
+async def test_counters_of_keys_that_never_came_back_are_pruned(db, clock):
+    limiter = RateLimiter(clock)
+    await acquire(db, limiter)
+    clock.advance(seconds=60 + 600)  # the window, then as long as its strikes are remembered
+    for i in range(PRUNE_EVERY - 1):
+        async with db() as s, s.begin():
+            await limiter.acquire(s, [(GROWING, f"s{i}")])
+    async with db() as s:
+        keys = set(await s.scalars(select(RateLimitCounter.key)))
+    assert "grow:alice" not in keys and len(keys) == PRUNE_EVERY - 1
+
+
+async def test_reset_one_and_release_another(db, clock):
+    limiter = RateLimiter(clock)
+    other = Limit("other", limit=2, window=60)
+    for _ in range(2):
+        taken = await acquire(db, limiter, GROWING, other)
+    async with db() as s, s.begin():
+        await s.run_sync(limiter.reset_and_release_sync, *taken.slots)
+        rows = (await s.execute(select(RateLimitCounter.key, RateLimitCounter.hits))).all()
+    assert dict(rows) == {"grow:alice": 0, "other:alice": 1}

@@ -228,3 +228,31 @@ async def test_the_wal_is_checkpointed_off_the_loop(store, monkeypatch):
     wal = make_url(url).database + "-wal"
     assert os.path.getsize(wal) < 1024 * 1024  # unchecked it grows past 10 MiB in 1,500 commits
     assert len(await _names(transactions)) == 1500
+
+
+@ONLY_SQLITE
+async def test_a_transaction_in_a_worker_thread_reads_under_the_write_lock(store):
+    """Regression ("auth service under attack", item 2): a transaction that waits for the lock in
+    a worker thread must read what it then writes under that lock. The driver's own deferred
+    BEGIN let its reads run first, so twenty read-then-increment transactions lost updates."""
+    url, _engine, transactions = store
+    await transactions.run(_add("counter"))
+
+    def increment(session):
+        conn = session.connection()
+        hits = conn.execute(select(items.c.hits).where(items.c.name == "counter")).scalar_one()
+        time.sleep(0.002)  # a check that takes a moment, as a limiter's does
+        conn.execute(items.update().where(items.c.name == "counter").values(hits=hits + 1))
+
+    locker = sqlite3.connect(make_url(url).database, isolation_level=None, check_same_thread=False)
+    try:
+        locker.execute("BEGIN IMMEDIATE")  # another writer: every transaction goes to a worker thread
+        pending = [asyncio.ensure_future(transactions.run(increment)) for _ in range(20)]
+        await asyncio.sleep(0.05)
+    finally:
+        locker.execute("COMMIT")
+        locker.close()
+    await asyncio.wait_for(asyncio.gather(*pending), 60)
+    hits = await transactions.read(lambda s: s.connection().execute(
+        select(items.c.hits).where(items.c.name == "counter")).scalar_one())
+    assert hits == 20

@@ -3,7 +3,10 @@
 
 The pending-login token of the second step lives in a short-lived HttpOnly cookie, never in a
 URL. Every completed login replaces the browser's session cookie with the new session (and ends
-the one it had), so a session id never survives a login.
+the one it had), so a session id never survives a login. A login whose password was right also
+leaves authsvc's device token in a long-lived HttpOnly cookie, sent with the browser's next
+logins (OWASP's device cookie: its owner keeps logging in while someone else guesses at the
+account); it outlives logging out, and authsvc alone decides whether it is still valid.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from uploadgw.pages.services.views import LoginOutcome
 from uploadgw.pages.common import PAGES, Form, Pages, read_form, safe_next
 
 PENDING_SECONDS = 300
+DEVICE_SECONDS = 400 * 86400  # browsers' longest; the token's own lifetime is authsvc's to check
+MAX_DEVICE_TOKEN = 200
 METHODS = ("totp", "webauthn", "recovery_code")
 
 
@@ -27,6 +32,16 @@ def _pending(pages: Pages, request: web.Request) -> tuple[str, tuple[str, ...]]:
     if not sep or not token:
         return "", ()
     return token[:512], tuple(m for m in methods.split(",") if m in METHODS)
+
+
+def device_token(pages: Pages, request: web.Request) -> str:
+    token = request.cookies.get(pages.cookies.names.device, "")
+    return token if len(token) <= MAX_DEVICE_TOKEN else ""
+
+
+def _keep_device(pages: Pages, response: web.StreamResponse, outcome: LoginOutcome) -> None:
+    if outcome.device_token:
+        pages.cookies.set(response, pages.cookies.names.device, outcome.device_token, max_age=DEVICE_SECONDS)
 
 
 def _next_query(next_path: str) -> str:
@@ -48,6 +63,7 @@ async def finish_login(pages: Pages, request: web.Request, outcome: LoginOutcome
     response = pages.redirect(next_path, notice=notice, kind="warning" if notice else "success")
     pages.set_session(response, outcome.session_token)
     pages.cookies.clear(response, pages.cookies.names.pending)
+    _keep_device(pages, response, outcome)
     return response
 
 
@@ -55,6 +71,7 @@ def to_second_step(pages: Pages, outcome: LoginOutcome, next_path: str, notice: 
     response = pages.redirect("/account/login/two-factor" + _next_query(next_path), notice=notice, kind="info")
     pages.cookies.set(response, pages.cookies.names.pending, f"{','.join(outcome.methods)}~{outcome.pending_token}",
                       max_age=PENDING_SECONDS)
+    _keep_device(pages, response, outcome)
     return response
 
 
@@ -75,7 +92,8 @@ async def login(request: web.Request) -> web.Response:
         form.errors.setdefault("password", "Enter your password.")
     if form.ok:
         try:
-            outcome = await pages.accounts.login(form.get("username"), data.get("password", ""), origin_of(request))
+            outcome = await pages.accounts.login(form.get("username"), data.get("password", ""), origin_of(request),
+                                                 device_token(pages, request))
         except PageError as exc:
             form.fail(exc)
             return await pages.render(request, "login.html", status=exc.status, form=form)

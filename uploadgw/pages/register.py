@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from uploadgw.http.upload import origin_of
-from uploadgw.pages.auth import finish_login
+from uploadgw.pages.auth import device_token, finish_login
 from uploadgw.pages.services.errors import PageError
 from uploadgw.pages.common import PAGES, Form, read_form
 
@@ -46,7 +46,7 @@ async def register(request: web.Request) -> web.Response:
     notice = (f"Welcome to Gatehouse. We sent a link to {form.get('email')}: open it to verify your email "
               "address.")
     try:
-        outcome = await pages.accounts.login(form.get("username"), password, origin)
+        outcome = await pages.accounts.login(form.get("username"), password, origin, device_token(pages, request))
     except PageError:
         return pages.redirect("/account/login", notice=notice + " Then log in.", kind="success")
     return await finish_login(pages, request, outcome, "/account/", notice=notice)

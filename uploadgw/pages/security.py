@@ -66,6 +66,7 @@ class CookieNames:
     csrf: str
     pending: str
     notice: str
+    device: str  # the device token authsvc gave this browser at its last login (see login pages)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +82,8 @@ class CookiePolicy:
         secure = not local_http
         prefix = "__Host-" if secure else ""
         return cls(secure=secure, names=CookieNames(session=prefix + "gh_session", csrf=prefix + "gh_csrf",
-                                                    pending=prefix + "gh_pending", notice=prefix + "gh_notice"))
+                                                    pending=prefix + "gh_pending", notice=prefix + "gh_notice",
+                                                    device=prefix + "gh_device"))
 
     def set(self, response: web.StreamResponse, name: str, value: str, *, max_age: int | None = None) -> None:
         response.set_cookie(name, value, path="/", httponly=True, secure=self.secure, samesite="Lax",

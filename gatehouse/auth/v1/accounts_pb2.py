@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from gatehouse.auth.v1 import common_pb2 as gatehouse_dot_auth_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n gatehouse/auth/v1/accounts.proto\x12\x11gatehouse.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egatehouse/auth/v1/common.proto\";\n\x05\x45mail\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x10\n\x08verified\x18\x02 \x01(\x08\x12\x0f\n\x07primary\x18\x03 \x01(\x08\"\x96\x02\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_seen_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10\x61uthenticated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nip_address\x18\x06 \x01(\t\x12\x12\n\nuser_agent\x18\x07 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x08 \x01(\x08\"\x81\x01\n\x0fRegisterRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12-\n\x06\x63lient\x18\x05 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"9\n\x10RegisterResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.gatehouse.auth.v1.User\"R\n\x12VerifyEmailRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12-\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"K\n\x13VerifyEmailResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.gatehouse.auth.v1.User\x12\r\n\x05\x65mail\x18\x02 \x01(\t\"p\n\x19ResendVerificationRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\x1c\n\x1aResendVerificationResponse\"f\n\x0f\x41\x64\x64\x45mailRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"<\n\x10\x41\x64\x64\x45mailResponse\x12(\n\x06\x65mails\x18\x01 \x03(\x0b\x32\x18.gatehouse.auth.v1.Email\"*\n\x11GetAccountRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\"e\n\x12GetAccountResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.gatehouse.auth.v1.User\x12(\n\x06\x65mails\x18\x02 \x03(\x0b\x32\x18.gatehouse.auth.v1.Email\"a\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\xd9\x01\n\rLoginResponse\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04user\x18\x03 \x01(\x0b\x32\x17.gatehouse.auth.v1.User\x12\x1e\n\x16second_factor_required\x18\x04 \x01(\x08\x12\x1b\n\x13pending_login_token\x18\x05 \x01(\t\x12\x1d\n\x15second_factor_methods\x18\x06 \x03(\t\"^\n\x16ValidateSessionRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12-\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\x9f\x01\n\x17ValidateSessionResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.gatehouse.auth.v1.User\x12+\n\x07session\x18\x02 \x01(\x0b\x32\x1a.gatehouse.auth.v1.Session\x12\x1c\n\x0freauth_required\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x12\n\x10_reauth_required\"o\n\x15ReauthenticateRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"E\n\x16ReauthenticateResponse\x12+\n\x07session\x18\x01 \x01(\x0b\x32\x1a.gatehouse.auth.v1.Session\",\n\x13ListSessionsRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\"D\n\x14ListSessionsResponse\x12,\n\x08sessions\x18\x01 \x03(\x0b\x32\x1a.gatehouse.auth.v1.Session\"p\n\x14RevokeSessionRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\x17\n\x15RevokeSessionResponse\"U\n\rLogoutRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12-\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\x10\n\x0eLogoutResponse\"\x89\x01\n\x15\x43hangePasswordRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x14\n\x0cold_password\x18\x02 \x01(\t\x12\x14\n\x0cnew_password\x18\x03 \x01(\t\x12-\n\x06\x63lient\x18\x04 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\x18\n\x16\x43hangePasswordResponse\"g\n\x1bRequestPasswordResetRequest\x12\x19\n\x11username_or_email\x18\x01 \x01(\t\x12-\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\x1e\n\x1cRequestPasswordResetResponse\"j\n\x14ResetPasswordRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"7\n\x15ResetPasswordResponse\x12\x1e\n\x16second_factor_required\x18\x01 \x01(\x08\x32\xdb\n\n\x0e\x41\x63\x63ountService\x12S\n\x08Register\x12\".gatehouse.auth.v1.RegisterRequest\x1a#.gatehouse.auth.v1.RegisterResponse\x12\\\n\x0bVerifyEmail\x12%.gatehouse.auth.v1.VerifyEmailRequest\x1a&.gatehouse.auth.v1.VerifyEmailResponse\x12q\n\x12ResendVerification\x12,.gatehouse.auth.v1.ResendVerificationRequest\x1a-.gatehouse.auth.v1.ResendVerificationResponse\x12S\n\x08\x41\x64\x64\x45mail\x12\".gatehouse.auth.v1.AddEmailRequest\x1a#.gatehouse.auth.v1.AddEmailResponse\x12Y\n\nGetAccount\x12$.gatehouse.auth.v1.GetAccountRequest\x1a%.gatehouse.auth.v1.GetAccountResponse\x12J\n\x05Login\x12\x1f.gatehouse.auth.v1.LoginRequest\x1a .gatehouse.auth.v1.LoginResponse\x12h\n\x0fValidateSession\x12).gatehouse.auth.v1.ValidateSessionRequest\x1a*.gatehouse.auth.v1.ValidateSessionResponse\x12\x65\n\x0eReauthenticate\x12(.gatehouse.auth.v1.ReauthenticateRequest\x1a).gatehouse.auth.v1.ReauthenticateResponse\x12_\n\x0cListSessions\x12&.gatehouse.auth.v1.ListSessionsRequest\x1a\'.gatehouse.auth.v1.ListSessionsResponse\x12\x62\n\rRevokeSession\x12\'.gatehouse.auth.v1.RevokeSessionRequest\x1a(.gatehouse.auth.v1.RevokeSessionResponse\x12M\n\x06Logout\x12 .gatehouse.auth.v1.LogoutRequest\x1a!.gatehouse.auth.v1.LogoutResponse\x12\x65\n\x0e\x43hangePassword\x12(.gatehouse.auth.v1.ChangePasswordRequest\x1a).gatehouse.auth.v1.ChangePasswordResponse\x12w\n\x14RequestPasswordReset\x12..gatehouse.auth.v1.RequestPasswordResetRequest\x1a/.gatehouse.auth.v1.RequestPasswordResetResponse\x12\x62\n\rResetPassword\x12\'.gatehouse.auth.v1.ResetPasswordRequest\x1a(.gatehouse.auth.v1.ResetPasswordResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n gatehouse/auth/v1/accounts.proto\x12\x11gatehouse.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egatehouse/auth/v1/common.proto\";\n\x05\x45mail\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x10\n\x08verified\x18\x02 \x01(\x08\x12\x0f\n\x07primary\x18\x03 \x01(\x08\"\x96\x02\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_seen_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10\x61uthenticated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nip_address\x18\x06 \x01(\t\x12\x12\n\nuser_agent\x18\x07 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x08 \x01(\x08\"\x81\x01\n\x0fRegisterRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12-\n\x06\x63lient\x18\x05 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"9\n\x10RegisterResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.gatehouse.auth.v1.User\"R\n\x12VerifyEmailRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12-\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"K\n\x13VerifyEmailResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.gatehouse.auth.v1.User\x12\r\n\x05\x65mail\x18\x02 \x01(\t\"p\n\x19ResendVerificationRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\x1c\n\x1aResendVerificationResponse\"f\n\x0f\x41\x64\x64\x45mailRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"<\n\x10\x41\x64\x64\x45mailResponse\x12(\n\x06\x65mails\x18\x01 \x03(\x0b\x32\x18.gatehouse.auth.v1.Email\"*\n\x11GetAccountRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\"e\n\x12GetAccountResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.gatehouse.auth.v1.User\x12(\n\x06\x65mails\x18\x02 \x03(\x0b\x32\x18.gatehouse.auth.v1.Email\"w\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\x12\x14\n\x0c\x64\x65vice_token\x18\x04 \x01(\t\"\xef\x01\n\rLoginResponse\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04user\x18\x03 \x01(\x0b\x32\x17.gatehouse.auth.v1.User\x12\x1e\n\x16second_factor_required\x18\x04 \x01(\x08\x12\x1b\n\x13pending_login_token\x18\x05 \x01(\t\x12\x1d\n\x15second_factor_methods\x18\x06 \x03(\t\x12\x14\n\x0c\x64\x65vice_token\x18\x07 \x01(\t\"^\n\x16ValidateSessionRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12-\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\x9f\x01\n\x17ValidateSessionResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.gatehouse.auth.v1.User\x12+\n\x07session\x18\x02 \x01(\x0b\x32\x1a.gatehouse.auth.v1.Session\x12\x1c\n\x0freauth_required\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x12\n\x10_reauth_required\"o\n\x15ReauthenticateRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"E\n\x16ReauthenticateResponse\x12+\n\x07session\x18\x01 \x01(\x0b\x32\x1a.gatehouse.auth.v1.Session\",\n\x13ListSessionsRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\"D\n\x14ListSessionsResponse\x12,\n\x08sessions\x18\x01 \x03(\x0b\x32\x1a.gatehouse.auth.v1.Session\"p\n\x14RevokeSessionRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\x17\n\x15RevokeSessionResponse\"U\n\rLogoutRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12-\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\x10\n\x0eLogoutResponse\"\x89\x01\n\x15\x43hangePasswordRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x14\n\x0cold_password\x18\x02 \x01(\t\x12\x14\n\x0cnew_password\x18\x03 \x01(\t\x12-\n\x06\x63lient\x18\x04 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\x18\n\x16\x43hangePasswordResponse\"g\n\x1bRequestPasswordResetRequest\x12\x19\n\x11username_or_email\x18\x01 \x01(\t\x12-\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\x1e\n\x1cRequestPasswordResetResponse\"j\n\x14ResetPasswordRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"7\n\x15ResetPasswordResponse\x12\x1e\n\x16second_factor_required\x18\x01 \x01(\x08\x32\xdb\n\n\x0e\x41\x63\x63ountService\x12S\n\x08Register\x12\".gatehouse.auth.v1.RegisterRequest\x1a#.gatehouse.auth.v1.RegisterResponse\x12\\\n\x0bVerifyEmail\x12%.gatehouse.auth.v1.VerifyEmailRequest\x1a&.gatehouse.auth.v1.VerifyEmailResponse\x12q\n\x12ResendVerification\x12,.gatehouse.auth.v1.ResendVerificationRequest\x1a-.gatehouse.auth.v1.ResendVerificationResponse\x12S\n\x08\x41\x64\x64\x45mail\x12\".gatehouse.auth.v1.AddEmailRequest\x1a#.gatehouse.auth.v1.AddEmailResponse\x12Y\n\nGetAccount\x12$.gatehouse.auth.v1.GetAccountRequest\x1a%.gatehouse.auth.v1.GetAccountResponse\x12J\n\x05Login\x12\x1f.gatehouse.auth.v1.LoginRequest\x1a .gatehouse.auth.v1.LoginResponse\x12h\n\x0fValidateSession\x12).gatehouse.auth.v1.ValidateSessionRequest\x1a*.gatehouse.auth.v1.ValidateSessionResponse\x12\x65\n\x0eReauthenticate\x12(.gatehouse.auth.v1.ReauthenticateRequest\x1a).gatehouse.auth.v1.ReauthenticateResponse\x12_\n\x0cListSessions\x12&.gatehouse.auth.v1.ListSessionsRequest\x1a\'.gatehouse.auth.v1.ListSessionsResponse\x12\x62\n\rRevokeSession\x12\'.gatehouse.auth.v1.RevokeSessionRequest\x1a(.gatehouse.auth.v1.RevokeSessionResponse\x12M\n\x06Logout\x12 .gatehouse.auth.v1.LogoutRequest\x1a!.gatehouse.auth.v1.LogoutResponse\x12\x65\n\x0e\x43hangePassword\x12(.gatehouse.auth.v1.ChangePasswordRequest\x1a).gatehouse.auth.v1.ChangePasswordResponse\x12w\n\x14RequestPasswordReset\x12..gatehouse.auth.v1.RequestPasswordResetRequest\x1a/.gatehouse.auth.v1.RequestPasswordResetResponse\x12\x62\n\rResetPassword\x12\'.gatehouse.auth.v1.ResetPasswordRequest\x1a(.gatehouse.auth.v1.ResetPasswordResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -58,41 +58,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETACCOUNTRESPONSE']._serialized_start=1168
   _globals['_GETACCOUNTRESPONSE']._serialized_end=1269
   _globals['_LOGINREQUEST']._serialized_start=1271
-  _globals['_LOGINREQUEST']._serialized_end=1368
-  _globals['_LOGINRESPONSE']._serialized_start=1371
-  _globals['_LOGINRESPONSE']._serialized_end=1588
-  _globals['_VALIDATESESSIONREQUEST']._serialized_start=1590
-  _globals['_VALIDATESESSIONREQUEST']._serialized_end=1684
-  _globals['_VALIDATESESSIONRESPONSE']._serialized_start=1687
-  _globals['_VALIDATESESSIONRESPONSE']._serialized_end=1846
-  _globals['_REAUTHENTICATEREQUEST']._serialized_start=1848
-  _globals['_REAUTHENTICATEREQUEST']._serialized_end=1959
-  _globals['_REAUTHENTICATERESPONSE']._serialized_start=1961
-  _globals['_REAUTHENTICATERESPONSE']._serialized_end=2030
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=2032
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=2076
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=2078
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=2146
-  _globals['_REVOKESESSIONREQUEST']._serialized_start=2148
-  _globals['_REVOKESESSIONREQUEST']._serialized_end=2260
-  _globals['_REVOKESESSIONRESPONSE']._serialized_start=2262
-  _globals['_REVOKESESSIONRESPONSE']._serialized_end=2285
-  _globals['_LOGOUTREQUEST']._serialized_start=2287
-  _globals['_LOGOUTREQUEST']._serialized_end=2372
-  _globals['_LOGOUTRESPONSE']._serialized_start=2374
-  _globals['_LOGOUTRESPONSE']._serialized_end=2390
-  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=2393
-  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=2530
-  _globals['_CHANGEPASSWORDRESPONSE']._serialized_start=2532
-  _globals['_CHANGEPASSWORDRESPONSE']._serialized_end=2556
-  _globals['_REQUESTPASSWORDRESETREQUEST']._serialized_start=2558
-  _globals['_REQUESTPASSWORDRESETREQUEST']._serialized_end=2661
-  _globals['_REQUESTPASSWORDRESETRESPONSE']._serialized_start=2663
-  _globals['_REQUESTPASSWORDRESETRESPONSE']._serialized_end=2693
-  _globals['_RESETPASSWORDREQUEST']._serialized_start=2695
-  _globals['_RESETPASSWORDREQUEST']._serialized_end=2801
-  _globals['_RESETPASSWORDRESPONSE']._serialized_start=2803
-  _globals['_RESETPASSWORDRESPONSE']._serialized_end=2858
-  _globals['_ACCOUNTSERVICE']._serialized_start=2861
-  _globals['_ACCOUNTSERVICE']._serialized_end=4232
+  _globals['_LOGINREQUEST']._serialized_end=1390
+  _globals['_LOGINRESPONSE']._serialized_start=1393
+  _globals['_LOGINRESPONSE']._serialized_end=1632
+  _globals['_VALIDATESESSIONREQUEST']._serialized_start=1634
+  _globals['_VALIDATESESSIONREQUEST']._serialized_end=1728
+  _globals['_VALIDATESESSIONRESPONSE']._serialized_start=1731
+  _globals['_VALIDATESESSIONRESPONSE']._serialized_end=1890
+  _globals['_REAUTHENTICATEREQUEST']._serialized_start=1892
+  _globals['_REAUTHENTICATEREQUEST']._serialized_end=2003
+  _globals['_REAUTHENTICATERESPONSE']._serialized_start=2005
+  _globals['_REAUTHENTICATERESPONSE']._serialized_end=2074
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=2076
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=2120
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=2122
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=2190
+  _globals['_REVOKESESSIONREQUEST']._serialized_start=2192
+  _globals['_REVOKESESSIONREQUEST']._serialized_end=2304
+  _globals['_REVOKESESSIONRESPONSE']._serialized_start=2306
+  _globals['_REVOKESESSIONRESPONSE']._serialized_end=2329
+  _globals['_LOGOUTREQUEST']._serialized_start=2331
+  _globals['_LOGOUTREQUEST']._serialized_end=2416
+  _globals['_LOGOUTRESPONSE']._serialized_start=2418
+  _globals['_LOGOUTRESPONSE']._serialized_end=2434
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=2437
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=2574
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_start=2576
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_end=2600
+  _globals['_REQUESTPASSWORDRESETREQUEST']._serialized_start=2602
+  _globals['_REQUESTPASSWORDRESETREQUEST']._serialized_end=2705
+  _globals['_REQUESTPASSWORDRESETRESPONSE']._serialized_start=2707
+  _globals['_REQUESTPASSWORDRESETRESPONSE']._serialized_end=2737
+  _globals['_RESETPASSWORDREQUEST']._serialized_start=2739
+  _globals['_RESETPASSWORDREQUEST']._serialized_end=2845
+  _globals['_RESETPASSWORDRESPONSE']._serialized_start=2847
+  _globals['_RESETPASSWORDRESPONSE']._serialized_end=2902
+  _globals['_ACCOUNTSERVICE']._serialized_start=2905
+  _globals['_ACCOUNTSERVICE']._serialized_end=4276
 # @@protoc_insertion_point(module_scope)

@@ -121,30 +121,34 @@ class GetAccountResponse(_message.Message):
     def __init__(self, user: _Optional[_Union[_common_pb2.User, _Mapping]] = ..., emails: _Optional[_Iterable[_Union[Email, _Mapping]]] = ...) -> None: ...
 
 class LoginRequest(_message.Message):
-    __slots__ = ("username", "password", "client")
+    __slots__ = ("username", "password", "client", "device_token")
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     PASSWORD_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     username: str
     password: str
     client: _common_pb2.ClientInfo
-    def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
+    device_token: str
+    def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ..., device_token: _Optional[str] = ...) -> None: ...
 
 class LoginResponse(_message.Message):
-    __slots__ = ("session_token", "expires_at", "user", "second_factor_required", "pending_login_token", "second_factor_methods")
+    __slots__ = ("session_token", "expires_at", "user", "second_factor_required", "pending_login_token", "second_factor_methods", "device_token")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
     SECOND_FACTOR_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     PENDING_LOGIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
     SECOND_FACTOR_METHODS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     session_token: str
     expires_at: _timestamp_pb2.Timestamp
     user: _common_pb2.User
     second_factor_required: bool
     pending_login_token: str
     second_factor_methods: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, session_token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user: _Optional[_Union[_common_pb2.User, _Mapping]] = ..., second_factor_required: _Optional[bool] = ..., pending_login_token: _Optional[str] = ..., second_factor_methods: _Optional[_Iterable[str]] = ...) -> None: ...
+    device_token: str
+    def __init__(self, session_token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user: _Optional[_Union[_common_pb2.User, _Mapping]] = ..., second_factor_required: _Optional[bool] = ..., pending_login_token: _Optional[str] = ..., second_factor_methods: _Optional[_Iterable[str]] = ..., device_token: _Optional[str] = ...) -> None: ...
 
 class ValidateSessionRequest(_message.Message):
     __slots__ = ("session_token", "client")

@@ -21,7 +21,7 @@ EMAIL_FIELDS = (("email", "email"), ("address", "email"))
 
 
 def _outcome(reply) -> LoginOutcome:
-    return LoginOutcome(session_token=reply.session_token)
+    return LoginOutcome(session_token=reply.session_token, device_token=reply.device_token)
 
 
 class AccountPages:
@@ -41,13 +41,16 @@ class AccountPages:
         return CurrentSession(user=User.of(reply.user), authenticated_at=when(reply.session, "authenticated_at"),
                               reauth_required=reauth)
 
-    async def login(self, username: str, password: str, origin: Origin | None) -> LoginOutcome:
+    async def login(self, username: str, password: str, origin: Origin | None,
+                    device_token: str = "") -> LoginOutcome:
+        """`device_token`: the one this browser was given at its last login (its own failed-login
+        budget in authsvc, so that someone else's guessing does not lock its owner out)."""
         reply = await self._call(self._accounts.Login, accounts_pb2.LoginRequest(
-            username=username, password=password, client=client_info(origin)),
+            username=username, password=password, client=client_info(origin), device_token=device_token),
             fields=LOGIN_FIELDS, session_call=False)
         if reply.second_factor_required:
             return LoginOutcome(pending_token=reply.pending_login_token,
-                                methods=tuple(reply.second_factor_methods))
+                                methods=tuple(reply.second_factor_methods), device_token=reply.device_token)
         if not reply.session_token:
             raise PageError("The login could not be completed. Try again.", status=503)
         return _outcome(reply)

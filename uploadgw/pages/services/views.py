@@ -66,6 +66,7 @@ class LoginOutcome:
     pending_token: str = ""
     methods: tuple[str, ...] = ()
     recovery_codes_remaining: int | None = None
+    device_token: str = ""  # set when the password was right: the browser keeps it (cookie)
 
 
 @dataclasses.dataclass(frozen=True)
