@@ -199,11 +199,18 @@ class RateLimiter:
         _RESET_ONE_RELEASE_OTHER.execute(s.connection(), {"reset": reset.key, "key": release.key,
                                                           "end": release.window_end})
 
+    def forget_sync(self, s: Session, limits: Sequence[tuple[Limit, str]]) -> None:
+        """Drop these counters, attempts and strikes alike (the owner proved who they are)."""
+        s.execute(delete(_COUNTERS).where(_COUNTERS.c.key.in_([limit.key(subject) for limit, subject in limits])))
+
     async def acquire(self, s: AsyncSession, limits: Sequence[tuple[Limit, str]]) -> Acquired:
         return await s.run_sync(self.acquire_sync, limits)
 
     async def release(self, s: AsyncSession, slots: Sequence[Slot]) -> None:
         await s.run_sync(self.release_sync, slots)
+
+    async def forget(self, s: AsyncSession, limits: Sequence[tuple[Limit, str]]) -> None:
+        await s.run_sync(self.forget_sync, limits)
 
     # -- sliding-window hit counts ----------------------------------------------------------
 

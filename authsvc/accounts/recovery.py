@@ -111,6 +111,8 @@ class RecoveryMixin(LoginMixin):
                             .values(password_hash=new_hash, password_changed_at=now))
             ended = await self._revoke_all(s, user.id)
             await self.tokens.void(s, Purpose.PASSWORD_RESET, user_id=user.id)
+            # The owner read the reset mail: other people's failed guesses no longer keep them out.
+            await self.limiter.forget(s, [(self.config.login_user, user.id), (self.config.login_day, user.id)])
             second_factor = bool(await self.second_factor.methods(s, user))
             await self.events.emit(s, "account:password:reset", actor=ActorRef.user(user.id, user.username),
                                    user=who(user), origin=origin, details={"sessions_ended": ended})

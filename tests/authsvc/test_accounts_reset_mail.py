@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event
 
 from gatehouse.auth.v1 import accounts_pb2
-from tests.authsvc.accounts_support import client, events, login, register, rpc_error, wait_for_mail
+from tests.authsvc.accounts_support import client, events, link_token, login, register, rpc_error, wait_for_mail
 
 
 @pytest.fixture
@@ -92,3 +92,22 @@ async def test_parallel_reset_requests_stay_within_the_budget(auth, mailbox):
     await auth.running.app.accounts.background.idle()
     assert len(resets(mailbox, "alice@example.org")) == auth.settings.reset_mails_per_user
     assert len(await events(auth, "account:password:reset:request")) == auth.settings.reset_mails_per_user
+
+
+async def test_a_completed_reset_lets_the_owner_in_after_an_attack(auth, mailbox):
+    """Guesses used up alice's login budget (her wait doubling); reading the reset mail and setting
+    a new password proves she is the owner, so she can log in at once. The attacker's next guess
+    is counted again from an empty budget, still per window."""
+    await register(auth, "alice")
+    guesses = [auth.accounts.Login(accounts_pb2.LoginRequest(username="alice", password="a wrong guess",
+                                                             client=client(f"198.51.100.{i}")))
+               for i in range(auth.settings.login_failures_per_user + 5)]
+    await asyncio.gather(*(rpc_error(g) for g in guesses))
+    assert (await rpc_error(login(auth, "alice", ip="192.0.2.77"))).code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    await request_reset(auth, "alice", ip="192.0.2.77")
+    (mail,) = [m for m in await wait_for_mail(mailbox, "alice@example.org", count=2) if "reset" in m["Subject"].lower()]
+    await auth.accounts.ResetPassword(accounts_pb2.ResetPasswordRequest(
+        token=link_token(mail, "/account/reset-password"), new_password="a brand new passphrase 42",
+        client=client("192.0.2.77")))
+    reply = await login(auth, "alice", password="a brand new passphrase 42", ip="192.0.2.77")
+    assert reply.session_token
