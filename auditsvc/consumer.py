@@ -4,9 +4,11 @@ Entries are read in batches with XREADGROUP, decoded (gatehouse.events.v1.Event)
 transaction (idempotent by event id) and acknowledged only after the commit. At start, and after
 any outage, the consumer first re-reads its own pending entries; entries left pending by a dead
 consumer are claimed with XAUTOCLAIM once idle for `claim_idle_ms`. An entry that cannot be
-decoded or stored is retried through the same claim path and, after `max_deliveries`
-deliveries, moved to the dead-letter stream (original fields plus the reason) and acknowledged,
-so the rest keeps flowing. Redis or database down: back off and retry; never crash.
+decoded or stored, whatever the error, is retried through the same claim path and, after
+`max_deliveries` deliveries, moved to the dead-letter stream (original fields plus the reason)
+and acknowledged, so the rest keeps flowing; the other entries of its batch are stored meanwhile
+(a batch the store refuses while the database answers is stored event by event). Redis or
+database down: back off and retry (no entry is dead-lettered for an outage); never crash.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from google.protobuf.message import DecodeError
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.exc import SQLAlchemyError
 
-from auditsvc.store.records import EventRecord
+from auditsvc.store.records import EventRecord, IngestResult
 from auditsvc.store.service import AuditLog
 from gatehouse.events.v1 import event_pb2
 from gatehouse.infra.relay import Backoff, connect_redis, trim_acknowledged
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _KINDS = {event_pb2.Actor.USER: "user", event_pb2.Actor.OPERATOR: "operator",
           event_pb2.Actor.SYSTEM: "system", event_pb2.Actor.ANONYMOUS: "anonymous"}
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:200]
 
 
 class PoisonEntry(Exception):
@@ -249,9 +255,11 @@ class Consumer:
                 good.append((entry_id, decode_entry(fields)))
             except PoisonEntry as exc:
                 bad.append((entry_id, exc.reason))
+            except Exception as exc:  # noqa: BLE001 - one entry's bytes must not stop the others
+                bad.append((entry_id, _reason(exc)))
         stored_ids: list[bytes] = []
         if good:
-            result = await self.store.ingest([record for _, record in good])
+            result = await self._store([record for _, record in good])
             self.stats.stored += len(result.inserted)
             for entry_id, record in good:
                 if record.event_id in result.rejected:
@@ -271,7 +279,43 @@ class Consumer:
             await self._failed_entry(entry_id, fields_by_id[entry_id], reason)
         return len(entries)
 
+    async def _store(self, records: list[EventRecord]) -> IngestResult:
+        """Store the batch; if it fails and the database is up, store it event by event, so that
+        an event which breaks the store is isolated (rejected, with the reason) and the rest is kept."""
+        try:
+            return await self.store.ingest(records)
+        except Exception as exc:  # noqa: BLE001 - sorted into outage or poison below
+            if await self._is_outage(exc):
+                raise
+            if len(records) == 1:
+                return IngestResult(set(), {records[0].event_id: _reason(exc)})
+        inserted: set[str] = set()
+        rejected: dict[str, str] = {}
+        for record in records:
+            try:
+                result = await self.store.ingest([record])
+            except Exception as exc:  # noqa: BLE001
+                if await self._is_outage(exc):
+                    raise
+                rejected[record.event_id] = _reason(exc)
+            else:
+                inserted |= result.inserted
+                rejected.update(result.rejected)
+        return IngestResult(inserted, rejected)
+
+    async def _is_outage(self, exc: Exception) -> bool:
+        """Redis or the database away (retry later, no delivery counted), not this batch's data."""
+        if isinstance(exc, (RedisError, OSError)):
+            return True
+        if isinstance(exc, SQLAlchemyError):
+            try:
+                await self.store.ping()
+            except Exception:  # noqa: BLE001 - the database does not answer: an outage
+                return True
+        return False
+
     async def _failed_entry(self, entry_id: bytes, fields: dict, reason: str) -> None:
+        reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")[:300]
         redis = self._redis()
         info = await redis.xpending_range(self.stream, self.group, min=entry_id, max=entry_id, count=1)
         if not info:
