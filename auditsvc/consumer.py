@@ -37,6 +37,43 @@ _KINDS = {event_pb2.Actor.USER: "user", event_pb2.Actor.OPERATOR: "operator",
           event_pb2.Actor.SYSTEM: "system", event_pb2.Actor.ANONYMOUS: "anonymous"}
 
 
+# In one atomic step (XGROUP DELCONSUMER drops a consumer's pending entries, so none may be read
+# between the check and the removal): mark ARGV[3] (the caller) as alive, then remove the group's
+# other consumers idle for ARGV[2] ms or more with nothing pending. Returns {removed names, how
+# many idle ones still hold entries}. The mark is a history read from the group's last delivered
+# id, which serves nothing but refreshes the caller's idle time (Redis 6.2 refreshes it only when
+# a read serves a stream, so a live consumer waiting on a quiet stream would look dead).
+REMOVE_DEAD_CONSUMERS_SCRIPT = """
+local function fields(flat)
+  local info = {}
+  for i = 1, #flat, 2 do info[flat[i]] = flat[i + 1] end
+  return info
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('NOGROUP the stream is gone, and its consumer group with it')
+end
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local info = fields(group)
+  if info['name'] == ARGV[1] then
+    redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[3], 'COUNT', 1, 'STREAMS', KEYS[1], info['last-delivered-id'])
+  end
+end
+local removed, holding = {}, 0
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = fields(consumer)
+  if info['name'] ~= ARGV[3] and info['idle'] >= tonumber(ARGV[2]) then
+    if info['pending'] == 0 then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+      removed[#removed + 1] = info['name']
+    else
+      holding = holding + 1
+    end
+  end
+end
+return {removed, holding}
+"""
+
+
 def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:200]
 
@@ -108,6 +145,7 @@ class Consumer:
         block_ms: int = 1000,
         claim_idle_ms: int = 60_000,
         max_deliveries: int = 5,
+        consumer_expiry_ms: int = 3_600_000,
         dead_letter_stream: str | None = None,
         trim_interval: float = 60.0,
         backoff_initial: float = 0.1,
@@ -128,6 +166,10 @@ class Consumer:
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
+        self.consumer_expiry_ms = consumer_expiry_ms
+        self._cleanup_every = min(max(consumer_expiry_ms / 4000, 0.05), 60.0)
+        self._next_cleanup = 0.0
+        self._remove_script = None
         self.dead_letter_stream = dead_letter_stream or f"{stream}:dead-letter"
         self.trim_interval = trim_interval
         self.max_inflight = max(1, max_inflight)
@@ -145,6 +187,7 @@ class Consumer:
         options = dict(
             batch_size=settings.batch_size, block_ms=settings.block_ms,
             claim_idle_ms=settings.claim_idle_ms, max_deliveries=settings.max_deliveries,
+            consumer_expiry_ms=settings.consumer_expiry_ms,
             dead_letter_stream=settings.dead_letter_stream, trim_interval=settings.trim_interval_seconds,
         )
         options.update(overrides)
@@ -186,6 +229,9 @@ class Consumer:
         if not self._group_ready:
             await self.ensure_group()
         handled = 0
+        if time.monotonic() >= self._next_cleanup:  # first: it marks this consumer alive
+            await self.remove_dead_consumers()
+            self._next_cleanup = time.monotonic() + self._cleanup_every
         if self._pending_unchecked:
             handled += await self.drain_pending()
             self._pending_unchecked = False
@@ -195,7 +241,9 @@ class Consumer:
         return handled
 
     def _maintenance_due(self) -> bool:
-        return not self._group_ready or self._pending_unchecked or time.monotonic() >= self._next_claim
+        now = time.monotonic()
+        return (not self._group_ready or self._pending_unchecked or now >= self._next_claim
+                or now >= self._next_cleanup)
 
     async def _read_new(self, block_ms: int | None = None) -> list:
         block = self.block_ms if block_ms is None else block_ms
@@ -235,6 +283,25 @@ class Consumer:
                 break
             start = next_id
         return handled
+
+    async def remove_dead_consumers(self) -> list[str]:
+        """Remove the group's consumers idle longer than `consumer_expiry_ms` with nothing pending
+        (their processes are gone: a live one marks itself alive here, every quarter of that time).
+        A dead one still holding entries has them claimed first (`claim_once`), then goes."""
+        redis = self._redis()
+        if self._remove_script is None:
+            self._remove_script = redis.register_script(REMOVE_DEAD_CONSUMERS_SCRIPT)
+        args = [self.group, self.consumer_expiry_ms, self.name]
+        removed, holding = await self._remove_script(keys=[self.stream], args=args)
+        if holding:
+            await self.claim_once()
+            more, _ = await self._remove_script(keys=[self.stream], args=args)
+            removed = [*removed, *more]
+        names = [n.decode("utf-8", "replace") for n in removed]
+        if names:
+            log.info("removed dead consumers from the group",
+                     extra={"stream": self.stream, "group": self.group, "consumers": names})
+        return names
 
     async def trim_once(self) -> int:
         return await trim_acknowledged(self._redis(), self.stream)

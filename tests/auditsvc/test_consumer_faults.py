@@ -236,3 +236,62 @@ def fuzz_rig(audit_db_url, redis_server):
 def test_extreme_valid_events_never_stop_the_consumer(fuzz_rig, batch):
     """Every entry ends stored or dead-lettered (with a reason), and a normal event after them is stored."""
     fuzz_rig.runner.run(fuzz_rig.feed(batch))
+
+
+# -- dead consumers leave the group ------------------------------------------------------------
+
+
+async def _group_consumers(client, stream) -> dict[bytes, int]:
+    return {c["name"]: c["pending"] for c in await client.xinfo_consumers(stream, GROUP)}
+
+
+async def test_consumers_that_died_leave_the_group_and_live_ones_stay(redis_server, stream_name, audit_log):
+    """Guards issue 19: every dead process's consumer name stayed in the group for good."""
+    evs = [build_event(details={"n": str(i)}) for i in range(6)]
+    await xadd_events(redis_server.url, stream_name, evs)
+    client = aioredis.Redis.from_url(redis_server.url)
+    # One consumer stored and acknowledged its share, then its process went away...
+    finished = Consumer(redis_server.url, stream_name, GROUP, "dead-finished", audit_log, batch_size=2,
+                        block_ms=20)
+    assert await finished.consume_once(block_ms=0) == 2
+    await finished.close()
+    # ...another read its share and died before storing it.
+    await client.xreadgroup(GROUP, "dead-reader", {stream_name: ">"}, count=2)
+    live = [Consumer(redis_server.url, stream_name, GROUP, name, audit_log, block_ms=50, claim_idle_ms=200,
+                     consumer_expiry_ms=400) for name in ("live-a", "live-b")]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(c.run_forever(stop)) for c in live]
+    try:
+        await wait_for(lambda: _only(client, stream_name, {b"live-a", b"live-b"}), timeout=10)
+        await asyncio.sleep(1.0)  # live consumers on a quiet stream are not removed
+        assert set(await _group_consumers(client, stream_name)) == {b"live-a", b"live-b"}
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await client.aclose()
+    # The dead reader's entries were claimed and stored before it was removed, not dropped.
+    assert await stored_among(audit_log, [e.event_id for e in evs]) == {e.event_id for e in evs}
+
+
+async def _only(client, stream, names) -> bool:
+    return set(await _group_consumers(client, stream)) == names
+
+
+async def test_a_dead_consumer_whose_entries_cannot_be_claimed_yet_is_kept(redis_server, stream_name, audit_log):
+    """Removing a consumer drops its pending entries: one that still has some is never removed."""
+    await xadd_events(redis_server.url, stream_name, [build_event() for _ in range(4)])
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.xgroup_create(stream_name, GROUP, id="0")
+    await client.xreadgroup(GROUP, "dead-reader", {stream_name: ">"}, count=2)
+    await client.xgroup_createconsumer(stream_name, GROUP, "dead-idle")  # joined, read nothing
+    c = Consumer(redis_server.url, stream_name, GROUP, "live", audit_log, block_ms=20,
+                 claim_idle_ms=3_600_000, consumer_expiry_ms=100)
+    try:
+        await asyncio.sleep(0.2)
+        removed = await c.remove_dead_consumers()
+        consumers = await _group_consumers(client, stream_name)
+    finally:
+        await c.close()
+        await client.aclose()
+    assert b"dead-reader" in consumers and consumers[b"dead-reader"] == 2
+    assert removed == ["dead-idle"] and b"dead-idle" not in consumers
