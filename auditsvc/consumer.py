@@ -4,9 +4,11 @@ Entries are read in batches with XREADGROUP, decoded (gatehouse.events.v1.Event)
 transaction (idempotent by event id) and acknowledged only after the commit. At start, and after
 any outage, the consumer first re-reads its own pending entries; entries left pending by a dead
 consumer are claimed with XAUTOCLAIM once idle for `claim_idle_ms`. An entry that cannot be
-decoded or stored is retried through the same claim path and, after `max_deliveries`
-deliveries, moved to the dead-letter stream (original fields plus the reason) and acknowledged,
-so the rest keeps flowing. Redis or database down: back off and retry; never crash.
+decoded or stored, whatever the error, is retried through the same claim path and, after
+`max_deliveries` deliveries, moved to the dead-letter stream (original fields plus the reason)
+and acknowledged, so the rest keeps flowing; the other entries of its batch are stored meanwhile
+(a batch the store refuses while the database answers is stored event by event). Redis or
+database down: back off and retry (no entry is dead-lettered for an outage); never crash.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from google.protobuf.message import DecodeError
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.exc import SQLAlchemyError
 
-from auditsvc.store.records import EventRecord
+from auditsvc.store.records import EventRecord, IngestResult
 from auditsvc.store.service import AuditLog
 from gatehouse.events.v1 import event_pb2
 from gatehouse.infra.relay import Backoff, connect_redis, trim_acknowledged
@@ -33,6 +35,47 @@ log = logging.getLogger(__name__)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _KINDS = {event_pb2.Actor.USER: "user", event_pb2.Actor.OPERATOR: "operator",
           event_pb2.Actor.SYSTEM: "system", event_pb2.Actor.ANONYMOUS: "anonymous"}
+
+
+# In one atomic step (XGROUP DELCONSUMER drops a consumer's pending entries, so none may be read
+# between the check and the removal): mark ARGV[3] (the caller) as alive, then remove the group's
+# other consumers idle for ARGV[2] ms or more with nothing pending. Returns {removed names, how
+# many idle ones still hold entries}. The mark is a history read from the group's last delivered
+# id, which serves nothing but refreshes the caller's idle time (Redis 6.2 refreshes it only when
+# a read serves a stream, so a live consumer waiting on a quiet stream would look dead).
+REMOVE_DEAD_CONSUMERS_SCRIPT = """
+local function fields(flat)
+  local info = {}
+  for i = 1, #flat, 2 do info[flat[i]] = flat[i + 1] end
+  return info
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('NOGROUP the stream is gone, and its consumer group with it')
+end
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local info = fields(group)
+  if info['name'] == ARGV[1] then
+    redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[3], 'COUNT', 1, 'STREAMS', KEYS[1], info['last-delivered-id'])
+  end
+end
+local removed, holding = {}, 0
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = fields(consumer)
+  if info['name'] ~= ARGV[3] and info['idle'] >= tonumber(ARGV[2]) then
+    if info['pending'] == 0 then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+      removed[#removed + 1] = info['name']
+    else
+      holding = holding + 1
+    end
+  end
+end
+return {removed, holding}
+"""
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:200]
 
 
 class PoisonEntry(Exception):
@@ -102,6 +145,7 @@ class Consumer:
         block_ms: int = 1000,
         claim_idle_ms: int = 60_000,
         max_deliveries: int = 5,
+        consumer_expiry_ms: int = 3_600_000,
         dead_letter_stream: str | None = None,
         trim_interval: float = 60.0,
         backoff_initial: float = 0.1,
@@ -122,6 +166,10 @@ class Consumer:
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
+        self.consumer_expiry_ms = consumer_expiry_ms
+        self._cleanup_every = min(max(consumer_expiry_ms / 4000, 0.05), 60.0)
+        self._next_cleanup = 0.0
+        self._remove_script = None
         self.dead_letter_stream = dead_letter_stream or f"{stream}:dead-letter"
         self.trim_interval = trim_interval
         self.max_inflight = max(1, max_inflight)
@@ -139,6 +187,7 @@ class Consumer:
         options = dict(
             batch_size=settings.batch_size, block_ms=settings.block_ms,
             claim_idle_ms=settings.claim_idle_ms, max_deliveries=settings.max_deliveries,
+            consumer_expiry_ms=settings.consumer_expiry_ms,
             dead_letter_stream=settings.dead_letter_stream, trim_interval=settings.trim_interval_seconds,
         )
         options.update(overrides)
@@ -180,6 +229,9 @@ class Consumer:
         if not self._group_ready:
             await self.ensure_group()
         handled = 0
+        if time.monotonic() >= self._next_cleanup:  # first: it marks this consumer alive
+            await self.remove_dead_consumers()
+            self._next_cleanup = time.monotonic() + self._cleanup_every
         if self._pending_unchecked:
             handled += await self.drain_pending()
             self._pending_unchecked = False
@@ -189,7 +241,9 @@ class Consumer:
         return handled
 
     def _maintenance_due(self) -> bool:
-        return not self._group_ready or self._pending_unchecked or time.monotonic() >= self._next_claim
+        now = time.monotonic()
+        return (not self._group_ready or self._pending_unchecked or now >= self._next_claim
+                or now >= self._next_cleanup)
 
     async def _read_new(self, block_ms: int | None = None) -> list:
         block = self.block_ms if block_ms is None else block_ms
@@ -230,6 +284,25 @@ class Consumer:
             start = next_id
         return handled
 
+    async def remove_dead_consumers(self) -> list[str]:
+        """Remove the group's consumers idle longer than `consumer_expiry_ms` with nothing pending
+        (their processes are gone: a live one marks itself alive here, every quarter of that time).
+        A dead one still holding entries has them claimed first (`claim_once`), then goes."""
+        redis = self._redis()
+        if self._remove_script is None:
+            self._remove_script = redis.register_script(REMOVE_DEAD_CONSUMERS_SCRIPT)
+        args = [self.group, self.consumer_expiry_ms, self.name]
+        removed, holding = await self._remove_script(keys=[self.stream], args=args)
+        if holding:
+            await self.claim_once()
+            more, _ = await self._remove_script(keys=[self.stream], args=args)
+            removed = [*removed, *more]
+        names = [n.decode("utf-8", "replace") for n in removed]
+        if names:
+            log.info("removed dead consumers from the group",
+                     extra={"stream": self.stream, "group": self.group, "consumers": names})
+        return names
+
     async def trim_once(self) -> int:
         return await trim_acknowledged(self._redis(), self.stream)
 
@@ -249,9 +322,11 @@ class Consumer:
                 good.append((entry_id, decode_entry(fields)))
             except PoisonEntry as exc:
                 bad.append((entry_id, exc.reason))
+            except Exception as exc:  # noqa: BLE001 - one entry's bytes must not stop the others
+                bad.append((entry_id, _reason(exc)))
         stored_ids: list[bytes] = []
         if good:
-            result = await self.store.ingest([record for _, record in good])
+            result = await self._store([record for _, record in good])
             self.stats.stored += len(result.inserted)
             for entry_id, record in good:
                 if record.event_id in result.rejected:
@@ -271,7 +346,43 @@ class Consumer:
             await self._failed_entry(entry_id, fields_by_id[entry_id], reason)
         return len(entries)
 
+    async def _store(self, records: list[EventRecord]) -> IngestResult:
+        """Store the batch; if it fails and the database is up, store it event by event, so that
+        an event which breaks the store is isolated (rejected, with the reason) and the rest is kept."""
+        try:
+            return await self.store.ingest(records)
+        except Exception as exc:  # noqa: BLE001 - sorted into outage or poison below
+            if await self._is_outage(exc):
+                raise
+            if len(records) == 1:
+                return IngestResult(set(), {records[0].event_id: _reason(exc)})
+        inserted: set[str] = set()
+        rejected: dict[str, str] = {}
+        for record in records:
+            try:
+                result = await self.store.ingest([record])
+            except Exception as exc:  # noqa: BLE001
+                if await self._is_outage(exc):
+                    raise
+                rejected[record.event_id] = _reason(exc)
+            else:
+                inserted |= result.inserted
+                rejected.update(result.rejected)
+        return IngestResult(inserted, rejected)
+
+    async def _is_outage(self, exc: Exception) -> bool:
+        """Redis or the database away (retry later, no delivery counted), not this batch's data."""
+        if isinstance(exc, (RedisError, OSError)):
+            return True
+        if isinstance(exc, SQLAlchemyError):
+            try:
+                await self.store.ping()
+            except Exception:  # noqa: BLE001 - the database does not answer: an outage
+                return True
+        return False
+
     async def _failed_entry(self, entry_id: bytes, fields: dict, reason: str) -> None:
+        reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")[:300]
         redis = self._redis()
         info = await redis.xpending_range(self.stream, self.group, min=entry_id, max=entry_id, count=1)
         if not info:

@@ -33,6 +33,8 @@ class Settings:
     claim_idle_ms: int = 60_000
     # An entry that cannot be decoded or stored after this many deliveries goes to the DLQ.
     max_deliveries: int = 5
+    # A consumer idle this long with nothing pending is removed from the group (its process died).
+    consumer_expiry_ms: int = 3_600_000
     dead_letter_stream: str = ""
     trim_interval_seconds: float = 60.0
     # A log shows this many days unless the caller asks for another window.
@@ -63,6 +65,9 @@ class Settings:
             raise SettingsError("AUDITSVC_AUTHSVC_KEY must not be one of the audit service's own credentials")
         if self.authsvc_timeout <= 0:
             raise SettingsError("AUDITSVC_AUTHSVC_TIMEOUT must be more than 0 seconds")
+        if self.consumer_expiry_ms < self.claim_idle_ms:
+            raise SettingsError("AUDITSVC_CONSUMER_EXPIRY_MS must be at least AUDITSVC_CLAIM_IDLE_MS "
+                                "(a dead consumer's entries are claimed before it is removed)")
         if not self.dead_letter_stream:
             object.__setattr__(self, "dead_letter_stream", f"{self.event_stream}:dead-letter")
         if self.dead_letter_stream == self.event_stream:
@@ -87,6 +92,7 @@ class Settings:
             block_ms=env.int("AUDITSVC_BLOCK_MS", 1000, minimum=1),
             claim_idle_ms=env.int("AUDITSVC_CLAIM_IDLE_MS", 60_000, minimum=1),
             max_deliveries=env.int("AUDITSVC_MAX_DELIVERIES", 5, minimum=1),
+            consumer_expiry_ms=env.int("AUDITSVC_CONSUMER_EXPIRY_MS", 3_600_000, minimum=1),
             dead_letter_stream=env.str("AUDITSVC_DEAD_LETTER_STREAM", f"{stream}:dead-letter"),
             trim_interval_seconds=env.float("AUDITSVC_TRIM_INTERVAL", 60.0),
             default_window_days=env.int("AUDITSVC_DEFAULT_WINDOW_DAYS", 14, minimum=1),

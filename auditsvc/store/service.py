@@ -119,6 +119,11 @@ class AuditLog:
                 rejected[row["event_id"]] = exc.reason
         return IngestResult(inserted, rejected)
 
+    async def ping(self) -> None:
+        """Raise unless the events table answers (tells an outage from an event the store refuses)."""
+        async with self.db() as session:
+            await session.execute(select(events.c.id).limit(1))
+
     async def _insert(self, rows: list[dict]) -> set[str]:
         async with self.db() as session:
             try:

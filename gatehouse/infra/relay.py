@@ -2,10 +2,13 @@
 
 Each producer (authsvc, uploadgw) runs an `OutboxRelay` over its own outbox table. A row is
 marked published only after Redis accepted its XADD, so while Redis is down rows wait and the
-relay retries with capped exponential back-off. Several relays may run at once: on PostgreSQL a
-batch is claimed with `SELECT … FOR UPDATE SKIP LOCKED` inside the transaction that marks it; on
-SQLite the claim is an UPDATE, which takes the single write lock first. A duplicate after a crash
-(XADD done, mark lost) is harmless: the audit consumer stores each event id once.
+relay retries with capped exponential back-off. No producer's commit waits for Redis. Several
+relays may run at once: on PostgreSQL a batch is claimed with `SELECT … FOR UPDATE SKIP LOCKED`
+inside the transaction that marks it (row locks that producers, who insert new rows, never meet);
+on SQLite, where any write lock is the whole database, the batch is read without a lock, published,
+then marked in a short transaction of its own, and the relays of one file take turns through a
+file lock beside it. A duplicate after a crash (XADD done, mark lost) is harmless: the audit
+consumer stores each event id once.
 
 Stream entries carry `event_id`, `tag` and `event` (the serialised gatehouse.events.v1.Event).
 A batch goes to Redis as one script call (XADD per row, atomic like MULTI/EXEC, one reply).
@@ -16,10 +19,12 @@ every consumer group has acknowledged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import random
 import time
+from collections.abc import Iterator
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -32,6 +37,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Session
 
 from gatehouse.infra.clock import Clock, SystemClock
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: one relay per SQLite database
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +120,7 @@ class OutboxRelay:
         self._task: asyncio.Task | None = None
         self._stop: asyncio.Event | None = None
         self._xadd_script = None
+        self._turn_file = None
         self.published = 0  # rows published by this relay since it started
         self.failures = 0   # rounds that failed (Redis or database unavailable)
 
@@ -146,6 +157,9 @@ class OutboxRelay:
         await self.close()
 
     async def close(self) -> None:
+        if self._turn_file is not None:
+            self._turn_file.close()
+            self._turn_file = None
         if self._client is not None and self._owns_client:
             await self._client.aclose()
             self._client = None
@@ -159,10 +173,41 @@ class OutboxRelay:
     # -- work ----------------------------------------------------------------------------------
 
     async def publish_once(self) -> int:
-        """Publish one batch; returns how many rows Redis accepted. Raises on Redis/DB errors."""
+        """Publish one batch; returns how many rows Redis accepted. Raises on Redis/DB errors.
+
+        No commit of a producer ever waits for Redis. On PostgreSQL the batch's rows stay locked
+        (FOR UPDATE SKIP LOCKED) while Redis is asked, which only keeps other relays off them:
+        producers insert other rows. On SQLite a lock is the whole database, so the batch is read
+        without one, published, then marked in a short transaction of its own; relays on one
+        database file take turns through a file lock beside it.
+        """
+        if self._dialect() == "postgresql":
+            return await self._publish_claimed()
+        with self._turn() as mine:
+            if not mine:
+                return 0  # another relay is publishing from this database
+            async with self._db() as session:
+                rows = await self._pending(session)
+                await session.rollback()  # no transaction stays open while Redis is asked
+            if not rows:
+                return 0
+            try:
+                await self._xadd(rows)
+            except (RedisError, OSError):
+                await self._mark([r.id for r in rows], published=False)
+                raise
+            await self._mark([r.id for r in rows], published=True)
+        self.published += len(rows)
+        return len(rows)
+
+    async def _publish_claimed(self) -> int:
         t = self._table
         async with self._db() as session:
-            rows = await self._claim(session)
+            rows = (await session.execute(
+                select(t.c.id, t.c.event_id, t.c.tag, t.c.payload)
+                .where(t.c.published_at.is_(None)).order_by(t.c.id)
+                .limit(self.batch_size).with_for_update(skip_locked=True)
+            )).all()
             if not rows:
                 await session.rollback()
                 return 0
@@ -180,29 +225,49 @@ class OutboxRelay:
         self.published += len(rows)
         return len(rows)
 
+    def _dialect(self) -> str:
+        return self._db.kw["bind"].dialect.name
+
+    async def _pending(self, session) -> list:
+        t = self._table
+        return (await session.execute(
+            select(t.c.id, t.c.event_id, t.c.tag, t.c.payload)
+            .where(t.c.published_at.is_(None)).order_by(t.c.id).limit(self.batch_size)
+        )).all()
+
+    async def _mark(self, ids: list[int], *, published: bool) -> None:
+        t = self._table
+        values = {"attempts": t.c.attempts + 1}
+        if published:
+            values["published_at"] = self.clock.now()
+        async with self._db() as session:
+            await session.execute(update(t).where(self._ids_clause(session, ids)).values(**values))
+            await session.commit()
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[bool]:
+        """An exclusive, non-blocking turn among the relays of one SQLite file (any process)."""
+        if self._turn_file is None:
+            database = self._db.kw["bind"].url.database
+            if not database or database == ":memory:" or fcntl is None:
+                yield True  # no other process can reach this database
+                return
+            self._turn_file = open(f"{database}.relay-lock", "a+b")  # noqa: SIM115 - kept open
+        try:
+            fcntl.flock(self._turn_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(self._turn_file, fcntl.LOCK_UN)
+
     def _ids_clause(self, session, ids: list[int]):
         if session.get_bind().dialect.name == "postgresql":
             # One array parameter: no 500-placeholder statement to render for every batch.
             return self._table.c.id == any_(bindparam("claimed_ids", ids, type_=ARRAY(Integer)))
         return self._table.c.id.in_(ids)
-
-    async def _claim(self, session) -> list:
-        t = self._table
-        if session.get_bind().dialect.name == "postgresql":
-            return (await session.execute(
-                select(t.c.id, t.c.event_id, t.c.tag, t.c.payload)
-                .where(t.c.published_at.is_(None)).order_by(t.c.id)
-                .limit(self.batch_size).with_for_update(skip_locked=True)
-            )).all()
-        # The UPDATE takes SQLite's write lock before reading, so a second relay waits for this
-        # transaction and then sees the rows as published.
-        pending = (select(t.c.id).where(t.c.published_at.is_(None))
-                   .order_by(t.c.id).limit(self.batch_size).scalar_subquery())
-        rows = (await session.execute(
-            update(t).where(t.c.id.in_(pending)).values(attempts=t.c.attempts + 0)
-            .returning(t.c.id, t.c.event_id, t.c.tag, t.c.payload)
-        )).all()
-        return sorted(rows, key=lambda r: r.id)
 
     async def _xadd(self, rows) -> None:
         # One script call per batch: atomic like MULTI/EXEC, but one command and one reply

@@ -27,6 +27,11 @@ def test_overrides():
     assert s.hash_ips and s.ip_hash_key == bytes.fromhex("ab" * 32) and s.consumer_name == "pod-1"
 
 
+def test_dead_consumers_expire_after_an_hour_unless_told_otherwise():
+    assert Settings.from_env(BASE).consumer_expiry_ms == 3_600_000
+    assert Settings.from_env({**BASE, "AUDITSVC_CONSUMER_EXPIRY_MS": "120000"}).consumer_expiry_ms == 120_000
+
+
 def test_the_authsvc_connection_for_the_admin_log():
     s = Settings.from_env({**BASE, "AUDITSVC_AUTHSVC_TARGET": "authsvc:50051", "AUDITSVC_AUTHSVC_KEY": "a" * 20,
                            "AUDITSVC_AUTHSVC_TIMEOUT": "2.5"})
@@ -38,6 +43,7 @@ def test_the_authsvc_connection_for_the_admin_log():
     ({**BASE, "AUDITSVC_HASH_IPS": "yes"}, "AUDITSVC_IP_HASH_KEY"),
     ({**BASE, "AUDITSVC_OPERATOR_KEY": "g" * 20}, "AUDITSVC_OPERATOR_KEY"),
     ({**BASE, "AUDITSVC_MAX_DELIVERIES": "0"}, "AUDITSVC_MAX_DELIVERIES"),
+    ({**BASE, "AUDITSVC_CONSUMER_EXPIRY_MS": "30000"}, "AUDITSVC_CONSUMER_EXPIRY_MS"),  # < claim idle
     ({**BASE, "AUDITSVC_DEAD_LETTER_STREAM": "gatehouse:events"}, "AUDITSVC_DEAD_LETTER_STREAM"),
     ({**BASE, "AUDITSVC_AUTHSVC_TARGET": "authsvc:50051"}, "AUDITSVC_AUTHSVC_KEY"),
     ({**BASE, "AUDITSVC_AUTHSVC_KEY": "a" * 20}, "AUDITSVC_AUTHSVC_TARGET"),

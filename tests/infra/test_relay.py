@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
+import signal
+import time
 
 import pytest
 import redis.asyncio as aioredis
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from gatehouse.events.v1 import event_pb2
 from gatehouse.infra.clock import FakeClock
 from gatehouse.infra.db import make_engine, make_session_factory
-from gatehouse.infra.outbox import EventEmitter
+from gatehouse.infra.outbox import ActorRef, EventEmitter
 from gatehouse.infra.relay import OutboxRelay
-from tests.infra.outbox_support import outbox, produce, producer_db
+from gatehouse.infra.transactions import Transactions
+from tests.infra.outbox_support import outbox, produce, producer_db, widgets
 
 @pytest.fixture
 def producer_url(make_database_url):
@@ -190,3 +194,41 @@ async def test_prune_removes_old_published_rows_only(producer, emitter, redis_se
 def test_relay_needs_a_redis_target(producer_url):
     with pytest.raises(ValueError):
         OutboxRelay(None, outbox, "", "s")
+
+
+def _commit_change(emitter: EventEmitter):
+    """A producer's change and its event, as one `Transactions.run` function."""
+    def change(session) -> str:
+        session.execute(insert(widgets).values(name="w"))
+        user = ("u1", "alice")
+        return emitter.emit_sync(session, "widget:create", actor=ActorRef.user(*user), user=user).event_id
+    return change
+
+
+async def test_commits_never_wait_for_a_hung_redis(producer_url, producer, emitter, own_redis, stream_name):
+    """Guards issue 19: on SQLite the relay held the write lock while its XADD waited for a stopped
+    Redis (up to the 10 s socket timeout), so every commit with an event waited too."""
+    transactions = Transactions(producer_url, producer)
+    relay = OutboxRelay(producer, outbox, own_redis.url, stream_name, poll_interval=0.02)
+    transactions.after_commit = relay.notify
+    relay.start()
+    change = _commit_change(emitter)
+    latencies: list[float] = []
+    try:
+        ids = [await transactions.run(change)]
+        await wait_for(lambda: _equals(unpublished(producer), 0))
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
+        try:
+            for _ in range(12):  # the first wakes the relay, whose XADD then hangs
+                started = time.monotonic()
+                ids.append(await transactions.run(change))
+                latencies.append(time.monotonic() - started)
+                await asyncio.sleep(0.1)
+        finally:
+            os.kill(own_redis.process.pid, signal.SIGCONT)
+        await wait_for(lambda: _equals(unpublished(producer), 0), timeout=15)
+    finally:
+        await relay.stop()
+        transactions.dispose()
+    assert max(latencies) < 0.25, f"slowest commit {max(latencies):.3f} s"
+    assert await stream_event_ids(own_redis.url, stream_name) == ids  # each once, in order
