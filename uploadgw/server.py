@@ -41,7 +41,10 @@ async def start(settings: Settings, *, clock: Clock | None = None, migrate_first
         await migrate(settings)
     app = create_app(settings, clock=clock)
     runner = web.AppRunner(app, access_log=logging.getLogger("uploadgw.access") if settings.access_log else None,
-                           access_log_class=RedactedAccessLogger, handler_cancellation=False)
+                           access_log_class=RedactedAccessLogger, handler_cancellation=False,
+                           # Closes a connection whose request head is not complete this long after it
+                           # opened or after the previous response (idle keep-alive, slow headers).
+                           keepalive_timeout=settings.header_timeout)
     await runner.setup()
     site = web.TCPSite(runner, settings.listen_host, settings.listen_port if port is None else port,
                        reuse_address=True)
