@@ -26,7 +26,7 @@ from gatehouse.infra.transactions import Transactions
 from uploadgw.authclient import AuthClient
 from uploadgw.http.index import IndexHandlers
 from uploadgw.http.health import HealthHandlers
-from uploadgw.http.edge import BodyLimits, finish_and_close, make_body_guard
+from uploadgw.http.edge import BodyLimits, UploadSlots, finish_and_close, make_body_guard
 from uploadgw.http.middleware import HttpMetrics, make_forwarded_middleware, make_middleware, response_for
 from uploadgw.http.upload import UploadHandler
 from uploadgw.index.service import IndexService
@@ -145,7 +145,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[CLOCK] = clock
     app[METRICS] = metrics
     app.cleanup_ctx.append(_resources)
-    _routes(app)
+    _routes(app, UploadSlots(per_token=settings.max_uploads_per_token, per_ip=settings.max_uploads_per_ip))
     setup_pages(app, settings=settings, clock=clock, gateway_key=GATEWAY)
     return app
 
@@ -201,12 +201,13 @@ def _delegate(pick):
     return handler
 
 
-def _upload_routes():
-    """The upload handler, and its answer to `Expect: 100-continue`: a refusal the headers can prove
-    (the declared size) instead of `100 Continue`."""
+def _upload_routes(slots: UploadSlots):
+    """The upload handler within the concurrency caps, and its answer to `Expect: 100-continue`:
+    a refusal the headers can prove (declared size, a full cap) instead of `100 Continue`."""
 
     async def upload(request: web.Request):
-        return await request.app[HANDLERS].upload(request)
+        with slots.hold(request):
+            return await request.app[HANDLERS].upload(request)
 
     async def expect(request: web.Request):
         if request.version != HttpVersion11:
@@ -215,6 +216,7 @@ def _upload_routes():
             raise web.HTTPExpectationFailed(text="Only 'Expect: 100-continue' is understood.")
         try:
             await request.app[HANDLERS].upload.check_declared(request)
+            slots.check(request)
         except GatehouseError as exc:
             response = response_for(exc)
             request.app[METRICS].count(request.match_info.route.name or "upload", request.method, response.status,
@@ -228,9 +230,9 @@ def _upload_routes():
     return upload, expect
 
 
-def _routes(app: web.Application) -> None:
+def _routes(app: web.Application, slots: UploadSlots) -> None:
     router = app.router
-    upload, expect = _upload_routes()
+    upload, expect = _upload_routes(slots)
     router.add_post("/legacy/", upload, name="upload", expect_handler=expect)
     # twine users often forget the slash; a redirect would make clients drop the body, so accept it.
     router.add_post("/legacy", upload, name="upload_no_slash", expect_handler=expect)

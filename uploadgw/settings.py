@@ -62,6 +62,9 @@ class Settings:
     body_min_rate: int = 1024
     body_rate_window: float = 60.0
     body_rate_grace: float = 30.0
+    # Uploads running at once per API token and per client address, in one replica (0: no cap).
+    max_uploads_per_token: int = 4
+    max_uploads_per_ip: int = 8
 
     @classmethod
     def from_env(cls, environ=None) -> "Settings":
@@ -102,6 +105,8 @@ class Settings:
             body_min_rate=env.int("UPLOADGW_BODY_MIN_RATE", 1024, minimum=0),
             body_rate_window=env.float("UPLOADGW_BODY_RATE_WINDOW", 60.0),
             body_rate_grace=env.float("UPLOADGW_BODY_RATE_GRACE", 30.0),
+            max_uploads_per_token=env.int("UPLOADGW_MAX_UPLOADS_PER_TOKEN", 4, minimum=0),
+            max_uploads_per_ip=env.int("UPLOADGW_MAX_UPLOADS_PER_IP", 8, minimum=0),
         )
         for name, value in (("UPLOADGW_AUTH_TIMEOUT", settings.auth_timeout),
                             ("UPLOADGW_HEADER_TIMEOUT", settings.header_timeout),

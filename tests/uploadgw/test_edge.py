@@ -1,5 +1,5 @@
-"""The public edge under hostile clients: header, idle and rate timeouts, and refusals from the
-declared length (also to `Expect: 100-continue`) that close the connection.
+"""The public edge under hostile clients: header, idle and rate timeouts, refusals from the declared
+length (also to `Expect: 100-continue`) that close the connection, and caps on concurrent uploads.
 
 Raw sockets play the slow and idle clients against a real gateway; the limits are small here so
 that each cut happens within seconds."""
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.uploadgw.conftest import make_uploader
+from tests.uploadgw.conftest import make_uploader, mint
 from tests.uploadgw.dists import make_wheel
 from tests.uploadgw.http_support import basic, encode, twine_fields
 
@@ -196,3 +196,56 @@ async def test_a_refused_body_is_not_drained(gw):
         writer.transport.abort()
     assert received.startswith(b"HTTP/1.1 413 File too large."), received
     assert after < 4 and sent < 10_000_000
+
+
+# -- concurrent uploads (slow bodies, so that the uploads overlap; no rate floor) ----------------------
+UNHURRIED = {**LIMITS, "body_min_rate": 0}
+
+
+async def slow_upload(port: int, token: str, ctype: str, body: bytes) -> bytes:
+    """Send the body in pieces over two seconds (so that uploads overlap); the status line."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(upload_head("x", token, ctype, len(body)))
+    pieces = 8
+    step = -(-len(body) // pieces)
+
+    async def send():
+        try:
+            for offset in range(0, len(body), step):
+                writer.write(body[offset:offset + step])
+                await writer.drain()
+                await asyncio.sleep(0.25)
+        except ConnectionError:
+            pass
+
+    sending = asyncio.ensure_future(send())
+    try:
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 15)
+    finally:
+        sending.cancel()
+        writer.transport.abort()
+    return answer
+
+
+@pytest.mark.parametrize("gw_overrides", [{**UNHURRIED, "max_uploads_per_token": 2, "max_uploads_per_ip": 100}])
+async def test_concurrent_uploads_per_token_are_capped(gw, tmp_path):
+    up = await make_uploader(gw.auth)
+    bodies = [wheel_body(tmp_path, "cap-pkg", f"1.{i}") for i in range(6)]
+    answers = await asyncio.gather(*(slow_upload(gw.running.port, up.token, c, b) for c, b in bodies))
+    refused = [a for a in answers if a.startswith(b"HTTP/1.1 429 ")]
+    assert len(refused) == 4 and sum(a.startswith(b"HTTP/1.1 200 ") for a in answers) == 2, answers
+    assert refused[0].startswith(b"HTTP/1.1 429 Too many uploads at once from this API token (at most 2)")
+    assert b"Retry-After: 10\r\n" in refused[0]
+    # The slots are given back: the next upload runs.
+    content_type, body = wheel_body(tmp_path, "cap-pkg", "2.0")
+    assert (await slow_upload(gw.running.port, up.token, content_type, body)).startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize("gw_overrides", [{**UNHURRIED, "max_uploads_per_token": 100, "max_uploads_per_ip": 2}])
+async def test_concurrent_uploads_per_address_are_capped(gw, tmp_path):
+    up = await make_uploader(gw.auth)
+    tokens = [up.token] + [(await mint(gw.auth, up.username)).token for _ in range(4)]
+    bodies = [wheel_body(tmp_path, "ipcap-pkg", f"1.{i}") for i in range(5)]
+    answers = await asyncio.gather(*(slow_upload(gw.running.port, t, c, b) for t, (c, b) in zip(tokens, bodies)))
+    refused = [a for a in answers if a.startswith(b"HTTP/1.1 429 Too many uploads at once from this address")]
+    assert len(refused) == 3 and sum(a.startswith(b"HTTP/1.1 200 ") for a in answers) == 2, answers

@@ -1,4 +1,5 @@
-"""The public edge's bounds on hostile clients: slow bodies, and refusals that end the connection.
+"""The public edge's bounds on hostile clients: slow bodies, refusals that end the connection, and
+caps on concurrent uploads.
 
 A request's head must be complete within `header_timeout` of the connection opening or of the
 previous response (aiohttp's keep-alive timer, set in server.py). Once a handler runs, a watchdog
@@ -15,11 +16,13 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import hashlib
 import logging
 
 from aiohttp import web
 
-from uploadgw.http.middleware import error_response
+from uploadgw.errors import RateLimited
+from uploadgw.http.middleware import client_address, error_response
 
 log = logging.getLogger(__name__)
 # After a refusal the gateway reads (and drops) at most this much of the body, for at most this
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 # it closes the connection instead of draining a large body.
 REFUSAL_DRAIN_BYTES = 1024 * 1024
 REFUSAL_DRAIN_SECONDS = 2.0
+RETRY_AFTER = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,3 +121,49 @@ def make_body_guard(limits: BodyLimits):
         return response
 
     return body_guard
+
+
+class UploadSlots:
+    """Caps on uploads running at once per token (keyed by a hash of the token string: the
+    gateway never parses a token) and per client address. Replica-local: with N replicas behind a
+    balancer a client may run up to N times the cap."""
+
+    def __init__(self, *, per_token: int, per_ip: int):
+        self.per_token = per_token
+        self.per_ip = per_ip
+        self._running: collections.Counter[str] = collections.Counter()
+
+    def keys(self, request: web.Request) -> list[tuple[str, int]]:
+        keys = []
+        header = request.headers.get("Authorization", "")
+        if self.per_token and header:
+            keys.append(("token:" + hashlib.sha256(header.strip().encode("utf-8", "replace")).hexdigest(),
+                         self.per_token))
+        address = client_address(request.remote)
+        if self.per_ip and address:
+            keys.append(("ip:" + address, self.per_ip))
+        return keys
+
+    def check(self, request: web.Request) -> None:
+        """RateLimited (429, Retry-After) when a cap of this request is full."""
+        for key, cap in self.keys(request):
+            if self._running[key] >= cap:
+                what = "API token" if key.startswith("token:") else "address"
+                raise RateLimited(f"Too many uploads at once from this {what} (at most {cap}); retry in "
+                                  f"{RETRY_AFTER} seconds.", reason="too_many_uploads", retry_after=RETRY_AFTER)
+
+    @contextlib.contextmanager
+    def hold(self, request: web.Request):
+        """Take a slot under every cap for the duration of the upload (check and take: one step,
+        as nothing awaits between them)."""
+        self.check(request)
+        keys = [key for key, _ in self.keys(request)]
+        for key in keys:
+            self._running[key] += 1
+        try:
+            yield
+        finally:
+            for key in keys:
+                self._running[key] -= 1
+                if self._running[key] <= 0:
+                    del self._running[key]
