@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.uploadgw.conftest import make_uploader, mint
+from tests.uploadgw.conftest import make_uploader, mint, twine
 from tests.uploadgw.dists import make_wheel
 from tests.uploadgw.http_support import basic, encode, twine_fields
 
@@ -198,6 +198,18 @@ async def test_a_refused_body_is_not_drained(gw):
     assert after < 4 and sent < 10_000_000
 
 
+async def test_twine_prints_the_refusal_of_a_too_large_upload(gw, tmp_path):
+    """twine sends its whole body without waiting: the refusal from the declared length, sent while it
+    is still sending 8 MB, is what it prints although the gateway reads at most 1 MiB before closing."""
+    up = await make_uploader(gw.auth)
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    wheel = make_wheel(folder, "huge-pkg", "1.0", payload=os.urandom(8_000_000))
+    result = await twine(gw.upload_url, wheel, password=up.token)
+    assert result.rc != 0 and "413" in result.flat, result.output
+    assert "File too large. The limit is 293 KiB per file." in result.flat, result.output
+
+
 # -- concurrent uploads (slow bodies, so that the uploads overlap; no rate floor) ----------------------
 UNHURRIED = {**LIMITS, "body_min_rate": 0}
 
@@ -249,3 +261,4 @@ async def test_concurrent_uploads_per_address_are_capped(gw, tmp_path):
     answers = await asyncio.gather(*(slow_upload(gw.running.port, t, c, b) for t, (c, b) in zip(tokens, bodies)))
     refused = [a for a in answers if a.startswith(b"HTTP/1.1 429 Too many uploads at once from this address")]
     assert len(refused) == 3 and sum(a.startswith(b"HTTP/1.1 200 ") for a in answers) == 2, answers
+
