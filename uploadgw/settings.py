@@ -54,10 +54,12 @@ class Settings:
     auditsvc_target: str = ""
     auditsvc_key: str = ""
     # The public edge's bounds on slow or idle clients (uploadgw/http/edge.py): a request head must
-    # be complete within `header_timeout` of the connection opening or of the previous response
-    # (the idle keep-alive bound too); a body that stops for `body_idle_timeout`, or brings less
+    # be complete within `header_timeout` of the connection opening or of its first byte; an idle
+    # connection between requests is closed after `keepalive_timeout` (above a proxy's upstream
+    # keep-alive, 60 s in ingress-nginx); a body that stops for `body_idle_timeout`, or brings less
     # than `body_min_rate` bytes a second over `body_rate_window` after `body_rate_grace`, is cut.
     header_timeout: float = 10.0
+    keepalive_timeout: float = 75.0
     body_idle_timeout: float = 30.0
     body_min_rate: int = 1024
     body_rate_window: float = 60.0
@@ -101,6 +103,7 @@ class Settings:
             auditsvc_target=env.str("UPLOADGW_AUDITSVC_TARGET", ""),
             auditsvc_key=env.service_key("UPLOADGW_AUDITSVC_KEY", ""),
             header_timeout=env.float("UPLOADGW_HEADER_TIMEOUT", 10.0),
+            keepalive_timeout=env.float("UPLOADGW_KEEPALIVE_TIMEOUT", 75.0),
             body_idle_timeout=env.float("UPLOADGW_BODY_IDLE_TIMEOUT", 30.0),
             body_min_rate=env.int("UPLOADGW_BODY_MIN_RATE", 1024, minimum=0),
             body_rate_window=env.float("UPLOADGW_BODY_RATE_WINDOW", 60.0),
@@ -110,6 +113,7 @@ class Settings:
         )
         for name, value in (("UPLOADGW_AUTH_TIMEOUT", settings.auth_timeout),
                             ("UPLOADGW_HEADER_TIMEOUT", settings.header_timeout),
+                            ("UPLOADGW_KEEPALIVE_TIMEOUT", settings.keepalive_timeout),
                             ("UPLOADGW_BODY_IDLE_TIMEOUT", settings.body_idle_timeout),
                             ("UPLOADGW_BODY_RATE_WINDOW", settings.body_rate_window)):
             if value <= 0:

@@ -17,12 +17,14 @@ from tests.uploadgw.dists import make_wheel
 from tests.uploadgw.http_support import basic, encode, twine_fields
 
 HEADER_TIMEOUT = 1.0
+KEEPALIVE_TIMEOUT = 3.0
 IDLE_TIMEOUT = 1.5
 MIN_RATE = 2000
 
 
-LIMITS = {"header_timeout": HEADER_TIMEOUT, "body_idle_timeout": IDLE_TIMEOUT, "body_min_rate": MIN_RATE,
-          "body_rate_window": 1.0, "body_rate_grace": 1.0, "max_file_size": 300_000, "max_form_size": 64 * 1024}
+LIMITS = {"header_timeout": HEADER_TIMEOUT, "keepalive_timeout": KEEPALIVE_TIMEOUT,
+          "body_idle_timeout": IDLE_TIMEOUT, "body_min_rate": MIN_RATE, "body_rate_window": 1.0,
+          "body_rate_grace": 1.0, "max_file_size": 300_000, "max_form_size": 64 * 1024}
 
 
 @pytest.fixture
@@ -86,6 +88,51 @@ async def test_headers_that_trickle_in_are_cut(gw):
         sending.cancel()
         writer.close()
     assert after < HEADER_TIMEOUT + 2 and not received.startswith(b"HTTP/1.1 2")
+
+
+async def get_health(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    await asyncio.wait_for(reader.readexactly(length), 5)
+    return head
+
+
+async def test_an_idle_connection_between_requests_stays_for_the_keepalive_timeout(gw):
+    """Longer than the head timeout (a proxy reusing its idle upstream connection must not find it
+    closed), but bounded."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.running.port)
+    assert (await get_health(reader, writer)).startswith(b"HTTP/1.1 200 ")
+    await asyncio.sleep(HEADER_TIMEOUT + 0.8)
+    assert (await get_health(reader, writer)).startswith(b"HTTP/1.1 200 ")
+    received, after = await closed_within(reader, KEEPALIVE_TIMEOUT + 3)
+    writer.close()
+    assert received == b"" and KEEPALIVE_TIMEOUT - 0.5 < after < KEEPALIVE_TIMEOUT + 2
+
+
+async def test_a_slow_head_after_a_response_is_cut_from_its_first_byte(gw):
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.running.port)
+    assert (await get_health(reader, writer)).startswith(b"HTTP/1.1 200 ")
+    await asyncio.sleep(0.5)
+    writer.write(b"GET /healthz HTTP/1.1\r\n")
+
+    async def trickle():
+        try:
+            for _ in range(50):
+                writer.write(b"X-Slow: a\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.2)
+        except ConnectionError:
+            pass
+
+    sending = asyncio.ensure_future(trickle())
+    try:
+        received, after = await closed_within(reader, KEEPALIVE_TIMEOUT + 3)
+    finally:
+        sending.cancel()
+        writer.close()
+    assert received == b"" and after < HEADER_TIMEOUT + 1 < KEEPALIVE_TIMEOUT - 0.5
 
 
 @pytest.mark.parametrize("gw_overrides", [{**LIMITS, "body_min_rate": 0}])

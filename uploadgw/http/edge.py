@@ -1,8 +1,10 @@
 """The public edge's bounds on hostile clients: slow bodies, refusals that end the connection, and
 caps on concurrent uploads.
 
-A request's head must be complete within `header_timeout` of the connection opening or of the
-previous response (aiohttp's keep-alive timer, set in server.py). Once a handler runs, a watchdog
+A request's head must be complete within `header_timeout` of the connection opening or of its first
+byte (`HeadTimedRequestHandler`); a connection idle between requests is closed after
+`keepalive_timeout` (aiohttp's timer: longer, as a reverse proxy keeps its idle upstream connections
+for up to a minute and must not reuse one the gateway is closing). Once a handler runs, a watchdog
 follows the body: no new byte for `body_idle_timeout`, or less than `body_min_rate` bytes a second
 over the last `body_rate_window` once `body_rate_grace` has passed, and the body is cut (408, the
 connection closed). The watchdog only looks at what reached the request's stream; while the
@@ -20,6 +22,8 @@ import hashlib
 import logging
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_server import Server
 
 from uploadgw.errors import RateLimited
 from uploadgw.http.middleware import client_address, error_response
@@ -31,6 +35,77 @@ log = logging.getLogger(__name__)
 REFUSAL_DRAIN_BYTES = 1024 * 1024
 REFUSAL_DRAIN_SECONDS = 2.0
 RETRY_AFTER = 10
+
+
+class HeadTimedRequestHandler(RequestHandler):
+    """aiohttp's connection handler, closing a connection whose request head is not complete
+    `head_timeout` seconds after the connection opened, or after the first byte of a head that
+    follows a response. (aiohttp has no such timer; this reads its per-connection counters.)"""
+
+    __slots__ = ("_head_timeout", "_head_timer", "_heads_at_arm")
+
+    def __init__(self, manager: Server, *, head_timeout: float, **kwargs):
+        super().__init__(manager, **kwargs)
+        self._head_timeout = head_timeout
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._heads_at_arm = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        heads = self._request_count
+        super().data_received(data)
+        if self._request_count != heads:
+            self._disarm()
+        elif data and self._head_timer is None and self._between_requests():
+            self._arm()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _between_requests(self) -> bool:
+        return self._current_request is None and not self._messages
+
+    def _arm(self) -> None:
+        self._heads_at_arm = self._request_count
+        self._head_timer = self._loop.call_later(self._head_timeout, self._head_late)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if self._request_count == self._heads_at_arm and self._between_requests() and not self._force_close:
+            log.info("request head too slow: connection closed")
+            self.force_close()
+
+
+class _HeadTimedServer(Server):
+    def __init__(self, *args, head_timeout: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.head_timeout = head_timeout
+
+    def __call__(self) -> RequestHandler:
+        return HeadTimedRequestHandler(self, loop=self._loop, head_timeout=self.head_timeout, **self._kwargs)
+
+
+class EdgeRunner(web.AppRunner):
+    """`web.AppRunner` whose connections have a head timeout (see `HeadTimedRequestHandler`)."""
+
+    def __init__(self, app: web.Application, *, head_timeout: float, **kwargs):
+        super().__init__(app, **kwargs)
+        self._head_timeout = head_timeout
+
+    async def _make_server(self) -> Server:
+        server = await super()._make_server()
+        return _HeadTimedServer(server.request_handler, request_factory=server.request_factory,
+                                handler_cancellation=server.handler_cancellation, loop=server._loop,  # noqa: SLF001
+                                head_timeout=self._head_timeout, **server._kwargs)  # noqa: SLF001
 
 
 @dataclasses.dataclass(frozen=True)
