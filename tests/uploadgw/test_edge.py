@@ -48,8 +48,10 @@ async def closed_within(reader: asyncio.StreamReader, seconds: float) -> tuple[b
     return received, time.monotonic() - started
 
 
-def upload_head(port_host: str, token: str, ctype: str, length: int, extra: str = "") -> bytes:
-    return (f"POST /legacy/ HTTP/1.1\r\nHost: {port_host}\r\nAuthorization: {basic(token)}\r\n"
+def upload_head(port_host: str, token: str, ctype: str, length: int, extra: str = "", *,
+                bearer: bool = False) -> bytes:
+    authorization = f"Bearer {token}" if bearer else basic(token)
+    return (f"POST /legacy/ HTTP/1.1\r\nHost: {port_host}\r\nAuthorization: {authorization}\r\n"
             f"Content-Type: {ctype}\r\nContent-Length: {length}\r\n{extra}\r\n").encode()
 
 
@@ -261,10 +263,10 @@ async def test_twine_prints_the_refusal_of_a_too_large_upload(gw, tmp_path):
 UNHURRIED = {**LIMITS, "body_min_rate": 0}
 
 
-async def slow_upload(port: int, token: str, ctype: str, body: bytes) -> bytes:
+async def slow_upload(port: int, token: str, ctype: str, body: bytes, *, bearer: bool = False) -> bytes:
     """Send the body in pieces over two seconds (so that uploads overlap); the status line."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(upload_head("x", token, ctype, len(body)))
+    writer.write(upload_head("x", token, ctype, len(body), bearer=bearer))
     pieces = 8
     step = -(-len(body) // pieces)
 
@@ -290,7 +292,9 @@ async def slow_upload(port: int, token: str, ctype: str, body: bytes) -> bytes:
 async def test_concurrent_uploads_per_token_are_capped(gw, tmp_path):
     up = await make_uploader(gw.auth)
     bodies = [wheel_body(tmp_path, "cap-pkg", f"1.{i}") for i in range(6)]
-    answers = await asyncio.gather(*(slow_upload(gw.running.port, up.token, c, b) for c, b in bodies))
+    # The same token as Basic credentials and as a Bearer token: one key.
+    answers = await asyncio.gather(*(slow_upload(gw.running.port, up.token, c, b, bearer=i % 2 == 1)
+                                     for i, (c, b) in enumerate(bodies)))
     refused = [a for a in answers if a.startswith(b"HTTP/1.1 429 ")]
     assert len(refused) == 4 and sum(a.startswith(b"HTTP/1.1 200 ") for a in answers) == 2, answers
     assert refused[0].startswith(b"HTTP/1.1 429 Too many uploads at once from this API token (at most 2)")

@@ -25,7 +25,9 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
+from gatehouse.infra.errors import GatehouseError
 from uploadgw.errors import RateLimited
+from uploadgw.http import credentials
 from uploadgw.http.middleware import client_address, error_response
 
 log = logging.getLogger(__name__)
@@ -174,7 +176,7 @@ def make_body_guard(limits: BodyLimits):
 
     @web.middleware
     async def body_guard(request: web.Request, handler):
-        if not request.body_exists:
+        if not request.body_exists or request.content.is_eof():
             return await handler(request)
         watchdog = asyncio.ensure_future(_watch(request, limits))
         try:
@@ -199,8 +201,9 @@ def make_body_guard(limits: BodyLimits):
 
 
 class UploadSlots:
-    """Caps on uploads running at once per token (keyed by a hash of the token string: the
-    gateway never parses a token) and per client address. Replica-local: with N replicas behind a
+    """Caps on uploads running at once per token (keyed by a hash of the token string as the
+    Authorization header carries it, in any of its accepted forms: the gateway never parses a
+    token) and per client address. Replica-local: with N replicas behind a
     balancer a client may run up to N times the cap."""
 
     def __init__(self, *, per_token: int, per_ip: int):
@@ -210,10 +213,13 @@ class UploadSlots:
 
     def keys(self, request: web.Request) -> list[tuple[str, int]]:
         keys = []
-        header = request.headers.get("Authorization", "")
-        if self.per_token and header:
-            keys.append(("token:" + hashlib.sha256(header.strip().encode("utf-8", "replace")).hexdigest(),
-                         self.per_token))
+        if self.per_token:
+            try:
+                token = credentials.upload_token(request.headers.get("Authorization"))
+            except GatehouseError:
+                token = None  # refused by the handler before anything is read
+            if token is not None:
+                keys.append(("token:" + hashlib.sha256(token.encode("utf-8", "replace")).hexdigest(), self.per_token))
         address = client_address(request.remote)
         if self.per_ip and address:
             keys.append(("ip:" + address, self.per_ip))
