@@ -17,8 +17,8 @@ from aiohttp import HttpVersion11, web
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from gatehouse.infra.clock import Clock, SystemClock
-from gatehouse.infra.errors import GatehouseError
 from gatehouse.infra.db import make_engine, make_session_factory, upgrade_async
+from gatehouse.infra.errors import GatehouseError
 from gatehouse.infra.grpcserver import open_bare_channel
 from gatehouse.infra.outbox import EventEmitter
 from gatehouse.infra.relay import OutboxRelay

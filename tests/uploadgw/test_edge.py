@@ -313,3 +313,19 @@ async def test_concurrent_uploads_per_address_are_capped(gw, tmp_path):
     refused = [a for a in answers if a.startswith(b"HTTP/1.1 429 Too many uploads at once from this address")]
     assert len(refused) == 3 and sum(a.startswith(b"HTTP/1.1 200 ") for a in answers) == 2, answers
 
+
+
+@pytest.mark.parametrize("gw_overrides", [{**UNHURRIED, "max_uploads_per_token": 1}])
+async def test_expect_100_continue_with_a_full_cap_gets_429_without_continue(gw, tmp_path):
+    up = await make_uploader(gw.auth)
+    content_type, body = wheel_body(tmp_path, "busy-pkg", "1.0")
+    running = asyncio.ensure_future(slow_upload(gw.running.port, up.token, content_type, body))
+    await asyncio.sleep(0.5)  # the first upload holds the token's one slot
+    content_type, body = wheel_body(tmp_path, "busy-pkg", "1.1")
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.running.port)
+    writer.write(upload_head("x", up.token, content_type, len(body), extra="Expect: 100-continue\r\n"))
+    received, _ = await closed_within(reader, 5)
+    writer.close()
+    assert received.startswith(b"HTTP/1.1 429 Too many uploads at once from this API token (at most 1)"), received
+    assert b"100 Continue" not in received and b"Retry-After: 10\r\n" in received
+    assert (await running).startswith(b"HTTP/1.1 200 ")
