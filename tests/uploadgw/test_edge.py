@@ -150,6 +150,20 @@ async def test_a_declared_body_that_never_comes_is_cut(gw, tmp_path, token):
     assert after < IDLE_TIMEOUT + 2.5
 
 
+@pytest.mark.parametrize("gw_overrides", [{**LIMITS, "body_min_rate": 0, "max_file_size": 4 * 1024 * 1024}])
+async def test_a_streamed_file_that_stops_is_cut(gw, tmp_path):
+    """A large upload (streamed after authsvc said yes) whose file stops half way."""
+    up = await make_uploader(gw.auth)
+    ctype, body = wheel_body(tmp_path, "stall-pkg", "1.0", payload=1_500_000)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.running.port)
+    writer.write(upload_head("x", up.token, ctype, len(body)) + body[:len(body) // 2])
+    received, after = await closed_within(reader, IDLE_TIMEOUT + 4)
+    writer.close()
+    assert received.startswith(b"HTTP/1.1 408 The request body stalled: no data for 1.5 seconds."), received
+    assert after < IDLE_TIMEOUT + 2.5
+    assert gw.temp_files() == []
+
+
 async def test_a_body_sent_a_byte_at_a_time_is_cut(gw, tmp_path):
     """Each byte comes well within the idle timeout, but the rate stays under the floor."""
     ctype, body = wheel_body(tmp_path, "trickle-pkg", "1.0")
@@ -175,16 +189,20 @@ async def test_a_body_sent_a_byte_at_a_time_is_cut(gw, tmp_path):
     assert after < 4
 
 
-async def test_a_slow_but_steady_upload_succeeds(gw, tmp_path):
-    """Guards against limits that would cut honest slow lines: 8 KiB every half second, for longer
+@pytest.mark.parametrize(("gw_overrides", "payload", "chunk"), [
+    (LIMITS, 48_000, 8192),                                              # read whole (small body)
+    ({**LIMITS, "max_file_size": 4 * 1024 * 1024}, 1_500_000, 96 * 1024),  # streamed
+], ids=["small", "streamed"])
+async def test_a_slow_but_steady_upload_succeeds(gw, tmp_path, payload, chunk):
+    """Guards against limits that would cut honest slow lines: a piece every half second, for longer
     than the idle timeout, the grace and the window together."""
     up = await make_uploader(gw.auth)
-    ctype, body = wheel_body(tmp_path, "steady-pkg", "1.0", payload=48_000)
+    ctype, body = wheel_body(tmp_path, "steady-pkg", "1.0", payload=payload)
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.running.port)
     writer.write(upload_head("x", up.token, ctype, len(body)))
     started = time.monotonic()
-    for offset in range(0, len(body), 8192):
-        writer.write(body[offset:offset + 8192])
+    for offset in range(0, len(body), chunk):
+        writer.write(body[offset:offset + chunk])
         await writer.drain()
         await asyncio.sleep(0.5)
     answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
