@@ -13,11 +13,12 @@ import dataclasses
 import logging
 import pathlib
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from gatehouse.infra.clock import Clock, SystemClock
 from gatehouse.infra.db import make_engine, make_session_factory, upgrade_async
+from gatehouse.infra.errors import GatehouseError
 from gatehouse.infra.grpcserver import open_bare_channel
 from gatehouse.infra.outbox import EventEmitter
 from gatehouse.infra.relay import OutboxRelay
@@ -25,7 +26,8 @@ from gatehouse.infra.transactions import Transactions
 from uploadgw.authclient import AuthClient
 from uploadgw.http.index import IndexHandlers
 from uploadgw.http.health import HealthHandlers
-from uploadgw.http.middleware import HttpMetrics, make_forwarded_middleware, make_middleware
+from uploadgw.http.edge import BodyLimits, UploadSlots, finish_and_close, make_body_guard
+from uploadgw.http.middleware import HttpMetrics, make_forwarded_middleware, make_middleware, response_for
 from uploadgw.http.upload import UploadHandler
 from uploadgw.index.service import IndexService
 from uploadgw.models import outbox
@@ -127,8 +129,11 @@ async def _sweeper(gateway: Gateway) -> None:
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     clock = clock or SystemClock()
     metrics = HttpMetrics()
+    body_limits = BodyLimits(idle_timeout=settings.body_idle_timeout, min_rate=settings.body_min_rate,
+                             rate_window=settings.body_rate_window, rate_grace=settings.body_rate_grace)
     app = web.Application(
-        middlewares=[make_forwarded_middleware(settings.trusted_proxy_hops), make_middleware(metrics)],
+        middlewares=[make_forwarded_middleware(settings.trusted_proxy_hops), make_body_guard(body_limits),
+                     make_middleware(metrics)],
         # Uploads read their body themselves (small ones whole, large ones streamed in chunks);
         # every other request has a small body.
         client_max_size=1024 * 1024,
@@ -140,7 +145,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[CLOCK] = clock
     app[METRICS] = metrics
     app.cleanup_ctx.append(_resources)
-    _routes(app)
+    _routes(app, UploadSlots(per_token=settings.max_uploads_per_token, per_ip=settings.max_uploads_per_ip))
     setup_pages(app, settings=settings, clock=clock, gateway_key=GATEWAY)
     return app
 
@@ -196,12 +201,41 @@ def _delegate(pick):
     return handler
 
 
-def _routes(app: web.Application) -> None:
+def _upload_routes(slots: UploadSlots):
+    """The upload handler within the concurrency caps, and its answer to `Expect: 100-continue`:
+    a refusal the headers can prove (declared size, a full cap) instead of `100 Continue`."""
+
+    async def upload(request: web.Request):
+        with slots.hold(request):
+            return await request.app[HANDLERS].upload(request)
+
+    async def expect(request: web.Request):
+        if request.version != HttpVersion11:
+            return None
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            raise web.HTTPExpectationFailed(text="Only 'Expect: 100-continue' is understood.")
+        try:
+            await request.app[HANDLERS].upload.check_declared(request)
+            slots.check(request)
+        except GatehouseError as exc:
+            response = response_for(exc)
+            request.app[METRICS].count(request.match_info.route.name or "upload", request.method, response.status,
+                                       0.0, exc.reason)
+            await finish_and_close(request, response, drain=False)
+            return response
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # as aiohttp's own handler: the answer proper starts after it
+        return None
+
+    return upload, expect
+
+
+def _routes(app: web.Application, slots: UploadSlots) -> None:
     router = app.router
-    upload = _delegate(lambda h: h.upload)
-    router.add_post("/legacy/", upload, name="upload")
+    upload, expect = _upload_routes(slots)
+    router.add_post("/legacy/", upload, name="upload", expect_handler=expect)
     # twine users often forget the slash; a redirect would make clients drop the body, so accept it.
-    router.add_post("/legacy", upload, name="upload_no_slash")
+    router.add_post("/legacy", upload, name="upload_no_slash", expect_handler=expect)
     router.add_get("/simple/", _delegate(lambda h: h.index.root), name="simple_root")
     router.add_get("/simple/{project}/", _delegate(lambda h: h.index.project), name="simple_project")
     router.add_get("/simple/{project}", _delegate(lambda h: h.index.project_no_slash),

@@ -10,6 +10,7 @@ from aiohttp import web
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.metrics import serve_metrics
 from uploadgw.http.accesslog import RedactedAccessLogger
+from uploadgw.http.edge import EdgeRunner
 from uploadgw.app import GATEWAY, METRICS, Gateway, create_app, migrate
 from uploadgw.settings import Settings
 
@@ -40,8 +41,9 @@ async def start(settings: Settings, *, clock: Clock | None = None, migrate_first
     if migrate_first:
         await migrate(settings)
     app = create_app(settings, clock=clock)
-    runner = web.AppRunner(app, access_log=logging.getLogger("uploadgw.access") if settings.access_log else None,
-                           access_log_class=RedactedAccessLogger, handler_cancellation=False)
+    runner = EdgeRunner(app, access_log=logging.getLogger("uploadgw.access") if settings.access_log else None,
+                        access_log_class=RedactedAccessLogger, handler_cancellation=False,
+                        head_timeout=settings.header_timeout, keepalive_timeout=settings.keepalive_timeout)
     await runner.setup()
     site = web.TCPSite(runner, settings.listen_host, settings.listen_port if port is None else port,
                        reuse_address=True)

@@ -53,6 +53,20 @@ class Settings:
     trusted_proxy_hops: int = 0
     auditsvc_target: str = ""
     auditsvc_key: str = ""
+    # The public edge's bounds on slow or idle clients (uploadgw/http/edge.py): a request head must
+    # be complete within `header_timeout` of the connection opening or of its first byte; an idle
+    # connection between requests is closed after `keepalive_timeout` (above a proxy's upstream
+    # keep-alive, 60 s in ingress-nginx); a body that stops for `body_idle_timeout`, or brings less
+    # than `body_min_rate` bytes a second over `body_rate_window` after `body_rate_grace`, is cut.
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 75.0
+    body_idle_timeout: float = 30.0
+    body_min_rate: int = 1024
+    body_rate_window: float = 60.0
+    body_rate_grace: float = 30.0
+    # Uploads running at once per API token and per client address, in one replica (0: no cap).
+    max_uploads_per_token: int = 4
+    max_uploads_per_ip: int = 8
 
     @classmethod
     def from_env(cls, environ=None) -> "Settings":
@@ -88,9 +102,24 @@ class Settings:
             trusted_proxy_hops=env.int("UPLOADGW_TRUSTED_PROXY_HOPS", 0, minimum=0),
             auditsvc_target=env.str("UPLOADGW_AUDITSVC_TARGET", ""),
             auditsvc_key=env.service_key("UPLOADGW_AUDITSVC_KEY", ""),
+            header_timeout=env.float("UPLOADGW_HEADER_TIMEOUT", 10.0),
+            keepalive_timeout=env.float("UPLOADGW_KEEPALIVE_TIMEOUT", 75.0),
+            body_idle_timeout=env.float("UPLOADGW_BODY_IDLE_TIMEOUT", 30.0),
+            body_min_rate=env.int("UPLOADGW_BODY_MIN_RATE", 1024, minimum=0),
+            body_rate_window=env.float("UPLOADGW_BODY_RATE_WINDOW", 60.0),
+            body_rate_grace=env.float("UPLOADGW_BODY_RATE_GRACE", 30.0),
+            max_uploads_per_token=env.int("UPLOADGW_MAX_UPLOADS_PER_TOKEN", 4, minimum=0),
+            max_uploads_per_ip=env.int("UPLOADGW_MAX_UPLOADS_PER_IP", 8, minimum=0),
         )
-        if settings.auth_timeout <= 0:
-            raise SettingsError("UPLOADGW_AUTH_TIMEOUT must be a positive number of seconds")
+        for name, value in (("UPLOADGW_AUTH_TIMEOUT", settings.auth_timeout),
+                            ("UPLOADGW_HEADER_TIMEOUT", settings.header_timeout),
+                            ("UPLOADGW_KEEPALIVE_TIMEOUT", settings.keepalive_timeout),
+                            ("UPLOADGW_BODY_IDLE_TIMEOUT", settings.body_idle_timeout),
+                            ("UPLOADGW_BODY_RATE_WINDOW", settings.body_rate_window)):
+            if value <= 0:
+                raise SettingsError(f"{name} must be a positive number of seconds")
+        if settings.body_rate_grace < 0:
+            raise SettingsError("UPLOADGW_BODY_RATE_GRACE must be zero or more seconds")
         return settings
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import zipfile
 
+import pytest
+
 from sqlalchemy import func, select
 
 from tests.uploadgw.conftest import make_uploader
@@ -12,6 +14,13 @@ from tests.uploadgw.dists import make_sdist, make_wheel, metadata_text
 from tests.uploadgw.http_support import post_upload, twine_fields
 from tests.uploadgw.test_upload_http import _refresh_digests
 from uploadgw.models import File, Project, Release
+
+
+@pytest.fixture
+def gw_overrides():
+    """Fourteen uploads with one token at once: the per-token and per-address caps (test_edge.py) are
+    off here, as these tests are about the records under concurrency."""
+    return {"max_uploads_per_token": 0, "max_uploads_per_ip": 0}
 
 
 async def test_parallel_uploads_to_one_project(gw, tmp_path):

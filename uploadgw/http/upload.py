@@ -52,10 +52,7 @@ class UploadHandler:
     async def __call__(self, request: web.Request) -> web.Response:
         token = credentials.upload_token(request.headers.get("Authorization"))
         declared = request.content_length
-        ceiling = self.max_file_size + self.max_form_size
-        if declared is not None and declared > ceiling and not await self._has_larger_overrides(declared):
-            raise TooLarge(f"File too large. The limit is {human_size(self.max_file_size)} per file.",
-                           reason="file_too_large")
+        await self.check_declared(request)
         if multipart.media_type(request.headers.get("Content-Type", "")) != "multipart/form-data":
             raise InvalidUpload("Upload with a multipart/form-data body (as twine does).", reason="not_multipart")
         if declared is not None and declared <= SMALL_BODY:
@@ -67,6 +64,15 @@ class UploadHandler:
         if not outcome.created:
             return web.Response(text="File already exists with identical content; nothing new was stored.\n")
         return web.Response(text="OK\n")
+
+    async def check_declared(self, request: web.Request) -> None:
+        """TooLarge when the declared length exceeds every file limit plus the form's allowance
+        (also answered to `Expect: 100-continue`, before the client sends the body)."""
+        declared = request.content_length
+        ceiling = self.max_file_size + self.max_form_size
+        if declared is not None and declared > ceiling and not await self._has_larger_overrides(declared):
+            raise TooLarge(f"File too large. The limit is {human_size(self.max_file_size)} per file.",
+                           reason="file_too_large")
 
     @staticmethod
     def _form(fields: list[tuple[str, str]], filename: str | None) -> tuple[UploadForm, str]:
