@@ -1,10 +1,11 @@
 """The stream consumer: Redis consumer group -> `AuditLog.ingest` -> XACK, losing nothing.
 
-Entries are read in batches with XREADGROUP, decoded (gatehouse.events.v1.Event), stored in one
+Entries are read in batches with XREADGROUP, authenticated (the producer's seal, see
+gatehouse.infra.eventauth), decoded (gatehouse.events.v1.Event), stored in one
 transaction (idempotent by event id) and acknowledged only after the commit. At start, and after
 any outage, the consumer first re-reads its own pending entries; entries left pending by a dead
 consumer are claimed with XAUTOCLAIM once idle for `claim_idle_ms`. An entry that cannot be
-decoded or stored is retried through the same claim path and, after `max_deliveries`
+authenticated, decoded or stored is retried through the same claim path and, after `max_deliveries`
 deliveries, moved to the dead-letter stream (original fields plus the reason) and acknowledged,
 so the rest keeps flowing. Redis or database down: back off and retry; never crash.
 """
@@ -26,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from auditsvc.store.records import EventRecord
 from auditsvc.store.service import AuditLog
 from gatehouse.events.v1 import event_pb2
+from gatehouse.infra.eventauth import EventAuthError, EventVerifier
 from gatehouse.infra.relay import Backoff, connect_redis, trim_acknowledged
 
 log = logging.getLogger(__name__)
@@ -43,13 +45,17 @@ class PoisonEntry(Exception):
         self.reason = reason
 
 
-def decode_entry(fields: dict) -> EventRecord:
-    """A stream entry's fields -> EventRecord, or PoisonEntry."""
+def decode_entry(fields: dict, verifier: EventVerifier) -> EventRecord:
+    """A stream entry's fields -> EventRecord, or PoisonEntry (unauthenticated entries included)."""
     payload = fields.get(b"event")
     if payload is None:
         raise PoisonEntry("the entry has no 'event' field")
     try:
-        event = event_pb2.Event.FromString(payload)
+        opened = verifier.open(payload)
+    except EventAuthError as exc:
+        raise PoisonEntry(f"unauthenticated: {exc.reason}") from None
+    try:
+        event = event_pb2.Event.FromString(opened.event)
     except (DecodeError, ValueError) as exc:
         raise PoisonEntry(f"not a gatehouse.events.v1.Event: {exc}"[:200]) from None
     if not event.event_id or len(event.event_id) > 64 or not event.event_id.isprintable():
@@ -59,6 +65,9 @@ def decode_entry(fields: dict) -> EventRecord:
         raise PoisonEntry("the entry's event_id does not match its event")
     if not event.tag:
         raise PoisonEntry("the event has no tag")
+    if event.source != opened.producer:
+        raise PoisonEntry(f"unauthenticated: an event from {event.source[:40]!r} sealed with "
+                          f"{opened.producer}'s key")
     occurred = None
     if event.HasField("occurred_at"):
         stamp = event.occurred_at
@@ -97,6 +106,7 @@ class Consumer:
         name: str,
         log_store: AuditLog,
         *,
+        verifier: EventVerifier,
         redis: aioredis.Redis | None = None,
         batch_size: int = 500,
         block_ms: int = 1000,
@@ -118,6 +128,7 @@ class Consumer:
         self.group = group
         self.name = name
         self.store = log_store
+        self.verifier = verifier
         self.batch_size = batch_size
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
@@ -140,6 +151,7 @@ class Consumer:
             batch_size=settings.batch_size, block_ms=settings.block_ms,
             claim_idle_ms=settings.claim_idle_ms, max_deliveries=settings.max_deliveries,
             dead_letter_stream=settings.dead_letter_stream, trim_interval=settings.trim_interval_seconds,
+            verifier=EventVerifier(settings.event_keys),
         )
         options.update(overrides)
         name = options.pop("name", settings.consumer_name)
@@ -246,7 +258,7 @@ class Consumer:
                 continue
             fields_by_id[entry_id] = fields
             try:
-                good.append((entry_id, decode_entry(fields)))
+                good.append((entry_id, decode_entry(fields, self.verifier)))
             except PoisonEntry as exc:
                 bad.append((entry_id, exc.reason))
         stored_ids: list[bytes] = []

@@ -8,6 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gatehouse.events.v1 import event_pb2
+from tests import eventkeys
 from tests.uploadgw.conftest import make_uploader
 from tests.uploadgw.dists import make_wheel
 from tests.uploadgw.http_support import post_upload
@@ -40,7 +41,9 @@ async def test_upload_events_reach_the_stream(gw, tmp_path, redis_server, stream
     events = []
     for _entry_id, fields in entries:
         event = event_pb2.Event()
-        event.ParseFromString(fields[b"event"])
+        opened = eventkeys.VERIFIER.open(fields[b"event"])  # sealed with the gateway's own key
+        assert opened.producer == "uploadgw"
+        event.ParseFromString(opened.event)
         events.append(event)
     assert [e.tag for e in events] == ["project:release:add", "file:add"]
     file_add = events[1]
