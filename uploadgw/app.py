@@ -170,7 +170,8 @@ async def _resources(app: web.Application):
     app[RELAY] = relay
     listener = None
     if settings.project_events and settings.redis_url:
-        listener = ProjectDeletionListener(settings.redis_url, settings.event_stream, gateway.releases)
+        listener = ProjectDeletionListener(settings.redis_url, settings.event_stream, gateway.releases,
+                                           gateway.auth)
         listener.start()
     app[LISTENER] = listener
     try:
