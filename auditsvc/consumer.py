@@ -1,11 +1,12 @@
 """The stream consumer: Redis consumer group -> `AuditLog.ingest` -> XACK, losing nothing.
 
-Entries are read in batches with XREADGROUP, decoded (gatehouse.events.v1.Event), stored in one
+Entries are read in batches with XREADGROUP, authenticated (the producer's seal, see
+gatehouse.infra.eventauth), decoded (gatehouse.events.v1.Event), stored in one
 transaction (idempotent by event id) and acknowledged only after the commit. At start, and after
 any outage, the consumer first re-reads its own pending entries; entries left pending by a dead
 consumer are claimed with XAUTOCLAIM once idle for `claim_idle_ms`. An entry that cannot be
-decoded or stored, whatever the error, is retried through the same claim path and, after
-`max_deliveries` deliveries, moved to the dead-letter stream (original fields plus the reason)
+authenticated, decoded or stored, whatever the error, is retried through the same claim path and,
+after `max_deliveries` deliveries, moved to the dead-letter stream (original fields plus the reason)
 and acknowledged, so the rest keeps flowing; the other entries of its batch are stored meanwhile
 (a batch the store refuses while the database answers is stored event by event). Redis or
 database down: back off and retry (no entry is dead-lettered for an outage); never crash.
@@ -28,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from auditsvc.store.records import EventRecord, IngestResult
 from auditsvc.store.service import AuditLog
 from gatehouse.events.v1 import event_pb2
+from gatehouse.infra.eventauth import EventAuthError, EventVerifier
 from gatehouse.infra.relay import Backoff, connect_redis, trim_acknowledged
 
 log = logging.getLogger(__name__)
@@ -86,13 +88,17 @@ class PoisonEntry(Exception):
         self.reason = reason
 
 
-def decode_entry(fields: dict) -> EventRecord:
-    """A stream entry's fields -> EventRecord, or PoisonEntry."""
+def decode_entry(fields: dict, verifier: EventVerifier) -> EventRecord:
+    """A stream entry's fields -> EventRecord, or PoisonEntry (unauthenticated entries included)."""
     payload = fields.get(b"event")
     if payload is None:
         raise PoisonEntry("the entry has no 'event' field")
     try:
-        event = event_pb2.Event.FromString(payload)
+        opened = verifier.open(payload)
+    except EventAuthError as exc:
+        raise PoisonEntry(f"unauthenticated: {exc.reason}") from None
+    try:
+        event = event_pb2.Event.FromString(opened.event)
     except (DecodeError, ValueError) as exc:
         raise PoisonEntry(f"not a gatehouse.events.v1.Event: {exc}"[:200]) from None
     if not event.event_id or len(event.event_id) > 64 or not event.event_id.isprintable():
@@ -102,6 +108,9 @@ def decode_entry(fields: dict) -> EventRecord:
         raise PoisonEntry("the entry's event_id does not match its event")
     if not event.tag:
         raise PoisonEntry("the event has no tag")
+    if event.source != opened.producer:
+        raise PoisonEntry(f"unauthenticated: an event from {event.source[:40]!r} sealed with "
+                          f"{opened.producer}'s key")
     occurred = None
     if event.HasField("occurred_at"):
         stamp = event.occurred_at
@@ -140,6 +149,7 @@ class Consumer:
         name: str,
         log_store: AuditLog,
         *,
+        verifier: EventVerifier,
         redis: aioredis.Redis | None = None,
         batch_size: int = 500,
         block_ms: int = 1000,
@@ -162,6 +172,7 @@ class Consumer:
         self.group = group
         self.name = name
         self.store = log_store
+        self.verifier = verifier
         self.batch_size = batch_size
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
@@ -189,6 +200,7 @@ class Consumer:
             claim_idle_ms=settings.claim_idle_ms, max_deliveries=settings.max_deliveries,
             consumer_expiry_ms=settings.consumer_expiry_ms,
             dead_letter_stream=settings.dead_letter_stream, trim_interval=settings.trim_interval_seconds,
+            verifier=EventVerifier(settings.event_keys),
         )
         options.update(overrides)
         name = options.pop("name", settings.consumer_name)
@@ -319,7 +331,7 @@ class Consumer:
                 continue
             fields_by_id[entry_id] = fields
             try:
-                good.append((entry_id, decode_entry(fields)))
+                good.append((entry_id, decode_entry(fields, self.verifier)))
             except PoisonEntry as exc:
                 bad.append((entry_id, exc.reason))
             except Exception as exc:  # noqa: BLE001 - one entry's bytes must not stop the others

@@ -6,6 +6,7 @@ import dataclasses
 import os
 import socket
 
+from gatehouse.infra.eventauth import EventKey, parse_accepted_keys
 from gatehouse.infra.settings import Env, SettingsError, service_keys
 
 
@@ -36,6 +37,9 @@ class Settings:
     # A consumer idle this long with nothing pending is removed from the group (its process died).
     consumer_expiry_ms: int = 3_600_000
     dead_letter_stream: str = ""
+    # The producers' event keys the consumer accepts ("producer:version:key"); an event sealed
+    # with none of them is dead-lettered, never stored.
+    event_keys: tuple[EventKey, ...] = ()
     trim_interval_seconds: float = 60.0
     # A log shows this many days unless the caller asks for another window.
     default_window_days: int = 14
@@ -70,6 +74,9 @@ class Settings:
                                 "(a dead consumer's entries are claimed before it is removed)")
         if not self.dead_letter_stream:
             object.__setattr__(self, "dead_letter_stream", f"{self.event_stream}:dead-letter")
+        if self.consumer_enabled and self.redis_url and not self.event_keys:
+            raise SettingsError("AUDITSVC_EVENT_KEYS is required when the consumer runs "
+                                "(or set AUDITSVC_CONSUMER_ENABLED=false)")
         if self.dead_letter_stream == self.event_stream:
             raise SettingsError("AUDITSVC_DEAD_LETTER_STREAM must differ from GATEHOUSE_EVENT_STREAM")
 
@@ -95,6 +102,7 @@ class Settings:
             consumer_expiry_ms=env.int("AUDITSVC_CONSUMER_EXPIRY_MS", 3_600_000, minimum=1),
             dead_letter_stream=env.str("AUDITSVC_DEAD_LETTER_STREAM", f"{stream}:dead-letter"),
             trim_interval_seconds=env.float("AUDITSVC_TRIM_INTERVAL", 60.0),
+            event_keys=parse_accepted_keys("AUDITSVC_EVENT_KEYS", env.str("AUDITSVC_EVENT_KEYS", "")),
             default_window_days=env.int("AUDITSVC_DEFAULT_WINDOW_DAYS", 14, minimum=1),
             retention_days=env.int("AUDITSVC_RETENTION_DAYS", 90, minimum=1),
             prune_interval_seconds=env.float("AUDITSVC_PRUNE_INTERVAL", 3600.0),

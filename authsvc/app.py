@@ -23,7 +23,7 @@ from authsvc.twofactor.policy import TwoFactorPolicy
 from authsvc.twofactor.service import TwoFactorService, build_pending_logins, build_twofactor_service
 from gatehouse.infra.clock import Clock, SystemClock
 from gatehouse.infra.db import make_engine, make_session_factory
-from gatehouse.infra.outbox import EventEmitter
+from gatehouse.infra.outbox import EventEmitter, event_signer
 from gatehouse.infra.transactions import Transactions
 
 
@@ -56,7 +56,8 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
     engine = make_engine(settings.database_url)
     db = make_session_factory(engine)
     tx = Transactions(settings.database_url, db)
-    events = EventEmitter(outbox, source="authsvc", clock=clock)
+    events = EventEmitter(outbox, source="authsvc", clock=clock,
+                          signer=event_signer("authsvc", settings.event_keys))
     hasher = PasswordHasher(
         time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
         parallelism=settings.argon2_parallelism, workers=settings.hash_workers,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from gatehouse.infra.eventauth import parse_producer_keys
 from gatehouse.infra.settings import Env, SettingsError, service_keys
 
 
@@ -23,6 +24,9 @@ class Settings:
     redis_url: str = ""
     event_stream: str = "gatehouse:events"
     relay_enabled: bool = True
+    # Seals every event this service emits ("version:key", newest first: the first signs). Empty
+    # only in tests that do not relay: auditsvc dead-letters unsealed events.
+    event_keys: tuple[tuple[int, bytes], ...] = ()
     # Mail: SMTP in production, a file mailbox (one .eml per message) on the embedded default.
     smtp_url: str = ""
     mailbox_dir: str = ""
@@ -101,6 +105,7 @@ class Settings:
             redis_url=env.str("GATEHOUSE_REDIS_URL", ""),
             event_stream=env.str("GATEHOUSE_EVENT_STREAM", "gatehouse:events"),
             relay_enabled=env.bool("AUTHSVC_RELAY_ENABLED", True),
+            event_keys=parse_producer_keys("AUTHSVC_EVENT_KEYS", env.str("AUTHSVC_EVENT_KEYS")),
             smtp_url=env.str("AUTHSVC_SMTP_URL", ""),
             mailbox_dir=env.str("AUTHSVC_MAILBOX_DIR", ""),
             mail_from=env.str("AUTHSVC_MAIL_FROM", "Gatehouse <noreply@localhost>"),

@@ -7,6 +7,7 @@
         --redis-url 'rediss://:PASSWORD@redis.internal:6380/0' \\
         --smtp-url 'smtp+starttls://USER:PASSWORD@smtp.internal:587'
     python3 deploy/gen_secrets.py stage|promote AUTHSVC_TOKEN_SECRETS -f deploy/overlays/prod/secrets.env
+    python3 deploy/gen_secrets.py stage|promote AUTHSVC_EVENT_KEYS -f deploy/overlays/prod/secrets.env
     python3 deploy/gen_secrets.py retire AUTHSVC_TOKEN_SECRETS 1 -f deploy/overlays/prod/secrets.env
     python3 deploy/gen_secrets.py stage|promote|retire AUTHSVC_GATEWAY_KEY -f deploy/overlays/prod/secrets.env
 
@@ -25,7 +26,10 @@ import sys
 
 SERVICES = ("authsvc", "uploadgw", "auditsvc")
 # Keys that hold "<version>:<key>,…", newest first; old versions stay until nothing needs them.
-VERSIONED = ("AUTHSVC_TOKEN_SECRETS", "AUTHSVC_TOTP_KEYS")
+VERSIONED = ("AUTHSVC_TOKEN_SECRETS", "AUTHSVC_TOTP_KEYS", "AUTHSVC_EVENT_KEYS", "UPLOADGW_EVENT_KEYS")
+# Each producer's event keys; the audit consumer accepts all of them (AUDITSVC_EVENT_KEYS, derived).
+EVENT_PRODUCERS = {"authsvc": "AUTHSVC_EVENT_KEYS", "uploadgw": "UPLOADGW_EVENT_KEYS"}
+DERIVED = "AUDITSVC_EVENT_KEYS"
 # Service credentials that may list several keys during a rotation (see `changed`).
 LISTED = ("AUTHSVC_GATEWAY_KEY", "AUTHSVC_AUDIT_KEY", "AUDITSVC_GATEWAY_KEY")
 
@@ -33,6 +37,12 @@ LISTED = ("AUTHSVC_GATEWAY_KEY", "AUTHSVC_AUDIT_KEY", "AUDITSVC_GATEWAY_KEY")
 def new_key() -> str:
     """32 random bytes as unpadded URL-safe base64 (43 characters)."""
     return secrets.token_urlsafe(32)
+
+
+def accepted_event_keys(values: dict[str, str]) -> str:
+    """AUDITSVC_EVENT_KEYS: every version of every producer's event key, as "producer:version:key"."""
+    return ",".join(f"{producer}:{entry}" for producer, name in EVENT_PRODUCERS.items()
+                    for _, entry in parse_versions(values[name]))
 
 
 def service_keys() -> dict[str, str]:
@@ -55,13 +65,23 @@ def service_keys() -> dict[str, str]:
         "AUDITSVC_IP_HASH_KEY": new_key(),
         # Signs the account pages' CSRF tokens and notices; shared, so a form works on any gateway.
         "UPLOADGW_SESSION_KEY": new_key(),
+        # Seal the events each producer writes; auditsvc stores only events sealed with these.
+        "AUTHSVC_EVENT_KEYS": f"1:{new_key()}",
+        "UPLOADGW_EVENT_KEYS": f"1:{new_key()}",
     }
+
+
+def generated_values() -> dict[str, str]:
+    """`service_keys()` plus what follows from them (the event keys the audit consumer accepts)."""
+    values = service_keys()
+    values[DERIVED] = accepted_event_keys(values)
+    return values
 
 
 def dev_values() -> dict[str, str]:
     """Keys plus the in-cluster PostgreSQL and Redis of the dev overlay, with fresh passwords."""
     pg_password, redis_password = new_key(), new_key()
-    values = service_keys()
+    values = generated_values()
     for service in SERVICES:
         values[f"{service.upper()}_DATABASE_URL"] = (
             f"postgresql://gatehouse:{pg_password}@postgres:5432/{service}")
@@ -77,7 +97,7 @@ def prod_values(database_url: str, redis_url: str, smtp_url: str) -> dict[str, s
     """Keys plus the connection URLs of the external PostgreSQL, Redis and SMTP relay."""
     if "{service}" not in database_url:
         raise SystemExit("--database-url must contain {service}: each service has its own database")
-    values = service_keys()
+    values = generated_values()
     for service in SERVICES:
         values[f"{service.upper()}_DATABASE_URL"] = database_url.replace("{service}", service)
     values["GATEHOUSE_REDIS_URL"] = redis_url
@@ -162,6 +182,8 @@ def changed(name: str, current: str, action: str, version: int | None = None) ->
 
 
 def update(path: pathlib.Path, name: str, action: str, version: int | None = None) -> None:
+    if name == DERIVED:
+        raise SystemExit(f"{name} follows {' and '.join(EVENT_PRODUCERS.values())}; change those")
     if name not in service_keys():
         raise SystemExit(f"{name} is not a generated key; edit connection URLs by hand")
     lines = parse_env(path.read_text())
@@ -172,6 +194,13 @@ def update(path: pathlib.Path, name: str, action: str, version: int | None = Non
             found = True
     if not found:
         raise SystemExit(f"{name} is not in {path}")
+    if name in EVENT_PRODUCERS.values():  # the consumer accepts exactly the producers' versions
+        current = dict(x for x in lines if isinstance(x, tuple))
+        accepted = accepted_event_keys(current)
+        if DERIVED in current:
+            lines = [(DERIVED, accepted) if isinstance(x, tuple) and x[0] == DERIVED else x for x in lines]
+        else:
+            lines.append((DERIVED, accepted))
     write(path, "\n".join(f"{x[0]}={x[1]}" if isinstance(x, tuple) else x for x in lines) + "\n",
           replace=True)
 

@@ -50,6 +50,7 @@ from gatehouse.auth.v1 import (
 from gatehouse.infra.grpcserver import open_channel
 from gatehouse.infra.redis_embed import free_port
 from gatehouse.infra.relay import OutboxRelay, connect_redis
+from tests import eventkeys
 from tests.system_parts import PASSWORD, Databases, Mailbox, Person, ShiftedClock, start_smtp
 
 UA = "gatehouse-e2e/1"
@@ -327,6 +328,7 @@ async def start_system(directory, redis_url: str, *, with_gateway: bool | None =
                    gateway_key="gw-" + secrets.token_urlsafe(16), operator_key="op-" + secrets.token_urlsafe(16),
                    audit_key="au-" + secrets.token_urlsafe(16),
                    token_secrets=((1, secrets.token_bytes(32)),), totp_keys=((1, secrets.token_bytes(32)),),
+                   event_keys=eventkeys.producer_keys("authsvc"),
                    redis_url=redis_url, event_stream=stream, relay_enabled=True, smtp_url=smtp_url,
                    public_url=public_url, webauthn_rp_id="localhost", webauthn_origins=(public_url,),
                    argon2_time_cost=2, argon2_memory_kib=19456, argon2_parallelism=1),
@@ -336,7 +338,8 @@ async def start_system(directory, redis_url: str, *, with_gateway: bool | None =
         audit_base = dict(database_url=databases.make("auditsvc"), listen="127.0.0.1:0",
                           gateway_key="gw-" + secrets.token_urlsafe(16), operator_key="op-" + secrets.token_urlsafe(16),
                           redis_url=redis_url, event_stream=stream, consumer_enabled=True, block_ms=50,
-                          consumer_name=f"e2e-{http_port}", prune_interval_seconds=0, follow_poll_seconds=0.1)
+                          consumer_name=f"e2e-{http_port}", prune_interval_seconds=0, follow_poll_seconds=0.1,
+                          event_keys=eventkeys.ACCEPTED)
         if "authsvc_target" in {f.name for f in dataclasses.fields(AuditSettings)}:
             # auditsvc asks authsvc whether a browser session is an admin's (the full log in the pages).
             audit_base.update(authsvc_target=f"127.0.0.1:{auth.port}", authsvc_key=auth_settings.audit_key)
@@ -378,7 +381,7 @@ async def _start_gateway(stack, directory, port, public_url, databases, auth, au
                listen_host="127.0.0.1", listen_port=port, auth_timeout=5.0, sweep_interval_seconds=0,
                access_log=False, fsync=False, redis_url=redis_url, event_stream=stream, public_url=public_url,
                session_key=secrets.token_urlsafe(32), auditsvc_target=f"127.0.0.1:{audit.port}",
-               auditsvc_key=audit_settings.gateway_key),
+               auditsvc_key=audit_settings.gateway_key, event_keys=eventkeys.producer_keys("uploadgw")),
         **options})
     gateway = await start_gateway(settings, clock=clock, migrate_first=True)
     stack.push_async_callback(gateway.stop)

@@ -15,7 +15,7 @@ import sys
 
 from gatehouse.infra.clock import Clock, SystemClock
 from gatehouse.infra.db import make_engine, make_session_factory
-from gatehouse.infra.outbox import ActorRef, EventEmitter
+from gatehouse.infra.outbox import ActorRef, EventEmitter, event_signer
 from uploadgw.models import outbox
 from uploadgw.releases.service import ReleaseService, RemovalReport
 from uploadgw.settings import Settings
@@ -29,7 +29,9 @@ async def _releases(settings: Settings, clock: Clock | None = None):
     try:
         yield ReleaseService(db=make_session_factory(engine), store=LocalFileStore(settings.storage_dir,
                                                                                    fsync=settings.fsync),
-                             events=EventEmitter(outbox, source="uploadgw", clock=clock), clock=clock)
+                             events=EventEmitter(outbox, source="uploadgw", clock=clock,
+                                                 signer=event_signer("uploadgw", settings.event_keys)),
+                             clock=clock)
     finally:
         await engine.dispose()
 

@@ -20,7 +20,7 @@ from gatehouse.infra.clock import Clock, SystemClock
 from gatehouse.infra.db import make_engine, make_session_factory, upgrade_async
 from gatehouse.infra.errors import GatehouseError
 from gatehouse.infra.grpcserver import open_bare_channel
-from gatehouse.infra.outbox import EventEmitter
+from gatehouse.infra.outbox import EventEmitter, event_signer
 from gatehouse.infra.relay import OutboxRelay
 from gatehouse.infra.transactions import Transactions
 from uploadgw.authclient import AuthClient
@@ -84,7 +84,8 @@ def build_gateway(settings: Settings, clock: Clock, channel) -> Gateway:
     engine = make_engine(settings.database_url)
     db = make_session_factory(engine)
     store = LocalFileStore(settings.storage_dir, fsync=settings.fsync)
-    events = EventEmitter(outbox, source="uploadgw", clock=clock)
+    events = EventEmitter(outbox, source="uploadgw", clock=clock,
+                          signer=event_signer("uploadgw", settings.event_keys))
     auth = AuthClient(channel, credential=settings.authsvc_key, timeout=settings.auth_timeout,
                       index_cache_seconds=settings.index_auth_cache_seconds)
     releases = ReleaseService(db=db, store=store, events=events, clock=clock)
@@ -174,7 +175,8 @@ async def _resources(app: web.Application):
     app[RELAY] = relay
     listener = None
     if settings.project_events and settings.redis_url:
-        listener = ProjectDeletionListener(settings.redis_url, settings.event_stream, gateway.releases)
+        listener = ProjectDeletionListener(settings.redis_url, settings.event_stream, gateway.releases,
+                                           gateway.auth)
         listener.start()
     app[LISTENER] = listener
     try:

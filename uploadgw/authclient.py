@@ -16,7 +16,7 @@ import time
 
 import grpc
 
-from gatehouse.auth.v1 import common_pb2, tokens_pb2, tokens_pb2_grpc
+from gatehouse.auth.v1 import common_pb2, projects_pb2, projects_pb2_grpc, tokens_pb2, tokens_pb2_grpc
 from gatehouse.infra.grpcserver import call_metadata
 from gatehouse.infra.grpcserver import retry_after as _retry_after
 from gatehouse.infra.outbox import Origin
@@ -70,6 +70,7 @@ class AuthClient:
     def __init__(self, channel: grpc.aio.Channel, *, credential: str, timeout: float,
                  index_cache_seconds: float = 0.0):
         self._tokens = tokens_pb2_grpc.TokenServiceStub(channel)
+        self._projects = projects_pb2_grpc.ProjectServiceStub(channel)
         self._metadata = call_metadata(credential)
         self._upload_checks = StreamedCaller(lambda: self._tokens.VerifyUploadTokens(metadata=self._metadata),
                                              tokens_pb2.VerifyUploadTokenCall)
@@ -105,6 +106,17 @@ class AuthClient:
 
     async def close(self) -> None:
         await self._upload_checks.close()
+
+    async def project_id(self, name: str) -> str | None:
+        """The id authsvc has now for the project `name`, or None when it has none."""
+        try:
+            reply = await self._projects.GetProject(projects_pb2.GetProjectRequest(name=name),
+                                                    metadata=self._metadata, timeout=self._timeout)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise self._map(err, upload=False) from None
+        return reply.project.id or None
 
     async def verify_index(self, token: str, origin: Origin) -> ReaderIdentity:
         key = hashlib.sha256(token.encode()).digest()

@@ -5,6 +5,11 @@ authsvc triggers `ReleaseService.purge_project(project_id)`, which is idempotent
 acknowledged only after the purge finished, so a replica that dies half way leaves it pending and
 another replica claims it after `claim_idle_ms`. Every other entry is acknowledged at once (the
 stream is trimmed only below what every group acknowledged).
+
+The gateway holds no key of authsvc's (an HMAC key that verifies also signs, and the gateway is
+the exposed part), so it reads the sealed event without authenticating it and asks authsvc
+instead: the files go only when authsvc no longer has a project of that id under the name the
+gateway knows it by. A forged `project:delete` for a live project is acknowledged and ignored.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import socket
 from redis.exceptions import RedisError, ResponseError
 
 from gatehouse.events.v1 import event_pb2
+from gatehouse.infra.eventauth import peek_event
 from gatehouse.infra.relay import Backoff, connect_redis
+from uploadgw.authclient import AuthClient
 from uploadgw.releases.service import ReleaseService
 
 log = logging.getLogger(__name__)
@@ -25,11 +32,14 @@ GROUP = "uploadgw-projects"
 
 
 class ProjectDeletionListener:
-    def __init__(self, redis_url: str, stream: str, releases: ReleaseService, *, group: str = GROUP,
-                 consumer: str | None = None, block_ms: int = 2000, claim_idle_ms: int = 60_000):
+    def __init__(self, redis_url: str, stream: str, releases: ReleaseService, auth: AuthClient, *,
+                 group: str = GROUP, consumer: str | None = None, block_ms: int = 2000,
+                 claim_idle_ms: int = 60_000):
         self.redis_url = redis_url
         self.stream = stream
         self.releases = releases
+        self.auth = auth
+        self.ignored = 0  # project:delete events for projects authsvc still has
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.block_ms = block_ms
@@ -92,12 +102,21 @@ class ProjectDeletionListener:
             handled += await self._handle(redis, entries)
         return handled
 
+    async def _confirmed(self, event: event_pb2.Event) -> bool:
+        """authsvc has no project of this id any more (under the name the gateway knows it by)."""
+        name = await self.releases.live_project_name(event.project_id)
+        return name is None or await self.auth.project_id(name) != event.project_id
+
     async def _handle(self, redis, entries) -> int:
         for entry_id, fields in entries:
             if fields and fields.get(b"tag") == b"project:delete":
                 event = event_pb2.Event()
-                event.ParseFromString(fields[b"event"])
-                if event.source == "authsvc" and event.project_id:
+                event.ParseFromString(peek_event(fields[b"event"]))
+                if event.source == "authsvc" and event.project_id and not await self._confirmed(event):
+                    self.ignored += 1
+                    log.warning("project:delete for a project authsvc still has: ignored",
+                                extra={"entry_id": entry_id.decode(), "project_id": event.project_id[:64]})
+                elif event.source == "authsvc" and event.project_id:
                     report = await self.releases.purge_project(event.project_id, reason="project deleted")
                     self.purged += 1
                     log.info("project files removed", extra={"project": event.project_name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from gatehouse.infra.eventauth import parse_producer_keys
 from gatehouse.infra.settings import Env, SettingsError
 
 MIB = 1024 * 1024
@@ -40,6 +41,9 @@ class Settings:
     event_stream: str = "gatehouse:events"
     # Run the outbox relay in the gateway process (needs GATEHOUSE_REDIS_URL); off when it runs apart.
     relay_enabled: bool = True
+    # Seals every event this service emits ("version:key", newest first: the first signs). Empty
+    # only in tests that do not relay: auditsvc dead-letters unsealed events.
+    event_keys: tuple[tuple[int, bytes], ...] = ()
     # Remove the files of projects deleted in authsvc, from the event stream (needs GATEHOUSE_REDIS_URL).
     project_events: bool = True
     public_url: str = "http://localhost:8000"
@@ -93,6 +97,7 @@ class Settings:
             redis_url=env.str("GATEHOUSE_REDIS_URL", ""),
             event_stream=env.str("GATEHOUSE_EVENT_STREAM", "gatehouse:events"),
             relay_enabled=env.bool("UPLOADGW_RELAY_ENABLED", True),
+            event_keys=parse_producer_keys("UPLOADGW_EVENT_KEYS", env.str("UPLOADGW_EVENT_KEYS")),
             project_events=env.bool("UPLOADGW_PROJECT_EVENTS", True),
             public_url=env.str("GATEHOUSE_PUBLIC_URL", "http://localhost:8000"),
             access_log=env.bool("UPLOADGW_ACCESS_LOG", True),

@@ -8,19 +8,25 @@ Denials: `TokenInvalid` (UNAUTHENTICATED) when the token is not a valid credenti
 malformed, forged, deleted, retired key, user disabled; `TokenDenied` (PERMISSION_DENIED) when it
 is valid but may not do this — out of scope, no role, expired or not yet valid, unverified email,
 or a second factor required (site or project policy) and missing.
+
+A refused upload by an authentic token (its HMAC chain checks out: expired, deleted, out of
+scope, …) leaves `project:upload:refused` in the project's log when the project exists, else in
+the admin log only; the event names the token's id and the reason, never the token. Forged or
+malformed tokens are refused before any query and leave no event (nothing to flood the log with).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 
-from sqlalchemy import bindparam, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from authsvc.errors import TokenDenied, TokenInvalid
-from authsvc.projects.models import OWNER
+from authsvc.projects.models import OWNER, Project
 from authsvc.projects.service import ProjectsService, check_project_name
 from authsvc.tokens.caveats import Context, Failure, ProjectRef, Purpose, Success, check_all, scoped_projects
 from authsvc.tokens.codec import AuthenticToken, TokenCodec
@@ -28,9 +34,11 @@ from authsvc.tokens.lookup import PostgresLookup, SqliteLookup, TokenRow
 from authsvc.tokens.models import ApiToken
 from authsvc.twofactor.policy import TwoFactorPolicy
 from gatehouse.infra.clock import Clock
-from gatehouse.infra.outbox import ActorRef, Origin
+from gatehouse.infra.outbox import ANONYMOUS, ActorRef, Origin
 from gatehouse.infra.transactions import Transactions
 
+log = logging.getLogger(__name__)
+UPLOAD_REFUSED = "project:upload:refused"
 _TOUCH = update(ApiToken).where(ApiToken.id == bindparam("tid")).values(last_used_at=bindparam("now"))
 
 
@@ -101,6 +109,14 @@ class TokenVerifier:
         all-projects token when creation is allowed; records the token's last use."""
         authentic = self._authentic(token)
         normalized = check_project_name(project_name)
+        try:
+            return await self._verify_upload(authentic, project_name, normalized, origin)
+        except (TokenInvalid, TokenDenied) as refusal:
+            await self._record_refusal(authentic, normalized, refusal, origin)
+            raise
+
+    async def _verify_upload(self, authentic: AuthenticToken, project_name: str, normalized: str,
+                             origin: Origin | None) -> UploadGrant:
         now = self.clock.now()
         row = await self._lookup(authentic, normalized)
         project = ProjectRef(row.project_id, normalized) if row.project_id else None
@@ -136,6 +152,22 @@ class TokenVerifier:
         return UploadGrant(user_id=row.user_id, username=row.username, project_id=row.project_id,
                            project_name=row.project_name, token_id=token_id,
                            project_created=created, role=row.role_name)
+
+    async def _record_refusal(self, token: AuthenticToken, normalized: str, refusal: TokenInvalid | TokenDenied,
+                              origin: Origin | None) -> None:
+        """The refusal's event, through authsvc's outbox (its own transaction: nothing else changed).
+        If the database fails here the upload is refused all the same."""
+        try:
+            async with self.db() as s:
+                project = (await s.execute(select(Project.id, Project.name)
+                                           .where(Project.normalized_name == normalized))).first()
+                await self.projects.events.emit(
+                    s, UPLOAD_REFUSED, actor=ANONYMOUS, project=tuple(project) if project else None, origin=origin,
+                    details={"token_id": token.token_id, "reason": refusal.reason, "project_name": normalized})
+                await s.commit()
+        except SQLAlchemyError as exc:
+            log.warning("refused upload not recorded", extra={"token_id": token.token_id, "reason": refusal.reason,
+                                                              "error": type(exc).__name__})
 
     async def _check_policy(self, row: TokenRow, project_name: str, *, project_requires: bool) -> None:
         """The two-factor policy (site-wide or the project's); a query only when one applies."""

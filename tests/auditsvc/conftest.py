@@ -20,6 +20,7 @@ from gatehouse.infra.clock import FakeClock
 from gatehouse.infra.db import make_engine, make_session_factory, upgrade
 from gatehouse.infra.grpcserver import open_channel
 from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
+from tests import eventkeys
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -29,7 +30,7 @@ def audit_settings(database_url: str, **overrides) -> Settings:
         database_url=database_url, listen="127.0.0.1:0",
         gateway_key="gw-" + secrets.token_urlsafe(16), operator_key="op-" + secrets.token_urlsafe(16),
         consumer_enabled=False, consumer_name="test-consumer", block_ms=100, prune_interval_seconds=0,
-        follow_poll_seconds=0.05,
+        follow_poll_seconds=0.05, event_keys=eventkeys.ACCEPTED,
     )
     base.update(overrides)
     return Settings(**base)
@@ -70,7 +71,7 @@ def build_event(tag="account:login:success", *, clock=None, actor=None, user=("u
 
 async def ingest_events(log: AuditLog, events) -> None:
     """Store events through the consumer's own decoding, without a stream."""
-    records = [decode_entry({b"event": e.SerializeToString()}) for e in events]
+    records = [decode_entry({b"event": eventkeys.seal(e)}, eventkeys.VERIFIER) for e in events]
     result = await log.ingest(records)
     assert not result.rejected
 
@@ -78,7 +79,7 @@ async def ingest_events(log: AuditLog, events) -> None:
 async def xadd_events(redis_url: str, stream: str, events) -> list[bytes]:
     client = aioredis.Redis.from_url(redis_url)
     try:
-        return [await client.xadd(stream, {"event_id": e.event_id, "tag": e.tag, "event": e.SerializeToString()})
+        return [await client.xadd(stream, {"event_id": e.event_id, "tag": e.tag, "event": eventkeys.seal(e)})
                 for e in events]
     finally:
         await client.aclose()

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from auditsvc.consumer import Consumer
 from auditsvc.store.models import events
+from tests import eventkeys
 from tests.auditsvc.conftest import build_event, wait_for, xadd_events
 
 GROUP = "auditsvc"
@@ -34,6 +35,7 @@ async def pending_count(redis_url, stream) -> int:
 
 def consumer(redis_url, stream, audit_log, name="c1", **kw) -> Consumer:
     kw.setdefault("block_ms", 50)
+    kw.setdefault("verifier", eventkeys.VERIFIER)
     return Consumer(redis_url, stream, GROUP, name, audit_log, **kw)
 
 
@@ -83,7 +85,7 @@ async def test_entry_of_a_consumer_killed_between_commit_and_ack_is_reclaimed_an
     marker = tmp_path / "committed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.auditsvc._killable_consumer", audit_db_url, redis_server.url,
-         stream_name, GROUP, "doomed", str(marker)],
+         stream_name, GROUP, "doomed", str(marker), eventkeys.accepted_env()],
         cwd=repo_root, env={**os.environ, "PYTHONPATH": str(repo_root)})
     try:
         await wait_for(lambda: asyncio.sleep(0, marker.exists() and marker.read_text()), timeout=30)
@@ -116,7 +118,8 @@ async def test_poison_entry_goes_to_the_dead_letter_stream_and_the_rest_flows(re
     client = aioredis.Redis.from_url(redis_server.url)
     first = [build_event() for _ in range(3)]
     await xadd_events(redis_server.url, stream_name, first)
-    poison_id = await client.xadd(stream_name, {"event_id": "x", "tag": "t", "event": b"\xff\x00garbage"})
+    garbage = eventkeys.signer().seal(b"\xff\x00garbage")  # authentic, but not an event
+    poison_id = await client.xadd(stream_name, {"event_id": "x", "tag": "t", "event": garbage})
     later = [build_event() for _ in range(3)]
     await xadd_events(redis_server.url, stream_name, later)
     c = consumer(redis_server.url, stream_name, audit_log, claim_idle_ms=100, max_deliveries=3)
@@ -138,7 +141,7 @@ async def test_poison_entry_goes_to_the_dead_letter_stream_and_the_rest_flows(re
     assert await pending_count(redis_server.url, stream_name) == 0
     [(_, dead)] = await client.xrange(c.dead_letter_stream)
     await client.aclose()
-    assert dead[b"event"] == b"\xff\x00garbage" and dead[b"event_id"] == b"x"
+    assert dead[b"event"] == garbage and dead[b"event_id"] == b"x"
     assert dead[b"dlq_entry_id"] == poison_id and dead[b"dlq_deliveries"] == b"3"
     assert b"not a gatehouse.events.v1.Event" in dead[b"dlq_reason"]
     assert c.stats.dead_lettered == 1 and c.stats.retried == 2
@@ -218,13 +221,13 @@ async def test_redis_restarted_empty_gets_the_group_recreated(own_redis, tmp_pat
 
 @pytest.mark.parametrize("fields, reason", [
     ({b"tag": b"x"}, "no 'event' field"),
-    ({b"event": b""}, "no valid event_id"),
+    ({b"event": eventkeys.signer().seal(b"")}, "no valid event_id"),
 ])
 def test_decode_refuses_entries_that_are_not_events(fields, reason):
     from auditsvc.consumer import PoisonEntry, decode_entry
 
     with pytest.raises(PoisonEntry) as err:
-        decode_entry(fields)
+        decode_entry(fields, eventkeys.VERIFIER)
     assert reason in err.value.reason
 
 
@@ -233,4 +236,4 @@ def test_decode_refuses_an_entry_whose_id_does_not_match_its_event():
 
     event = build_event()
     with pytest.raises(PoisonEntry):
-        decode_entry({b"event_id": b"other", b"event": event.SerializeToString()})
+        decode_entry({b"event_id": b"other", b"event": eventkeys.seal(event)}, eventkeys.VERIFIER)

@@ -20,6 +20,7 @@ from gatehouse.infra.grpcserver import open_channel
 from gatehouse.infra.outbox import EventEmitter
 from gatehouse.infra.redis_embed import free_port
 from gatehouse.infra.relay import OutboxRelay
+from tests import eventkeys
 from tests.auditsvc.conftest import NOW, build_event, wait_for, xadd_events
 from tests.infra.outbox_support import outbox, produce, producer_db
 
@@ -51,7 +52,8 @@ async def test_committed_change_shows_in_the_user_log(audit, producer_url, redis
     engine, db = await producer_db(producer_url)
     relay = OutboxRelay(db, outbox, redis_server.url, stream_name)
     relay.start()
-    emitter = EventEmitter(outbox, source="testsvc", clock=TickingClock(NOW - dt.timedelta(minutes=1)))
+    emitter = EventEmitter(outbox, source="testsvc", clock=TickingClock(NOW - dt.timedelta(minutes=1)),
+                           signer=eventkeys.signer("testsvc"))
     try:
         ids = await produce(db, emitter, 3, user=("u-carol", "carol"), tag="account:password:change",
                             on_commit=relay.notify)
@@ -80,7 +82,8 @@ def test_python_m_auditsvc_serves_and_consumes_from_the_environment(make_databas
            "AUDITSVC_DATABASE_URL": make_database_url("auditsvc_main"),  # migrated by the service
            "AUDITSVC_LISTEN": f"127.0.0.1:{port}", "AUDITSVC_GATEWAY_KEY": gateway,
            "AUDITSVC_OPERATOR_KEY": operator, "GATEHOUSE_REDIS_URL": redis_server.url,
-           "GATEHOUSE_EVENT_STREAM": stream_name, "AUDITSVC_BLOCK_MS": "100"}
+           "GATEHOUSE_EVENT_STREAM": stream_name, "AUDITSVC_BLOCK_MS": "100",
+           "AUDITSVC_EVENT_KEYS": eventkeys.accepted_env()}
     proc = subprocess.Popen([sys.executable, "-m", "auditsvc"], env=env, cwd=repo_root,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -11,11 +11,12 @@ from auditsvc.consumer import decode_entry
 from auditsvc.store.models import events
 from auditsvc.store.records import EventFilter
 from auditsvc.store.service import AuditLog
+from tests import eventkeys
 from tests.auditsvc.conftest import NOW, build_event, ingest_events
 
 
 def record(event):
-    return decode_entry({b"event": event.SerializeToString()})
+    return decode_entry({b"event": eventkeys.seal(event)}, eventkeys.VERIFIER)
 
 
 async def rows(log):

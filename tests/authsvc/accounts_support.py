@@ -13,6 +13,8 @@ from authsvc.db import outbox
 from gatehouse.auth.v1 import accounts_pb2, common_pb2
 from gatehouse.events.v1 import event_pb2
 
+from tests import eventkeys
+
 PASSWORD = "correct horse battery staple"
 TOKEN_RE = re.compile(r"\?token=([A-Za-z0-9_%-]+)")
 
@@ -44,7 +46,7 @@ async def events(auth, tag: str | None = None) -> list[event_pb2.Event]:
         rows = (await s.execute(select(outbox.c.tag, outbox.c.payload).order_by(outbox.c.id))).all()
     found = []
     for row_tag, payload in rows:
-        event = event_pb2.Event.FromString(payload)
+        event = event_pb2.Event.FromString(eventkeys.VERIFIER.open(payload).event)  # sealed by authsvc
         assert event.tag == row_tag
         if tag is None or event.tag == tag:
             found.append(event)

@@ -13,6 +13,7 @@ from authsvc.settings import Settings
 from gatehouse.auth.v1 import accounts_pb2_grpc, admin_pb2_grpc, projects_pb2_grpc, tokens_pb2_grpc, twofactor_pb2_grpc
 from gatehouse.infra.clock import FakeClock
 from gatehouse.infra.grpcserver import open_channel
+from tests import eventkeys
 
 
 def auth_settings(database_url: str, **overrides) -> Settings:
@@ -24,6 +25,7 @@ def auth_settings(database_url: str, **overrides) -> Settings:
         audit_key="au-" + secrets.token_urlsafe(16),
         token_secrets=((1, secrets.token_bytes(32)),),
         totp_keys=((1, secrets.token_bytes(32)),),
+        event_keys=eventkeys.producer_keys("authsvc"),
         relay_enabled=False,
         # The ASVS minimum for argon2id, to keep the suite quick; production defaults are higher.
         argon2_time_cost=2, argon2_memory_kib=19456, argon2_parallelism=1,

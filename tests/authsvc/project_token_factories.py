@@ -12,6 +12,8 @@ from authsvc.db import outbox
 from gatehouse.auth.v1 import accounts_pb2, admin_pb2, common_pb2, projects_pb2, tokens_pb2
 from gatehouse.events.v1 import event_pb2
 
+from tests import eventkeys
+
 PASSWORD = "correct horse battery staple"
 OWNER = common_pb2.ROLE_OWNER
 MAINTAINER = common_pb2.ROLE_MAINTAINER
@@ -78,7 +80,7 @@ async def events(auth, *tags: str) -> list[event_pb2.Event]:
     out = []
     for tag, payload in rows:
         if not tags or tag in tags:
-            out.append(event_pb2.Event.FromString(payload))
+            out.append(event_pb2.Event.FromString(eventkeys.VERIFIER.open(payload).event))
     return out
 
 

@@ -19,6 +19,7 @@ def env(**extra) -> dict[str, str]:
         "AUTHSVC_OPERATOR_KEY": "op-key",
         "AUTHSVC_TOKEN_SECRETS": "1:" + secrets.token_hex(32),
         "AUTHSVC_TOTP_KEYS": "1:" + secrets.token_hex(32),
+        "AUTHSVC_EVENT_KEYS": "1:" + secrets.token_hex(32),
         **extra,
     }
 

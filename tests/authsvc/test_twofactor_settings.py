@@ -18,7 +18,8 @@ def key() -> str:
 @pytest.fixture
 def env():
     return {"AUTHSVC_DATABASE_URL": "sqlite:///x.db", "AUTHSVC_GATEWAY_KEY": "gw", "AUTHSVC_OPERATOR_KEY": "op",
-            "AUTHSVC_TOKEN_SECRETS": f"1:{key()}", "AUTHSVC_TOTP_KEYS": f"2:{key()},1:{key()}"}
+            "AUTHSVC_TOKEN_SECRETS": f"1:{key()}", "AUTHSVC_TOTP_KEYS": f"2:{key()},1:{key()}",
+            "AUTHSVC_EVENT_KEYS": f"1:{key()}"}
 
 
 def test_defaults_and_parsing(env):

@@ -18,6 +18,8 @@ from authsvc.db import outbox
 from gatehouse.auth.v1 import accounts_pb2, admin_pb2, common_pb2, twofactor_pb2
 from gatehouse.events.v1 import event_pb2
 
+from tests import eventkeys
+
 PASSWORD = "correct horse battery staple"
 
 
@@ -103,7 +105,7 @@ async def events(auth, *, username: str | None = None, prefix: str = "") -> list
         rows = (await s.execute(select(outbox.c.tag, outbox.c.payload).order_by(outbox.c.id))).all()
     found = []
     for tag, payload in rows:
-        event = event_pb2.Event.FromString(payload)
+        event = event_pb2.Event.FromString(eventkeys.VERIFIER.open(payload).event)  # sealed by authsvc
         assert event.tag == tag
         if username is not None and event.subject_username != username:
             continue

@@ -176,7 +176,10 @@ async def test_roles_and_project_delete(system):
     tags = [e.tag for e in await system.project_events(project_id)]
     assert {"project:create", "project:role:add", "project:role:remove", "project:owners_require_2fa:enabled",
             "project:owners_require_2fa:disabled", "project:delete"} <= set(tags)
-    assert all(e.actor.kind == 2 for e in await system.project_events(project_id))  # all by the operator
+    log = await system.project_events(project_id)
+    # All by the operator, but the refused upload of the removed maintainer's token (refusals are anonymous).
+    assert all(e.actor.kind == 2 for e in log if e.tag != "project:upload:refused")
+    assert [e.details["reason"] for e in log if e.tag == "project:upload:refused"] == ["no_role"]
 
 
 async def test_credentials_and_reachability_exit_codes(system):

@@ -168,3 +168,38 @@ def test_the_readme_explains_every_generated_key():
     names = set(script.dev_values()) | set(script.prod_values("x/{service}", "r", ""))
     missing = sorted(n for n in names if f"`{n}`" not in readme)
     assert not missing, f"deploy/README.md does not explain {missing}"
+
+
+@pytest.mark.parametrize("producer", ["authsvc", "uploadgw"])
+def test_rotating_an_event_key_keeps_the_audit_consumer_accepting_what_producers_seal(tmp_path, producer):
+    """stage -> promote -> retire on a producer's event key rewrites AUDITSVC_EVENT_KEYS each time, so
+    the consumer accepts a version before the producer seals with it, and no longer after retiring it."""
+    from auditsvc.settings import Settings as AuditSettings
+    from gatehouse.infra.eventauth import EventAuthError, EventSigner, EventVerifier, parse_producer_keys
+
+    name = f"{producer.upper()}_EVENT_KEYS"
+    target = tmp_path / "secrets.env"
+    run("dev", "-o", str(target))
+
+    def sealed_and_accepted():
+        env = read_env(target)
+        signer = EventSigner.for_producer(producer, parse_producer_keys(name, env[name]))
+        audit = AuditSettings.from_env(dict(env, AUDITSVC_GATEWAY_KEY="g" * 20, AUDITSVC_OPERATOR_KEY="o" * 20))
+        opened = EventVerifier(audit.event_keys).open(signer.seal(b"event"))
+        assert (opened.producer, opened.event) == (producer, b"event")
+        return signer.key.version, sorted(k.version for k in audit.event_keys if k.producer == producer)
+
+    assert sealed_and_accepted() == (1, [1])
+    assert run("stage", name, "-f", str(target)).returncode == 0
+    assert sealed_and_accepted() == (1, [1, 2])
+    assert run("promote", name, "-f", str(target)).returncode == 0
+    assert sealed_and_accepted() == (2, [1, 2])
+    old = EventSigner.for_producer(producer, parse_producer_keys(name, read_env(target)[name])[1:])
+    assert run("retire", name, "1", "-f", str(target)).returncode == 0
+    assert sealed_and_accepted() == (2, [2])
+    audit = AuditSettings.from_env(dict(read_env(target), AUDITSVC_GATEWAY_KEY="g" * 20,
+                                        AUDITSVC_OPERATOR_KEY="o" * 20))
+    with pytest.raises(EventAuthError, match="unknown key"):
+        EventVerifier(audit.event_keys).open(old.seal(b"event"))
+    refused = run("rotate", "AUDITSVC_EVENT_KEYS", "-f", str(target))
+    assert refused.returncode != 0 and name in refused.stderr

@@ -73,6 +73,25 @@ def test_the_audit_deployments_accept_their_environment(overlay: Manifests, name
         assert overlay.get("Service", settings.authsvc_target.rsplit(":", 1)[0])
 
 
+def test_the_audit_consumer_accepts_the_events_each_producer_seals(overlay: Manifests):
+    """Each producer pod seals with its own key; the consumer pod accepts exactly those producers;
+    the gateway holds no key that could seal authsvc's events."""
+    from auditsvc.settings import Settings as AuditSettings
+    from authsvc.settings import Settings as AuthSettings
+    from gatehouse.infra.eventauth import EventSigner, EventVerifier
+    from uploadgw.settings import Settings as GatewaySettings
+
+    verifier = EventVerifier(AuditSettings.from_env(env_of(overlay, "audit-consumer")).event_keys)
+    for producer, settings in (("authsvc", AuthSettings), ("uploadgw", GatewaySettings)):
+        keys = settings.from_env(env_of(overlay, producer)).event_keys
+        assert verifier.open(EventSigner.for_producer(producer, keys).seal(b"e")).producer == producer
+    gateway = env_of(overlay, "uploadgw")
+    assert not {"AUTHSVC_EVENT_KEYS", "AUDITSVC_EVENT_KEYS"} & set(gateway)
+    assert "UPLOADGW_EVENT_KEYS" not in env_of(overlay, "authsvc")
+    for name in ("relay-authsvc", "relay-uploadgw"):  # relays move sealed bytes and hold no key
+        assert not [k for k in overlay.environment(overlay.workload(name).pod["containers"][0]) if "EVENT_KEYS" in k]
+
+
 def test_the_relays_and_the_migration_get_their_database_urls(overlay: Manifests):
     for service in ("authsvc", "uploadgw"):
         workload = overlay.workload(f"relay-{service}")

@@ -31,6 +31,14 @@ def test_up_check_starts_every_part_and_stops(tmp_path):
         assert line in result.stdout
     env_file = data / "gatehouse.env"
     assert oct(env_file.stat().st_mode & 0o777) == "0o600", "generated secrets must be private"
+    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    # Redis has a generated password, in the URL every part uses and nowhere in the output.
+    assert len(env["REDIS_PASSWORD"]) >= 43 and f":{env['REDIS_PASSWORD']}@" in env["GATEHOUSE_REDIS_URL"]
+    assert env["REDIS_PASSWORD"] not in result.stdout + result.stderr
+    # Each producer seals with its own key; the audit consumer accepts exactly those.
+    assert env["AUDITSVC_EVENT_KEYS"] == (f"authsvc:{env['AUTHSVC_EVENT_KEYS']},"
+                                         f"uploadgw:{env['UPLOADGW_EVENT_KEYS']}")
+    assert env["AUTHSVC_EVENT_KEYS"] != env["UPLOADGW_EVENT_KEYS"]
     assert list(elsewhere.iterdir()) == []  # no ./var
 
 
@@ -66,6 +74,11 @@ def test_a_maintainer_uses_the_embedded_system(tmp_path):
                 break
             time.sleep(0.2)
         assert '"file:add"' in log.stdout, log.stdout + log.stderr
+
+        # Without the generated password nothing reaches the stream.
+        with socket.create_connection(("127.0.0.1", chosen["--redis-port"]), timeout=5) as raw:
+            raw.sendall(b"XADD gatehouse:events * event_id x tag account:login:success event x\r\n")
+            assert raw.recv(256).startswith(b"-NOAUTH")
     # Ctrl-C stopped every part (exit code 0, checked by running_up): the HTTP port is free again.
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", http_port)) != 0

@@ -176,7 +176,10 @@ async def test_deleted_project_token_stops_and_log_lists_it(system, bystander):
         e.tag for e in old_log}
     await assert_not_in_project_log(system, new_id, old_log)
     await assert_not_in_project_log(system, kept_id, old_log)
+    # The old token's refused upload to the new project of that name is in the new project's log.
+    await system.wait_for_project_event(new_id, "project:upload:refused")
     new_log = await system.project_events(new_id)
-    assert [e.tag for e in reversed(new_log)] == ["project:create", "project:role:add"]
+    assert [e.tag for e in reversed(new_log)] == ["project:create", "project:role:add", "project:upload:refused"]
+    assert new_log[0].details["token_id"] == scoped.info.id and new_log[0].details["reason"] == "token_deleted"
     await assert_not_in_user_log(system, bystander.user_id, old_log)
     await assert_untouched(system, bystander, [gone, revoked])

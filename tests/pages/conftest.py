@@ -23,6 +23,7 @@ from authsvc.server import create_server as create_auth
 from gatehouse.infra.db import make_engine, make_session_factory
 from gatehouse.infra.grpcserver import open_channel
 from gatehouse.infra.redis_embed import free_port
+from tests import eventkeys
 from gatehouse.infra.relay import OutboxRelay
 from tests.auditsvc.conftest import audit_settings
 from tests.authsvc.conftest import auth_settings
@@ -98,7 +99,7 @@ async def system(module_database_url, module_smtp, redis_server, tmp_path_factor
         d_settings = audit_settings(module_database_url("auditsvc"), consumer_enabled=True,
                                     redis_url=redis_server.url, event_stream=stream, block_ms=50,
                                     consumer_name=f"pages-{port}", authsvc_target=f"127.0.0.1:{auth.port}",
-                                    authsvc_key=a_settings.audit_key)
+                                    authsvc_key=a_settings.audit_key, event_keys=eventkeys.ACCEPTED)
         audit = await create_audit(d_settings, clock=clock, migrate_first=True)
         stack.push_async_callback(audit.stop, 0)
         g_settings = GatewaySettings(
@@ -106,7 +107,7 @@ async def system(module_database_url, module_smtp, redis_server, tmp_path_factor
             authsvc_target=f"127.0.0.1:{auth.port}", authsvc_key=a_settings.gateway_key, listen_host="127.0.0.1",
             listen_port=port, auth_timeout=5.0, sweep_interval_seconds=0, access_log=False, fsync=False,
             public_url=url, session_key=secrets.token_urlsafe(32), auditsvc_target=f"127.0.0.1:{audit.port}",
-            auditsvc_key=d_settings.gateway_key)
+            auditsvc_key=d_settings.gateway_key, event_keys=eventkeys.producer_keys("uploadgw"))
         gateway = await start_gateway(g_settings, clock=clock, migrate_first=True)
         stack.push_async_callback(gateway.stop)
         auth_engine = make_engine(a_settings.database_url)

@@ -18,6 +18,7 @@ import time
 
 from gatehouse.cli.up import grpc_ready, http_ready
 from gatehouse.infra.redis_embed import free_port
+from tests import eventkeys
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -38,6 +39,9 @@ def fleet_env(db_urls: dict[str, str], redis_url: str, stream: str, root: pathli
         "AUDITSVC_GATEWAY_KEY": _key(),
         "AUDITSVC_OPERATOR_KEY": _key(),
         "UPLOADGW_SESSION_KEY": _key(),
+        "AUTHSVC_EVENT_KEYS": eventkeys.producer_env("authsvc"),
+        "UPLOADGW_EVENT_KEYS": eventkeys.producer_env("uploadgw"),
+        "AUDITSVC_EVENT_KEYS": eventkeys.accepted_env(),
         "GATEHOUSE_REDIS_URL": redis_url,
         "GATEHOUSE_EVENT_STREAM": stream,
         "GATEHOUSE_LOG_LEVEL": "INFO",

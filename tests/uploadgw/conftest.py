@@ -18,6 +18,7 @@ from gatehouse.auth.v1 import admin_pb2, common_pb2
 from gatehouse.events.v1 import event_pb2
 from gatehouse.infra.clock import FakeClock
 from gatehouse.infra.grpcserver import open_channel
+from tests import eventkeys
 from tests.authsvc.conftest import AuthHarness, auth_settings
 from uploadgw.app import METRICS
 from uploadgw.models import outbox
@@ -56,7 +57,8 @@ async def auth(make_database_url, auth_overrides):
 def gateway_settings(database_url: str, storage_dir: str, auth: AuthHarness, **overrides) -> Settings:
     base = dict(database_url=database_url, storage_dir=storage_dir, authsvc_target=auth.target,
                 authsvc_key=auth.settings.gateway_key, listen_host="127.0.0.1", listen_port=0,
-                auth_timeout=2.0, sweep_interval_seconds=0, access_log=False)
+                auth_timeout=2.0, sweep_interval_seconds=0, access_log=False,
+                event_keys=eventkeys.producer_keys("uploadgw"))
     base.update(overrides)
     return Settings(**base)
 
@@ -99,7 +101,7 @@ class GatewayHarness:
         for tag, payload in rows:
             if not tags or tag in tags:
                 event = event_pb2.Event()
-                event.ParseFromString(payload)
+                event.ParseFromString(eventkeys.VERIFIER.open(payload).event)
                 out.append(event)
         return out
 

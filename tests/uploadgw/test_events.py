@@ -8,6 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gatehouse.events.v1 import event_pb2
+from tests import eventkeys
 from tests.uploadgw.conftest import make_uploader
 from tests.uploadgw.dists import make_wheel
 from tests.uploadgw.http_support import post_upload
@@ -40,7 +41,9 @@ async def test_upload_events_reach_the_stream(gw, tmp_path, redis_server, stream
     events = []
     for _entry_id, fields in entries:
         event = event_pb2.Event()
-        event.ParseFromString(fields[b"event"])
+        opened = eventkeys.VERIFIER.open(fields[b"event"])  # sealed with the gateway's own key
+        assert opened.producer == "uploadgw"
+        event.ParseFromString(opened.event)
         events.append(event)
     assert [e.tag for e in events] == ["project:release:add", "file:add"]
     file_add = events[1]
@@ -74,4 +77,30 @@ class TestProjectDeletedInAuthsvc:
         assert listener.purged == 1
         async with gw.http.get(gw.url + "/simple/doomed-pkg/") as resp:
             assert resp.status == 404
+        assert len(gw.stored_blobs()) == 1
+
+    async def test_a_forged_deletion_of_a_live_project_removes_nothing(self, gw, tmp_path, redis_server,
+                                                                       stream_name):
+        """Anyone who can XADD could write a project:delete; the gateway asks authsvc before purging."""
+        from uploadgw.app import LISTENER
+
+        up = await make_uploader(gw.auth, own=["target-pkg"])
+        assert (await post_upload(gw, make_wheel(tmp_path, "target-pkg", "1.0"), up.token))[0] == 200
+        [added] = await gw.events("file:add")
+        forged = event_pb2.Event(event_id="forged-1", schema_version=1, tag="project:delete", source="authsvc",
+                                 project_id=added.project_id, project_name="target-pkg")
+        client = aioredis.Redis.from_url(redis_server.url)
+        try:
+            await client.xadd(stream_name, {"event_id": "forged-1", "tag": "project:delete",
+                                            "event": forged.SerializeToString()})
+        finally:
+            await client.aclose()
+        listener = gw.running.app[LISTENER]
+        for _ in range(200):
+            if listener.purged or getattr(listener, "ignored", 0):
+                break
+            await asyncio.sleep(0.05)
+        assert listener.purged == 0 and listener.ignored == 1
+        async with gw.http.get(gw.url + "/simple/target-pkg/") as resp:
+            assert resp.status == 200
         assert len(gw.stored_blobs()) == 1

@@ -26,7 +26,8 @@ from uploadgw.uploads.form import check_filename, collect_fields, parse_form
 from uploadgw.uploads.service import human_size
 
 REQUIRED = {"UPLOADGW_DATABASE_URL": "sqlite:///x.db", "UPLOADGW_STORAGE_DIR": "/tmp/s",
-            "UPLOADGW_AUTHSVC_TARGET": "127.0.0.1:1", "UPLOADGW_AUTHSVC_KEY": "k"}
+            "UPLOADGW_AUTHSVC_TARGET": "127.0.0.1:1", "UPLOADGW_AUTHSVC_KEY": "k",
+            "UPLOADGW_EVENT_KEYS": "1:" + "ab" * 32}
 
 
 def test_settings_from_env():

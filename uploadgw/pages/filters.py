@@ -47,6 +47,7 @@ EVENT_LABELS = {
     "project:release:yank": "Release yanked",
     "project:release:unyank": "Release un-yanked",
     "project:file:remove": "File deleted",
+    "project:upload:refused": "Upload refused (token expired, deleted or not valid for this project)",
     "file:add": "File uploaded",
 }
 

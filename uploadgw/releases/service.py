@@ -136,6 +136,12 @@ class ReleaseService:
         release.deleted_at = now
         return len(files), sum(f.size for f in files)
 
+    async def live_project_name(self, project_id: str) -> str | None:
+        """The normalised name of the (not deleted) project with authsvc's id `project_id`, or None."""
+        async with self.db() as session:
+            return await session.scalar(select(Project.normalized_name)
+                                        .where(Project.id == project_id, Project.deleted_at.is_(None)))
+
     async def purge_project(self, project_id: str | None = None, *, project_name: str | None = None,
                             reason: str = "project deleted") -> RemovalReport:
         """Remove every release and file of a project (deleted in authsvc). Idempotent, resumable.
