@@ -22,6 +22,7 @@ from auditsvc.store.service import AuditLog
 from gatehouse.events.v1 import event_pb2
 from gatehouse.infra.clock import FakeClock
 from gatehouse.infra.db import make_engine, make_session_factory
+from tests import eventkeys
 from tests.auditsvc.conftest import NOW, build_event, wait_for, xadd_events
 
 GROUP = "auditsvc"
@@ -55,7 +56,7 @@ async def test_an_event_whose_time_overflows_is_dead_lettered_while_its_batch_an
     poison.occurred_at.seconds = 10**12
     after = [build_event(details={"n": str(i)}) for i in range(3)]
     entry_ids = await xadd_events(redis_server.url, stream_name, before + [poison] + after)
-    c = Consumer(redis_server.url, stream_name, GROUP, "c1", audit_log, batch_size=50, block_ms=50,
+    c = Consumer(redis_server.url, stream_name, GROUP, "c1", audit_log, verifier=eventkeys.VERIFIER, batch_size=50, block_ms=50,
                  claim_idle_ms=100, max_deliveries=3, trim_interval=0.1)
     client = aioredis.Redis.from_url(redis_server.url)
     stop = asyncio.Event()
@@ -76,7 +77,7 @@ async def test_an_event_whose_time_overflows_is_dead_lettered_while_its_batch_an
         await client.aclose()
     assert list(dead) == [entry_ids[3]]
     [fields] = dead.values()
-    assert fields[b"event"] == poison.SerializeToString() and fields[b"dlq_deliveries"] == b"3"
+    assert fields[b"event"] == eventkeys.seal(poison) and fields[b"dlq_deliveries"] == b"3"
     assert b"OverflowError" in fields[b"dlq_reason"]
     assert await stored_among(audit_log, [poison.event_id]) == set()
     assert c.stats.dead_lettered == 1 and c.stats.retried == 2
@@ -115,7 +116,7 @@ async def test_an_event_the_database_refuses_is_isolated_from_its_batch_and_dead
     good = [build_event(details={"n": str(i)}) for i in range(4)]
     refused = build_event("test:refused")
     entry_ids = await xadd_events(redis_server.url, stream_name, good[:2] + [refused] + good[2:])
-    c = Consumer(redis_server.url, stream_name, GROUP, "c1", audit_log, batch_size=50, block_ms=50,
+    c = Consumer(redis_server.url, stream_name, GROUP, "c1", audit_log, verifier=eventkeys.VERIFIER, batch_size=50, block_ms=50,
                  claim_idle_ms=100, max_deliveries=2, backoff_initial=0.05, backoff_max=0.2)
     client = aioredis.Redis.from_url(redis_server.url)
     stop = asyncio.Event()
@@ -164,9 +165,12 @@ def _set_text(message, field: str, value: str) -> None:
 def extreme_events(draw) -> event_pb2.Event:
     event = event_pb2.Event()
     _set_text(event, "event_id", draw(st.one_of(st.uuids().map(str), st.uuids().map(str), _SHORT)))
-    for field in ("tag", "source", "subject_user_id", "subject_username", "project_id", "project_name",
+    for field in ("tag", "subject_user_id", "subject_username", "project_id", "project_name",
                   "ip_address", "user_agent"):
         _set_text(event, field, draw(_TEXT))
+    # Sealed by the producer it names: what a genuine producer could write (forgeries:
+    # tests/auditsvc/test_event_auth.py).
+    event.source = draw(st.sampled_from(sorted(eventkeys.KEYS)))
     if draw(st.booleans()):
         event.tag = "account:login:success"
     event.schema_version = draw(st.integers(0, 2**32 - 1))
@@ -194,7 +198,7 @@ class FuzzRig:
         stream = f"gatehouse:fuzz:{uuid.uuid4().hex[:10]}"
         normal = build_event()
         entry_ids = await xadd_events(self.redis_url, stream, [*batch, normal])
-        c = Consumer(self.redis_url, stream, GROUP, "fuzz", self.log, batch_size=3, block_ms=20,
+        c = Consumer(self.redis_url, stream, GROUP, "fuzz", self.log, verifier=eventkeys.VERIFIER, batch_size=3, block_ms=20,
                      claim_idle_ms=1, max_deliveries=2)
         client = aioredis.Redis.from_url(self.redis_url)
         try:
@@ -251,13 +255,13 @@ async def test_consumers_that_died_leave_the_group_and_live_ones_stay(redis_serv
     await xadd_events(redis_server.url, stream_name, evs)
     client = aioredis.Redis.from_url(redis_server.url)
     # One consumer stored and acknowledged its share, then its process went away...
-    finished = Consumer(redis_server.url, stream_name, GROUP, "dead-finished", audit_log, batch_size=2,
+    finished = Consumer(redis_server.url, stream_name, GROUP, "dead-finished", audit_log, verifier=eventkeys.VERIFIER, batch_size=2,
                         block_ms=20)
     assert await finished.consume_once(block_ms=0) == 2
     await finished.close()
     # ...another read its share and died before storing it.
     await client.xreadgroup(GROUP, "dead-reader", {stream_name: ">"}, count=2)
-    live = [Consumer(redis_server.url, stream_name, GROUP, name, audit_log, block_ms=50, claim_idle_ms=200,
+    live = [Consumer(redis_server.url, stream_name, GROUP, name, audit_log, verifier=eventkeys.VERIFIER, block_ms=50, claim_idle_ms=200,
                      consumer_expiry_ms=400) for name in ("live-a", "live-b")]
     stop = asyncio.Event()
     tasks = [asyncio.create_task(c.run_forever(stop)) for c in live]
@@ -284,7 +288,7 @@ async def test_a_dead_consumer_whose_entries_cannot_be_claimed_yet_is_kept(redis
     await client.xgroup_create(stream_name, GROUP, id="0")
     await client.xreadgroup(GROUP, "dead-reader", {stream_name: ">"}, count=2)
     await client.xgroup_createconsumer(stream_name, GROUP, "dead-idle")  # joined, read nothing
-    c = Consumer(redis_server.url, stream_name, GROUP, "live", audit_log, block_ms=20,
+    c = Consumer(redis_server.url, stream_name, GROUP, "live", audit_log, verifier=eventkeys.VERIFIER, block_ms=20,
                  claim_idle_ms=3_600_000, consumer_expiry_ms=100)
     try:
         await asyncio.sleep(0.2)
