@@ -1,0 +1,75 @@
+"""Hostile clients at the public edge: whatever bytes arrive, the answer is never a 500.
+
+Each test sends crafted bytes over a raw socket (or aiohttp's client) to a real gateway with its
+real authsvc, and names the 500 it guards against."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.uploadgw.conftest import make_uploader
+from tests.uploadgw.dists import make_wheel
+from tests.uploadgw.http_support import basic, encode, twine_fields
+
+
+async def exchange(port: int, data: bytes) -> tuple[int, str, bytes]:
+    """Send raw bytes, read the whole answer: (status, reason phrase, body)."""
+    status, reason, _, body = await exchange_full(port, data)
+    return status, reason, body
+
+
+async def exchange_full(port: int, data: bytes) -> tuple[int, str, list[str], bytes]:
+    """Send raw bytes, read the whole answer: (status, reason phrase, header lines, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
+        status_line, _, headers = head.decode("latin-1").partition("\r\n")
+        _, status, reason = status_line.split(" ", 2)
+        length = next((int(line.split(":", 1)[1]) for line in headers.split("\r\n")
+                       if line.lower().startswith("content-length:")), 0)
+        body = await asyncio.wait_for(reader.readexactly(length), 20) if length else b""
+        return int(status), reason, headers.split("\r\n"), body
+    finally:
+        writer.transport.abort()
+
+
+def upload_request(token: str, ctype: str, body: bytes, *, agent: bytes = b"twine/7.0.0 tests") -> bytes:
+    return (f"POST /legacy/ HTTP/1.1\r\nHost: x\r\nAuthorization: {basic(token)}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n").encode() + b"User-Agent: " + agent + b"\r\n\r\n" + body
+
+
+def with_part_headers(fields, wheel, extra: bytes, *, pad: int = 0, after: bool = False) -> tuple[str, bytes]:
+    """A twine body whose first field (or a field after the file) carries `extra` part header
+    lines, the file `pad` bytes longer."""
+    ctype, head, tail = encode(fields, wheel.name, wheel.read_bytes() + b"\0" * pad)
+    boundary = ctype.split("boundary=")[1].encode()
+    first = b"--" + boundary + b"\r\n"
+    assert head.startswith(first)
+    if after:
+        extra_part = first + extra + b'Content-Disposition: form-data; name="comment"\r\n\r\nx\r\n'
+        return ctype, head + b"\r\n" + extra_part + tail[2:]
+    return ctype, first + extra + head[len(first):] + tail
+
+
+LONG_LINE = b"X-Pad: " + b"a" * 9000 + b"\r\n"
+MANY_HEADERS = b"".join(b"X-Pad-%d: 1\r\n" % i for i in range(200))
+
+
+@pytest.mark.parametrize("pad,after", [(0, False), (2 * 1024 * 1024, False), (2 * 1024 * 1024, True)],
+                         ids=["read-whole", "streamed", "streamed-after-content"])
+@pytest.mark.parametrize("extra,words", [(LONG_LINE, "longer than 8190 bytes"), (MANY_HEADERS, "more than 128 headers")],
+                         ids=["long-line", "many-headers"])
+async def test_long_or_many_part_headers_are_400_not_500(gw, tmp_path, pad, after, extra, words):
+    """aiohttp's reader raises LineTooLong/BadHttpMessage for a part header line over 8,190 bytes
+    or more than 128 part headers: a 500 on the streamed path (before and after the file). The
+    small path, which splits the body itself and took them, now refuses them the same way."""
+    up = await make_uploader(gw.auth)
+    wheel = make_wheel(tmp_path, "hdr-pkg", "1.0")
+    ctype, body = with_part_headers(twine_fields(wheel), wheel, extra, pad=pad, after=after)
+    status, reason, text = await exchange(gw.running.port, upload_request(up.token, ctype, body))
+    assert status == 400 and words in reason, (status, reason, text[:200])
+    assert gw.stored_blobs() == [] and gw.temp_files() == []
