@@ -6,10 +6,11 @@ real authsvc, and names the 500 it guards against."""
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
-from tests.uploadgw.conftest import make_uploader
+from tests.uploadgw.conftest import PASSWORD, make_uploader
 from tests.uploadgw.dists import make_wheel
 from tests.uploadgw.http_support import basic, encode, twine_fields
 
@@ -73,3 +74,28 @@ async def test_long_or_many_part_headers_are_400_not_500(gw, tmp_path, pad, afte
     status, reason, text = await exchange(gw.running.port, upload_request(up.token, ctype, body))
     assert status == 400 and words in reason, (status, reason, text[:200])
     assert gw.stored_blobs() == [] and gw.temp_files() == []
+
+
+async def test_non_utf8_user_agent_is_served(gw, tmp_path):
+    """Raw 0xff bytes in User-Agent reached the protobuf ClientInfo as lone surrogates: a
+    UnicodeEncodeError, so a 500 on the upload and on the login page. They become U+FFFD."""
+    up = await make_uploader(gw.auth)
+    wheel = make_wheel(tmp_path, "ua-pkg", "1.0")
+    ctype, head, tail = encode(twine_fields(wheel), wheel.name, wheel.read_bytes())
+    agent = b"twine/7.0.0 \xff\xfe\xc3("
+    status, reason, _ = await exchange(gw.running.port, upload_request(up.token, ctype, head + tail, agent=agent))
+    assert status == 200, reason
+    uploaded = await gw.events("file:add")
+    assert uploaded and uploaded[-1].user_agent == "twine/7.0.0 \ufffd\ufffd\ufffd("
+    status, _, headers, page = await exchange_full(gw.running.port, b"GET /account/login HTTP/1.1\r\nHost: x\r\n"
+                                                   b"Connection: close\r\nUser-Agent: " + agent + b"\r\n\r\n")
+    assert status == 200
+    cookie = next(line.split(":", 1)[1].split(";")[0].strip() for line in headers
+                  if line.lower().startswith("set-cookie:") and "gh_csrf=" in line)
+    csrf = re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1)
+    form = b"csrf_token=" + csrf + b"&username=" + up.username.encode() + b"&password=" + PASSWORD.replace(" ", "+").encode()
+    status, reason, headers, _ = await exchange_full(gw.running.port, (
+        b"POST /account/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: " + cookie.encode() +
+        b"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\nUser-Agent: " % len(form)
+        + agent + b"\r\n\r\n" + form))
+    assert status == 303 and any("gh_session=" in line for line in headers), (status, reason)

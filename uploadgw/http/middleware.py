@@ -12,6 +12,7 @@ import logging
 import time
 
 from aiohttp import web
+from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from gatehouse.infra.errors import GatehouseError
@@ -102,14 +103,40 @@ def client_address(text: str | None) -> str:
     return str(address)
 
 
+def header_text(value: str) -> str:
+    """A header value as valid Unicode. aiohttp hands bytes that are not UTF-8 over as lone
+    surrogates, which protobuf strings (ClientInfo, tokens), `str.encode()` and the JSON log
+    refuse; each such byte becomes U+FFFD."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _readable_headers(request: web.Request) -> CIMultiDict[str] | None:
+    """The request's headers with every value valid Unicode, or None when they already are."""
+    headers = request.headers
+    if all(value.isascii() for value in headers.values()):
+        return None
+    clean = [(header_text(key), header_text(value)) for key, value in headers.items()]
+    if all(pair == old for pair, old in zip(clean, headers.items())):
+        return None
+    return CIMultiDict(clean)
+
+
 def make_forwarded_middleware(trusted_hops: int):
-    """Behind `trusted_hops` reverse proxies, the client is the address the outermost trusted
+    """The request as every handler sees it: header values that are valid Unicode (see
+    `header_text`), and the client's address.
+
+    Behind `trusted_hops` reverse proxies, the client is the address the outermost trusted
     proxy appended to X-Forwarded-For. With 0 (the default) the header is ignored, since any
     client can send it; per-IP rate limits and audit IPs must not be spoofable. An entry that is
     not an address leaves the proxy's own address as the client's."""
 
     @web.middleware
     async def forwarded(request: web.Request, handler):
+        headers = _readable_headers(request)
+        if headers is not None:
+            request = request.clone(headers=headers)
         if trusted_hops > 0:
             hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
             if len(hops) >= trusted_hops:
