@@ -25,7 +25,7 @@ from gatehouse.infra.transactions import Transactions
 from uploadgw.authclient import AuthClient
 from uploadgw.http.index import IndexHandlers
 from uploadgw.http.health import HealthHandlers
-from uploadgw.http.middleware import HttpMetrics, make_forwarded_middleware, make_middleware
+from uploadgw.http.middleware import HttpMetrics, make_forwarded_middleware, make_middleware, serve_readable_headers
 from uploadgw.http.upload import UploadHandler
 from uploadgw.index.service import IndexService
 from uploadgw.models import outbox
@@ -142,6 +142,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.cleanup_ctx.append(_resources)
     _routes(app)
     setup_pages(app, settings=settings, clock=clock, gateway_key=GATEWAY)
+    serve_readable_headers(app)
     return app
 
 

@@ -99,3 +99,12 @@ async def test_non_utf8_user_agent_is_served(gw, tmp_path):
         b"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\nUser-Agent: " % len(form)
         + agent + b"\r\n\r\n" + form))
     assert status == 303 and any("gh_session=" in line for line in headers), (status, reason)
+
+
+async def test_non_utf8_expect_header_is_417_not_500(gw):
+    """aiohttp's own Expect handler, which runs before any middleware, put a non-UTF-8 value into
+    its 417 body: a UnicodeEncodeError, so a 500, on every path, routed or not."""
+    for path in (b"/simple/", b"/no-such-page", b"/legacy/"):
+        status, reason, _ = await exchange(gw.running.port, b"POST " + path + b" HTTP/1.1\r\nHost: x\r\n"
+                                           b"Expect: \xff\xfe\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        assert status == 417, (path, status, reason)

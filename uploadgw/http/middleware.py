@@ -12,7 +12,7 @@ import logging
 import time
 
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from gatehouse.infra.errors import GatehouseError
@@ -112,31 +112,40 @@ def header_text(value: str) -> str:
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _readable_headers(request: web.Request) -> CIMultiDict[str] | None:
-    """The request's headers with every value valid Unicode, or None when they already are."""
-    headers = request.headers
+def _readable_headers(headers: CIMultiDictProxy[str]) -> CIMultiDictProxy[str] | None:
+    """The headers with every value valid Unicode, or None when they already are."""
     if all(value.isascii() for value in headers.values()):
         return None
     clean = [(header_text(key), header_text(value)) for key, value in headers.items()]
-    if all(pair == old for pair, old in zip(clean, headers.items())):
+    if clean == list(headers.items()):
         return None
-    return CIMultiDict(clean)
+    return CIMultiDictProxy(CIMultiDict(clean))
+
+
+def serve_readable_headers(app: web.Application) -> None:
+    """Every request `app` serves has header values that are valid Unicode (`header_text`) from
+    the moment it is made: aiohttp's own code runs before any middleware (its Expect handler put a
+    non-UTF-8 Expect value into a 417 body: a UnicodeEncodeError, so a 500), and the access log
+    sees the request as it was made. aiohttp has no public hook for this, hence its request factory."""
+    make_request = app._make_request  # noqa: SLF001
+
+    def readable_request(message, *args, **kwargs):
+        headers = _readable_headers(message.headers)
+        if headers is not None:
+            message = message._replace(headers=headers)
+        return make_request(message, *args, **kwargs)
+
+    app._make_request = readable_request  # type: ignore[method-assign]  # noqa: SLF001
 
 
 def make_forwarded_middleware(trusted_hops: int):
-    """The request as every handler sees it: header values that are valid Unicode (see
-    `header_text`), and the client's address.
-
-    Behind `trusted_hops` reverse proxies, the client is the address the outermost trusted
+    """Behind `trusted_hops` reverse proxies, the client is the address the outermost trusted
     proxy appended to X-Forwarded-For. With 0 (the default) the header is ignored, since any
     client can send it; per-IP rate limits and audit IPs must not be spoofable. An entry that is
     not an address leaves the proxy's own address as the client's."""
 
     @web.middleware
     async def forwarded(request: web.Request, handler):
-        headers = _readable_headers(request)
-        if headers is not None:
-            request = request.clone(headers=headers)
         if trusted_hops > 0:
             hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
             if len(hops) >= trusted_hops:
