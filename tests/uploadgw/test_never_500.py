@@ -108,3 +108,18 @@ async def test_non_utf8_expect_header_is_417_not_500(gw):
         status, reason, _ = await exchange(gw.running.port, b"POST " + path + b" HTTP/1.1\r\nHost: x\r\n"
                                            b"Expect: \xff\xfe\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         assert status == 417, (path, status, reason)
+
+
+@pytest.mark.parametrize("ctype,body", [
+    (b"application/x-www-form-urlencoded; charset=no-such-charset", b"username=x"),
+    (b"multipart/form-data; boundary=zz",
+     b'--zz\r\nContent-Disposition: form-data; name="username"\r\nContent-Transfer-Encoding: bogus\r\n\r\nx\r\n--zz--\r\n'),
+    (b"multipart/form-data; boundary=zz", b'--zz\r\nNo colon\r\n\r\nx\r\n--zz--\r\n'),
+    (b"multipart/form-data; boundary=zz", b"--zz\r\nX-Pad: " + b"a" * 9000 + b"\r\n\r\nx\r\n--zz--\r\n"),
+], ids=["unknown-charset", "unknown-transfer-encoding", "header-without-colon", "long-part-header"])
+async def test_unreadable_page_forms_are_400_not_500(gw, ctype, body):
+    """aiohttp's form parser refuses these with LookupError, RuntimeError and BadHttpMessage,
+    which the pages took for bugs (500); found by test_edge_fuzz."""
+    status, _, page = await exchange(gw.running.port, b"POST /account/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                     b"Content-Type: " + ctype + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    assert status == 400 and b"The form could not be read" in page, (status, page[:300])
