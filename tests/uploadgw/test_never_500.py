@@ -123,3 +123,11 @@ async def test_unreadable_page_forms_are_400_not_500(gw, ctype, body):
     status, _, page = await exchange(gw.running.port, b"POST /account/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                                      b"Content-Type: " + ctype + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
     assert status == 400 and b"The form could not be read" in page, (status, page[:300])
+
+
+async def test_an_origin_that_is_not_a_url_is_refused_not_500(gw):
+    """`Origin: http://[` made urlsplit raise ValueError in the pages' same-origin check: a 500 on
+    every POST to a page. It is another site's origin now. Found by test_edge_fuzz."""
+    status, _, page = await exchange(gw.running.port, b"POST /account/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                     b"Origin: http://[\r\nContent-Length: 0\r\n\r\n")
+    assert status == 403 and b"sent from another site" in page, (status, page[:300])
