@@ -131,3 +131,15 @@ async def test_an_origin_that_is_not_a_url_is_refused_not_500(gw):
     status, _, page = await exchange(gw.running.port, b"POST /account/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                                      b"Origin: http://[\r\nContent-Length: 0\r\n\r\n")
     assert status == 403 and b"sent from another site" in page, (status, page[:300])
+
+
+async def test_a_non_ascii_boundary_is_400_not_500(gw, tmp_path):
+    """A boundary with bytes over 0x7f failed `encode("latin-1")` on the read-whole path: a 500.
+    RFC 2046 boundaries are ASCII. Found by test_edge_fuzz."""
+    up = await make_uploader(gw.auth)
+    wheel = make_wheel(tmp_path, "bnd-pkg", "1.0")
+    _, head, tail = encode(twine_fields(wheel), wheel.name, wheel.read_bytes(), boundary="b")
+    body = (head + tail).replace(b"--b", b"--\x80\xe9")
+    status, reason, _ = await exchange(gw.running.port, upload_request(up.token, "x", body).replace(
+        b"Content-Type: x", b"Content-Type: multipart/form-data; boundary=\x80\xe9"))
+    assert status == 400 and "no usable boundary" in reason, (status, reason)

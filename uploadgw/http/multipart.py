@@ -54,9 +54,9 @@ def media_type(content_type: str) -> str:
 def boundary_of(content_type: str) -> bytes:
     params = disposition_params(content_type)
     boundary = params.get("boundary", "")
-    if not boundary or len(boundary) > 200:
+    if not boundary or len(boundary) > 200 or not boundary.isascii():  # RFC 2046: ASCII only
         raise InvalidUpload("The multipart body has no usable boundary.", reason="bad_multipart")
-    return boundary.encode("latin-1")
+    return boundary.encode("ascii")
 
 
 def split(body: bytes, boundary: bytes) -> list[Part]:
