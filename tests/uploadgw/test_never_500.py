@@ -143,3 +143,23 @@ async def test_a_non_ascii_boundary_is_400_not_500(gw, tmp_path):
     status, reason, _ = await exchange(gw.running.port, upload_request(up.token, "x", body).replace(
         b"Content-Type: x", b"Content-Type: multipart/form-data; boundary=\x80\xe9"))
     assert status == 400 and "no usable boundary" in reason, (status, reason)
+
+
+async def test_a_page_form_cut_short_is_400_not_500(gw):
+    """A form body that ends (the client half-closes) before its Content-Length: request.post()
+    raised ConnectionResetError, which the pages took for a bug (a 500, logged with its traceback).
+    aiohttp has closed the connection by then, so the gateway's own count tells. Found by test_edge_fuzz."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.running.port)
+    try:
+        writer.write(b"POST /account/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                     b"Content-Length: 100\r\nConnection: close\r\n\r\nusername=x")
+        await writer.drain()
+        writer.write_eof()
+        await asyncio.wait_for(reader.read(), 20)
+    finally:
+        writer.close()
+    for _ in range(100):
+        if gw.requests_to("unmatched"):
+            break
+        await asyncio.sleep(0.05)
+    assert gw.requests_to("unmatched", 400) == 1 and gw.requests_to("unmatched", 500) == 0
