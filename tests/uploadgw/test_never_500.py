@@ -163,3 +163,17 @@ async def test_a_page_form_cut_short_is_400_not_500(gw):
             break
         await asyncio.sleep(0.05)
     assert gw.requests_to("unmatched", 400) == 1 and gw.requests_to("unmatched", 500) == 0
+
+
+async def test_non_utf8_part_headers_read_the_same_on_both_paths(gw, tmp_path):
+    """aiohttp's streamed reader kept non-UTF-8 bytes of a part's filename as lone surrogates (which
+    no protobuf string takes), the read-whole path as U+FFFD: both paths now give the same answer."""
+    up = await make_uploader(gw.auth)
+    wheel = make_wheel(tmp_path, "pr-pkg", "1.0")
+    ctype, head, tail = encode(twine_fields(wheel), wheel.name, wheel.read_bytes())
+    body = (head + tail).replace(b'filename="', b'filename="\xff\xfe')
+    whole = await exchange(gw.running.port, upload_request(up.token, ctype, body))
+    chunks = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    streamed = await exchange(gw.running.port, upload_request(up.token, ctype, chunks).replace(
+        b"Content-Length: %d" % len(chunks), b"Transfer-Encoding: chunked"))  # no length: streamed
+    assert whole[:2] == streamed[:2] == (400, "Invalid wheel filename: Invalid project name: '??pr_pkg-1.0-py3-none-any'")

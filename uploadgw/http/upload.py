@@ -24,7 +24,7 @@ from gatehouse.infra.outbox import Origin
 from uploadgw.errors import InvalidUpload, TooLarge
 from uploadgw.http import credentials, multipart
 from uploadgw.http.accesslog import ACCESS_LOG_EXTRA
-from uploadgw.http.middleware import client_address
+from uploadgw.http.middleware import client_address, header_text
 from uploadgw.uploads.form import UploadForm, collect_fields, parse_form
 from uploadgw.uploads.service import UploadService, human_size
 from uploadgw.uploads.spool import SizeExceeded, hash_bytes
@@ -172,9 +172,12 @@ class UploadHandler:
                 raise InvalidUpload("Upload payload does not have a file.", reason="no_file")
             if isinstance(part, aiohttp.MultipartReader):
                 raise InvalidUpload("Nested multipart bodies are not accepted.", reason="bad_multipart")
-            params = multipart.disposition_params(part.headers.get("Content-Disposition", ""))
+            # aiohttp decodes part headers keeping non-UTF-8 bytes as lone surrogates; the small path
+            # (`multipart.split`) has U+FFFD for them, and so has this one.
+            params = multipart.disposition_params(header_text(part.headers.get("Content-Disposition", "")))
             if any(key.endswith("*") for key in params):
-                params = {"name": part.name or "", **({"filename": part.filename} if part.filename else {})}
+                params = {"name": header_text(part.name or ""),
+                          **({"filename": header_text(part.filename)} if part.filename else {})}
             name, filename = params.get("name", ""), params.get("filename")
             if name == "content":
                 if filename is None:
