@@ -6,6 +6,7 @@ real authsvc, and names the 500 it guards against."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 
 import pytest
@@ -13,6 +14,11 @@ import pytest
 from tests.uploadgw.conftest import PASSWORD, make_uploader
 from tests.uploadgw.dists import make_wheel
 from tests.uploadgw.http_support import basic, encode, twine_fields
+
+
+@pytest.fixture
+def gw_overrides():
+    return {"access_log": True}  # so that the access log's lines are checked too
 
 
 async def exchange(port: int, data: bytes) -> tuple[int, str, bytes]:
@@ -76,9 +82,11 @@ async def test_long_or_many_part_headers_are_400_not_500(gw, tmp_path, pad, afte
     assert gw.stored_blobs() == [] and gw.temp_files() == []
 
 
-async def test_non_utf8_user_agent_is_served(gw, tmp_path):
+async def test_non_utf8_user_agent_is_served(gw, tmp_path, caplog):
     """Raw 0xff bytes in User-Agent reached the protobuf ClientInfo as lone surrogates: a
-    UnicodeEncodeError, so a 500 on the upload and on the login page. They become U+FFFD."""
+    UnicodeEncodeError, so a 500 on the upload and on the login page. They become U+FFFD, in the
+    audit event and in the access log (whose JSON lines could not be written before) too."""
+    caplog.set_level(logging.INFO, logger="uploadgw.access")
     up = await make_uploader(gw.auth)
     wheel = make_wheel(tmp_path, "ua-pkg", "1.0")
     ctype, head, tail = encode(twine_fields(wheel), wheel.name, wheel.read_bytes())
@@ -99,6 +107,8 @@ async def test_non_utf8_user_agent_is_served(gw, tmp_path):
         b"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\nUser-Agent: " % len(form)
         + agent + b"\r\n\r\n" + form))
     assert status == 303 and any("gh_session=" in line for line in headers), (status, reason)
+    agents = [record.agent for record in caplog.records if record.name == "uploadgw.access"]
+    assert agents and all(agent == "twine/7.0.0 \ufffd\ufffd\ufffd(" for agent in agents)
 
 
 async def test_non_utf8_expect_header_is_417_not_500(gw):

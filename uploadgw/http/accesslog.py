@@ -10,8 +10,6 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from uploadgw.http.middleware import header_text
-
 ACCESS_LOG_EXTRA = web.RequestKey("access_log_extra", dict)
 
 
@@ -21,13 +19,13 @@ class RedactedAccessLogger(AbstractAccessLogger):
             "request",
             extra={
                 "method": request.method,
-                "path": header_text(request.path),  # without the query string
+                "path": request.path,  # without the query string
                 "query_keys": ",".join(sorted(request.query.keys())),
                 "status": response.status,
                 "bytes": response.body_length,
                 "ms": round(time * 1000, 2),
                 "remote": request.remote or "",
-                "agent": header_text(request.headers.get("User-Agent", ""))[:200],
+                "agent": request.headers.get("User-Agent", "")[:200],
                 **request.get(ACCESS_LOG_EXTRA, {}),
             },
         )
