@@ -37,8 +37,14 @@ async def exchange_full(port: int, data: bytes) -> tuple[int, str, list[str], by
         status_line, _, headers = head.decode("latin-1").partition("\r\n")
         _, status, reason = status_line.split(" ", 2)
         length = next((int(line.split(":", 1)[1]) for line in headers.split("\r\n")
-                       if line.lower().startswith("content-length:")), 0)
-        body = await asyncio.wait_for(reader.readexactly(length), 20) if length else b""
+                       if line.lower().startswith("content-length:")), None)
+        if length is None and "transfer-encoding: chunked" in headers.lower():
+            body = b""
+            while size := int((await asyncio.wait_for(reader.readline(), 20)).split(b";")[0], 16):
+                body += await reader.readexactly(size + 2)
+                body = body[:-2]
+        else:
+            body = await asyncio.wait_for(reader.read() if length is None else reader.readexactly(length), 20)
         return int(status), reason, headers.split("\r\n"), body
     finally:
         writer.transport.abort()
@@ -187,3 +193,14 @@ async def test_non_utf8_part_headers_read_the_same_on_both_paths(gw, tmp_path):
     streamed = await exchange(gw.running.port, upload_request(up.token, ctype, chunks).replace(
         b"Content-Length: %d" % len(chunks), b"Transfer-Encoding: chunked"))  # no length: streamed
     assert whole[:2] == streamed[:2] == (400, "Invalid wheel filename: Invalid project name: '??pr_pkg-1.0-py3-none-any'")
+
+
+async def test_a_static_file_name_too_long_for_the_file_system_is_404_not_500(gw):
+    """aiohttp's static handler let OSError(ENAMETOOLONG) through for a 300-byte name: a 500.
+    Found by test_edge_fuzz."""
+    for name in (b"x" * 300, b"a/" + b"x" * 300):
+        status, _, page = await exchange(gw.running.port, b"GET /static/" + name + b" HTTP/1.1\r\nHost: x\r\n"
+                                         b"Connection: close\r\n\r\n")
+        assert status == 404, (status, page[:300])  # as for any file that is not there
+    status, _, _ = await exchange(gw.running.port, b"GET /static/site.css HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status == 200
