@@ -19,13 +19,14 @@ import re
 import socket
 import urllib.parse
 
+import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.uploadgw.conftest import PASSWORD, make_uploader
 from tests.uploadgw.dists import make_wheel
-from tests.uploadgw.http_support import post_upload, twine_fields
+from tests.uploadgw.http_support import basic, post_upload, twine_fields
 from tests.uploadgw.test_never_500 import exchange_full
 from uploadgw.app import METRICS
 
@@ -314,7 +315,7 @@ async def fuzz_setup(gw, tmp_path):
     wheel = make_wheel(tmp_path, PROJECT, "1.0")
     status, reason, _ = await post_upload(gw, wheel, up.token)
     assert status == 200, reason
-    async with gw.http.get(f"{gw.url}/simple/{PROJECT}/") as resp:
+    async with gw.http.get(f"{gw.url}/simple/{PROJECT}/", headers={"Authorization": basic(up.token)}) as resp:
         href = re.search(r'href="[./]*(files/[^"#]+)', await resp.text()).group(1)
     parts = href.split("/")[1:]
     known = {"a": [parts[0].encode()], "b": [parts[1].encode()] if len(parts) == 4 else [b"00"],
@@ -341,6 +342,13 @@ def run_examples(port: int, strategy, *, allowed, examples: int) -> list:
 
     check()
     return seen
+
+
+@pytest.fixture(params=[{}, {"index_private": True, "trusted_proxy_hops": 1}], ids=["defaults", "private-behind-proxy"])
+def gw_overrides(request):
+    """The gateway as it starts by default, and with a private index behind one proxy (tokens on
+    every index read, X-Forwarded-For believed)."""
+    return request.param
 
 
 def needs_auditsvc(raw: bytes) -> bool:
