@@ -1,7 +1,7 @@
 """Hostile clients at the public edge: whatever bytes arrive, the answer is never a 500.
 
-Each test sends crafted bytes over a raw socket (or aiohttp's client) to a real gateway with its
-real authsvc, and names the 500 it guards against."""
+Each test sends crafted bytes over a raw socket to a real gateway with its real authsvc, and
+names the 500 it guards against."""
 
 from __future__ import annotations
 
@@ -115,6 +115,19 @@ async def test_non_utf8_user_agent_is_served(gw, tmp_path, caplog):
     assert status == 303 and any("gh_session=" in line for line in headers), (status, reason)
     agents = [record.agent for record in caplog.records if record.name == "uploadgw.access"]
     assert agents and all(agent == "twine/7.0.0 \ufffd\ufffd\ufffd(" for agent in agents)
+
+
+async def test_non_utf8_credentials_are_refused_not_500(gw, tmp_path):
+    """An API token or a session cookie with bytes that are not UTF-8 went to authsvc in a protobuf
+    string (UnicodeEncodeError: a 500); now it is a token or session authsvc does not know."""
+    wheel = make_wheel(tmp_path, "cred-pkg", "1.0")
+    ctype, head, tail = encode(twine_fields(wheel), wheel.name, wheel.read_bytes())
+    request = upload_request("x", ctype, head + tail).replace(b"Basic X190b2tlbl9fOng=", b"token pypi-\xff\xfe")
+    status, reason, _ = await exchange(gw.running.port, request)
+    assert status == 403, reason
+    status, _, headers, _ = await exchange_full(gw.running.port, b"GET /account/ HTTP/1.1\r\nHost: x\r\n"
+                                                b"Cookie: gh_session=ab\xff\xfe\r\nConnection: close\r\n\r\n")
+    assert status == 303 and "Location: /account/login?next=/account/" in headers
 
 
 async def test_non_utf8_expect_header_is_417_not_500(gw):
