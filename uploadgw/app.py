@@ -27,7 +27,8 @@ from uploadgw.authclient import AuthClient
 from uploadgw.http.index import IndexHandlers
 from uploadgw.http.health import HealthHandlers
 from uploadgw.http.edge import BodyLimits, UploadSlots, finish_and_close, make_body_guard
-from uploadgw.http.middleware import HttpMetrics, make_forwarded_middleware, make_middleware, response_for
+from uploadgw.http.middleware import (HttpMetrics, make_forwarded_middleware, make_middleware, response_for,
+                                      serve_readable_headers)
 from uploadgw.http.upload import UploadHandler
 from uploadgw.index.service import IndexService
 from uploadgw.models import outbox
@@ -148,6 +149,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.cleanup_ctx.append(_resources)
     _routes(app, UploadSlots(per_token=settings.max_uploads_per_token, per_ip=settings.max_uploads_per_ip))
     setup_pages(app, settings=settings, clock=clock, gateway_key=GATEWAY)
+    serve_readable_headers(app)
     return app
 
 

@@ -12,6 +12,7 @@ import logging
 import time
 
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from gatehouse.infra.errors import GatehouseError
@@ -100,6 +101,41 @@ def client_address(text: str | None) -> str:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return str(address)
+
+
+def header_text(value: str) -> str:
+    """A header value as valid Unicode. aiohttp hands bytes that are not UTF-8 over as lone
+    surrogates, which protobuf strings (ClientInfo, tokens), `str.encode()` and the JSON log
+    refuse; each such byte becomes U+FFFD."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _readable_headers(headers: CIMultiDictProxy[str]) -> CIMultiDictProxy[str] | None:
+    """The headers with every value valid Unicode, or None when they already are."""
+    if all(value.isascii() for value in headers.values()):
+        return None
+    clean = [(header_text(key), header_text(value)) for key, value in headers.items()]
+    if clean == list(headers.items()):
+        return None
+    return CIMultiDictProxy(CIMultiDict(clean))
+
+
+def serve_readable_headers(app: web.Application) -> None:
+    """Every request `app` serves has header values that are valid Unicode (`header_text`) from
+    the moment it is made: aiohttp's own code runs before any middleware (its Expect handler put a
+    non-UTF-8 Expect value into a 417 body: a UnicodeEncodeError, so a 500), and the access log
+    sees the request as it was made. aiohttp has no public hook for this, hence its request factory."""
+    make_request = app._make_request  # noqa: SLF001
+
+    def readable_request(message, *args, **kwargs):
+        headers = _readable_headers(message.headers)
+        if headers is not None:
+            message = message._replace(headers=headers)
+        return make_request(message, *args, **kwargs)
+
+    app._make_request = readable_request  # type: ignore[method-assign]  # noqa: SLF001
 
 
 def make_forwarded_middleware(trusted_hops: int):

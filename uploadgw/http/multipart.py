@@ -15,6 +15,13 @@ from uploadgw.errors import InvalidUpload
 
 _PARAM = re.compile(r';\s*([A-Za-z0-9_.*-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
 MAX_PARTS = 2000
+# aiohttp's limits for the streamed path (the server's max_field_size and max_headers); the small path keeps the same.
+MAX_PART_HEADER_LINE = 8190
+MAX_PART_HEADERS = 128
+LONG_PART_HEADER = (f"A part header line in the multipart body is longer than {MAX_PART_HEADER_LINE} bytes; "
+                    "nothing was stored.")
+BAD_PART_HEADERS = (f"A part of the multipart body has more than {MAX_PART_HEADERS} headers, or malformed ones; "
+                    "nothing was stored.")
 CACHED_HEADERS = 256  # bytes: the cache of part headers holds at most 1024 of this size
 _ESCAPED = re.compile(r"\\(.)")
 
@@ -47,9 +54,9 @@ def media_type(content_type: str) -> str:
 def boundary_of(content_type: str) -> bytes:
     params = disposition_params(content_type)
     boundary = params.get("boundary", "")
-    if not boundary or len(boundary) > 200:
+    if not boundary or len(boundary) > 200 or not boundary.isascii():  # RFC 2046: ASCII only
         raise InvalidUpload("The multipart body has no usable boundary.", reason="bad_multipart")
-    return boundary.encode("latin-1")
+    return boundary.encode("ascii")
 
 
 def split(body: bytes, boundary: bytes) -> list[Part]:
@@ -80,9 +87,14 @@ def split(body: bytes, boundary: bytes) -> list[Part]:
 
 
 def _part_headers(headers: bytes) -> tuple[str, str | None]:
-    """A part's name and filename, from its headers."""
+    """A part's name and filename, from its headers (within the streamed path's limits)."""
     disposition = ""
-    for line in headers.split(b"\r\n"):
+    lines = headers.split(b"\r\n")
+    if len(lines) > MAX_PART_HEADERS:
+        raise InvalidUpload(BAD_PART_HEADERS, reason="bad_part_headers")
+    for line in lines:
+        if len(line) > MAX_PART_HEADER_LINE:
+            raise InvalidUpload(LONG_PART_HEADER, reason="part_header_too_long")
         key, sep, value = line.partition(b":")
         if sep and key.strip().lower() == b"content-disposition":
             disposition = value.strip().decode("utf-8", "replace")

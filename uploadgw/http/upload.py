@@ -18,12 +18,13 @@ import logging
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
 from gatehouse.infra.outbox import Origin
 from uploadgw.errors import InvalidUpload, TooLarge
 from uploadgw.http import credentials, multipart
 from uploadgw.http.accesslog import ACCESS_LOG_EXTRA
-from uploadgw.http.middleware import client_address
+from uploadgw.http.middleware import client_address, header_text
 from uploadgw.uploads.form import UploadForm, collect_fields, parse_form
 from uploadgw.uploads.service import UploadService, human_size
 from uploadgw.uploads.spool import SizeExceeded, hash_bytes
@@ -37,6 +38,16 @@ IGNORED_FILE_FIELDS = ("gpg_signature", "attestations")
 IGNORED_FILE_FIELD_LIMIT = 64 * 1024
 INTERRUPTED = "The upload was interrupted or its multipart body is malformed; nothing was stored."
 MALFORMED = (ValueError, AssertionError, aiohttp.ClientPayloadError, KeyError)
+
+
+def _framing_error(exc: BadHttpMessage) -> InvalidUpload:
+    """aiohttp's reader refuses a part header line over its limit (LineTooLong) or too many part
+    headers (BadHttpMessage): a 400 that says which, as the small path answers."""
+    if isinstance(exc, LineTooLong):
+        if exc.args[1:2] == (multipart.MAX_PART_HEADER_LINE,):
+            return InvalidUpload(multipart.LONG_PART_HEADER, reason="part_header_too_long")
+        return InvalidUpload("A line of the multipart body is too long; nothing was stored.", reason="bad_multipart")
+    return InvalidUpload(multipart.BAD_PART_HEADERS, reason="bad_part_headers")
 
 
 def origin_of(request: web.Request) -> Origin:
@@ -113,6 +124,8 @@ class UploadHandler:
         try:
             reader = await request.multipart()
             fields, form_bytes, part, filename = await self._read_fields(reader)
+        except BadHttpMessage as exc:
+            raise _framing_error(exc) from None
         except MALFORMED as exc:
             raise InvalidUpload(f"Malformed multipart body ({type(exc).__name__}).", reason="bad_multipart") \
                 from None
@@ -127,6 +140,8 @@ class UploadHandler:
                 await self._drain(reader)
             except SizeExceeded:
                 raise self.service.size_error(ticket) from None
+            except BadHttpMessage as exc:  # in the part headers after `content`
+                raise _framing_error(exc) from None
             except (*MALFORMED, ConnectionError) as exc:
                 raise InvalidUpload(INTERRUPTED, reason="interrupted") from exc
             digests = await spool.finish()
@@ -163,9 +178,12 @@ class UploadHandler:
                 raise InvalidUpload("Upload payload does not have a file.", reason="no_file")
             if isinstance(part, aiohttp.MultipartReader):
                 raise InvalidUpload("Nested multipart bodies are not accepted.", reason="bad_multipart")
-            params = multipart.disposition_params(part.headers.get("Content-Disposition", ""))
+            # aiohttp decodes part headers keeping non-UTF-8 bytes as lone surrogates; the small path
+            # (`multipart.split`) has U+FFFD for them, and so has this one.
+            params = multipart.disposition_params(header_text(part.headers.get("Content-Disposition", "")))
             if any(key.endswith("*") for key in params):
-                params = {"name": part.name or "", **({"filename": part.filename} if part.filename else {})}
+                params = {"name": header_text(part.name or ""),
+                          **({"filename": header_text(part.filename)} if part.filename else {})}
             name, filename = params.get("name", ""), params.get("filename")
             if name == "content":
                 if filename is None:

@@ -32,6 +32,18 @@ STATIC = HERE / "static"
 __all__ = ["PAGES", "Pages", "setup_pages"]
 
 
+@web.middleware
+async def _unusable_file_names(request: web.Request, handler):
+    """A static file name the file system refuses (longer than it allows: ENAMETOOLONG) names no
+    file: a 404, where aiohttp's static handler let the OSError through (a 500)."""
+    try:
+        return await handler(request)
+    except ConnectionError:
+        raise
+    except OSError:
+        raise web.HTTPNotFound() from None
+
+
 def setup_pages(app: web.Application, *, settings: Settings, clock: Clock, gateway_key: web.AppKey) -> None:
     """Mount the pages on the gateway app (call after the gateway's own cleanup context is added)."""
     key = derive_key(settings.session_key)
@@ -79,6 +91,6 @@ def setup_pages(app: web.Application, *, settings: Settings, clock: Clock, gatew
     projects.add_routes(projects_app.router)
     app.add_subapp("/projects", projects_app)
 
-    static_app = web.Application(middlewares=[make_middleware(static=True)])
+    static_app = web.Application(middlewares=[make_middleware(static=True), _unusable_file_names])
     static_app.router.add_static("/", STATIC, name="static", append_version=False)
     app.add_subapp("/static", static_app)

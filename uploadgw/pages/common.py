@@ -13,7 +13,8 @@ import logging
 from urllib.parse import quote
 
 import jinja2
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import BadHttpMessage
 from multidict import MultiDict, MultiDictProxy
 
 from gatehouse.infra.clock import Clock
@@ -61,7 +62,11 @@ async def read_form(request: web.Request) -> MultiDictProxy:
         raw = await request.post()
     except web.HTTPException:
         raise
-    except (ValueError, UnicodeError, AssertionError):
+    except (ValueError, UnicodeError, AssertionError, BadHttpMessage, LookupError, RuntimeError, ConnectionError,
+            ClientPayloadError):
+        # aiohttp's refusals of a form: an unknown charset is a LookupError, an unknown
+        # Content-Transfer-Encoding a RuntimeError, bad multipart part headers a BadHttpMessage;
+        # a body that ended before its Content-Length a ConnectionError.
         raise PageError("The form could not be read. Reload the page and try again.") from None
     clean: MultiDict[str] = MultiDict()
     for key, value in raw.items():

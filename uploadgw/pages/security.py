@@ -164,7 +164,10 @@ def same_origin(request: web.Request, public_url: str) -> bool:
     origin = request.headers.get("Origin")
     if origin is None or origin == "null":
         return True
-    netloc = urlsplit(origin).netloc.lower()
+    try:
+        netloc = urlsplit(origin).netloc.lower()
+    except ValueError:  # not a URL ("http://[" is an unclosed IPv6 literal): not this site
+        return False
     return netloc in {request.host.lower(), urlsplit(public_url).netloc.lower()}
 
 
