@@ -48,6 +48,28 @@ async def closed_within(reader: asyncio.StreamReader, seconds: float) -> tuple[b
     return received, time.monotonic() - started
 
 
+async def trickled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pieces, within: float,
+                   every: float = 0.2) -> tuple[bytes, float]:
+    """Send `pieces` one every `every` seconds while waiting (up to `within`) for the server to
+    close: what it sent, and when it closed."""
+
+    async def trickle():
+        try:
+            for piece in pieces:
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(every)
+        except ConnectionError:
+            pass
+
+    sending = asyncio.ensure_future(trickle())
+    try:
+        return await closed_within(reader, within)
+    finally:
+        sending.cancel()
+        writer.close()
+
+
 def upload_head(port_host: str, token: str, ctype: str, length: int, extra: str = "", *,
                 bearer: bool = False) -> bytes:
     authorization = f"Bearer {token}" if bearer else basic(token)
@@ -73,22 +95,8 @@ async def test_a_connection_that_sends_nothing_is_closed(gw):
 async def test_headers_that_trickle_in_are_cut(gw):
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.running.port)
     writer.write(b"POST /legacy/ HTTP/1.1\r\nHost: x\r\n")
-
-    async def trickle():
-        try:
-            for byte in b"X-Slow: " + b"a" * 100:
-                writer.write(bytes([byte]))
-                await writer.drain()
-                await asyncio.sleep(0.2)
-        except ConnectionError:
-            pass
-
-    sending = asyncio.ensure_future(trickle())
-    try:
-        received, after = await closed_within(reader, HEADER_TIMEOUT + 3)
-    finally:
-        sending.cancel()
-        writer.close()
+    received, after = await trickled(reader, writer, [bytes([b]) for b in b"X-Slow: " + b"a" * 100],
+                                     HEADER_TIMEOUT + 3)
     assert after < HEADER_TIMEOUT + 2 and not received.startswith(b"HTTP/1.1 2")
 
 
@@ -118,22 +126,7 @@ async def test_a_slow_head_after_a_response_is_cut_from_its_first_byte(gw):
     assert (await get_health(reader, writer)).startswith(b"HTTP/1.1 200 ")
     await asyncio.sleep(0.5)
     writer.write(b"GET /healthz HTTP/1.1\r\n")
-
-    async def trickle():
-        try:
-            for _ in range(50):
-                writer.write(b"X-Slow: a\r\n")
-                await writer.drain()
-                await asyncio.sleep(0.2)
-        except ConnectionError:
-            pass
-
-    sending = asyncio.ensure_future(trickle())
-    try:
-        received, after = await closed_within(reader, KEEPALIVE_TIMEOUT + 3)
-    finally:
-        sending.cancel()
-        writer.close()
+    received, after = await trickled(reader, writer, [b"X-Slow: a\r\n"] * 50, KEEPALIVE_TIMEOUT + 3)
     assert received == b"" and after < HEADER_TIMEOUT + 1 < KEEPALIVE_TIMEOUT - 0.5
 
 
@@ -169,22 +162,7 @@ async def test_a_body_sent_a_byte_at_a_time_is_cut(gw, tmp_path):
     ctype, body = wheel_body(tmp_path, "trickle-pkg", "1.0")
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.running.port)
     writer.write(upload_head("x", "garbage-token", ctype, len(body)))
-
-    async def trickle():
-        try:
-            for i in range(len(body)):
-                writer.write(body[i:i + 1])
-                await writer.drain()
-                await asyncio.sleep(0.2)
-        except ConnectionError:
-            pass
-
-    sending = asyncio.ensure_future(trickle())
-    try:
-        received, after = await closed_within(reader, 8)
-    finally:
-        sending.cancel()
-        writer.close()
+    received, after = await trickled(reader, writer, [body[i:i + 1] for i in range(len(body))], 8)
     assert received.startswith(b"HTTP/1.1 408 The request body arrived slower than 2000 bytes per second"), received
     assert after < 4
 
