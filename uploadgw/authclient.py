@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 UNAVAILABLE_MESSAGE = ("The authentication service is unavailable, so the upload was not accepted. "
                        "Try again in a moment.")
+READ_UNAVAILABLE_MESSAGE = "The authentication service is unavailable. Try again in a moment."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,8 +131,7 @@ class AuthClient:
         except grpc.aio.AioRpcError as err:
             raise self._map(err, upload=False) from None
         if not reply.user_id:
-            raise DependencyUnavailable("The authentication service is unavailable. Try again in a moment.",
-                                        reason="auth_bad_reply")
+            raise DependencyUnavailable(READ_UNAVAILABLE_MESSAGE, reason="auth_bad_reply")
         reader = ReaderIdentity(user_id=reply.user_id, username=reply.username, token_id=reply.token_id)
         if self._index_cache_seconds > 0:
             if len(self._index_cache) > 10_000:
@@ -145,7 +145,7 @@ class AuthClient:
         refusal = Refusal.of(err, Surface.UPLOAD if upload else Surface.READ)
         if refusal.unavailable:
             log.warning("authsvc call failed", extra={"grpc_status": refusal.code.name, "reason": refusal.label})
-            message = UNAVAILABLE_MESSAGE if upload else "The authentication service is unavailable. Try again in a moment."
-            return DependencyUnavailable(message, reason="auth_unavailable")
+            return DependencyUnavailable(UNAVAILABLE_MESSAGE if upload else READ_UNAVAILABLE_MESSAGE,
+                                         reason="auth_unavailable")
         return _ERRORS[refusal.http_status](refusal.message or "Access denied.", reason=refusal.label,
                                             retry_after=refusal.retry_after)
