@@ -16,12 +16,11 @@ import grpc
 
 from auditsvc.errors import PermissionDenied, Unauthenticated, Unavailable
 from gatehouse.auth.v1 import accounts_pb2, accounts_pb2_grpc
+from gatehouse.infra.grpcserver import CREDENTIAL_REASONS
+from gatehouse.infra.rpcstatus import ErrorStatus
 
 log = logging.getLogger(__name__)
 MAX_SESSION_TOKEN = 512
-# What authsvc's interceptor answers when it refuses the caller's service credential (as opposed
-# to the user's session): a configuration fault of auditsvc, not the user's.
-_CREDENTIAL_REFUSED = "service credential"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +55,14 @@ class AdminSessions:
 
 
 def _refusal(err: grpc.aio.AioRpcError) -> Exception:
-    code, details = err.code(), " ".join((err.details() or "").split())
-    if code == grpc.StatusCode.UNAUTHENTICATED and _CREDENTIAL_REFUSED not in details:
+    """By the refusal's reason: authsvc's interceptor refusing auditsvc's own credential is a
+    configuration fault of auditsvc (Unavailable), not the user's."""
+    status = ErrorStatus.of_rpc(err)
+    code, details = status.code, " ".join(status.message.split())
+    ours = status.reason in CREDENTIAL_REASONS
+    if code == grpc.StatusCode.UNAUTHENTICATED and not ours:
         return Unauthenticated("Your session has expired. Log in again.", reason="session_invalid")
-    if code == grpc.StatusCode.PERMISSION_DENIED and _CREDENTIAL_REFUSED not in details:
+    if code == grpc.StatusCode.PERMISSION_DENIED and not ours:
         return PermissionDenied(details or "Only administrators may read the full audit log.",
                                 reason="account_refused")
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):

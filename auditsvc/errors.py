@@ -1,4 +1,5 @@
-"""The audit service's exceptions; the gRPC interceptor maps them to status codes with the message."""
+"""The audit service's exceptions; the gRPC interceptor maps them to status codes with the message, and
+their reason to the status details' ErrorInfo (under DOMAIN)."""
 
 from gatehouse.infra.errors import (  # noqa: F401  (re-exported for the service's modules)
     FailedPrecondition,
@@ -9,6 +10,8 @@ from gatehouse.infra.errors import (  # noqa: F401  (re-exported for the service
     Unauthenticated,
     Unavailable,
 )
+
+DOMAIN = "gatehouse.auditsvc"
 
 
 class RecordRejected(Exception):

@@ -13,6 +13,7 @@ import pathlib
 import grpc
 
 from auditsvc.app import AuditApp, build_app
+from auditsvc.errors import DOMAIN
 from auditsvc.grpc_api import AuditAdminServicer, AuditServicer
 from auditsvc.settings import Settings
 from gatehouse.audit.v1 import audit_pb2, audit_pb2_grpc
@@ -68,7 +69,7 @@ async def create_server(settings: Settings, *, clock: Clock | None = None,
                                settings.operator_key: CallerRole.OPERATOR})
     server, port, health = await start_server(
         listen=settings.listen, register=register, credentials=credentials,
-        operator_services=[ADMIN_SERVICE], metrics=metrics,
+        operator_services=[ADMIN_SERVICE], metrics=metrics, domain=DOMAIN,
     )
     serve_metrics(metrics.registry, settings.listen.rsplit(":", 1)[0] or "127.0.0.1", settings.metrics_port)
     stop = asyncio.Event()

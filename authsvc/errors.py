@@ -1,4 +1,5 @@
-"""The auth service's exceptions; the gRPC interceptor maps them to status codes with the message."""
+"""The auth service's exceptions; the gRPC interceptor maps them to status codes with the message, and
+their reason to the status details' ErrorInfo (in UPPER_SNAKE_CASE, under DOMAIN)."""
 
 from gatehouse.infra.errors import (  # noqa: F401  (re-exported for the service's modules)
     AlreadyExists,
@@ -10,6 +11,8 @@ from gatehouse.infra.errors import (  # noqa: F401  (re-exported for the service
     ResourceExhausted,
     Unauthenticated,
 )
+
+DOMAIN = "gatehouse.authsvc"
 
 
 class InvalidCredentials(Unauthenticated):

@@ -12,6 +12,7 @@ from authsvc.accounts.grpc_api import AccountServicer
 from authsvc.admin.grpc_api import AdminServicer
 from authsvc.app import AuthApp, build_app
 from authsvc.db import outbox
+from authsvc.errors import DOMAIN
 from authsvc.projects.grpc_api import ProjectServicer
 from authsvc.settings import Settings
 from authsvc.tokens.grpc_api import TokenServicer
@@ -91,7 +92,7 @@ async def create_server(settings: Settings, *, clock: Clock | None = None, migra
                                settings.operator_key: CallerRole.OPERATOR})
     server, port, health = await start_server(
         listen=settings.listen, register=register, credentials=credentials,
-        operator_services=[ADMIN_SERVICE], narrow_methods=[VALIDATE_SESSION], metrics=metrics,
+        operator_services=[ADMIN_SERVICE], narrow_methods=[VALIDATE_SESSION], metrics=metrics, domain=DOMAIN,
     )
     serve_metrics(metrics.registry, settings.listen.rsplit(":", 1)[0] or "127.0.0.1", settings.metrics_port)
     relay = None

@@ -18,7 +18,6 @@ import grpc
 
 from gatehouse.auth.v1 import common_pb2, projects_pb2, projects_pb2_grpc, tokens_pb2, tokens_pb2_grpc
 from gatehouse.infra.grpcserver import call_metadata
-from gatehouse.infra.grpcserver import retry_after as _retry_after
 from gatehouse.infra.outbox import Origin
 from gatehouse.infra.streamcalls import StreamedCaller
 from uploadgw.errors import (
@@ -29,11 +28,13 @@ from uploadgw.errors import (
     NotFound,
     RateLimited,
 )
+from uploadgw.refusals import Refusal, Surface
 
 log = logging.getLogger(__name__)
 
 UNAVAILABLE_MESSAGE = ("The authentication service is unavailable, so the upload was not accepted. "
                        "Try again in a moment.")
+READ_UNAVAILABLE_MESSAGE = "The authentication service is unavailable. Try again in a moment."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +60,8 @@ def _client(origin: Origin) -> common_pb2.ClientInfo:
     return common_pb2.ClientInfo(ip_address=origin.ip_address[:64], user_agent=origin.user_agent[:300])
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split()) or "Access denied."
+# The gateway's error for each HTTP status of a refusal (`uploadgw.refusals` decides the status).
+_ERRORS = {400: InvalidUpload, 401: AuthenticationRequired, 403: Forbidden, 404: NotFound, 429: RateLimited}
 
 
 class AuthClient:
@@ -130,8 +131,7 @@ class AuthClient:
         except grpc.aio.AioRpcError as err:
             raise self._map(err, upload=False) from None
         if not reply.user_id:
-            raise DependencyUnavailable("The authentication service is unavailable. Try again in a moment.",
-                                        reason="auth_bad_reply")
+            raise DependencyUnavailable(READ_UNAVAILABLE_MESSAGE, reason="auth_bad_reply")
         reader = ReaderIdentity(user_id=reply.user_id, username=reply.username, token_id=reply.token_id)
         if self._index_cache_seconds > 0:
             if len(self._index_cache) > 10_000:
@@ -140,24 +140,12 @@ class AuthClient:
         return reader
 
     def _map(self, err: grpc.aio.AioRpcError, *, upload: bool):
-        code = err.code()
-        message = _one_line(err.details() or "")
-        if code == grpc.StatusCode.UNAUTHENTICATED:
-            if upload:
-                return Forbidden(message, reason="token_invalid")
-            return AuthenticationRequired(message, reason="token_invalid")
-        if code == grpc.StatusCode.PERMISSION_DENIED:
-            return Forbidden(message, reason="token_denied")
-        if code == grpc.StatusCode.FAILED_PRECONDITION:
-            return Forbidden(message, reason="account_state")
-        if code == grpc.StatusCode.NOT_FOUND:
-            return NotFound(message, reason="not_found") if not upload else Forbidden(message, reason="not_found")
-        if code == grpc.StatusCode.INVALID_ARGUMENT:
-            return InvalidUpload(message, reason="auth_invalid_argument")
-        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-            return RateLimited(message, reason="rate_limited", retry_after=_retry_after(err))
-        log.warning("authsvc call failed", extra={"grpc_status": code.name})
-        if upload:
-            return DependencyUnavailable(UNAVAILABLE_MESSAGE, reason="auth_unavailable")
-        return DependencyUnavailable("The authentication service is unavailable. Try again in a moment.",
-                                     reason="auth_unavailable")
+        """The gateway's error for a failed call, by `uploadgw.refusals` (status and reason); the
+        message is authsvc's, which twine prints. Any failure to get an answer is a 503."""
+        refusal = Refusal.of(err, Surface.UPLOAD if upload else Surface.READ)
+        if refusal.unavailable:
+            log.warning("authsvc call failed", extra={"grpc_status": refusal.code.name, "reason": refusal.label})
+            return DependencyUnavailable(UNAVAILABLE_MESSAGE if upload else READ_UNAVAILABLE_MESSAGE,
+                                         reason="auth_unavailable")
+        return _ERRORS[refusal.http_status](refusal.message or "Access denied.", reason=refusal.label,
+                                            retry_after=refusal.retry_after)

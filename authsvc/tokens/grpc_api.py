@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from authsvc.accounts.service import AccountsService
+from authsvc.errors import DOMAIN
 from authsvc.grpc_common import from_ts, origin, ts
 from authsvc.projects.grpc_api import role_pb
 from authsvc.tokens.service import TokensService, TokenView
@@ -37,7 +38,7 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
         self.verifier = verifier
         # VerifyUploadTokens: VerifyUploadToken's calls over the gateway's stream (counted as such).
         self._upload_calls = StreamedCalls(VERIFY_UPLOAD, self._verify_upload, tokens_pb2.VerifyUploadTokenResult,
-                                           metrics=metrics)
+                                           metrics=metrics, domain=DOMAIN)
 
     async def CreateToken(self, request, context):
         where = origin(request.client)

@@ -8,6 +8,8 @@ import sys
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from gatehouse.infra.rpcstatus import ErrorStatus
+
 # Exit codes a script can branch on.
 EXIT_CODES = {
     grpc.StatusCode.INVALID_ARGUMENT: 2,
@@ -38,16 +40,20 @@ def note(message: str) -> None:
     print(f"gatehouse: {message}", file=sys.stderr)
 
 
-def fail(args, message: str, code: int = 1, status: str | None = None) -> int:
+def fail(args, message: str, code: int = 1, status: str | None = None, reason: str = "") -> int:
+    """Report an error: `--json` prints it on stdout (with the service's reason, "" when none), and
+    stderr always has the message, then the reason in brackets when the service gave one."""
     if getattr(args, "json", False):
-        print(json.dumps({"error": message, "status": status}), file=sys.stdout)
-    print(f"gatehouse: error: {message}", file=sys.stderr)
+        print(json.dumps({"error": message, "status": status, "reason": reason}), file=sys.stdout)
+    print(f"gatehouse: error: {message}" + (f" [{reason}]" if reason else ""), file=sys.stderr)
     return code
 
 
 def rpc_error(args, exc: grpc.aio.AioRpcError) -> int:
-    code = exc.code()
-    message = exc.details() or code.name.lower()
+    """A failed call: the exit code by its status code, and the reason from its ErrorInfo."""
+    found = ErrorStatus.of_rpc(exc)
+    code = found.code
+    message = found.message or code.name.lower()
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         message = f"the service did not answer ({code.name}): {message}"
-    return fail(args, message, EXIT_CODES.get(code, 1), code.name)
+    return fail(args, message, EXIT_CODES.get(code, 1), code.name, found.reason)

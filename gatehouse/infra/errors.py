@@ -1,8 +1,9 @@
 """The base of every service's exception hierarchy, and its one mapping to gRPC status codes.
 
 Services subclass these in their own `errors.py`; the gRPC interceptor in `grpcserver` turns them
-into a status with the message. Messages are shown to end users (twine prints them), so they must
-say exactly what is wrong and never contain a secret.
+into a status with the message, and the reason as the status details' ErrorInfo (`rpcstatus`), which
+callers branch on. Messages are shown to end users (twine prints them), so they must say exactly
+what is wrong and never contain a secret.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ class GatehouseError(Exception):
     def __init__(self, message: str, *, reason: str | None = None, retry_after: int | None = None):
         super().__init__(message)
         self.message = message
-        # A short machine-readable reason ("expired", "not_in_scope", …) for metrics and callers.
+        # A short machine-readable reason ("expired", "not_in_scope", …) for metrics and callers; it
+        # crosses gRPC in UPPER_SNAKE_CASE ("NOT_IN_SCOPE"). Without one, the class name says it.
         self.reason = reason or type(self).__name__
         self.retry_after = retry_after
 

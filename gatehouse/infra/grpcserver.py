@@ -3,7 +3,8 @@
 The interceptor (1) checks the service credential carried in call metadata and refuses calls
 without a valid one, (2) keeps operator-only services for the operator credential and holds a
 narrow credential to the methods it is for, (3) maps the
-services' `GatehouseError`s to gRPC status codes with their message, and (4) records metrics.
+services' `GatehouseError`s to gRPC status codes with their message and, in the status details, their
+reason (`rpcstatus`: ErrorInfo, and RetryInfo when there is a wait), and (4) records metrics.
 Health checking and reflection are open so that Kubernetes probes and grpcurl work.
 """
 
@@ -25,10 +26,14 @@ from grpc_reflection.v1alpha import reflection
 from gatehouse.diag.v1 import echo_pb2, echo_pb2_grpc
 from gatehouse.infra.errors import GatehouseError
 from gatehouse.infra.metrics import GrpcMetrics
+from gatehouse.infra.rpcstatus import DEFAULT_DOMAIN, ErrorStatus
 
 log = logging.getLogger(__name__)
 
 CREDENTIAL_HEADER = "x-gatehouse-credential"
+# The reasons of the interceptor's refusals of a caller's credential (a configuration fault of the
+# calling service, never the end user's).
+CREDENTIAL_REASONS = frozenset({"SERVICE_CREDENTIAL_INVALID", "NARROW_CREDENTIAL", "OPERATOR_ONLY"})
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.", "/grpc.reflection.v1.")
 
 
@@ -67,9 +72,9 @@ class Credentials:
         return found
 
 
-def _aborting_handler(code: grpc.StatusCode, message: str):
+def _aborting_handler(status: ErrorStatus):
     async def abort(request, context):
-        await context.abort(code, message)
+        await context.abort(status.code, status.message, status.trailing_metadata())
 
     return grpc.unary_unary_rpc_method_handler(abort)
 
@@ -82,8 +87,10 @@ class GatehouseInterceptor(grpc.aio.ServerInterceptor):
         operator_services: Iterable[str] = (),
         narrow_methods: Iterable[str] = (),
         metrics: GrpcMetrics | None = None,
+        domain: str = DEFAULT_DOMAIN,
     ):
         self._credentials = credentials
+        self._domain = domain
         self._operator_prefixes = tuple(f"/{name}/" for name in operator_services)
         self._narrow_methods = frozenset(narrow_methods)
         self._metrics = metrics
@@ -97,19 +104,16 @@ class GatehouseInterceptor(grpc.aio.ServerInterceptor):
         role = self._credentials.role_for(metadata.get(CREDENTIAL_HEADER))
         if role is None:
             self._count(method, grpc.StatusCode.UNAUTHENTICATED, "no_service_credential")
-            return _aborting_handler(
-                grpc.StatusCode.UNAUTHENTICATED, "missing or invalid service credential"
-            )
+            return self._refusal(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid service credential",
+                                 "SERVICE_CREDENTIAL_INVALID")
         if role is CallerRole.NARROW and method not in self._narrow_methods:
             self._count(method, grpc.StatusCode.PERMISSION_DENIED, "narrow_credential")
-            return _aborting_handler(
-                grpc.StatusCode.PERMISSION_DENIED, "this credential may not call this method"
-            )
+            return self._refusal(grpc.StatusCode.PERMISSION_DENIED, "this credential may not call this method",
+                                 "NARROW_CREDENTIAL")
         if method.startswith(self._operator_prefixes) and role is not CallerRole.OPERATOR:
             self._count(method, grpc.StatusCode.PERMISSION_DENIED, "operator_only")
-            return _aborting_handler(
-                grpc.StatusCode.PERMISSION_DENIED, "this method needs the operator credential"
-            )
+            return self._refusal(grpc.StatusCode.PERMISSION_DENIED, "this method needs the operator credential",
+                                 "OPERATOR_ONLY")
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, role, handler.unary_unary),
@@ -124,20 +128,23 @@ class GatehouseInterceptor(grpc.aio.ServerInterceptor):
             )
         return handler
 
+    def _refusal(self, code: grpc.StatusCode, message: str, reason: str):
+        return _aborting_handler(ErrorStatus(code=code, message=message, reason=reason, domain=self._domain))
+
     def _count(self, method, code, reason=None, seconds=None):
         if self._metrics is not None:
             self._metrics.observe(method, code, reason, seconds)
 
     async def _fail(self, context, method, exc: GatehouseError, started):
-        if exc.retry_after is not None:
-            context.set_trailing_metadata((("retry-after", str(int(exc.retry_after))),))
         self._count(method, exc.code, exc.reason, time.perf_counter() - started)
-        await context.abort(exc.code, exc.message)
+        status = ErrorStatus.of_error(exc, self._domain)
+        await context.abort(status.code, status.message, status.trailing_metadata())
 
     async def _internal(self, context, method, started):
         log.exception("unhandled error", extra={"method": method})
         self._count(method, grpc.StatusCode.INTERNAL, "internal", time.perf_counter() - started)
-        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        status = ErrorStatus.internal(self._domain)
+        await context.abort(status.code, status.message, status.trailing_metadata())
 
     def _wrap_unary(self, method, role, behavior):
         async def wrapper(request, context):
@@ -194,15 +201,17 @@ async def start_server(
     narrow_methods: Iterable[str] = (),
     metrics: GrpcMetrics | None = None,
     server_credentials: grpc.ServerCredentials | None = None,
+    domain: str = DEFAULT_DOMAIN,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Build and start a server: `register` adds the servicers and returns their full names.
+    `domain` names the service in its errors' ErrorInfo ("gatehouse.authsvc").
 
     Returns the server, the port it really bound (listen on port 0 for tests) and the health
     servicer (set NOT_SERVING on shutdown so that readiness probes drain traffic first).
     """
     server = grpc.aio.server(
         interceptors=[GatehouseInterceptor(credentials, operator_services=operator_services,
-                                           narrow_methods=narrow_methods, metrics=metrics)],
+                                           narrow_methods=narrow_methods, metrics=metrics, domain=domain)],
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 4 * 1024 * 1024)],
     )
     names = list(register(server))
@@ -287,11 +296,5 @@ def call_metadata(credential: str) -> tuple[tuple[str, str], ...]:
 
 
 def retry_after(err: grpc.aio.AioRpcError) -> int | None:
-    """The seconds a rejected call says to wait (its "retry-after" trailer), or None."""
-    for key, value in err.trailing_metadata() or ():
-        if key == "retry-after":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+    """The seconds a rejected call says to wait (its RetryInfo, or its "retry-after" trailer), or None."""
+    return ErrorStatus.of_rpc(err).retry_after

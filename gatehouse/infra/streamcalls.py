@@ -9,33 +9,36 @@ milliseconds of idle before it (as between uploads), took 0.63 ms where a call t
 The stream carries the service credential (the interceptor checks it once, when the stream opens).
 Each call message has an `id` (unique among the stream's calls in flight), the `request` and
 `timeout_ms`, its deadline; each result message repeats the `id` and has a `status` (a CallStatus:
-the code, message and retry-after a unary call's status would have had) and, when the status is OK,
-the `response`. Results come in the order they are ready. A denial is a result; the stream stays up.
+the code, message, retry-after and rich status details, with the reason's ErrorInfo, that a unary
+call's status would have had, built by the same `rpcstatus` code) and, when the status is OK, the
+`response`. Results come in the order they are ready. A denial is a result; the stream stays up.
 
 `StreamedCalls` serves such a stream with a handler written for the unary call; `StreamedCaller`
 makes calls over it and raises what a failed unary call raises (`grpc.aio.AioRpcError`, with the
-retry-after in its trailing metadata), so callers keep one error mapping. When the stream breaks,
-every call in flight on it fails UNAVAILABLE (a check may or may not have run, as when a unary
-call's connection drops) and the next call opens a new stream. A stopping server serves its streams
+status details and retry-after in its trailing metadata), so callers keep one error mapping. When
+the stream breaks, every call in flight on it fails UNAVAILABLE (a check may or may not have run,
+as when a unary call's connection drops) and the next call opens a new stream. A stopping server serves its streams
 through its grace period, then cancels them (calls in flight then fail, as unary ones would).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
 
 import grpc
 
 from gatehouse.infra.errors import GatehouseError
 from gatehouse.infra.metrics import GrpcMetrics
+from gatehouse.infra.rpcstatus import DEFAULT_DOMAIN, ErrorStatus, code_of
 
 log = logging.getLogger(__name__)
 
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
 STREAM_ENDED = "The connection to the service was lost before it answered."
 
 
@@ -45,11 +48,14 @@ STREAM_ENDED = "The connection to the service was lost before it answered."
 class StreamedCalls:
     """Serves a stream of calls with `handle(request) -> response`, the unary method's logic.
     `method` names the unary method in the metrics, so the calls count alike whichever way they
-    came. GatehouseErrors become their status; anything else is logged and answered INTERNAL."""
+    came. GatehouseErrors become their status, with the reason in its details as the interceptor
+    gives a unary call's (`domain` names the service there); anything else is logged and answered
+    INTERNAL."""
 
     def __init__(self, method: str, handle: Callable[[object], Awaitable[object]], result_type: type, *,
-                 metrics: GrpcMetrics | None = None):
+                 metrics: GrpcMetrics | None = None, domain: str = DEFAULT_DOMAIN):
         self.method = method
+        self.domain = domain
         self.handle = handle
         self.result_type = result_type
         self.metrics = metrics
@@ -82,14 +88,16 @@ class StreamedCalls:
                 result.response.CopyFrom(await self.handle(call.request))
         except TimeoutError:
             if deadline is None or loop.time() < deadline:  # not ours: the handler's own error
-                code, reason, result.status.message = self._internal()
+                code, reason, result.status.message = self._internal(result)
             else:
                 code, reason, result.status.message = grpc.StatusCode.DEADLINE_EXCEEDED, "deadline", "Deadline Exceeded"
         except GatehouseError as exc:
-            code, reason, result.status.message = exc.code, exc.reason, exc.message
-            result.status.retry_after_seconds = max(0, int(exc.retry_after or 0))
+            status = ErrorStatus.of_error(exc, self.domain)
+            code, reason, result.status.message = exc.code, exc.reason, status.message
+            result.status.retry_after_seconds = status.retry_after or 0
+            result.status.details = status.details()
         except Exception:
-            code, reason, result.status.message = self._internal()
+            code, reason, result.status.message = self._internal(result)
         result.status.code = code.value[0]
         if self.metrics is not None:
             self.metrics.observe(self.method, code, reason, time.perf_counter() - started)
@@ -99,17 +107,36 @@ class StreamedCalls:
         except Exception:  # noqa: BLE001 - the stream is gone; its caller learns so from its end
             log.debug("result not delivered: the stream has ended", extra={"method": self.method})
 
-    def _internal(self) -> tuple[grpc.StatusCode, str, str]:
+    def _internal(self, result: Any) -> tuple[grpc.StatusCode, str, str]:
         log.exception("unhandled error", extra={"method": self.method})
-        return grpc.StatusCode.INTERNAL, "internal", "internal error"
+        status = ErrorStatus.internal(self.domain)
+        result.status.details = status.details()
+        return status.code, "internal", status.message
 
 
 # -- client side ---------------------------------------------------------------------------------
 
 
-def rpc_error(code: grpc.StatusCode, message: str, retry_after: int = 0) -> grpc.aio.AioRpcError:
-    trailing = grpc.aio.Metadata(("retry-after", str(retry_after))) if retry_after else grpc.aio.Metadata()
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, message)
+def rpc_error(code: grpc.StatusCode, message: str) -> grpc.aio.AioRpcError:
+    """The error of a call that failed here, before any answer (no reason: nothing refused it)."""
+    return ErrorStatus(code=code, message=message).rpc_error()
+
+
+class CallStatusMessage(Protocol):
+    """common.proto's CallStatus, as this module reads it."""
+
+    code: int
+    message: str
+    retry_after_seconds: int
+    details: bytes
+
+
+def result_error(status: CallStatusMessage) -> grpc.aio.AioRpcError:
+    """The error a unary call with this CallStatus would have raised: code, message and trailers."""
+    found = ErrorStatus.from_details(code_of(status.code), status.message, status.details)
+    if found.retry_after is None and status.retry_after_seconds:  # from a server that sends no details
+        found = dataclasses.replace(found, retry_after=status.retry_after_seconds)
+    return found.rpc_error()
 
 
 class _Stream:
@@ -151,8 +178,7 @@ class StreamedCaller:
         finally:
             stream.waiting.pop(call_id, None)
         if result.status.code:
-            code = _CODES.get(result.status.code, grpc.StatusCode.UNKNOWN)
-            raise rpc_error(code, result.status.message, result.status.retry_after_seconds)
+            raise result_error(result.status)
         return result.response
 
     def _start(self) -> _Stream:

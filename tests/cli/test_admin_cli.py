@@ -194,3 +194,13 @@ async def test_credentials_and_reachability_exit_codes(system):
     assert gateway_key[0] == 5 and json.loads(gateway_key[1])["status"] == "PERMISSION_DENIED"
     assert wrong_key[0] == 5 and "credential" in wrong_key[2]
     assert unreachable[0] == 7 and "did not answer" in unreachable[2]
+
+
+async def test_an_error_shows_the_services_reason(system):
+    """The reason from the refusal's ErrorInfo: in `--json` for scripts, in brackets on stderr."""
+    rc, out, err = await gh(system, "user", "show", name("nobody"), "--json")
+    assert rc == 3 and json.loads(out) == {"error": json.loads(out)["error"], "status": "NOT_FOUND",
+                                           "reason": "USER_NOT_FOUND"}
+    assert err.strip().endswith("[USER_NOT_FOUND]") and "no user" in err.lower()
+    rc, _, err = await gh(system, "user", "create", "bad name!", "--email", "bad@example.org", "--no-password")
+    assert rc == 2 and err.strip().endswith("[USERNAME_INVALID]")

@@ -9,11 +9,14 @@ import contextlib
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from gatehouse.auth.v1 import tokens_pb2, tokens_pb2_grpc
 from gatehouse.infra.errors import PermissionDenied, ResourceExhausted
 from gatehouse.infra.grpcserver import CallerRole, Credentials, call_metadata, retry_after, start_server
 from gatehouse.infra.metrics import GrpcMetrics
+from gatehouse.infra.rpcstatus import ErrorStatus
 from gatehouse.infra.streamcalls import StreamedCalls, StreamedCaller
 
 KEY = "test-gateway-key"
@@ -204,3 +207,21 @@ async def test_the_gateways_upload_check_falls_back_to_unary_calls_on_an_older_a
         await client.close()
     assert (first.project_id, second.project_id) == ("p-one", "p-two")
     assert older.tokens.handled == ["one", "two"]  # each ran once, as a unary call
+
+
+async def test_a_streamed_refusal_carries_the_status_details_a_unary_call_does(served, older):
+    """One status mapping for both ways a call can come: the same code, message, ErrorInfo and
+    RetryInfo from StreamedCalls as from the interceptor around the unary method."""
+    async with opened(served.port) as (_channel, _stub, caller), opened(older.port) as (_c, unary_stub, _u):
+        for project, reason, wait in (("denied", "NOT_IN_SCOPE", None), ("busy", "RATE", 30),
+                                      ("broken", "INTERNAL", None)):
+            streamed = ErrorStatus.of_rpc(await refusal(caller, project))
+            with pytest.raises(grpc.aio.AioRpcError) as unary:
+                await unary_stub.VerifyUploadToken(request(project), metadata=call_metadata(KEY), timeout=5)
+            assert streamed == ErrorStatus.of_rpc(unary.value)
+            assert (streamed.reason, streamed.domain, streamed.retry_after) == (reason, "gatehouse", wait)
+            # Any gRPC client reads it the standard way (grpcio-status), from either path.
+            for err in (unary.value, await refusal(caller, project)):
+                status = rpc_status.from_call(err)
+                info = error_details_pb2.ErrorInfo()
+                assert status.details[0].Unpack(info) and info.reason == reason

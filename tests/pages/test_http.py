@@ -4,6 +4,7 @@ any garbage a client may send."""
 from __future__ import annotations
 
 import re
+import secrets
 
 import aiohttp
 import pytest
@@ -150,6 +151,37 @@ async def test_form_errors_are_specific_and_keep_what_was_typed_but_never_the_pa
         "csrf_token": token, "username": "bob", "email": "bob@example.org", "password": "long enough one",
         "password_confirm": "another"})
     assert reply.status == 400 and "do not match" in body and 'id="f-password_confirm-error"' in body
+
+
+
+async def test_an_authsvc_refusal_reaches_its_form_field_by_its_reason(system, client):
+    """authsvc's ErrorInfo reason picks the form field (uploadgw.refusals), never the message's words.
+    Regression: "There is no project named 'x'" was shown at the description field (the word "named")."""
+    person = await system.person("fld")
+    await client.log_in(person.username)
+    missing = f"no-such-{secrets.token_hex(3)}"
+    reply, body = await client.post("/account/tokens/new", {
+        "csrf_token": await client.token("/account/tokens/new"), "description": "ci", "scope": "projects",
+        "projects": missing})
+    assert reply.status == 404 and 'id="f-projects-error"' in body and missing in body  # PROJECT_NOT_FOUND
+    assert 'id="f-description-error"' not in body
+    reply, body = await client.post("/account/tokens/new", {
+        "csrf_token": await client.token("/account/tokens/new"), "description": "d\x07", "scope": "all"})
+    assert reply.status == 400 and 'id="f-description-error"' in body and "control characters" in body
+
+    registering = Client(system)
+    try:
+        reply, body = await registering.post("/account/register", {
+            "csrf_token": await registering.token("/account/register"), "username": "fld-" + secrets.token_hex(3),
+            "email": "fld@example.org", "password": "short1", "password_confirm": "short1",
+            "name": "Fld"})
+        assert reply.status == 400 and 'id="f-password-error"' in body and "too short" in body
+        reply, body = await registering.post("/account/register", {
+            "csrf_token": await registering.token("/account/register"), "username": person.username,
+            "email": "new-" + person.email, "password": PASSWORD, "password_confirm": PASSWORD})
+        assert reply.status == 409 and 'id="f-username-error"' in body and "already in use" in body
+    finally:
+        await registering.close()
 
 
 GARBAGE = [

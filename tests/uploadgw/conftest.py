@@ -94,6 +94,12 @@ class GatewayHarness:
                     total += sample.value
         return total
 
+    def refusals(self, reason: str) -> float:
+        """How many requests were refused for `reason` (from the gateway's metrics)."""
+        registry = self.running.app[METRICS].registry
+        return sum(sample.value for metric in registry.collect() for sample in metric.samples
+                   if sample.name == "uploadgw_http_refusals_total" and sample.labels["reason"] == reason)
+
     async def events(self, *tags: str) -> list[event_pb2.Event]:
         async with self.gateway.engine.connect() as conn:
             rows = (await conn.execute(select(outbox.c.tag, outbox.c.payload).order_by(outbox.c.id))).all()

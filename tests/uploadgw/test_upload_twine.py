@@ -110,6 +110,16 @@ async def test_token_for_another_project_shows_the_reason(gw, tmp_path):
     assert gw.stored_blobs() == [] and gw.temp_files() == []
 
 
+async def test_an_upload_refusal_prints_its_message_and_counts_under_authsvcs_reason(gw, tmp_path):
+    """The refusal crosses the upload check's stream with its ErrorInfo: twine prints authsvc's
+    message (the reason phrase, status from the code) and the gateway counts it by authsvc's reason."""
+    await make_uploader(gw.auth, own=["theirs-pkg"])
+    up = await make_uploader(gw.auth, own=["ours-pkg"], projects=["ours-pkg"])
+    result = await twine(gw.upload_url, make_wheel(tmp_path, "theirs-pkg", "1.0"), password=up.token)
+    assert result.rc != 0 and "403" in result.flat, result.output
+    assert "not valid for project 'theirs-pkg'" in result.flat, result.output
+    assert gw.refusals("not_in_scope") == 1 and gw.refusals("token_denied") == 0
+
 async def test_expired_token_shows_the_reason(gw, tmp_path):
     expires = gw.clock.now() + dt.timedelta(minutes=5)
     up = await make_uploader(gw.auth, expires_at=expires)

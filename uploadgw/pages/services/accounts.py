@@ -14,10 +14,11 @@ from uploadgw.pages.services.errors import PageError, SessionExpired
 from uploadgw.pages.services.rpc import Caller, client_info
 from uploadgw.pages.services.views import Account, CurrentSession, Email, LoginOutcome, User, when
 
-REGISTER_FIELDS = (("password", "password"), ("username", "username"), ("email", "email"), ("the name", "name"))
-LOGIN_FIELDS = (("enter your username", "username"), ("enter your password", "password"))
-PASSWORD_FIELDS = (("current password", "current_password"), ("password", "new_password"))
-EMAIL_FIELDS = (("email", "email"), ("address", "email"))
+# The fields of each form that may show a refusal (which one: by its reason, `uploadgw.refusals`).
+REGISTER_FIELDS = ("username", "email", "password", "name")
+LOGIN_FIELDS = ("username", "password")
+PASSWORD_FIELDS = ("current_password", "new_password")
+EMAIL_FIELDS = ("email",)
 
 
 def _outcome(reply) -> LoginOutcome:
@@ -70,8 +71,7 @@ class AccountPages:
         else:
             raise PageError("Choose how to confirm it is you.")
         field = {"totp": "code", "recovery_code": "recovery_code"}.get(method, "")
-        reply = await self._call(self._twofactor.CompleteLogin, request, session_call=False,
-                                 fields=(("", field),) if field else ())
+        reply = await self._call(self._twofactor.CompleteLogin, request, session_call=False, field=field)
         remaining = reply.recovery_codes_remaining if reply.HasField("recovery_codes_remaining") else None
         return LoginOutcome(session_token=reply.session_token, recovery_codes_remaining=remaining)
 
@@ -136,11 +136,11 @@ class AccountPages:
     async def request_reset(self, username_or_email: str, origin: Origin | None) -> None:
         await self._call(self._accounts.RequestPasswordReset, accounts_pb2.RequestPasswordResetRequest(
             username_or_email=username_or_email, client=client_info(origin)),
-            fields=(("", "username_or_email"),), session_call=False)
+            field="username_or_email", session_call=False)
 
     async def reset_password(self, token: str, new_password: str, origin: Origin | None) -> bool:
         """Sets the new password; True when the account has a second factor (logging in needs it)."""
         reply = await self._call(self._accounts.ResetPassword, accounts_pb2.ResetPasswordRequest(
             token=token, new_password=new_password, client=client_info(origin)),
-            fields=(("password", "new_password"),), session_call=False)
+            fields=("new_password",), session_call=False)
         return reply.second_factor_required

@@ -1,18 +1,18 @@
 """What can go wrong behind a page, as one exception type the page middleware knows how to show.
 
 gRPC answers from authsvc and auditsvc become `PageError`s with an HTTP status and the service's
-message (written for users). `field` ties the message to a form control when the message names
-one, so the page can point at it (aria-describedby). Nothing here ever carries a secret.
+message (written for users). `field` ties the message to a form control by the refusal's reason,
+so the page can point at it (aria-describedby). Nothing here ever carries a secret.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection
 
 import grpc
 
-from gatehouse.infra.grpcserver import retry_after as _retry_after
+from uploadgw.refusals import REAUTH_REQUIRED, Refusal, Surface
 
 log = logging.getLogger(__name__)
 
@@ -67,41 +67,20 @@ class NotFoundError(PageError):
     status = 404
 
 
-_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.FAILED_PRECONDITION: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-}
-
-
-def field_for(message: str, fields: Sequence[tuple[str, str]]) -> str:
-    """The first form field whose keyword appears in the message ("" when none does)."""
-    lowered = message.lower()
-    for keyword, field in fields:
-        if keyword in lowered:
-            return field
-    return ""
-
-
-def from_rpc(err: grpc.aio.AioRpcError, *, fields: Sequence[tuple[str, str]] = (),
+def from_rpc(err: grpc.aio.AioRpcError, *, fields: Collection[str] = (), field: str = "",
              session_call: bool = True) -> Exception:
     """The PageError for a failed call (SessionExpired when the session ended, ReauthRequired when
-    the password must be confirmed). `session_call`: UNAUTHENTICATED means the session ended."""
-    code = err.code()
-    message = " ".join((err.details() or "").split())
-    status = _STATUS.get(code)
-    if status is None:
-        log.warning("backend call failed", extra={"grpc_status": code.name})
+    the password must be confirmed), by status and reason (`uploadgw.refusals`). `fields`: the
+    fields of the page's form, one of which may show the refusal by its reason; `field`: the form's
+    one input, which shows any refusal. `session_call`: UNAUTHENTICATED means the session ended."""
+    refusal = Refusal.of(err, Surface.PAGE)
+    if refusal.unavailable:
+        log.warning("backend call failed", extra={"grpc_status": refusal.code.name, "reason": refusal.label})
         return PageError(UNAVAILABLE, status=503)
-    if code == grpc.StatusCode.UNAUTHENTICATED and session_call:
+    if refusal.code == grpc.StatusCode.UNAUTHENTICATED and session_call:
         return SessionExpired()
-    if code == grpc.StatusCode.PERMISSION_DENIED and "confirm your password" in message.lower():
-        return ReauthRequired(message)
-    kind = {404: NotFoundError, 403: NotAllowed}.get(status, PageError)
-    return kind(message or "The request was refused.", status=status, field=field_for(message, fields),
-                retry_after=_retry_after(err) if status == 429 else None)
+    if refusal.reason == REAUTH_REQUIRED:
+        return ReauthRequired(refusal.message)
+    kind = {404: NotFoundError, 403: NotAllowed}.get(refusal.http_status, PageError)
+    return kind(refusal.message or "The request was refused.", status=refusal.http_status,
+                field=field or refusal.field(fields), retry_after=refusal.retry_after)

@@ -20,7 +20,7 @@ from uploadgw.pages.services.rpc import Caller
 from uploadgw.pages.services.views import Event, EventPage, LogQuery, when
 
 PAGE_SIZE = 50
-LOG_FIELDS = (("time window", "until"),)
+LOG_FIELDS = ("until",)  # the filter that may show a refusal, by its reason
 _KINDS = {event_pb2.Actor.OPERATOR: "an operator", event_pb2.Actor.SYSTEM: "Gatehouse",
           event_pb2.Actor.ANONYMOUS: "someone not logged in"}
 

@@ -32,7 +32,7 @@ from uploadgw.releases.service import ReleaseService
 
 PERMISSIONS = {"upload": projects_pb2.PERMISSION_UPLOAD, "manage": projects_pb2.PERMISSION_MANAGE,
                "view_log": projects_pb2.PERMISSION_VIEW_LOG}
-ROLE_FIELDS = (("user", "username"), ("role", "role"), ("owner", "username"))
+ROLE_FIELDS = ("username", "role")  # that may show a refusal, by its reason
 
 
 def _role(value: str) -> int:
@@ -112,7 +112,7 @@ class ProjectPages:
         """Owners require a second factor of every collaborator (or stop); returns who has none yet."""
         reply = await self._call(self._stub.SetTwoFactorRequired, projects_pb2.SetTwoFactorRequiredRequest(
             session_token=session_token, project_name=project_name, required=required, client=client_info(origin)),
-            fields=(("", "required"),))
+            field="required")
         return list(reply.usernames_without_two_factor)
 
     async def delete_project(self, session_token: str, access: Access, confirm_name: str,
@@ -123,7 +123,7 @@ class ProjectPages:
                             field="confirm_name")
         reply = await self._call(self._stub.DeleteProject, projects_pb2.DeleteProjectRequest(
             session_token=session_token, project_name=access.project.name, confirm_name=confirm_name.strip(),
-            client=client_info(origin)), fields=(("", "confirm_name"),))
+            client=client_info(origin)), field="confirm_name")
         await self._gateway(self._releases.purge_project(reply.project_id or access.project.id,
                                                          reason="project deleted"))
 

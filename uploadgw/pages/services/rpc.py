@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection
 
 import grpc
 
@@ -17,13 +17,15 @@ def client_info(origin: Origin | None) -> common_pb2.ClientInfo:
 
 
 class Caller:
-    """Calls one gRPC method with the page timeout; a failure raises the matching PageError."""
+    """Calls one gRPC method with the page timeout; a failure raises the matching PageError
+    (`fields` and `field`: see `from_rpc`)."""
 
     def __init__(self, timeout: float):
         self.timeout = timeout
 
-    async def __call__(self, method, request, *, fields: Sequence[tuple[str, str]] = (), session_call: bool = True):
+    async def __call__(self, method, request, *, fields: Collection[str] = (), field: str = "",
+                       session_call: bool = True):
         try:
             return await method(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as err:
-            raise from_rpc(err, fields=fields, session_call=session_call) from None
+            raise from_rpc(err, fields=fields, field=field, session_call=session_call) from None

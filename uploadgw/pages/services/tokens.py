@@ -12,8 +12,7 @@ from uploadgw.pages.services.errors import NotFoundError
 from uploadgw.pages.services.rpc import Caller, client_info
 from uploadgw.pages.services.views import NewToken, Token
 
-CREATE_FIELDS = (("description", "description"), ("named", "description"), ("expiry", "expires"),
-                 ("scope", "scope"), ("project", "projects"))
+CREATE_FIELDS = ("description", "expires", "scope", "projects")  # that may show a refusal, by its reason
 
 
 class TokenPages:

@@ -10,8 +10,9 @@ from uploadgw.pages.services.errors import PageError, ReauthRequired
 from uploadgw.pages.services.rpc import Caller, client_info
 from uploadgw.pages.services.views import SecurityKey, TotpSetup, TwoFactorStatus, when
 
-PASSWORD_FIELD = (("password", "password"),)
-LABEL_FIELD = (("name", "label"), ("label", "label"))
+# The fields of each form that may show a refusal (which one: by its reason, `uploadgw.refusals`).
+PASSWORD_FIELD = ("password",)
+LABEL_FIELD = ("label",)
 
 
 def _key(pb) -> SecurityKey:
@@ -53,7 +54,7 @@ class TwoFactorPages:
     async def confirm_totp(self, session_token: str, code: str, origin: Origin | None) -> list[str]:
         """Activates the app; the first second factor also returns the recovery codes (shown once)."""
         reply = await self._call(self._stub.ConfirmTotpSetup, twofactor_pb2.ConfirmTotpSetupRequest(
-            session_token=session_token, code=code, client=client_info(origin)), fields=(("", "code"),))
+            session_token=session_token, code=code, client=client_info(origin)), field="code")
         return list(reply.recovery_codes)
 
     async def remove_totp(self, session_token: str, password: str, origin: Origin | None) -> None:
