@@ -11,6 +11,7 @@ import logging
 import pathlib
 
 import grpc
+from grpc_health.v1 import health as grpc_health
 
 from auditsvc.app import AuditApp, build_app
 from auditsvc.errors import DOMAIN
@@ -34,7 +35,7 @@ class RunningServer:
     app: AuditApp
     server: grpc.aio.Server
     port: int
-    health: object
+    health: grpc_health.aio.HealthServicer
     metrics: GrpcMetrics
     consumer: object | None
     tasks: list[asyncio.Task]

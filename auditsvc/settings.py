@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 import os
 import socket
 
@@ -58,7 +59,7 @@ class Settings:
     metrics_port: int = 0
     log_level: str = "INFO"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.hash_ips and len(self.ip_hash_key) < 32:
             raise SettingsError("AUDITSVC_IP_HASH_KEY (32+ bytes) is required when AUDITSVC_HASH_IPS is on")
         if self.operator_key in service_keys(self.gateway_key):
@@ -81,7 +82,7 @@ class Settings:
             raise SettingsError("AUDITSVC_DEAD_LETTER_STREAM must differ from GATEHOUSE_EVENT_STREAM")
 
     @classmethod
-    def from_env(cls, environ=None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         env = Env(environ)
         stream = env.str("GATEHOUSE_EVENT_STREAM", "gatehouse:events")
         hash_ips = env.bool("AUDITSVC_HASH_IPS", False)

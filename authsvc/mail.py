@@ -87,6 +87,7 @@ class SmtpMailer:
 
     def _send(self, msg: email.message.EmailMessage) -> None:
         cfg = self.config
+        client: smtplib.SMTP
         try:
             if cfg.security == "tls":
                 client = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=self.timeout,

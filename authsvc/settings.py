@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 from gatehouse.infra.eventauth import parse_producer_keys
 from gatehouse.infra.settings import Env, SettingsError, service_keys
@@ -76,7 +78,7 @@ class Settings:
     pending_login_seconds: int = 300
 
     @classmethod
-    def from_env(cls, environ=None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         env = Env(environ)
         secrets = []
         for item in env.list("AUTHSVC_TOKEN_SECRETS"):
@@ -156,7 +158,7 @@ class Settings:
         return settings
 
 
-def _two_factor_settings(env: Env) -> dict:
+def _two_factor_settings(env: Env) -> dict[str, Any]:  # keyword arguments of Settings
     """The two-factor settings (AUTHSVC_TOTP_KEYS is required: seeds are never stored in clear)."""
     from gatehouse.infra.settings import decode_key
 

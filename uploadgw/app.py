@@ -12,9 +12,12 @@ import contextlib
 import dataclasses
 import logging
 import pathlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import grpc
 from aiohttp import HttpVersion11, web
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from aiohttp.typedefs import Handler
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gatehouse.infra.clock import Clock, SystemClock
 from gatehouse.infra.db import make_engine, make_session_factory, upgrade_async
@@ -41,6 +44,7 @@ from uploadgw.uploads.archive import ArchiveLimits
 from uploadgw.uploads.service import SizeLimits, UploadService
 
 log = logging.getLogger(__name__)
+ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
 
 
@@ -51,7 +55,7 @@ class Gateway:
     settings: Settings
     clock: Clock
     engine: AsyncEngine
-    db: async_sessionmaker
+    db: async_sessionmaker[AsyncSession]
     store: LocalFileStore
     auth: AuthClient
     events: EventEmitter
@@ -69,19 +73,19 @@ class Handlers:
 
 
 SETTINGS = web.AppKey("settings", Settings)
-CLOCK = web.AppKey("clock", object)
+CLOCK = web.AppKey[Clock]("clock")  # a Protocol: given as the type argument, not as a class
 METRICS = web.AppKey("metrics", HttpMetrics)
 GATEWAY = web.AppKey("gateway", Gateway)
 HANDLERS = web.AppKey("handlers", Handlers)
-RELAY = web.AppKey("relay", object)
-LISTENER = web.AppKey("project_deletions", object)
+RELAY = web.AppKey[OutboxRelay | None]("relay")  # None: the relay runs elsewhere (or not at all)
+LISTENER = web.AppKey[ProjectDeletionListener | None]("project_deletions")
 
 
 async def migrate(settings: Settings) -> None:
     await upgrade_async(settings.database_url, MIGRATIONS)
 
 
-def build_gateway(settings: Settings, clock: Clock, channel) -> Gateway:
+def build_gateway(settings: Settings, clock: Clock, channel: grpc.aio.Channel) -> Gateway:
     engine = make_engine(settings.database_url)
     db = make_session_factory(engine)
     store = LocalFileStore(settings.storage_dir, fsync=settings.fsync)
@@ -153,7 +157,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     return app
 
 
-async def _resources(app: web.Application):
+async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     channel = open_bare_channel(settings.authsvc_target)  # the upload check's hot path: no interceptors
     gateway = build_gateway(settings, app[CLOCK], channel)
@@ -198,22 +202,22 @@ async def _resources(app: web.Application):
         await gateway.engine.dispose()
 
 
-def _delegate(pick):
-    async def handler(request: web.Request):
+def _delegate(pick: Callable[[Handlers], Handler]) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
         return await pick(request.app[HANDLERS])(request)
 
     return handler
 
 
-def _upload_routes(slots: UploadSlots):
+def _upload_routes(slots: UploadSlots) -> tuple[Handler, ExpectHandler]:
     """The upload handler within the concurrency caps, and its answer to `Expect: 100-continue`:
     a refusal the headers can prove (declared size, a full cap) instead of `100 Continue`."""
 
-    async def upload(request: web.Request):
+    async def upload(request: web.Request) -> web.StreamResponse:
         with slots.hold(request):
             return await request.app[HANDLERS].upload(request)
 
-    async def expect(request: web.Request):
+    async def expect(request: web.Request) -> web.StreamResponse | None:
         if request.version != HttpVersion11:
             return None
         if request.headers.get("Expect", "").lower() != "100-continue":

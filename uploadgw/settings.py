@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from gatehouse.infra.eventauth import parse_producer_keys
 from gatehouse.infra.settings import Env, SettingsError
@@ -73,7 +74,7 @@ class Settings:
     max_uploads_per_ip: int = 8
 
     @classmethod
-    def from_env(cls, environ=None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         env = Env(environ)
         host, port = _parse_listen(env.str("UPLOADGW_LISTEN", "127.0.0.1:8000"))
         settings = cls(

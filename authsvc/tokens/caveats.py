@@ -14,7 +14,8 @@ import datetime as dt
 import enum
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import NoReturn
 
 from packaging.utils import canonicalize_name
 
@@ -92,11 +93,11 @@ class Expiry:
     not_before: int
     expires_at: int
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {"nbf": self.not_before, "exp": self.expires_at}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Expiry":
+    def from_json(cls, data: Mapping[str, object]) -> "Expiry":
         nbf, exp = _int(data["nbf"]), _int(data["exp"])
         if exp <= nbf:
             raise CaveatError("expiry before its start")
@@ -120,11 +121,11 @@ class Projects:
     names: tuple[str, ...]
     ids: tuple[str, ...]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {"names": list(self.names), "ids": list(self.ids)}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Projects":
+    def from_json(cls, data: Mapping[str, object]) -> "Projects":
         names, ids = _str_list(data["names"]), _str_list(data["ids"])
         if len(names) != len(ids):
             raise CaveatError("names and ids differ in length")
@@ -158,11 +159,11 @@ class UserBound:
     TYPE = "user"
     user_id: str
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {"id": self.user_id}
 
     @classmethod
-    def from_json(cls, data: dict) -> "UserBound":
+    def from_json(cls, data: Mapping[str, object]) -> "UserBound":
         value = data["id"]
         if not isinstance(value, str) or not _ID_RE.match(value):
             raise CaveatError("bad user id")
@@ -175,20 +176,20 @@ class UserBound:
 
 
 Caveat = Expiry | Projects | UserBound
-_TYPES: dict[str, tuple[type, frozenset[str]]] = {
+_TYPES: dict[str, tuple[type[Expiry] | type[Projects] | type[UserBound], frozenset[str]]] = {
     Expiry.TYPE: (Expiry, frozenset({"v", "t", "nbf", "exp"})),
     Projects.TYPE: (Projects, frozenset({"v", "t", "names", "ids"})),
     UserBound.TYPE: (UserBound, frozenset({"v", "t", "id"})),
 }
 
 
-def _int(value) -> int:
+def _int(value: object) -> int:
     if type(value) is not int or not 0 <= value < MAX_INT:
         raise CaveatError("expected a non-negative integer")
     return value
 
 
-def _str_list(value) -> list[str]:
+def _str_list(value: object) -> list[str]:
     if type(value) is not list or not 1 <= len(value) <= MAX_LIST:
         raise CaveatError("expected a non-empty list")
     if not all(type(v) is str for v in value):
@@ -196,8 +197,8 @@ def _str_list(value) -> list[str]:
     return value
 
 
-def _no_duplicates(pairs):
-    out = {}
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
     for key, value in pairs:
         if key in out:
             raise CaveatError(f"duplicate key {key!r}")
@@ -205,7 +206,7 @@ def _no_duplicates(pairs):
     return out
 
 
-def _no_constants(name):
+def _no_constants(name: str) -> NoReturn:
     raise CaveatError(f"{name} is not allowed")
 
 

@@ -95,7 +95,8 @@ class TokenCodec:
                             key=self.root_key(version, token_id, nonce), version=MACAROON_V2)
         for caveat in caveats:
             macaroon.add_first_party_caveat(serialize(caveat))
-        return self.prefix + macaroon.serialize()
+        serialized: str = macaroon.serialize()  # pymacaroons is untyped
+        return self.prefix + serialized
 
     def parse(self, token: str) -> ParsedToken | Failure:
         """The parts of a token, or a Failure; nothing here is trusted before `check_signature`."""

@@ -7,13 +7,13 @@ import datetime as dt
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authsvc.accounts.models import User
 from authsvc.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from authsvc.projects.models import Project, Role
 from authsvc.projects.service import check_project_name
-from authsvc.tokens.caveats import Expiry, Projects, UserBound
+from authsvc.tokens.caveats import Caveat, Expiry, Projects, UserBound
 from authsvc.tokens.codec import TokenCodec
 from authsvc.tokens.models import ApiToken, ApiTokenProject
 from authsvc.tokens.revocation import delete_token, emit_token_events
@@ -59,8 +59,8 @@ def check_description(description: str) -> str:
 
 
 class TokensService:
-    def __init__(self, *, db: async_sessionmaker, clock: Clock, events: EventEmitter, codec: TokenCodec,
-                 policy: TwoFactorPolicy | None = None):
+    def __init__(self, *, db: async_sessionmaker[AsyncSession], clock: Clock, events: EventEmitter,
+                 codec: TokenCodec, policy: TwoFactorPolicy | None = None) -> None:
         self.db = db
         self.clock = clock
         self.events = events
@@ -107,7 +107,7 @@ class TokensService:
             except IntegrityError:
                 raise AlreadyExists(f"You already have a token named '{description}': choose another description.",
                                     reason="description_taken") from None
-            caveats = [UserBound(owner.id)]
+            caveats: list[Caveat] = [UserBound(owner.id)]
             if scoped:
                 caveats.append(Projects(tuple(p.normalized_name for p in scoped), tuple(p.id for p in scoped)))
             if expires is not None:
@@ -117,7 +117,7 @@ class TokensService:
                                     actor=actor, origin=origin)
             return secret, TokenView.of(token, owner.username)
 
-    async def _scoped_project(self, s, owner: User, normalized: str) -> Project:
+    async def _scoped_project(self, s: AsyncSession, owner: User, normalized: str) -> Project:
         project = await s.scalar(select(Project).where(Project.normalized_name == normalized))
         if project is None:
             raise NotFound(f"There is no project named '{normalized}': a token can only be scoped to an "

@@ -193,6 +193,8 @@ def _handle(args) -> int:
 async def _main(args, settings: CliSettings) -> int:
     """Run the command; SIGINT/SIGTERM end a `--follow` (or a long listing) cleanly with code 0."""
     task = asyncio.current_task()
+    if task is None:  # asyncio.run always runs this in a task
+        raise RuntimeError("the audit command must run in an asyncio task")
     loop = asyncio.get_running_loop()
     stopping = []
 

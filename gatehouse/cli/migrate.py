@@ -25,7 +25,10 @@ def add_parser(sub) -> None:
 
 
 def migrations_dir(service: str) -> pathlib.Path:
-    return pathlib.Path(importlib.import_module(service).__file__).parent / "migrations"
+    location = importlib.import_module(service).__file__
+    if location is None:  # a namespace package: never one of the services
+        raise RuntimeError(f"{service} is not a regular package")
+    return pathlib.Path(location).parent / "migrations"
 
 
 def run(args) -> int:

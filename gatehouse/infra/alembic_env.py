@@ -12,15 +12,18 @@ import hashlib
 import pathlib
 
 from alembic import context
-from sqlalchemy import MetaData, pool, text
+from sqlalchemy import Connection, MetaData, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 
 def run(target_metadata: MetaData, version_table: str = "alembic_version") -> None:
     config = context.config
     url = config.get_main_option("sqlalchemy.url")
+    script_location = config.get_main_option("script_location")
+    if url is None or script_location is None:  # both set by gatehouse.infra.db's Alembic config
+        raise RuntimeError("the Alembic config needs sqlalchemy.url and script_location")
 
-    def do_run(connection):
+    def do_run(connection: Connection) -> None:
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
@@ -31,7 +34,7 @@ def run(target_metadata: MetaData, version_table: str = "alembic_version") -> No
         with context.begin_transaction():
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                                   {"key": lock_key(config.get_main_option("script_location"), version_table)})
+                                   {"key": lock_key(script_location, version_table)})
             context.run_migrations()
 
     if context.is_offline_mode():
@@ -41,7 +44,7 @@ def run(target_metadata: MetaData, version_table: str = "alembic_version") -> No
             context.run_migrations()
         return
 
-    async def main():
+    async def main() -> None:
         engine = create_async_engine(url, poolclass=pool.NullPool)
         async with engine.connect() as connection:
             await connection.run_sync(do_run)

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -43,7 +50,7 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def sqlite_pragmas(dbapi_connection, _record=None) -> None:
+def sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry | None = None) -> None:
     """The pragmas every SQLite connection gets (a "connect" event listener): foreign keys on,
     WAL journal, normal sync, and a 30 s wait for a busy database."""
     cursor = dbapi_connection.cursor()
@@ -66,11 +73,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
-def make_session_factory(engine: AsyncEngine) -> async_sessionmaker:
+def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def _alembic_config(url: str, script_location: pathlib.Path):
+def _alembic_config(url: str, script_location: pathlib.Path) -> Config:
     from alembic.config import Config
 
     cfg = Config()
@@ -90,18 +97,19 @@ async def upgrade_async(url: str, script_location: pathlib.Path, revision: str =
     await asyncio.to_thread(upgrade, url, script_location, revision)
 
 
-def schema_drift(url: str, script_location: pathlib.Path, metadata: MetaData) -> list:
+def schema_drift(url: str, script_location: pathlib.Path, metadata: MetaData) -> list[Any]:
     """Differences between a database migrated to head and the models (empty means none)."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
     upgrade(url, script_location)
 
-    def compare(connection):
+    def compare(connection: Connection) -> list[Any]:
         ctx = MigrationContext.configure(connection, opts={"compare_type": True})
-        return compare_metadata(ctx, metadata)
+        diffs: list[Any] = compare_metadata(ctx, metadata)
+        return diffs
 
-    async def main():
+    async def main() -> list[Any]:
         engine = make_engine(url)
         try:
             async with engine.connect() as conn:

@@ -14,6 +14,7 @@ import datetime as dt
 import functools
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import Column, DateTime, Index, Integer, LargeBinary, MetaData, String, Table
 from sqlalchemy.engine import Connection
@@ -62,7 +63,7 @@ class ActorRef:
     username: str = ""
 
     @classmethod
-    def user(cls, user_id, username) -> "ActorRef":
+    def user(cls, user_id: object, username: str) -> "ActorRef":
         return cls("user", str(user_id), username)
 
     @classmethod
@@ -95,14 +96,15 @@ def event_signer(producer: str, keys: tuple[tuple[int, bytes], ...]) -> EventSig
 
 
 class EventEmitter:
-    def __init__(self, table: Table | None, *, source: str, clock: Clock, signer: EventSigner | None = None):
+    def __init__(self, table: Table | None, *, source: str, clock: Clock,
+                 signer: EventSigner | None = None) -> None:
         # Without a signer the rows hold bare events, which consumers dead-letter as unauthenticated.
         if signer is not None and signer.key.producer != source:
             raise ValueError(f"the {source} emitter cannot sign with {signer.key.producer}'s key")
         self.signer = signer
         self.table = table  # None: an emitter that only builds events
         self._insert_statement = insert_of(table, _ROW_COLUMNS) if table is not None else None
-        self._insert = Prepared(self._insert_statement) if table is not None else None
+        self._insert = Prepared(self._insert_statement) if self._insert_statement is not None else None
         self.source = source
         self.clock = clock
 
@@ -140,7 +142,7 @@ class EventEmitter:
         event.occurred_at.nanos = since.microseconds * 1000
         return event
 
-    def _row(self, event: event_pb2.Event) -> dict:  # _ROW_COLUMNS
+    def _row(self, event: event_pb2.Event) -> dict[str, Any]:  # _ROW_COLUMNS
         return {"event_id": event.event_id, "tag": event.tag, "payload": self.serialize(event),
                 "created_at": self.clock.now(), "published_at": None, "attempts": 0}
 
@@ -149,13 +151,15 @@ class EventEmitter:
         payload = event.SerializeToString()
         return self.signer.seal(payload) if self.signer is not None else payload
 
-    async def emit(self, session: AsyncSession, tag: str, **kwargs) -> event_pb2.Event:
+    async def emit(self, session: AsyncSession, tag: str, **kwargs: Any) -> event_pb2.Event:
         """Add the event to the session's transaction; it is published only if that commits."""
         event = self.build(tag, **kwargs)
+        if self._insert_statement is None:
+            raise TypeError("this emitter has no outbox table: it only builds events")
         await session.execute(self._insert_statement, self._row(event))
         return event
 
-    def emit_sync(self, session: Session, tag: str, **kwargs) -> event_pb2.Event:
+    def emit_sync(self, session: Session, tag: str, **kwargs: Any) -> event_pb2.Event:
         """`emit` for a synchronous session (a `Transactions.run` function)."""
         event = self.build(tag, **kwargs)
         self.write(session.connection(), [event])
@@ -163,4 +167,6 @@ class EventEmitter:
 
     def write(self, conn: Connection, events: list[event_pb2.Event]) -> None:
         """Insert built events in one statement, in the connection's transaction."""
+        if self._insert is None:
+            raise TypeError("this emitter has no outbox table: it only builds events")
         self._insert.executemany(conn, [self._row(event) for event in events])

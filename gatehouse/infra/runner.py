@@ -52,7 +52,8 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _serve(name, settings, start, address, stop) -> None:
+async def _serve(name: str, settings: Any, start: Callable[[Any], Awaitable[Any]],
+                 address: Callable[[Any, Any], str], stop: Callable[[Any], Awaitable[None]]) -> None:
     running = await start(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -7,35 +7,46 @@ else reads `os.environ`. A missing or malformed variable stops start-up with a m
 from __future__ import annotations
 
 import base64
+import builtins
+import enum
 import os
 from collections.abc import Mapping
+from typing import Final
 
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names the variable."""
 
 
-_MISSING = object()
+class _Missing(enum.Enum):
+    """The type of `_MISSING`: no default given, so the variable is required."""
+
+    MISSING = enum.auto()
+
+
+_MISSING: Final = _Missing.MISSING
 
 
 class Env:
-    """Typed access to an environment mapping (os.environ by default)."""
+    """Typed access to an environment mapping (os.environ by default). The methods are named after
+    the types they return, so inside this class the types are spelled `builtins.str` etc."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None):
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = dict(os.environ if environ is None else environ)
 
-    def str(self, name: str, default=_MISSING) -> str:
+    def str(self, name: builtins.str, default: builtins.str | _Missing = _MISSING) -> builtins.str:
         value = self._environ.get(name)
         if value is None or value == "":
-            if default is _MISSING:
+            if isinstance(default, _Missing):
                 raise SettingsError(f"{name} is required but not set")
             return default
         return value
 
-    def int(self, name: str, default=_MISSING, *, minimum: int | None = None) -> int:
+    def int(self, name: builtins.str, default: builtins.int | _Missing = _MISSING, *,
+            minimum: builtins.int | None = None) -> builtins.int:
         raw = self._environ.get(name)
         if raw is None or raw == "":
-            if default is _MISSING:
+            if isinstance(default, _Missing):
                 raise SettingsError(f"{name} is required but not set")
             return default
         try:
@@ -46,10 +57,10 @@ class Env:
             raise SettingsError(f"{name} must be at least {minimum}, got {value}")
         return value
 
-    def float(self, name: str, default=_MISSING) -> float:
+    def float(self, name: builtins.str, default: builtins.float | _Missing = _MISSING) -> builtins.float:
         raw = self._environ.get(name)
         if raw is None or raw == "":
-            if default is _MISSING:
+            if isinstance(default, _Missing):
                 raise SettingsError(f"{name} is required but not set")
             return default
         try:
@@ -57,10 +68,10 @@ class Env:
         except ValueError:
             raise SettingsError(f"{name} must be a number, got {raw!r}") from None
 
-    def bool(self, name: str, default: bool | object = _MISSING) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool | _Missing = _MISSING) -> builtins.bool:
         raw = self._environ.get(name)
         if raw is None or raw == "":
-            if default is _MISSING:
+            if isinstance(default, _Missing):
                 raise SettingsError(f"{name} is required but not set")
             return bool(default)
         lowered = raw.strip().lower()
@@ -70,23 +81,24 @@ class Env:
             return False
         raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
-    def list(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    def list(self, name: builtins.str, default: tuple[builtins.str, ...] = ()) -> tuple[builtins.str, ...]:
         raw = self._environ.get(name)
         if raw is None or raw.strip() == "":
             return tuple(default)
         return tuple(item.strip() for item in raw.split(",") if item.strip())
 
-    def service_key(self, name: str, default=_MISSING) -> str:
+    def service_key(self, name: builtins.str, default: builtins.str | _Missing = _MISSING) -> builtins.str:
         """A service credential a client sends. The variable may hold a comma-separated list (the
         accepting service's form during a rotation): the first is the one to send."""
         keys = service_keys(self.str(name, default))
         return keys[0] if keys else ""
 
-    def secret(self, name: str, default=_MISSING, *, min_bytes: int = 32) -> bytes:
+    def secret(self, name: builtins.str, default: bytes | _Missing = _MISSING, *,
+               min_bytes: builtins.int = 32) -> bytes:
         """A secret key given as URL-safe base64 (or hex); at least `min_bytes` long."""
         raw = self._environ.get(name)
         if raw is None or raw == "":
-            if default is _MISSING:
+            if isinstance(default, _Missing):
                 raise SettingsError(f"{name} is required but not set")
             return default
         key = decode_key(raw)

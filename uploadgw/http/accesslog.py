@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_request import BaseRequest
 
 ACCESS_LOG_EXTRA = web.RequestKey("access_log_extra", dict)
 
 
 class RedactedAccessLogger(AbstractAccessLogger):
-    def log(self, request, response, time: float) -> None:
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             "request",
             extra={

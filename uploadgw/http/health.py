@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from aiohttp import web
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 class HealthHandlers:
-    def __init__(self, engine):
+    def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
     async def live(self, request: web.Request) -> web.Response:

@@ -149,6 +149,7 @@ def negotiate(accept: str | None, query_format: str | None = None) -> str | None
                     q = float(value)
                 except ValueError:
                     q = 0.0
+        choice: str | None
         if media in ("*/*", "text/*"):
             choice = "text"
         elif media == "application/*":

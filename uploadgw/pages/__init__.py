@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 import pathlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.grpcserver import open_channel
@@ -24,6 +27,9 @@ from uploadgw.pages.services.twofactor import TwoFactorPages
 from uploadgw.pages.common import PAGES, Pages, build_templates, make_middleware
 from uploadgw.settings import Settings
 
+if TYPE_CHECKING:
+    from uploadgw.app import Gateway
+
 log = logging.getLogger(__name__)
 HERE = pathlib.Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -33,7 +39,7 @@ __all__ = ["PAGES", "Pages", "setup_pages"]
 
 
 @web.middleware
-async def _unusable_file_names(request: web.Request, handler):
+async def _unusable_file_names(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A static file name the file system refuses (longer than it allows: ENAMETOOLONG) names no
     file: a 404, where aiohttp's static handler let the OSError through (a 500)."""
     try:
@@ -44,12 +50,12 @@ async def _unusable_file_names(request: web.Request, handler):
         raise web.HTTPNotFound() from None
 
 
-def setup_pages(app: web.Application, *, settings: Settings, clock: Clock, gateway_key: web.AppKey) -> None:
+def setup_pages(app: web.Application, *, settings: Settings, clock: Clock, gateway_key: web.AppKey[Gateway]) -> None:
     """Mount the pages on the gateway app (call after the gateway's own cleanup context is added)."""
     key = derive_key(settings.session_key)
     cookies = CookiePolicy.for_public_url(settings.public_url)
 
-    async def resources(app: web.Application):
+    async def resources(app: web.Application) -> AsyncIterator[None]:
         gateway = app[gateway_key]
         timeout = settings.auth_timeout
         auth_channel = open_channel(settings.authsvc_target, settings.authsvc_key, default_timeout=timeout)

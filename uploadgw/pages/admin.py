@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -39,7 +40,7 @@ def _date(form: Form, name: str) -> dt.datetime | None:
     return dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
 
 
-def read_query(query) -> tuple[Form, LogQuery]:
+def read_query(query: Mapping[str, str]) -> tuple[Form, LogQuery]:
     """The filters from the query string, checked: the form (with errors) and what to ask for."""
     form = Form({name: " ".join(query.get(name, "").split()) for name in TEXT_FIELDS + DATE_FIELDS})
     for name in TEXT_FIELDS + DATE_FIELDS:

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
 import jinja2
 from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.typedefs import Handler, Middleware
 from multidict import MultiDict, MultiDictProxy
 
 from gatehouse.infra.clock import Clock
@@ -53,7 +57,7 @@ def safe_next(value: str | None, default: str = "/account/") -> str:
     return value
 
 
-async def read_form(request: web.Request) -> MultiDictProxy:
+async def read_form(request: web.Request) -> MultiDictProxy[str]:
     """The POSTed form (cached); unreadable bodies and text that is not valid Unicode are a 400."""
     cached = visit(request).form
     if cached is not None:
@@ -97,7 +101,7 @@ def path_param(request: web.Request, name: str, limit: int = 200) -> str:
 class Form:
     """What the user typed (never passwords: templates do not echo them) and the errors per field."""
 
-    def __init__(self, values=None, errors: dict[str, str] | None = None):
+    def __init__(self, values: Mapping[str, object] | None = None, errors: dict[str, str] | None = None) -> None:
         self.values = {k: v for k, v in (values or {}).items() if isinstance(v, str)}
         self.errors = dict(errors or {})
         self.retry_after: int | None = None  # from a refusal that says when to try again
@@ -141,7 +145,7 @@ class Pages:
     projects: ProjectPages
     history: HistoryPages
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.csrf = Csrf(self.signer, self.cookies)
 
     # -- the visitor -----------------------------------------------------------------------------
@@ -184,8 +188,8 @@ class Pages:
         return current
 
     # -- answers -----------------------------------------------------------------------------------
-    async def render(self, request: web.Request, template: str, *, status: int = 200, headers: dict | None = None,
-                     **context) -> web.Response:
+    async def render(self, request: web.Request, template: str, *, status: int = 200,
+                     headers: dict[str, str] | None = None, **context: Any) -> web.Response:
         try:
             await self.current(request)
         except PageError:
@@ -218,7 +222,8 @@ class Pages:
         """A new session (a login): the browser's cookie is replaced, never reused."""
         self.cookies.set(response, self.cookies.names.session, session_token)
 
-    async def error_page(self, request: web.Request, status: int, message: str, *, retry_after: int | None = None):
+    async def error_page(self, request: web.Request, status: int, message: str, *,
+                         retry_after: int | None = None) -> web.Response:
         headers = {"Retry-After": str(retry_after)} if retry_after else None
         titles = {400: "The request could not be used", 401: "Please log in", 403: "Not allowed",
                   404: "Page not found", 405: "Not allowed", 409: "Not possible right now",
@@ -247,7 +252,7 @@ class Pages:
     async def check_csrf(self, request: web.Request) -> None:
         if not same_origin(request, self.public_url):
             raise PageError("This form was sent from another site, so it was refused.", status=403)
-        presented = request.headers.get(CSRF_HEADER) or (await read_form(request)).get(CSRF_FIELD, "")
+        presented = request.headers.get(CSRF_HEADER) or (await read_form(request)).get(CSRF_FIELD) or ""
         if not self.csrf.valid(request, presented):
             if not request.cookies.get(self.cookies.names.csrf):
                 raise PageError("This form needs cookies. Allow cookies for this site, reload the page and send "
@@ -268,9 +273,9 @@ class Pages:
 PAGES = web.AppKey("pages", Pages)
 
 
-def make_middleware(*, static: bool = False):
+def make_middleware(*, static: bool = False) -> Middleware:
     @web.middleware
-    async def pages_middleware(request: web.Request, handler):
+    async def pages_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         pages = request.config_dict[PAGES]
         try:
             if request.method == "POST":
@@ -301,7 +306,7 @@ def _http_message(status: int) -> str:
             413: "What you sent is too large."}.get(status, "The request could not be used.")
 
 
-def build_templates(directory) -> jinja2.Environment:
+def build_templates(directory: str | os.PathLike[str]) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(directory)), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True)
     filters.install(env)

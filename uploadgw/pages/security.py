@@ -21,7 +21,13 @@ import logging
 import secrets
 from urllib.parse import urlsplit
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
+from multidict import MultiDictProxy
+
+if TYPE_CHECKING:
+    from uploadgw.pages.services.views import CurrentSession
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +103,8 @@ class CookiePolicy:
 class Visit:
     """What the pages learn about one request while answering it."""
 
-    form: object = None
-    current: object = None
+    form: MultiDictProxy[str] | None = None
+    current: CurrentSession | None = None
     resolved: bool = False
     clear_session: bool = False
     notice_taken: bool = False
@@ -195,7 +201,7 @@ def encode_notice(signer: Signer, text: str, kind: str = "success") -> str:
     return f"{payload}.{signer.sign('notice', payload)}"
 
 
-def decode_notice(signer: Signer, value: str) -> dict | None:
+def decode_notice(signer: Signer, value: str) -> dict[str, str] | None:
     payload, _, signature = (value or "").partition(".")
     if not payload or not signer.verify("notice", payload, signature):
         return None
