@@ -6,11 +6,9 @@ the token is one of its tokens at all: a forged or garbage token is refused (and
 closed) as soon as it says no, however little of the body has come. twine sends every metadata
 field before `content`, so the project is known - and the token sent to authsvc for this project -
 before the file is used. A large body is streamed, and only after authsvc said yes. A small one (at most
-`SMALL_BODY` bytes, already in the socket buffers) is read whole; while authsvc answers it is
-stored, unreachable, under a key of its own (in a thread started once the request to authsvc is
-out: before, it held the GIL while the request was being sent) and its archive examined (on the
-event loop when that is cheap: `BytesCheck`); it is recorded, and so published, only if authsvc
-said yes.
+`SMALL_BODY` bytes, already in the socket buffers) is read whole; while authsvc answers, a worker
+thread stores it, unreachable, under a key of its own and examines its archive (the same check as
+a streamed file's); it is recorded, and so published, only if authsvc said yes.
 """
 
 from __future__ import annotations
@@ -136,14 +134,14 @@ class UploadHandler:
         form, filename = self._form(fields, content.filename)
         data = content.value
         digests = hash_bytes(data, want_md5=form.md5_digest is not None)
-        check = self.service.check_bytes(form, filename, data, digests.sha256)  # while authsvc answers
+        checking = asyncio.ensure_future(asyncio.to_thread(  # while authsvc answers
+            self.service.check_archive, form, filename, data, len(data), digests.sha256))
         try:
-            ticket = await self.service.authorize(form, filename, token, origin_of(request), len(data),
-                                                  while_waiting=check.start, after_precheck=check.examine)
+            ticket = await self.service.authorize(form, filename, token, origin_of(request), len(data))
         except BaseException:
-            await self.service.discard(check.pending)
+            await self.service.discard(checking)
             raise
-        return await self.service.publish(ticket, digests, check.checking)
+        return await self.service.publish(ticket, digests, checking)
 
     async def _streamed(self, request: web.Request, token: str, declared: int | None, token_check: asyncio.Future):
         try:
@@ -205,11 +203,7 @@ class UploadHandler:
                 raise InvalidUpload("Nested multipart bodies are not accepted.", reason="bad_multipart")
             # aiohttp decodes part headers keeping non-UTF-8 bytes as lone surrogates; the small path
             # (`multipart.split`) has U+FFFD for them, and so has this one.
-            params = multipart.disposition_params(header_text(part.headers.get("Content-Disposition", "")))
-            if any(key.endswith("*") for key in params):
-                params = {"name": header_text(part.name or ""),
-                          **({"filename": header_text(part.filename)} if part.filename else {})}
-            name, filename = params.get("name", ""), params.get("filename")
+            name, filename = multipart.form_field(header_text(part.headers.get("Content-Disposition", "")))
             if name == "content":
                 if filename is None:
                     raise InvalidUpload("The 'content' field must be a file.", reason="bad_multipart")
