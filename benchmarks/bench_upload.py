@@ -13,7 +13,10 @@ in-process:
   rss     the gateway's peak RSS growth during a RSS_GIB GiB upload (VmHWM after clear_refs=5)
   page    a project with PAGE files: p50 of GET /simple/<project>/ (pip's Accept header)
 
-Then a table with each figure's ratio to the best peer, and the targets.
+The floor twine itself sets is measured in the same run: a null server (nullserver.py: reads each
+whole request, answers 200) takes its turns in the small and big phases like any target. Then a
+table with each figure's ratio to the best peer, each target's ratio to the null server, and the
+targets.
 
   python benchmarks/bench_upload.py [--small 200] [--rounds 4] [--big-mib 100] [--rss-gib 1] [--page-files 1000]
 """
@@ -168,6 +171,7 @@ class Gateway(Target):
                         AUTHSVC_OPERATOR_KEY=operator_key, AUTHSVC_RELAY_ENABLED="false",
                         AUTHSVC_TOKEN_SECRETS="1:" + secrets.token_hex(32),
                         AUTHSVC_TOTP_KEYS="1:" + secrets.token_hex(32),
+                        AUTHSVC_EVENT_KEYS="1:" + secrets.token_hex(32),
                         AUTHSVC_MAILBOX_DIR=f"{work}/mail")
         procs.start([sys.executable, "-m", "authsvc"], env=auth_env, log=f"{work}/authsvc.log")
         wait_port(auth_port)
@@ -176,7 +180,8 @@ class Gateway(Target):
                       UPLOADGW_STORAGE_DIR=f"{work}/store", UPLOADGW_AUTHSVC_TARGET=f"127.0.0.1:{auth_port}",
                       UPLOADGW_AUTHSVC_KEY=gateway_key, UPLOADGW_LISTEN=f"127.0.0.1:{gw_port}",
                       UPLOADGW_MAX_FILE_SIZE=str(4 * 1024 ** 3), UPLOADGW_MAX_PROJECT_SIZE=str(64 * 1024 ** 3),
-                      UPLOADGW_ACCESS_LOG="true", **self.extra_env)
+                      UPLOADGW_ACCESS_LOG="true", UPLOADGW_EVENT_KEYS="1:" + secrets.token_hex(32),
+                      **self.extra_env)
         proc = procs.start([sys.executable, "-m", "uploadgw"], env=gw_env, log=f"{work}/uploadgw.log")
         wait_http(f"http://127.0.0.1:{gw_port}/healthz")
         self.pid = proc.pid
@@ -204,6 +209,20 @@ def mint_token(target: str, operator_key: str) -> str:
             return reply.token
 
     return asyncio.run(mint())
+
+
+class NullServer(Target):
+    name = "null"
+
+    def start(self, work: str, procs: Processes) -> None:
+        port = free_port()
+        proc = procs.start([sys.executable, os.path.join(ROOT, "benchmarks", "nullserver.py"), str(port)],
+                           log=f"{work}/nullserver.log")
+        wait_http(f"http://127.0.0.1:{port}/")
+        self.pid = proc.pid
+        self.upload_url = f"http://127.0.0.1:{port}/"
+        self.user, self.password = "null", "null"
+        self.notes = "reads each whole request, answers 200 (the floor twine and loopback set)"
 
 
 class PyPIServer(Target):
@@ -371,12 +390,15 @@ def ensure_peers() -> str | None:
 
 
 # -- report ---------------------------------------------------------------------------------------------
-def table(results: dict[str, dict], gateway: str = "gatehouse") -> str:
-    rows = [("small upload p50, new projects (ms)", "small_p50_ms", "min"),
+ROWS = [("small upload p50, new projects (ms)", "small_p50_ms", "min"),
             ("small upload p90, new projects (ms)", "small_p90_ms", "min"),
             ("small upload p50, one project (ms)", "same_p50_ms", "min"),
             ("100 MiB upload (s)", "big_s", "min"), ("simple page p50 (ms)", "page_p50_ms", "min"),
-            ("RSS growth, big upload (MiB)", "rss_growth_mib", "min")]
+        ("RSS growth, big upload (MiB)", "rss_growth_mib", "min")]
+
+
+def table(results: dict[str, dict], gateway: str = "gatehouse", floor: str = NullServer.name) -> str:
+    rows = ROWS
     names = list(results)
     header = "| metric | " + " | ".join(names) + " | gateway / best peer |"
     lines = [header, "|" + "---|" * (len(names) + 2)]
@@ -384,7 +406,7 @@ def table(results: dict[str, dict], gateway: str = "gatehouse") -> str:
         values = {n: results[n].get(key) for n in names}
         if all(v is None for v in values.values()):
             continue
-        peers = [v for n, v in values.items() if n != gateway and v is not None]
+        peers = [v for n, v in values.items() if n not in (gateway, floor) and v is not None]
         best = min(peers) if peers else None
         ratio = f"{values[gateway] / best:.2f}x" if best and values.get(gateway) is not None else "n/a"
         cells = [f"{v:.2f}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in values.values()]
@@ -392,9 +414,25 @@ def table(results: dict[str, dict], gateway: str = "gatehouse") -> str:
     return "\n".join(lines)
 
 
+def floor_table(results: dict[str, dict], floor: str = NullServer.name) -> str:
+    """Each target's figures as a ratio to the null server's, for the rows the null server has."""
+    if floor not in results:
+        return "(no null-server floor measured)"
+    names = [n for n in results if n != floor]
+    lines = ["| ratio to the null server | " + " | ".join(names) + f" | {floor} itself |",
+             "|" + "---|" * (len(names) + 2)]
+    for label, key, _ in ROWS:
+        base = results[floor].get(key)
+        if not base:
+            continue
+        cells = [f"{results[n][key] / base:.2f}x" if results[n].get(key) is not None else "-" for n in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {base:.2f} |")
+    return "\n".join(lines)
+
+
 def verdict(results: dict[str, dict]) -> list[str]:
     gw = results["gatehouse"]
-    peers = {n: r for n, r in results.items() if n != "gatehouse"}
+    peers = {n: r for n, r in results.items() if n not in ("gatehouse", NullServer.name)}
     out = []
 
     def best(key):
@@ -460,7 +498,7 @@ def main() -> int:
 
         gateway = Gateway()
         gateway.extra_env = dict(item.split("=", 1) for item in args.gateway_env)
-        targets: list[Target] = [gateway]
+        targets: list[Target] = [gateway, NullServer()]
         if args.no_peers:
             print("peers skipped (--no-peers)")
         elif ensure_peers():
@@ -485,6 +523,8 @@ def main() -> int:
             target_dists = {k: v for k, v in dists.items() if k not in ("small", "small_same")}
             if not isinstance(target, Gateway):
                 target_dists.pop("rss", None)
+            if isinstance(target, NullServer):
+                target_dists.pop("page", None)
             print(f"== {target.name}: measuring ...", flush=True)
             started = time.time()
             try:
@@ -504,6 +544,8 @@ def main() -> int:
         return 1
     print()
     print(table(results))
+    print()
+    print(floor_table(results))
     print()
     print("\n".join(verdict(results)))
     if args.out:

@@ -104,10 +104,16 @@ class TokenVerifier:
         if expires is not None and now >= expires:
             raise TokenDenied(f"This token expired at {expires:%Y-%m-%d %H:%M:%S} UTC.", reason="expired")
 
+    def verify_upload_token(self, token: str) -> AuthenticToken:
+        """An upload's token step, what its headers alone can prove: the token is one of ours
+        (format, key, HMAC chain), else TokenInvalid. No query and no event (a forged token leaves
+        none); never an authorisation: `verify_upload` decides once the project is known."""
+        return self._authentic(token)
+
     async def verify_upload(self, token: str, project_name: str, origin: Origin | None = None) -> UploadGrant:
         """May this token upload to `project_name`? Creates the project on a first upload by an
         all-projects token when creation is allowed; records the token's last use."""
-        authentic = self._authentic(token)
+        authentic = self.verify_upload_token(token)
         normalized = check_project_name(project_name)
         try:
             return await self._verify_upload(authentic, project_name, normalized, origin)

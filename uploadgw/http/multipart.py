@@ -98,6 +98,13 @@ def _part_headers(headers: bytes) -> tuple[str, str | None]:
         key, sep, value = line.partition(b":")
         if sep and key.strip().lower() == b"content-disposition":
             disposition = value.strip().decode("utf-8", "replace")
+    return form_field(disposition)
+
+
+def form_field(disposition: str) -> tuple[str, str | None]:
+    """A part's name and filename from its Content-Disposition, for both ways of reading a body.
+    RFC 7578 (4.2) forbids the RFC 5987 `name*=`/`filename*=` forms and twine never sends them:
+    a part that uses them is refused, with what to do instead."""
     if not disposition.lower().startswith("form-data"):
         raise InvalidUpload("Malformed multipart body (a part is not form-data).", reason="bad_multipart")
     params = disposition_params(disposition)

@@ -1,20 +1,22 @@
 """`POST /legacy/`: the upload API twine speaks.
 
 Order matters: the credentials are read from the headers first (a malformed or missing token, or
-a body declared too large, is refused before anything else). twine sends every metadata field
-before `content`, so the project is known - and the token sent to authsvc - before the file is
-used. A large body is streamed, and only after authsvc said yes. A small one (at most
-`SMALL_BODY` bytes, already in the socket buffers) is read whole; while authsvc answers it is
-stored, unreachable, under a key of its own (in a thread started once the request to authsvc is
-out: before, it held the GIL while the request was being sent) and its archive examined (on the
-event loop when that is cheap: `BytesCheck`); it is recorded, and so published, only if authsvc
-said yes.
+a body declared too large, is refused before anything else), and authsvc is asked at once whether
+the token is one of its tokens at all: a forged or garbage token is refused (and the connection
+closed) as soon as it says no, however little of the body has come. twine sends every metadata
+field before `content`, so the project is known - and the token sent to authsvc for this project -
+before the file is used. A large body is streamed, and only after authsvc said yes. A small one (at most
+`SMALL_BODY` bytes, already in the socket buffers) is read whole; while authsvc answers, a worker
+thread stores it, unreachable, under a key of its own and examines its archive (the same check as
+a streamed file's); it is recorded, and so published, only if authsvc said yes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -30,6 +32,7 @@ from uploadgw.uploads.service import UploadService, human_size
 from uploadgw.uploads.spool import SizeExceeded, hash_bytes
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 SMALL_BODY = 1024 * 1024
 READ_CHUNK = 1024 * 1024
 # Small reads for the metadata fields keep aiohttp's look-ahead into the file short.
@@ -63,13 +66,19 @@ class UploadHandler:
     async def __call__(self, request: web.Request) -> web.Response:
         token = credentials.upload_token(request.headers.get("Authorization"))
         declared = request.content_length
-        await self.check_declared(request)
-        if multipart.media_type(request.headers.get("Content-Type", "")) != "multipart/form-data":
-            raise InvalidUpload("Upload with a multipart/form-data body (as twine does).", reason="not_multipart")
-        if declared is not None and declared <= SMALL_BODY:
-            outcome = await self._small(request, token, declared)
-        else:
-            outcome = await self._streamed(request, token, declared)
+        # The token's check at the headers, while the body comes in: only a refusal counts.
+        token_check = asyncio.ensure_future(self.service.auth.check_upload_token(token, origin_of(request)))
+        try:
+            await self.check_declared(request)
+            if multipart.media_type(request.headers.get("Content-Type", "")) != "multipart/form-data":
+                raise InvalidUpload("Upload with a multipart/form-data body (as twine does).", reason="not_multipart")
+            if declared is not None and declared <= SMALL_BODY:
+                outcome = await self._small(request, token, declared, token_check)
+            else:
+                outcome = await self._streamed(request, token, declared, token_check)
+        finally:
+            token_check.cancel()
+            await asyncio.gather(token_check, return_exceptions=True)
         request[ACCESS_LOG_EXTRA] = {"project": outcome.project, "upload_filename": outcome.filename,
                                      "size": outcome.size, "token_id": outcome.token_id, "stored": outcome.created}
         if not outcome.created:
@@ -89,9 +98,23 @@ class UploadHandler:
     def _form(fields: list[tuple[str, str]], filename: str | None) -> tuple[UploadForm, str]:
         return parse_form(collect_fields(fields)), filename or ""  # the filename: checked by authorize()
 
-    async def _small(self, request: web.Request, token: str, declared: int):
+    @staticmethod
+    async def _unless_refused(token_check: asyncio.Future, reading: Awaitable[T]) -> T:
+        """`reading` (a read of the body), cut short when the token check refuses first."""
+        task = asyncio.ensure_future(reading)
         try:
-            body = await request.content.readexactly(declared)
+            await asyncio.wait({task, token_check}, return_when=asyncio.FIRST_COMPLETED)
+            if token_check.done() and not token_check.cancelled():
+                token_check.result()  # the refusal, if it is one
+            return await task
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _small(self, request: web.Request, token: str, declared: int, token_check: asyncio.Future):
+        try:
+            body = await self._unless_refused(token_check, request.content.readexactly(declared))
         except (asyncio.IncompleteReadError, aiohttp.ClientPayloadError, ConnectionError) as exc:
             raise InvalidUpload(INTERRUPTED, reason="interrupted") from exc
         fields: list[tuple[str, str]] = []
@@ -111,19 +134,19 @@ class UploadHandler:
         form, filename = self._form(fields, content.filename)
         data = content.value
         digests = hash_bytes(data, want_md5=form.md5_digest is not None)
-        check = self.service.check_bytes(form, filename, data, digests.sha256)  # while authsvc answers
+        checking = asyncio.ensure_future(asyncio.to_thread(  # while authsvc answers
+            self.service.check_archive, form, filename, data, len(data), digests.sha256))
         try:
-            ticket = await self.service.authorize(form, filename, token, origin_of(request), len(data),
-                                                  while_waiting=check.start, after_precheck=check.examine)
+            ticket = await self.service.authorize(form, filename, token, origin_of(request), len(data))
         except BaseException:
-            await self.service.discard(check.pending)
+            await self.service.discard(checking)
             raise
-        return await self.service.publish(ticket, digests, check.checking)
+        return await self.service.publish(ticket, digests, checking)
 
-    async def _streamed(self, request: web.Request, token: str, declared: int | None):
+    async def _streamed(self, request: web.Request, token: str, declared: int | None, token_check: asyncio.Future):
         try:
             reader = await request.multipart()
-            fields, form_bytes, part, filename = await self._read_fields(reader)
+            fields, form_bytes, part, filename = await self._unless_refused(token_check, self._read_fields(reader))
         except BadHttpMessage as exc:
             raise _framing_error(exc) from None
         except MALFORMED as exc:
@@ -180,11 +203,7 @@ class UploadHandler:
                 raise InvalidUpload("Nested multipart bodies are not accepted.", reason="bad_multipart")
             # aiohttp decodes part headers keeping non-UTF-8 bytes as lone surrogates; the small path
             # (`multipart.split`) has U+FFFD for them, and so has this one.
-            params = multipart.disposition_params(header_text(part.headers.get("Content-Disposition", "")))
-            if any(key.endswith("*") for key in params):
-                params = {"name": header_text(part.name or ""),
-                          **({"filename": header_text(part.filename)} if part.filename else {})}
-            name, filename = params.get("name", ""), params.get("filename")
+            name, filename = multipart.form_field(header_text(part.headers.get("Content-Disposition", "")))
             if name == "content":
                 if filename is None:
                     raise InvalidUpload("The 'content' field must be a file.", reason="bad_multipart")

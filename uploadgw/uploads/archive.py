@@ -38,38 +38,6 @@ class ArchiveInfo:
     wheel_metadata: bytes | None
 
 
-# A small zip is examined on the event loop (while authsvc answers) only when that is bounded work:
-# its end record shows at most LOOP_MAX_MEMBERS members in a central directory of at most
-# LOOP_MAX_DIRECTORY bytes (zipfile parses the directory by its size, whatever the count says, and
-# by a zip64 record's sizes when one is there: such archives are not examined on the loop), and it
-# is read within `loop_limits`; an archive beyond those is examined in a thread instead.
-LOOP_MAX_MEMBERS = 100
-LOOP_MAX_DIRECTORY = 16 * 1024
-LOOP_MAX_METADATA = 64 * 1024
-LOOP_FALLBACK_REASONS = ("too_many_members", "metadata_too_large")
-_END_RECORD = b"PK\x05\x06"
-_ZIP64_LOCATOR = b"PK\x06\x07"
-
-
-def few_members(data: bytes, filename: str) -> bool:
-    """Is this a zip (a wheel, or a .zip sdist) cheap enough to examine on the event loop? Read from
-    its last 42 bytes alone: an end record without archive comment, no zip64 locator before it, few
-    members, a small central directory."""
-    if not filename.endswith((".whl", ".zip")) or len(data) < 42:
-        return False
-    end = data[-22:]
-    return (end[:4] == _END_RECORD and end[20:22] == b"\0\0" and data[-42:-38] != _ZIP64_LOCATOR
-            and int.from_bytes(end[10:12], "little") <= LOOP_MAX_MEMBERS
-            and int.from_bytes(end[12:16], "little") <= LOOP_MAX_DIRECTORY)
-
-
-def loop_limits(limits: ArchiveLimits) -> ArchiveLimits:
-    """`limits`, tightened for an examination on the event loop (a refusal for one of
-    LOOP_FALLBACK_REASONS then means: examine it in a thread, under `limits`)."""
-    return dataclasses.replace(limits, max_members=min(limits.max_members, LOOP_MAX_MEMBERS),
-                               max_metadata_size=min(limits.max_metadata_size, LOOP_MAX_METADATA))
-
-
 def _bad(message: str, reason: str = "invalid_distribution") -> InvalidUpload:
     return InvalidUpload(f"Invalid distribution file: {message}", reason=reason)
 

@@ -2,9 +2,9 @@
 
 The HTTP adapter drives three steps: `authorize` (the form and filename are valid and authsvc
 says this token may upload to this project; cheap refusals before any file byte is used), the
-bytes (`open_spool` for a streamed file, then `check_archive`: the bytes stored durably under a
-key of this upload's own and the archive's contents examined; for a small upload, `BytesCheck`
-does the same while authsvc is still answering) and `publish` (limits, digests, duplicates; then
+bytes (`open_spool` for a streamed file, then `check_archive` in a worker thread: the bytes stored
+durably under a key of this upload's own and the archive's contents examined) and `publish`
+(limits, digests, duplicates; then
 the file, its release and their events are written in one transaction: after authsvc's answer
 only that commit remains). A blob is reachable only through its row, so nothing is visible before
 that commit; a failure at any point removes the blob (a crash leaves it pending, for the sweeper)
@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import hashlib
 import logging
-import time
-from collections.abc import Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -41,10 +38,6 @@ from uploadgw.uploads.spool import Digests, Spool, check_digests
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
-# Loop turns grpc.aio takes to put a call on the wire (our task, the call's own; the gateway's
-# channel has no interceptor, which would add one); measured: local work started after fewer turns
-# (a read, a thread holding the GIL) delays the request instead of overlapping with it.
-CALL_TURNS = 2
 # The sweeper removes unrecorded blobs older than the temporary-file age; an upload whose blob is
 # older than this share of that age is not recorded (so the sweeper can never remove a recorded one).
 PUBLISH_WITHIN_SHARE = 0.5
@@ -92,9 +85,9 @@ class Ticket:
 class Checked:
     """An archive found sound, its bytes stored (pending) under `key`, awaiting their row."""
 
-    info: archive.ArchiveInfo | None  # None: stored, not examined yet (`store_bytes`)
+    info: archive.ArchiveInfo
     key: str
-    stored_at: float  # time.time()
+    stored_at: float  # seconds since the epoch, by the service's clock
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,29 +121,19 @@ class UploadService:
         self.clock = clock
         self.limits = limits
         self.archive_limits = archive_limits
-        self.loop_archive_limits = archive.loop_limits(archive_limits)  # for `BytesCheck.examine`
         self.releases = releases
         self.publish_within = pending_max_age * PUBLISH_WITHIN_SHARE
         self._cleanups: set[asyncio.Task] = set()
 
     # -- step 1 ----------------------------------------------------------------------------------
     async def authorize(self, form: UploadForm, filename: str, token: str, origin: Origin,
-                        remaining: int | None, *, while_waiting: Callable[[], object] | None = None,
-                        after_precheck: Callable[[], object] | None = None) -> Ticket:
+                        remaining: int | None) -> Ticket:
         """Validate the filename, ask authsvc (and, meanwhile, the database), refuse what can be
-        refused before the bytes are used. `while_waiting` is called once the request to authsvc
-        is on its way (to start work that overlaps with the answer), `after_precheck` once the
-        database has answered (work for the event loop while authsvc is still answering)."""
+        refused before the bytes are used."""
         check_filename(filename, form)
         verification = asyncio.ensure_future(self.auth.verify_upload(token, form.name, origin))
         try:
-            for _turn in range(CALL_TURNS):  # the request goes out before any local work
-                await asyncio.sleep(0)
-            if while_waiting is not None:
-                while_waiting()
             state = await self._precheck(form, filename)
-            if after_precheck is not None:
-                after_precheck()
         except BaseException:
             verification.cancel()
             await asyncio.gather(verification, return_exceptions=True)
@@ -230,12 +213,10 @@ class UploadService:
         key (pending: no row names it yet); a refused archive leaves no blob. `source` is the bytes
         themselves, or a temporary file's path (the file is moved).
 
-        Bytes are stored first: their sync is the slowest step and mostly waits on the disk, so it
-        starts at once and the examination (Python, holding the GIL) runs after it rather than
-        before, while the event loop is still waiting for authsvc (A/B: 0.35-0.42 ms less per small
-        upload; a small zip with few members is now examined on the loop instead: `BytesCheck`). A
-        temporary file is examined before it is moved into the store."""
-        stored_at = time.time()
+        Bytes in memory are stored first (their sync mostly waits on the disk, and a small upload's
+        check runs while authsvc answers), then examined; a temporary file is examined before it is
+        moved into the store."""
+        stored_at = self.clock.now().timestamp()
         if not isinstance(source, bytes):
             info = self.examine(form, filename, source, size)
             return Checked(info=info, key=self.store.store(sha256, source), stored_at=stored_at)
@@ -246,22 +227,12 @@ class UploadService:
             self.store.discard(key)
             raise
 
-    def store_bytes(self, sha256: str, data: bytes) -> Checked:
-        """Blocking (run in a thread): the bytes stored durably (pending) under a new key, not
-        examined yet (`info` None: `BytesCheck` fills it in)."""
-        stored_at = time.time()
-        return Checked(info=None, key=self.store.store(sha256, data), stored_at=stored_at)
-
-    def examine(self, form: UploadForm, filename: str, source: str | bytes, size: int,
-                limits: archive.ArchiveLimits | None = None) -> archive.ArchiveInfo:
+    def examine(self, form: UploadForm, filename: str, source: str | bytes, size: int) -> archive.ArchiveInfo:
         """The archive's contents checked and its metadata matched with the form (blocking)."""
         info = archive.inspect(source, filename=filename, filetype=form.filetype, size=size,
-                               limits=limits or self.archive_limits)
+                               limits=self.archive_limits)
         return archive.check_metadata(info, canonical_name=form.canonical_name, version=form.parsed_version,
                                       form_name=form.name)
-
-    def check_bytes(self, form: UploadForm, filename: str, data: bytes, sha256: str) -> BytesCheck:
-        return BytesCheck(self, form, filename, data, sha256)
 
     async def discard(self, checking: asyncio.Future | None) -> None:
         """Forget a check that will not be published (waiting for it: a thread cannot be stopped)."""
@@ -403,64 +374,8 @@ class UploadService:
                 "token_id": ident.token_id, "sha256": digests.sha256, "size": digests.size,
                 "packagetype": form.filetype}))
         self.events.write(conn, events)
-        if time.time() - checked.stored_at > self.publish_within:  # last, just before the commit
+        if self.clock.now().timestamp() - checked.stored_at > self.publish_within:  # last, before the commit
             raise Conflict("The upload took too long between storing and recording its file; upload it again.",
                            reason="upload_stale")
         return self._outcome(ticket, digests, created=True)
 
-
-class BytesCheck:
-    """A small upload's bytes (read whole), checked while authsvc answers: `start` (once the request
-    is on its way) stores them in a thread; `examine` (once the precheck is done) looks inside the
-    archive on the event loop, which is otherwise idle then, when that is bounded work (a zip with
-    few members: `archive.few_members`, about 0.2 ms) - else the thread examines it after storing.
-    `checking` then yields the `Checked`; a refusal of the archive is raised from it, so only after
-    authsvc's answer (a bad token is told so first). A/B against examining in the thread after the
-    sync (where it waited for the GIL): -0.30 ms p50, the median of nine runs of 600-800 new-project
-    uploads on a noisy machine (from -1.1 to +0.28).
-
-    Until `examine` has run, `pending` is the store alone (what `UploadService.discard` waits for)."""
-
-    def __init__(self, service: UploadService, form: UploadForm, filename: str, data: bytes, sha256: str):
-        self.service = service
-        self.form, self.filename, self.data, self.sha256 = form, filename, data, sha256
-        self.on_loop = archive.few_members(data, filename)
-        self.checking: asyncio.Future | None = None
-        self._storing: asyncio.Future | None = None
-
-    @property
-    def pending(self) -> asyncio.Future | None:
-        return self.checking if self.checking is not None else self._storing
-
-    def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self.on_loop:
-            self._storing = loop.run_in_executor(None, self.service.store_bytes, self.sha256, self.data)
-        else:
-            self._storing = self.checking = loop.run_in_executor(None, functools.partial(
-                self.service.check_archive, self.form, self.filename, self.data, len(self.data), self.sha256))
-
-    def examine(self) -> None:
-        if not self.on_loop or self._storing is None:
-            return
-        try:
-            found: archive.ArchiveInfo | Exception | None = self.service.examine(
-                self.form, self.filename, self.data, len(self.data), self.service.loop_archive_limits)
-        except InvalidUpload as exc:
-            found = None if exc.reason in archive.LOOP_FALLBACK_REASONS else exc
-        except Exception as exc:  # noqa: BLE001 - raised after authsvc's answer, as a thread's would be
-            found = exc
-        self.checking = asyncio.ensure_future(self._join(found))
-
-    async def _join(self, found: archive.ArchiveInfo | Exception | None) -> Checked:
-        stored = await self._storing
-        try:
-            if isinstance(found, Exception):
-                raise found
-            if found is None:  # beyond the loop's bounds: examined in a thread, under the full limits
-                found = await asyncio.to_thread(self.service.examine, self.form, self.filename, self.data,
-                                                len(self.data))
-        except BaseException:
-            self.service.store.discard(stored.key)
-            raise
-        return dataclasses.replace(stored, info=found)

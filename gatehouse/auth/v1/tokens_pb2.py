@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from gatehouse.auth.v1 import common_pb2 as gatehouse_dot_auth_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egatehouse/auth/v1/tokens.proto\x12\x11gatehouse.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egatehouse/auth/v1/common.proto\"\xcd\x01\n\x12\x43reateTokenRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12,\n\x05scope\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.TokenScope\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x06\x63lient\x18\x05 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"P\n\x13\x43reateTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12*\n\x04info\x18\x02 \x01(\x0b\x32\x1c.gatehouse.auth.v1.TokenInfo\"*\n\x11ListTokensRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\"B\n\x12ListTokensResponse\x12,\n\x06tokens\x18\x01 \x03(\x0b\x32\x1c.gatehouse.auth.v1.TokenInfo\"l\n\x12\x44\x65leteTokenRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\x15\n\x13\x44\x65leteTokenResponse\"n\n\x18VerifyUploadTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0cproject_name\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\xba\x01\n\x19VerifyUploadTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12\x14\n\x0cproject_name\x18\x04 \x01(\t\x12\x10\n\x08token_id\x18\x05 \x01(\t\x12\x17\n\x0fproject_created\x18\x06 \x01(\x08\x12%\n\x04role\x18\x07 \x01(\x0e\x32\x17.gatehouse.auth.v1.Role\"u\n\x15VerifyUploadTokenCall\x12\n\n\x02id\x18\x01 \x01(\x04\x12<\n\x07request\x18\x02 \x01(\x0b\x32+.gatehouse.auth.v1.VerifyUploadTokenRequest\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"\x94\x01\n\x17VerifyUploadTokenResult\x12\n\n\x02id\x18\x01 \x01(\x04\x12-\n\x06status\x18\x02 \x01(\x0b\x32\x1d.gatehouse.auth.v1.CallStatus\x12>\n\x08response\x18\x03 \x01(\x0b\x32,.gatehouse.auth.v1.VerifyUploadTokenResponse\"W\n\x17VerifyIndexTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12-\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"O\n\x18VerifyIndexTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x10\n\x08token_id\x18\x03 \x01(\t2\xf2\x04\n\x0cTokenService\x12\\\n\x0b\x43reateToken\x12%.gatehouse.auth.v1.CreateTokenRequest\x1a&.gatehouse.auth.v1.CreateTokenResponse\x12Y\n\nListTokens\x12$.gatehouse.auth.v1.ListTokensRequest\x1a%.gatehouse.auth.v1.ListTokensResponse\x12\\\n\x0b\x44\x65leteToken\x12%.gatehouse.auth.v1.DeleteTokenRequest\x1a&.gatehouse.auth.v1.DeleteTokenResponse\x12n\n\x11VerifyUploadToken\x12+.gatehouse.auth.v1.VerifyUploadTokenRequest\x1a,.gatehouse.auth.v1.VerifyUploadTokenResponse\x12n\n\x12VerifyUploadTokens\x12(.gatehouse.auth.v1.VerifyUploadTokenCall\x1a*.gatehouse.auth.v1.VerifyUploadTokenResult(\x01\x30\x01\x12k\n\x10VerifyIndexToken\x12*.gatehouse.auth.v1.VerifyIndexTokenRequest\x1a+.gatehouse.auth.v1.VerifyIndexTokenResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egatehouse/auth/v1/tokens.proto\x12\x11gatehouse.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egatehouse/auth/v1/common.proto\"\xcd\x01\n\x12\x43reateTokenRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12,\n\x05scope\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.TokenScope\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x06\x63lient\x18\x05 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"P\n\x13\x43reateTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12*\n\x04info\x18\x02 \x01(\x0b\x32\x1c.gatehouse.auth.v1.TokenInfo\"*\n\x11ListTokensRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\"B\n\x12ListTokensResponse\x12,\n\x06tokens\x18\x01 \x03(\x0b\x32\x1c.gatehouse.auth.v1.TokenInfo\"l\n\x12\x44\x65leteTokenRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\x15\n\x13\x44\x65leteTokenResponse\"\x82\x01\n\x18VerifyUploadTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0cproject_name\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\x12\x12\n\ntoken_only\x18\x04 \x01(\x08\"\xba\x01\n\x19VerifyUploadTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12\x14\n\x0cproject_name\x18\x04 \x01(\t\x12\x10\n\x08token_id\x18\x05 \x01(\t\x12\x17\n\x0fproject_created\x18\x06 \x01(\x08\x12%\n\x04role\x18\x07 \x01(\x0e\x32\x17.gatehouse.auth.v1.Role\"u\n\x15VerifyUploadTokenCall\x12\n\n\x02id\x18\x01 \x01(\x04\x12<\n\x07request\x18\x02 \x01(\x0b\x32+.gatehouse.auth.v1.VerifyUploadTokenRequest\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"\x94\x01\n\x17VerifyUploadTokenResult\x12\n\n\x02id\x18\x01 \x01(\x04\x12-\n\x06status\x18\x02 \x01(\x0b\x32\x1d.gatehouse.auth.v1.CallStatus\x12>\n\x08response\x18\x03 \x01(\x0b\x32,.gatehouse.auth.v1.VerifyUploadTokenResponse\"W\n\x17VerifyIndexTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12-\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"O\n\x18VerifyIndexTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x10\n\x08token_id\x18\x03 \x01(\t2\xf2\x04\n\x0cTokenService\x12\\\n\x0b\x43reateToken\x12%.gatehouse.auth.v1.CreateTokenRequest\x1a&.gatehouse.auth.v1.CreateTokenResponse\x12Y\n\nListTokens\x12$.gatehouse.auth.v1.ListTokensRequest\x1a%.gatehouse.auth.v1.ListTokensResponse\x12\\\n\x0b\x44\x65leteToken\x12%.gatehouse.auth.v1.DeleteTokenRequest\x1a&.gatehouse.auth.v1.DeleteTokenResponse\x12n\n\x11VerifyUploadToken\x12+.gatehouse.auth.v1.VerifyUploadTokenRequest\x1a,.gatehouse.auth.v1.VerifyUploadTokenResponse\x12n\n\x12VerifyUploadTokens\x12(.gatehouse.auth.v1.VerifyUploadTokenCall\x1a*.gatehouse.auth.v1.VerifyUploadTokenResult(\x01\x30\x01\x12k\n\x10VerifyIndexToken\x12*.gatehouse.auth.v1.VerifyIndexTokenRequest\x1a+.gatehouse.auth.v1.VerifyIndexTokenResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,18 +45,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETETOKENREQUEST']._serialized_end=628
   _globals['_DELETETOKENRESPONSE']._serialized_start=630
   _globals['_DELETETOKENRESPONSE']._serialized_end=651
-  _globals['_VERIFYUPLOADTOKENREQUEST']._serialized_start=653
-  _globals['_VERIFYUPLOADTOKENREQUEST']._serialized_end=763
-  _globals['_VERIFYUPLOADTOKENRESPONSE']._serialized_start=766
-  _globals['_VERIFYUPLOADTOKENRESPONSE']._serialized_end=952
-  _globals['_VERIFYUPLOADTOKENCALL']._serialized_start=954
-  _globals['_VERIFYUPLOADTOKENCALL']._serialized_end=1071
-  _globals['_VERIFYUPLOADTOKENRESULT']._serialized_start=1074
-  _globals['_VERIFYUPLOADTOKENRESULT']._serialized_end=1222
-  _globals['_VERIFYINDEXTOKENREQUEST']._serialized_start=1224
-  _globals['_VERIFYINDEXTOKENREQUEST']._serialized_end=1311
-  _globals['_VERIFYINDEXTOKENRESPONSE']._serialized_start=1313
-  _globals['_VERIFYINDEXTOKENRESPONSE']._serialized_end=1392
-  _globals['_TOKENSERVICE']._serialized_start=1395
-  _globals['_TOKENSERVICE']._serialized_end=2021
+  _globals['_VERIFYUPLOADTOKENREQUEST']._serialized_start=654
+  _globals['_VERIFYUPLOADTOKENREQUEST']._serialized_end=784
+  _globals['_VERIFYUPLOADTOKENRESPONSE']._serialized_start=787
+  _globals['_VERIFYUPLOADTOKENRESPONSE']._serialized_end=973
+  _globals['_VERIFYUPLOADTOKENCALL']._serialized_start=975
+  _globals['_VERIFYUPLOADTOKENCALL']._serialized_end=1092
+  _globals['_VERIFYUPLOADTOKENRESULT']._serialized_start=1095
+  _globals['_VERIFYUPLOADTOKENRESULT']._serialized_end=1243
+  _globals['_VERIFYINDEXTOKENREQUEST']._serialized_start=1245
+  _globals['_VERIFYINDEXTOKENREQUEST']._serialized_end=1332
+  _globals['_VERIFYINDEXTOKENRESPONSE']._serialized_start=1334
+  _globals['_VERIFYINDEXTOKENRESPONSE']._serialized_end=1413
+  _globals['_TOKENSERVICE']._serialized_start=1416
+  _globals['_TOKENSERVICE']._serialized_end=2042
 # @@protoc_insertion_point(module_scope)
