@@ -12,11 +12,12 @@ from authsvc.accounts.passwords import PasswordHasher, PasswordPolicy
 from authsvc.accounts.service import AccountsConfig, AccountsService
 from authsvc.db import outbox
 from authsvc.mail import build_mailer
-from authsvc.projects.service import ProjectsService
+from authsvc.projects.service import ProjectsService, projects_requiring_second_factor
 from authsvc.ratelimit import RateLimiter
 from authsvc.settings import Settings
 from authsvc.tokens.codec import TokenCodec
 from authsvc.tokens.lookup import make_lookup
+from authsvc.tokens.revocation import revoke_for_deleted_project
 from authsvc.tokens.service import TokensService
 from authsvc.tokens.verification import TokenVerifier
 from authsvc.twofactor.policy import TwoFactorPolicy
@@ -72,8 +73,10 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
         limiter=limiter, config=accounts_config, mailer=mailer, second_factor=pending_logins,
         devices=DeviceTokens(settings.token_secrets, clock=clock, lifetime=accounts_config.device_token_lifetime),
     )
+    policy = TwoFactorPolicy(require_for_upload=settings.require_2fa_for_upload, public_url=settings.public_url,
+                             projects_requiring=projects_requiring_second_factor)
     twofactor = build_twofactor_service(settings, db=db, tx=tx, clock=clock, events=events, accounts=accounts,
-                                        pending=pending_logins, limiter=limiter, mailer=mailer)
+                                        pending=pending_logins, limiter=limiter, mailer=mailer, policy=policy)
     projects, tokens, verifier = build_token_services(settings, clock, engine, db, tx, events,
                                                       policy=twofactor.policy)
     return AuthApp(settings=settings, clock=clock, engine=engine, db=db, tx=tx, events=events,
@@ -85,7 +88,7 @@ def build_token_services(settings: Settings, clock: Clock, engine: AsyncEngine, 
                          tx: Transactions, events: EventEmitter, *, policy: TwoFactorPolicy | None = None,
                          ) -> tuple[ProjectsService, TokensService, TokenVerifier]:
     """Projects and roles, API tokens, and the token verifier the gateway calls on every upload."""
-    projects = ProjectsService(db=db, clock=clock, events=events)
+    projects = ProjectsService(db=db, clock=clock, events=events, revoke_tokens=revoke_for_deleted_project)
     codec = TokenCodec(prefix=settings.token_prefix, location=settings.token_location,
                        secrets_by_version=settings.token_secrets)
     tokens = TokensService(db=db, clock=clock, events=events, codec=codec, policy=policy)

@@ -363,8 +363,8 @@ def _why(required: list[str]) -> str:
     return " and ".join(parts)
 
 
-def build_twofactor_service(settings, *, db, tx, clock, events, accounts, pending: PendingLogins, limiter, mailer
-                            ) -> TwoFactorService:
+def build_twofactor_service(settings, *, db, tx, clock, events, accounts, pending: PendingLogins, limiter, mailer,
+                            policy: TwoFactorPolicy) -> TwoFactorService:
     """The two-factor service from settings (`pending` is also the accounts service's seam)."""
     config = TwoFactorConfig.from_settings(settings)
     return TwoFactorService(
@@ -373,7 +373,7 @@ def build_twofactor_service(settings, *, db, tx, clock, events, accounts, pendin
             rp_id=settings.webauthn_rp_id, rp_name=settings.webauthn_rp_name, origins=settings.webauthn_origins,
             user_verification=settings.webauthn_user_verification, challenge_lifetime=config.challenge_lifetime),
         pending=pending, limiter=limiter, mailer=mailer, config=config,
-        policy=TwoFactorPolicy(require_for_upload=settings.require_2fa_for_upload, public_url=settings.public_url),
+        policy=policy,
     )
 
 
