@@ -21,7 +21,10 @@ from authsvc.tokens.revocation import revoke_for_deleted_project
 from authsvc.tokens.service import TokensService
 from authsvc.tokens.verification import TokenVerifier
 from authsvc.twofactor.policy import TwoFactorPolicy
-from authsvc.twofactor.service import TwoFactorService, build_pending_logins, build_twofactor_service
+from authsvc.twofactor import totp, webauthn
+from authsvc.twofactor.core import TwoFactorConfig
+from authsvc.twofactor.pending import PendingLogins
+from authsvc.twofactor.service import TwoFactorService
 from gatehouse.infra.clock import Clock, SystemClock
 from gatehouse.infra.db import make_engine, make_session_factory
 from gatehouse.infra.outbox import EventEmitter, event_signer
@@ -98,3 +101,20 @@ def build_token_services(settings: Settings, clock: Clock, engine: AsyncEngine, 
         allow_project_creation=settings.allow_project_creation,
         last_used_interval=dt.timedelta(seconds=settings.token_last_used_interval_seconds), policy=policy)
     return projects, tokens, verifier
+
+
+def build_twofactor_service(settings, *, db, tx, clock, events, accounts, pending: PendingLogins, limiter, mailer,
+                            policy: TwoFactorPolicy) -> TwoFactorService:
+    """The two-factor service from settings (`pending` is also the accounts service's seam)."""
+    config = TwoFactorConfig.from_settings(settings)
+    return TwoFactorService(
+        db=db, tx=tx, clock=clock, events=events, accounts=accounts, seeds=totp.SeedBox(settings.totp_keys),
+        relying_party=webauthn.RelyingParty(
+            rp_id=settings.webauthn_rp_id, rp_name=settings.webauthn_rp_name, origins=settings.webauthn_origins,
+            user_verification=settings.webauthn_user_verification, challenge_lifetime=config.challenge_lifetime),
+        pending=pending, policy=policy, limiter=limiter, mailer=mailer, config=config,
+    )
+
+
+def build_pending_logins(settings, clock) -> PendingLogins:
+    return PendingLogins(clock=clock, lifetime=dt.timedelta(seconds=settings.pending_login_seconds))
