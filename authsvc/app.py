@@ -12,15 +12,19 @@ from authsvc.accounts.passwords import PasswordHasher, PasswordPolicy
 from authsvc.accounts.service import AccountsConfig, AccountsService
 from authsvc.db import outbox
 from authsvc.mail import build_mailer
-from authsvc.projects.service import ProjectsService
+from authsvc.projects.service import ProjectsService, projects_requiring_second_factor
 from authsvc.ratelimit import RateLimiter
 from authsvc.settings import Settings
 from authsvc.tokens.codec import TokenCodec
 from authsvc.tokens.lookup import make_lookup
+from authsvc.tokens.revocation import revoke_for_deleted_project
 from authsvc.tokens.service import TokensService
 from authsvc.tokens.verification import TokenVerifier
 from authsvc.twofactor.policy import TwoFactorPolicy
-from authsvc.twofactor.service import TwoFactorService, build_pending_logins, build_twofactor_service
+from authsvc.twofactor import totp, webauthn
+from authsvc.twofactor.core import TwoFactorConfig
+from authsvc.twofactor.pending import PendingLogins
+from authsvc.twofactor.service import TwoFactorService
 from gatehouse.infra.clock import Clock, SystemClock
 from gatehouse.infra.db import make_engine, make_session_factory
 from gatehouse.infra.outbox import EventEmitter, event_signer
@@ -72,8 +76,10 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
         limiter=limiter, config=accounts_config, mailer=mailer, second_factor=pending_logins,
         devices=DeviceTokens(settings.token_secrets, clock=clock, lifetime=accounts_config.device_token_lifetime),
     )
+    policy = TwoFactorPolicy(require_for_upload=settings.require_2fa_for_upload, public_url=settings.public_url,
+                             projects_requiring=projects_requiring_second_factor)
     twofactor = build_twofactor_service(settings, db=db, tx=tx, clock=clock, events=events, accounts=accounts,
-                                        pending=pending_logins, limiter=limiter, mailer=mailer)
+                                        pending=pending_logins, limiter=limiter, mailer=mailer, policy=policy)
     projects, tokens, verifier = build_token_services(settings, clock, engine, db, tx, events,
                                                       policy=twofactor.policy)
     return AuthApp(settings=settings, clock=clock, engine=engine, db=db, tx=tx, events=events,
@@ -85,7 +91,7 @@ def build_token_services(settings: Settings, clock: Clock, engine: AsyncEngine, 
                          tx: Transactions, events: EventEmitter, *, policy: TwoFactorPolicy | None = None,
                          ) -> tuple[ProjectsService, TokensService, TokenVerifier]:
     """Projects and roles, API tokens, and the token verifier the gateway calls on every upload."""
-    projects = ProjectsService(db=db, clock=clock, events=events)
+    projects = ProjectsService(db=db, clock=clock, events=events, revoke_tokens=revoke_for_deleted_project)
     codec = TokenCodec(prefix=settings.token_prefix, location=settings.token_location,
                        secrets_by_version=settings.token_secrets)
     tokens = TokensService(db=db, clock=clock, events=events, codec=codec, policy=policy)
@@ -95,3 +101,20 @@ def build_token_services(settings: Settings, clock: Clock, engine: AsyncEngine, 
         allow_project_creation=settings.allow_project_creation,
         last_used_interval=dt.timedelta(seconds=settings.token_last_used_interval_seconds), policy=policy)
     return projects, tokens, verifier
+
+
+def build_twofactor_service(settings, *, db, tx, clock, events, accounts, pending: PendingLogins, limiter, mailer,
+                            policy: TwoFactorPolicy) -> TwoFactorService:
+    """The two-factor service from settings (`pending` is also the accounts service's seam)."""
+    config = TwoFactorConfig.from_settings(settings)
+    return TwoFactorService(
+        db=db, tx=tx, clock=clock, events=events, accounts=accounts, seeds=totp.SeedBox(settings.totp_keys),
+        relying_party=webauthn.RelyingParty(
+            rp_id=settings.webauthn_rp_id, rp_name=settings.webauthn_rp_name, origins=settings.webauthn_origins,
+            user_verification=settings.webauthn_user_verification, challenge_lifetime=config.challenge_lifetime),
+        pending=pending, policy=policy, limiter=limiter, mailer=mailer, config=config,
+    )
+
+
+def build_pending_logins(settings, clock) -> PendingLogins:
+    return PendingLogins(clock=clock, lifetime=dt.timedelta(seconds=settings.pending_login_seconds))

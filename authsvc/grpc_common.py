@@ -7,7 +7,6 @@ import ipaddress
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from authsvc.accounts.models import User
 from authsvc.errors import InvalidArgument
 from gatehouse.auth.v1 import common_pb2
 from gatehouse.infra.clock import as_utc
@@ -63,17 +62,3 @@ def origin(client: common_pb2.ClientInfo | None) -> Origin:
     ua = "".join(ch for ch in client.user_agent[:300] if ch.isprintable())
     return Origin(ip_address=ip, user_agent=ua)
 
-
-def user_pb(user: User, *, two_factor_enabled: bool = False) -> common_pb2.User:
-    primary = next((e for e in user.emails if e.primary), None)
-    return common_pb2.User(
-        id=user.id,
-        username=user.username,
-        name=user.name or "",
-        primary_email=primary.address if primary else "",
-        email_verified=bool(primary and primary.verified),
-        is_active=user.is_active,
-        is_admin=user.is_admin,
-        created_at=ts(user.created_at),
-        two_factor_enabled=two_factor_enabled,
-    )

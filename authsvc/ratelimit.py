@@ -20,13 +20,13 @@ import functools
 import math
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, case, delete, insert, or_, select, update
+from sqlalchemy import Index, Integer, String, bindparam, case, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from authsvc.accounts.models import RateLimitCounter, RateLimitHit
+from authsvc.db import Base
 from authsvc.errors import RateLimited
 from gatehouse.infra.clock import Clock, as_utc
 from gatehouse.infra.prepared import Prepared
@@ -34,6 +34,30 @@ from gatehouse.infra.prepared import Prepared
 # Keys of subjects that never come back would otherwise stay forever: every this many hits, the
 # limiter also deletes every row older than the longest window it has been asked about.
 PRUNE_EVERY = 200
+
+
+class RateLimitHit(Base):
+    """One counted attempt under a rate-limit key (e.g. "login:user:<id>", "login:ip:<ip>")."""
+
+    __tablename__ = "rate_limit_hits"
+    __table_args__ = (Index("ix_rate_limit_hits_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))
+    at: Mapped[dt.datetime]
+
+
+class RateLimitCounter(Base):
+    """The attempts counted under a key in its current fixed window (see `RateLimiter.acquire`):
+    one row per key, so counting and testing are one atomic upsert. `strikes` is how many windows
+    in a row were used up; each one doubles the next window, up to the limit's `max_window`."""
+
+    __tablename__ = "rate_limit_counters"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    window_end: Mapped[dt.datetime] = mapped_column(index=True)
+    strikes: Mapped[int] = mapped_column(Integer, default=0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -56,7 +56,10 @@ class ReaderIdentity:
     token_id: str
 
 
-def _client(origin: Origin) -> common_pb2.ClientInfo:
+def client_info(origin: Origin | None) -> common_pb2.ClientInfo:
+    """The end user's address and user agent as authsvc takes them (cut to its column sizes);
+    every call the gateway makes on a user's behalf carries one (uploads, index, pages)."""
+    origin = origin or Origin()
     return common_pb2.ClientInfo(ip_address=origin.ip_address[:64], user_agent=origin.user_agent[:300])
 
 
@@ -81,7 +84,7 @@ class AuthClient:
 
     async def verify_upload(self, token: str, project_name: str, origin: Origin) -> UploadIdentity:
         request = tokens_pb2.VerifyUploadTokenRequest(token=token, project_name=project_name,
-                                                      client=_client(origin))
+                                                      client=client_info(origin))
         try:
             reply = await self._verify_upload(request)
         except grpc.aio.AioRpcError as err:
@@ -136,7 +139,7 @@ class AuthClient:
             hit = self._index_cache.get(key)
             if hit is not None and hit[0] > time.monotonic():
                 return hit[1]
-        request = tokens_pb2.VerifyIndexTokenRequest(token=token, client=_client(origin))
+        request = tokens_pb2.VerifyIndexTokenRequest(token=token, client=client_info(origin))
         try:
             reply = await self._tokens.VerifyIndexToken(request, metadata=self._metadata, timeout=self._timeout)
         except grpc.aio.AioRpcError as err:

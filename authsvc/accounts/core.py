@@ -1,29 +1,22 @@
-"""What every part of the accounts service shares: its collaborators, settings and mail delivery."""
+"""What the accounts service's parts share: settings, the two-factor seam, user lookups and mail delivery."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import logging
-import secrets
 from collections.abc import Sequence
 from typing import Protocol
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from authsvc.accounts.background import Background
-from authsvc.accounts.devices import DeviceTokens
-from authsvc.accounts.emailtokens import OneTimeTokens
 from authsvc.accounts.models import Email, User
-from authsvc.accounts.passwords import PasswordHasher, PasswordPolicy
 from authsvc.accounts.validation import canonical_email, canonical_username, is_email, is_username
 from authsvc.errors import NotFound
-from authsvc.mail import DroppingMailer, Mailer, MailError, Message
-from authsvc.ratelimit import Limit, RateLimiter
-from gatehouse.infra.clock import Clock
-from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
+from authsvc.mail import Mailer, MailError, Message
+from authsvc.ratelimit import Limit
+from gatehouse.infra.outbox import ActorRef, Origin
 
 log = logging.getLogger("authsvc.accounts")
 
@@ -126,67 +119,44 @@ def sorted_emails(user: User) -> list[Email]:
     return sorted(user.emails, key=lambda e: (not e.primary, e.created_at, e.address_canonical))
 
 
-class AccountsCore:
-    """Collaborators and shared helpers; the flows live in the mixins that make AccountsService."""
+# -- lookups (in the caller's transaction) ------------------------------------------------------
 
-    def __init__(
-        self,
-        *,
-        db: async_sessionmaker,
-        clock: Clock,
-        hasher: PasswordHasher,
-        policy: PasswordPolicy,
-        events: EventEmitter,
-        limiter: RateLimiter | None = None,
-        mailer: Mailer | None = None,
-        config: AccountsConfig | None = None,
-        second_factor: SecondFactor | None = None,
-        devices: DeviceTokens | None = None,
-    ):
-        self.db = db
-        self.clock = clock
-        self.hasher = hasher
-        self.policy = policy
-        self.events = events
-        self.limiter = limiter or RateLimiter(clock)
-        self.mailer = mailer or DroppingMailer()
-        self.config = config or AccountsConfig()
-        self.second_factor = second_factor or NoSecondFactor()
-        self.devices = devices or DeviceTokens([(1, secrets.token_bytes(32))], clock=clock,
-                                               lifetime=self.config.device_token_lifetime)
-        self.tokens = OneTimeTokens(clock)
-        self._mail_tasks: set[asyncio.Task] = set()
-        self.background = Background()  # what is done after answering (password-reset requests)
+async def user_by_username(s: AsyncSession, username: str) -> User | None:
+    if not is_username(username or ""):
+        return None
+    return await s.scalar(select(User).where(User.username_canonical == canonical_username(username)))
 
-    # -- lookups -----------------------------------------------------------------------------
 
-    async def _user_by_username(self, s: AsyncSession, username: str) -> User | None:
-        if not is_username(username or ""):
-            return None
-        return await s.scalar(select(User).where(User.username_canonical == canonical_username(username)))
+async def require_user(s: AsyncSession, username: str) -> User:
+    """The named account or NotFound."""
+    user = await user_by_username(s, username)
+    if user is None:
+        raise NotFound(f"There is no user named {username[:60]!r}.", reason="user_not_found")
+    return user
 
-    async def _require_user(self, s: AsyncSession, username: str) -> User:
-        user = await self._user_by_username(s, username)
-        if user is None:
-            raise NotFound(f"There is no user named {username[:60]!r}.", reason="user_not_found")
-        return user
 
-    async def _email_row(self, s: AsyncSession, address: str) -> Email | None:
-        if not is_email(address):
-            return None
-        return await s.scalar(select(Email).where(Email.address_canonical == canonical_email(address)))
+async def email_row(s: AsyncSession, address: str) -> Email | None:
+    if not is_email(address):
+        return None
+    return await s.scalar(select(Email).where(Email.address_canonical == canonical_email(address)))
 
-    async def _find_by_login(self, s: AsyncSession, login: str) -> tuple[User | None, Email | None]:
-        """The account named by a username or one of its email addresses (and that address)."""
-        if "@" in login:
-            email = await self._email_row(s, login)
-            return (await s.get(User, email.user_id), email) if email else (None, None)
-        return await self._user_by_username(s, login), None
 
-    # -- mail --------------------------------------------------------------------------------
+async def find_by_login(s: AsyncSession, login: str) -> tuple[User | None, Email | None]:
+    """The account named by a username or one of its email addresses (and that address)."""
+    if "@" in login:
+        email = await email_row(s, login)
+        return (await s.get(User, email.user_id), email) if email else (None, None)
+    return await user_by_username(s, login), None
 
-    async def _deliver(self, message: Message, *, purpose: str, user_id: str) -> bool:
-        """Send; on failure log the cause (never the body, which holds a token) and return False."""
+
+class MailDelivery:
+    """Sends the accounts service's mail; a failure is logged (the cause, never the body, which
+    holds a token) and reported as False, so it never undoes the committed change that sent it."""
+
+    def __init__(self, mailer: Mailer):
+        self.mailer = mailer
+
+    async def deliver(self, message: Message, *, purpose: str, user_id: str) -> bool:
         try:
             await self.mailer.send(message)
         except MailError as exc:
@@ -198,16 +168,3 @@ class AccountsCore:
             return False
         log.info("mail sent", extra={"purpose": purpose, "user_id": user_id})
         return True
-
-    def _deliver_later(self, message: Message, *, purpose: str, user_id: str) -> None:
-        """Send in the background, so the caller's answer takes the same time whether or not
-        there was anything to send (password reset requests)."""
-        task = asyncio.get_running_loop().create_task(self._deliver(message, purpose=purpose, user_id=user_id))
-        self._mail_tasks.add(task)
-        task.add_done_callback(self._mail_tasks.discard)
-
-    async def close(self, timeout: float = 5.0) -> None:
-        """Let background work and mail finish (bounded), at shutdown."""
-        await self.background.close(timeout)
-        if self._mail_tasks:
-            await asyncio.wait(set(self._mail_tasks), timeout=timeout)

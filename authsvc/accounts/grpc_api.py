@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-from authsvc.accounts.models import Email, Session
+from authsvc.accounts.models import Email, Session, User
 from authsvc.accounts.service import AccountsService
-from authsvc.grpc_common import origin, ts, user_pb
-from gatehouse.auth.v1 import accounts_pb2, accounts_pb2_grpc
+from authsvc.grpc_common import origin, ts
+from gatehouse.auth.v1 import accounts_pb2, accounts_pb2_grpc, common_pb2
+
+
+def user_pb(user: User, *, two_factor_enabled: bool = False) -> common_pb2.User:
+    """The account as the gRPC `User` message every service answers with."""
+    primary = next((e for e in user.emails if e.primary), None)
+    return common_pb2.User(
+        id=user.id,
+        username=user.username,
+        name=user.name or "",
+        primary_email=primary.address if primary else "",
+        email_verified=bool(primary and primary.verified),
+        is_active=user.is_active,
+        is_admin=user.is_admin,
+        created_at=ts(user.created_at),
+        two_factor_enabled=two_factor_enabled,
+    )
 
 
 def email_pb(email: Email) -> accounts_pb2.Email:

@@ -18,17 +18,19 @@ import dataclasses
 import logging
 
 from sqlalchemy import bindparam, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session as OrmSession
 
-from authsvc.accounts.core import as_actor, ip_subject, sorted_emails, who
-from authsvc.accounts.emailtokens import Purpose
+from authsvc.accounts.core import AccountsConfig, SecondFactor, as_actor, find_by_login, ip_subject, sorted_emails, who
+from authsvc.accounts.devices import DeviceTokens
+from authsvc.accounts.emailtokens import OneTimeTokens, Purpose
 from authsvc.accounts.models import Session, User
-from authsvc.accounts.passwords import check_length
-from authsvc.accounts.sessions import Authenticated, SessionsMixin
+from authsvc.accounts.passwords import PasswordHasher, PasswordPolicy, check_length
+from authsvc.accounts.sessions import Authenticated, Sessions
 from authsvc.errors import AccountDisabled, InvalidArgument, InvalidCredentials
-from authsvc.ratelimit import Acquired, Limit
-from gatehouse.infra.outbox import ANONYMOUS, Origin
+from authsvc.ratelimit import Acquired, Limit, RateLimiter
+from gatehouse.infra.clock import Clock
+from gatehouse.infra.outbox import ANONYMOUS, EventEmitter, Origin
 
 log = logging.getLogger("authsvc.accounts")
 _USERS = User.__table__
@@ -49,7 +51,24 @@ class LoginResult:
     device_token: str = ""
 
 
-class LoginMixin(SessionsMixin):
+class PasswordLogin:
+    """Password login (then the second factor's seam), re-authentication and password change."""
+
+    def __init__(self, *, db: async_sessionmaker, clock: Clock, events: EventEmitter, config: AccountsConfig,
+                 hasher: PasswordHasher, policy: PasswordPolicy, limiter: RateLimiter, devices: DeviceTokens,
+                 tokens: OneTimeTokens, sessions: Sessions, second_factor: SecondFactor):
+        self.db = db
+        self.clock = clock
+        self.events = events
+        self.config = config
+        self.hasher = hasher
+        self.policy = policy
+        self.limiter = limiter
+        self.devices = devices
+        self.tokens = tokens
+        self.sessions = sessions
+        self.second_factor = second_factor
+
     def _login_limits(self, subject: str, origin: Origin | None, device: str | None = None) -> list[tuple[Limit, str]]:
         """The limits a password attempt takes a slot from: the client IP's, then the device's
         (a valid device token) or else the account's per window and per day."""
@@ -106,7 +125,7 @@ class LoginMixin(SessionsMixin):
             raise InvalidArgument("Enter your password.", reason="password_missing")
         normalised = check_length(password)
         async with self.db() as s:
-            user, _ = await self._find_by_login(s, login)
+            user, _ = await find_by_login(s, login)
         subject = user.id if user else self.devices.name_subject(login)
         device = self.devices.device_of(device_token, user.id) if user is not None else None
 
@@ -153,7 +172,7 @@ class LoginMixin(SessionsMixin):
     def finish_login_sync(self, s: OrmSession, user: User, origin: Origin | None, *, method: str) -> LoginResult:
         """The last step of every login (the password, or the second factor after it): a session,
         the last-login time and `account:login:success`, in the caller's transaction."""
-        token, row = self.start_session_sync(s, user, origin)
+        token, row = self.sessions.start_session_sync(s, user, origin)
         s.connection().execute(_SET_LAST_LOGIN, {"uid": user.id, "now": self.clock.now()})
         self.events.emit_sync(s, "account:login:success", actor=as_actor(user), user=who(user), origin=origin,
                               details={"method": method})
@@ -183,7 +202,7 @@ class LoginMixin(SessionsMixin):
 
     async def reauthenticate(self, session_token: str, password: str, origin: Origin | None = None) -> Authenticated:
         """Confirm the password for a sensitive action: refreshes the session's authenticated_at."""
-        auth = await self.authenticate_session(session_token)
+        auth = await self.sessions.authenticate_session(session_token)
         normalised = await self._confirm_password(auth.user, password, origin, action="reauthenticate")
         new_hash = await self._upgraded_hash(auth.user.password_hash, normalised)
         now = self.clock.now()
@@ -196,7 +215,7 @@ class LoginMixin(SessionsMixin):
     async def change_password(self, session_token: str, old_password: str, new_password: str,
                               origin: Origin | None = None) -> None:
         """Needs the current password. Ends every other session and voids pending reset links."""
-        auth = await self.authenticate_session(session_token)
+        auth = await self.sessions.authenticate_session(session_token)
         user = auth.user
         primary = next((e.address for e in sorted_emails(user) if e.primary), "")
         new = self.policy.check(new_password, username=user.username, email=primary)
@@ -206,7 +225,7 @@ class LoginMixin(SessionsMixin):
         async with self.db() as s, s.begin():
             await s.execute(update(User).where(User.id == user.id)
                             .values(password_hash=new_hash, password_changed_at=now))
-            ended = await self._revoke_all(s, user.id, keep=auth.session.id)
+            ended = await self.sessions.revoke_all(s, user.id, keep=auth.session.id)
             await s.execute(update(Session).where(Session.id == auth.session.id).values(authenticated_at=now))
             await self.tokens.void(s, Purpose.PASSWORD_RESET, user_id=user.id)
             await self.events.emit(s, "account:password:change", actor=as_actor(user), user=who(user),

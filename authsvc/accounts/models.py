@@ -1,10 +1,10 @@
-"""Users, their email addresses, sessions, single-use emailed tokens and rate-limit state."""
+"""Users, their email addresses, sessions and single-use emailed tokens."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from authsvc.db import Base, new_id
@@ -77,27 +77,3 @@ class OneTimeToken(Base):
     created_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime]
     used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
-
-
-class RateLimitHit(Base):
-    """One counted attempt under a rate-limit key (e.g. "login:user:<id>", "login:ip:<ip>")."""
-
-    __tablename__ = "rate_limit_hits"
-    __table_args__ = (Index("ix_rate_limit_hits_key_at", "key", "at"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    key: Mapped[str] = mapped_column(String(200))
-    at: Mapped[dt.datetime]
-
-
-class RateLimitCounter(Base):
-    """The attempts counted under a key in its current fixed window (see `RateLimiter.acquire`):
-    one row per key, so counting and testing are one atomic upsert. `strikes` is how many windows
-    in a row were used up; each one doubles the next window, up to the limit's `max_window`."""
-
-    __tablename__ = "rate_limit_counters"
-
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    hits: Mapped[int] = mapped_column(Integer)
-    window_end: Mapped[dt.datetime] = mapped_column(index=True)
-    strikes: Mapped[int] = mapped_column(Integer, default=0)

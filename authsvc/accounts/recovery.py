@@ -14,15 +14,19 @@ import dataclasses
 import logging
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authsvc.accounts import messages
-from authsvc.accounts.core import ip_subject, who
-from authsvc.accounts.emailtokens import Purpose
-from authsvc.accounts.login import LoginMixin
+from authsvc.accounts.background import Background
+from authsvc.accounts.core import AccountsConfig, MailDelivery, SecondFactor, find_by_login, ip_subject, who
+from authsvc.accounts.emailtokens import OneTimeTokens, Purpose
 from authsvc.accounts.models import Email, User
+from authsvc.accounts.passwords import PasswordHasher, PasswordPolicy
+from authsvc.accounts.sessions import Sessions
 from authsvc.errors import AccountDisabled, InvalidArgument
-from gatehouse.infra.outbox import ANONYMOUS, ActorRef, Origin
+from authsvc.ratelimit import RateLimiter
+from gatehouse.infra.clock import Clock
+from gatehouse.infra.outbox import ANONYMOUS, ActorRef, EventEmitter, Origin
 
 log = logging.getLogger("authsvc.accounts")
 
@@ -33,9 +37,24 @@ class ResetResult:
     second_factor_required: bool
 
 
-class RecoveryMixin(LoginMixin):
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+class PasswordReset:
+    """Password reset: the request (answered at once, the rest in `background`) and the reset."""
+
+    def __init__(self, *, db: async_sessionmaker, clock: Clock, events: EventEmitter, config: AccountsConfig,
+                 hasher: PasswordHasher, policy: PasswordPolicy, limiter: RateLimiter, tokens: OneTimeTokens,
+                 sessions: Sessions, second_factor: SecondFactor, mail: MailDelivery, background: Background):
+        self.db = db
+        self.clock = clock
+        self.events = events
+        self.config = config
+        self.hasher = hasher
+        self.policy = policy
+        self.limiter = limiter
+        self.tokens = tokens
+        self.sessions = sessions
+        self.second_factor = second_factor
+        self.mail = mail
+        self.background = background
         self._reset_lock = asyncio.Lock()
 
     async def _reset_address(self, s: AsyncSession, user: User, named: Email | None) -> str:
@@ -66,7 +85,7 @@ class RecoveryMixin(LoginMixin):
         never use up the mail the owner's own actions need, and one address cannot use up an
         account's resets. Over budget, nothing is sent (the requester was answered already)."""
         async with self._reset_lock, self.db() as s, s.begin():
-            user, named = await self._find_by_login(s, login)
+            user, named = await find_by_login(s, login)
             if user is None or not user.is_active:
                 return
             # The budgets' check and count are one step: one job at a time here, and the account's
@@ -91,7 +110,7 @@ class RecoveryMixin(LoginMixin):
                                    origin=origin, details={"email": address})
             message = messages.password_reset(public_url=self.config.public_url, to=address,
                                               username=user.username, token=token, lifetime=lifetime)
-        await self._deliver(message, purpose="password_reset", user_id=user.id)
+        await self.mail.deliver(message, purpose="password_reset", user_id=user.id)
 
     async def reset_password(self, token: str, new_password: str, origin: Origin | None = None) -> ResetResult:
         """Set a new password from a reset link; ends all sessions; creates none."""
@@ -109,7 +128,7 @@ class RecoveryMixin(LoginMixin):
                 raise AccountDisabled()
             await s.execute(update(User).where(User.id == user.id)
                             .values(password_hash=new_hash, password_changed_at=now))
-            ended = await self._revoke_all(s, user.id)
+            ended = await self.sessions.revoke_all(s, user.id)
             await self.tokens.void(s, Purpose.PASSWORD_RESET, user_id=user.id)
             # The owner read the reset mail: other people's failed guesses no longer keep them out.
             await self.limiter.forget(s, [(self.config.login_user, user.id), (self.config.login_day, user.id)])

@@ -1,8 +1,10 @@
 """Accounts: users, emails, passwords and sessions (the domain layer; no protobuf here).
 
-`AccountsService` is assembled from subject-sized parts: sessions (`sessions.py`), login and
-password change (`login.py`), password reset (`recovery.py`); this module adds registration,
-email addresses and the operator actions. Other areas resolve users with `authenticate_session`.
+`AccountsService` is the one object the gRPC adapters and the other areas call. It composes
+subject-sized parts, each a plain class given its collaborators: `Sessions` (`sessions.py`),
+`PasswordLogin` (login, re-authentication, password change: `login.py`) and `PasswordReset`
+(`recovery.py`); it does registration, email addresses and the operator actions itself. Other
+areas resolve users with `authenticate_session`.
 
 Audit events (outbox, same transaction): account:create, account:email:add,
 account:email:verified, account:login:success (method), account:login:failure (reason, including
@@ -13,17 +15,33 @@ account:session:revoke, account:disable / account:enable, account:admin:grant / 
 
 from __future__ import annotations
 
+import secrets
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session as OrmSession
 
 from authsvc.accounts import messages
-from authsvc.accounts.core import AccountsConfig, NoSecondFactor, SecondFactor, as_actor, sorted_emails, who
-from authsvc.accounts.emailtokens import Purpose
-from authsvc.accounts.login import LoginResult
-from authsvc.accounts.models import Email, User
-from authsvc.accounts.recovery import RecoveryMixin, ResetResult
-from authsvc.accounts.sessions import Authenticated
+from authsvc.accounts.background import Background
+from authsvc.accounts.core import (
+    AccountsConfig,
+    MailDelivery,
+    NoSecondFactor,
+    SecondFactor,
+    as_actor,
+    require_user,
+    sorted_emails,
+    user_by_username,
+    who,
+)
+from authsvc.accounts.devices import DeviceTokens
+from authsvc.accounts.emailtokens import OneTimeTokens, Purpose
+from authsvc.accounts.login import LoginResult, PasswordLogin
+from authsvc.accounts.models import Email, Session, User
+from authsvc.accounts.passwords import PasswordHasher, PasswordPolicy
+from authsvc.accounts.recovery import PasswordReset, ResetResult
+from authsvc.accounts.sessions import Authenticated, Sessions
 from authsvc.accounts.validation import (  # noqa: F401  (re-exported: other areas import these here)
     canonical_email,
     canonical_username,
@@ -40,8 +58,11 @@ from authsvc.errors import (
     InvalidArgument,
     NotFound,
 )
+from authsvc.mail import DroppingMailer, Mailer
+from authsvc.ratelimit import RateLimiter
+from gatehouse.infra.clock import Clock
 from gatehouse.infra.errors import Unavailable
-from gatehouse.infra.outbox import ANONYMOUS, ActorRef, Origin
+from gatehouse.infra.outbox import ANONYMOUS, ActorRef, EventEmitter, Origin
 
 __all__ = ["AccountsService", "AccountsConfig", "Authenticated", "LoginResult", "ResetResult",
            "SecondFactor", "NoSecondFactor"]
@@ -49,7 +70,97 @@ __all__ = ["AccountsService", "AccountsConfig", "Authenticated", "LoginResult", 
 MAX_DISABLED_REASON = 200
 
 
-class AccountsService(RecoveryMixin):
+class AccountsService:
+    """The accounts façade: its own flows (users, email addresses, operator actions) and the
+    parts' (sessions, login, reset), under one object."""
+
+    def __init__(
+        self,
+        *,
+        db: async_sessionmaker,
+        clock: Clock,
+        hasher: PasswordHasher,
+        policy: PasswordPolicy,
+        events: EventEmitter,
+        limiter: RateLimiter | None = None,
+        mailer: Mailer | None = None,
+        config: AccountsConfig | None = None,
+        second_factor: SecondFactor | None = None,
+        devices: DeviceTokens | None = None,
+    ):
+        self.db = db
+        self.clock = clock
+        self.hasher = hasher
+        self.policy = policy
+        self.events = events
+        self.limiter = limiter or RateLimiter(clock)
+        self.config = config or AccountsConfig()
+        self.mail = MailDelivery(mailer or DroppingMailer())
+        self.tokens = OneTimeTokens(clock)
+        self.background = Background()  # what is done after answering (password-reset requests)
+        devices = devices or DeviceTokens([(1, secrets.token_bytes(32))], clock=clock,
+                                          lifetime=self.config.device_token_lifetime)
+        second_factor = second_factor or NoSecondFactor()
+        self.sessions = Sessions(db=db, clock=clock, events=events, config=self.config)
+        self.logins = PasswordLogin(db=db, clock=clock, events=events, config=self.config, hasher=hasher,
+                                    policy=policy, limiter=self.limiter, devices=devices, tokens=self.tokens,
+                                    sessions=self.sessions, second_factor=second_factor)
+        self.resets = PasswordReset(db=db, clock=clock, events=events, config=self.config, hasher=hasher,
+                                    policy=policy, limiter=self.limiter, tokens=self.tokens, sessions=self.sessions,
+                                    second_factor=second_factor, mail=self.mail, background=self.background)
+        self._second_factor = second_factor
+
+    @property
+    def second_factor(self) -> SecondFactor:
+        """The two-factor seam (`SecondFactor`), which the login and reset parts ask too."""
+        return self._second_factor
+
+    @second_factor.setter
+    def second_factor(self, value: SecondFactor) -> None:
+        self._second_factor = self.logins.second_factor = self.resets.second_factor = value
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Let background work (password-reset mail) finish, bounded, at shutdown."""
+        await self.background.close(timeout)
+
+    # -- the parts' flows --------------------------------------------------------------------
+
+    async def authenticate_session(self, session_token: str) -> Authenticated:
+        return await self.sessions.authenticate_session(session_token)
+
+    async def reauth_required(self, auth: Authenticated) -> bool:
+        return await self.sessions.reauth_required(auth)
+
+    async def list_sessions(self, session_token: str) -> tuple[Authenticated, list[Session]]:
+        return await self.sessions.list_sessions(session_token)
+
+    async def revoke_session(self, session_token: str, session_id: str, origin: Origin | None = None) -> None:
+        await self.sessions.revoke_session(session_token, session_id, origin)
+
+    async def logout(self, session_token: str, origin: Origin | None = None) -> None:
+        await self.sessions.logout(session_token, origin)
+
+    async def login(self, login: str, password: str, origin: Origin | None = None,
+                    device_token: str = "") -> LoginResult:
+        return await self.logins.login(login, password, origin, device_token)
+
+    def finish_login_sync(self, s: OrmSession, user: User, origin: Origin | None, *, method: str) -> LoginResult:
+        """The last step of a login after the second factor (the two-factor area's call)."""
+        return self.logins.finish_login_sync(s, user, origin, method=method)
+
+    async def reauthenticate(self, session_token: str, password: str, origin: Origin | None = None) -> Authenticated:
+        return await self.logins.reauthenticate(session_token, password, origin)
+
+    async def change_password(self, session_token: str, old_password: str, new_password: str,
+                              origin: Origin | None = None) -> None:
+        await self.logins.change_password(session_token, old_password, new_password, origin)
+
+    async def request_password_reset(self, login: str, origin: Origin | None = None) -> None:
+        await self.resets.request_password_reset(login, origin)
+
+    async def reset_password(self, token: str, new_password: str, origin: Origin | None = None) -> ResetResult:
+        return await self.resets.reset_password(token, new_password, origin)
+
     # -- users -------------------------------------------------------------------------------
 
     async def create_user(
@@ -117,12 +228,12 @@ class AccountsService(RecoveryMixin):
 
     async def get_by_username(self, username: str) -> User | None:
         async with self.db() as s:
-            return await self._user_by_username(s, username)
+            return await user_by_username(s, username)
 
     async def get_user(self, username: str) -> User:
         """The account (with its emails) or NotFound."""
         async with self.db() as s:
-            return await self._require_user(s, username)
+            return await require_user(s, username)
 
     async def get_account(self, session_token: str) -> tuple[User, list[Email], tuple[str, ...]]:
         """The signed-in user, their addresses (primary first) and their second-factor methods."""
@@ -145,7 +256,7 @@ class AccountsService(RecoveryMixin):
                                             lifetime=lifetime)
         message = messages.verification(public_url=self.config.public_url, to=email.address,
                                         username=user.username, token=token, lifetime=lifetime)
-        return await self._deliver(message, purpose="verify_email", user_id=user.id)
+        return await self.mail.deliver(message, purpose="verify_email", user_id=user.id)
 
     async def verify_email(self, token: str, origin: Origin | None = None) -> tuple[User, str]:
         """Mark the address of a verification link verified; returns the user and the address."""
@@ -221,21 +332,21 @@ class AccountsService(RecoveryMixin):
             raise InvalidArgument(f"The reason must be one line of at most {MAX_DISABLED_REASON} characters.",
                                   reason="reason_invalid")
         async with self.db() as s, s.begin():
-            user = await self._require_user(s, username)
+            user = await require_user(s, username)
             if user.is_active == active:
                 return user
             user.is_active = active
             user.disabled_reason = "" if active else reason
             details: dict[str, object] = {"reason": reason} if reason else {}
             if not active:
-                details["sessions_ended"] = await self._revoke_all(s, user.id)
+                details["sessions_ended"] = await self.sessions.revoke_all(s, user.id)
             await self.events.emit(s, "account:enable" if active else "account:disable", actor=actor,
                                    user=who(user), details=details)
         return user
 
     async def set_admin(self, username: str, is_admin: bool, *, actor: ActorRef) -> User:
         async with self.db() as s, s.begin():
-            user = await self._require_user(s, username)
+            user = await require_user(s, username)
             if user.is_admin == is_admin:
                 return user
             user.is_admin = is_admin

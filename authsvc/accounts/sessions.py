@@ -6,16 +6,16 @@ import dataclasses
 import logging
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session as OrmSession
 
-from authsvc.accounts.core import AccountsCore, as_actor, who
+from authsvc.accounts.core import AccountsConfig, as_actor, who
 from authsvc.accounts.models import Session, User
 from authsvc.accounts.validation import check_session_id, new_secret, token_digest
 from authsvc.db import new_id
 from authsvc.errors import AccountDisabled, NotFound, SessionInvalid
-from gatehouse.infra.clock import as_utc
-from gatehouse.infra.outbox import Origin
+from gatehouse.infra.clock import Clock, as_utc
+from gatehouse.infra.outbox import EventEmitter, Origin
 
 log = logging.getLogger("authsvc.accounts")
 MAX_SESSION_TOKEN = 200
@@ -30,7 +30,16 @@ class Authenticated:
     session: Session
 
 
-class SessionsMixin(AccountsCore):
+class Sessions:
+    """Browser sessions: the part of the accounts service every other part (and area) resolves
+    users with."""
+
+    def __init__(self, *, db: async_sessionmaker, clock: Clock, events: EventEmitter, config: AccountsConfig):
+        self.db = db
+        self.clock = clock
+        self.events = events
+        self.config = config
+
     async def start_session(self, s: AsyncSession, user: User, origin: Origin | None) -> tuple[str, Session]:
         """Create a session inside the caller's transaction; returns (token, row)."""
         return await s.run_sync(self.start_session_sync, user, origin)
@@ -123,7 +132,7 @@ class SessionsMixin(AccountsCore):
                 await self.events.emit(s, "account:logout", actor=as_actor(user), user=who(user),
                                        origin=origin, details={"session_id": row.id})
 
-    async def _revoke_all(self, s: AsyncSession, user_id: str, *, keep: str | None = None) -> int:
+    async def revoke_all(self, s: AsyncSession, user_id: str, *, keep: str | None = None) -> int:
         """Revoke the user's sessions (except `keep`) in the caller's transaction; how many."""
         query = update(Session).where(Session.user_id == user_id, Session.revoked_at.is_(None))
         if keep is not None:

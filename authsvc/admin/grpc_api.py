@@ -8,8 +8,8 @@ email (create the user with `email_verified` to mint for it straight away).
 
 from __future__ import annotations
 
+from authsvc.accounts.grpc_api import user_pb
 from authsvc.accounts.service import AccountsService
-from authsvc.grpc_common import user_pb
 from authsvc.projects.grpc_api import assignment_pb, project_pb, role_from_pb, two_factor_required_pb
 from authsvc.projects.service import ProjectsService
 from authsvc.tokens.grpc_api import scope_args, token_info_pb

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from typing import Protocol
 
 from packaging.utils import canonicalize_name
 from sqlalchemy import delete, func, select, update
@@ -22,15 +23,13 @@ from authsvc.accounts.service import canonical_username
 from authsvc.db import new_id
 from authsvc.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from authsvc.projects.models import MAINTAINER, OWNER, Project, Role
-from authsvc.tokens.caveats import PROJECT_NAME_RE
-from authsvc.tokens.revocation import revoke_for_deleted_project
+from authsvc.projects.names import check_project_name
 from authsvc.twofactor.pending import has_second_factor, users_with_second_factor
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
 from gatehouse.infra.prepared import Prepared, insert_of
 
 ROLES = (OWNER, MAINTAINER)
-MAX_NAME = 200
 _INSERT_PROJECT = Prepared(insert_of(Project.__table__))
 _INSERT_ROLE = Prepared(insert_of(Role.__table__))
 
@@ -43,17 +42,6 @@ class Permission(enum.Enum):
 
 _NEEDS = {Permission.UPLOAD: ROLES, Permission.MANAGE: (OWNER,), Permission.VIEW_LOG: (OWNER,)}
 _ACTION = {Permission.UPLOAD: "upload to", Permission.MANAGE: "manage", Permission.VIEW_LOG: "view the log of"}
-
-
-def check_project_name(name: str) -> str:
-    """The PEP 503 normalised form of a valid project name, or InvalidArgument."""
-    if not name:
-        raise InvalidArgument("Enter a project name.", reason="project_name_missing")
-    if len(name) > MAX_NAME or not PROJECT_NAME_RE.match(name):
-        raise InvalidArgument(
-            f"'{name[:MAX_NAME]}' is not a valid project name: use letters, digits, '.', '_' and '-', "
-            "starting and ending with a letter or digit.", reason="project_name_invalid")
-    return canonicalize_name(name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,11 +59,30 @@ class PermissionCheck:
     project: Project
 
 
+class RevokeTokens(Protocol):
+    """Revokes the API tokens scoped to a project being deleted, in the deletion's transaction
+    (the tokens area's; passed in, so that this package does not import the one above it)."""
+
+    async def __call__(self, s: AsyncSession, events: EventEmitter, project: tuple[str, str], *,
+                       actor: ActorRef, origin: Origin | None) -> object: ...
+
+
+async def projects_requiring_second_factor(s: AsyncSession, user_id: str) -> list[str]:
+    """The names of the projects with the user as a collaborator that require a second factor of
+    their collaborators, sorted (the two-factor policy's question)."""
+    names = await s.scalars(
+        select(Project.name).join(Role, Role.project_id == Project.id)
+        .where(Role.user_id == user_id, Project.two_factor_required.is_(True)).order_by(Project.name)
+    )
+    return list(names)
+
+
 class ProjectsService:
-    def __init__(self, *, db: async_sessionmaker, clock: Clock, events: EventEmitter):
+    def __init__(self, *, db: async_sessionmaker, clock: Clock, events: EventEmitter, revoke_tokens: RevokeTokens):
         self.db = db
         self.clock = clock
         self.events = events
+        self.revoke_tokens = revoke_tokens
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -290,7 +297,7 @@ class ProjectsService:
                 raise InvalidArgument(f"Type the project's name '{project.name}' to confirm its deletion.",
                                       reason="confirm_name_mismatch")
             ref = (project.id, project.name)
-            await revoke_for_deleted_project(s, self.events, ref, actor=actor, origin=origin)
+            await self.revoke_tokens(s, self.events, ref, actor=actor, origin=origin)
             await self.events.emit(s, "project:delete", actor=actor,
                                    user=(as_user.id, as_user.username) if as_user else None,
                                    project=ref, origin=origin, details={"deleted_by": actor.username})

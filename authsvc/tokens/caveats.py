@@ -19,11 +19,12 @@ from typing import NoReturn
 
 from packaging.utils import canonicalize_name
 
+from authsvc.projects.names import is_project_name
+
 CAVEAT_VERSION = 1
 MAX_LIST = 100
 MAX_INT = 2**53
 _ID_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-PROJECT_NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -130,7 +131,7 @@ class Projects:
         if len(names) != len(ids):
             raise CaveatError("names and ids differ in length")
         for name in names:
-            if not PROJECT_NAME_RE.match(name) or canonicalize_name(name) != name:
+            if not is_project_name(name) or canonicalize_name(name) != name:
                 raise CaveatError("project name not normalised")
         if not all(_ID_RE.match(i) for i in ids):
             raise CaveatError("bad project id")

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from authsvc.accounts.models import User
 from authsvc.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from authsvc.projects.models import Project, Role
-from authsvc.projects.service import check_project_name
+from authsvc.projects.names import check_project_name
 from authsvc.tokens.caveats import Caveat, Expiry, Projects, UserBound
 from authsvc.tokens.codec import TokenCodec
 from authsvc.tokens.models import ApiToken, ApiTokenProject

@@ -27,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from authsvc.errors import TokenDenied, TokenInvalid
 from authsvc.projects.models import OWNER, Project
-from authsvc.projects.service import ProjectsService, check_project_name
+from authsvc.projects.names import check_project_name
+from authsvc.projects.service import ProjectsService
 from authsvc.tokens.caveats import Context, Failure, ProjectRef, Purpose, Success, check_all, scoped_projects
 from authsvc.tokens.codec import AuthenticToken, TokenCodec
 from authsvc.tokens.lookup import PostgresLookup, SqliteLookup, TokenRow

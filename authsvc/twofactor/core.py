@@ -1,4 +1,4 @@
-"""What the two-factor flows share: collaborators, settings, re-authentication, notices."""
+"""What the two-factor parts share: settings, re-authentication, recovery codes and notice mail."""
 
 from __future__ import annotations
 
@@ -8,20 +8,17 @@ import datetime as dt
 import logging
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from authsvc.accounts.models import User
+from authsvc.accounts.service import AccountsService
+from authsvc.accounts.sessions import Authenticated
 from authsvc.errors import FailedPrecondition, PermissionDenied
-from authsvc.mail import DroppingMailer, Mailer, Message
-from authsvc.ratelimit import Limit, RateLimiter
-from authsvc.twofactor import recovery
-from authsvc.twofactor.pending import PendingLogins
-from authsvc.twofactor.policy import TwoFactorPolicy
-from authsvc.twofactor.totp import SeedBox
-from authsvc.twofactor.webauthn import RelyingParty
+from authsvc.mail import Mailer, Message
+from authsvc.ratelimit import Limit
+from authsvc.twofactor import notices, recovery
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
-from gatehouse.infra.transactions import Transactions
 
 log = logging.getLogger("authsvc.twofactor")
 
@@ -71,83 +68,56 @@ def primary_address(user: User) -> str:
     return next((e.address for e in user.emails if e.primary), "")
 
 
-class TwoFactorCore:
-    def __init__(
-        self,
-        *,
-        db: async_sessionmaker,
-        tx: Transactions,
-        clock: Clock,
-        events: EventEmitter,
-        accounts,  # AccountsService: sessions, re-authentication, start_session
-        seeds: SeedBox,
-        relying_party: RelyingParty,
-        pending: PendingLogins,
-        policy: TwoFactorPolicy,
-        limiter: RateLimiter | None = None,
-        mailer: Mailer | None = None,
-        config: TwoFactorConfig | None = None,
-    ):
-        self.db = db
-        self.tx = tx  # hot-path transactions as one synchronous function (the second login step)
+async def confirm_identity(accounts: AccountsService, session_token: str, password: str,
+                           origin: Origin | None) -> Authenticated:
+    """For removals and new recovery codes: the password, or a session that logged in within
+    the re-authentication window."""
+    if password:
+        return await accounts.reauthenticate(session_token, password, origin)
+    auth = await accounts.authenticate_session(session_token)
+    if await accounts.reauth_required(auth):
+        raise PermissionDenied("Confirm your password to make this change.", reason="reauth_required")
+    return auth
+
+
+def require_verified_email(user: User) -> None:
+    primary = next((e for e in user.emails if e.primary), None)
+    if primary is None or not primary.verified:
+        raise FailedPrecondition("Verify your primary email address before adding a second factor: it "
+                                 "is how you would recover the account.", reason="email_unverified")
+
+
+class Notices:
+    """Recovery codes issued with a first factor, and the notice mails of every change, sent after
+    the change committed, in the background (a slow relay must not hold up the answer); a failure
+    is logged, never the body."""
+
+    def __init__(self, *, clock: Clock, events: EventEmitter, mailer: Mailer, config: TwoFactorConfig):
         self.clock = clock
         self.events = events
-        self.accounts = accounts
-        self.seeds = seeds
-        self.rp = relying_party
-        self.pending = pending
-        self.policy = policy
-        self.limiter = limiter or RateLimiter(clock)
-        self.mailer = mailer or DroppingMailer()
-        self.config = config or TwoFactorConfig()
-        self._mail_tasks: set[asyncio.Task] = set()
+        self.mailer = mailer
+        self.config = config
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    # -- guards ------------------------------------------------------------------------------
-
-    async def _confirm_identity(self, session_token: str, password: str, origin: Origin | None):
-        """For removals and new recovery codes: the password, or a session that logged in within
-        the re-authentication window. Returns the accounts service's Authenticated."""
-        if password:
-            return await self.accounts.reauthenticate(session_token, password, origin)
-        auth = await self.accounts.authenticate_session(session_token)
-        if await self.accounts.reauth_required(auth):
-            raise PermissionDenied("Confirm your password to make this change.", reason="reauth_required")
-        return auth
-
-    @staticmethod
-    def _require_verified_email(user: User) -> None:
-        primary = next((e for e in user.emails if e.primary), None)
-        if primary is None or not primary.verified:
-            raise FailedPrecondition("Verify your primary email address before adding a second factor: it "
-                                     "is how you would recover the account.", reason="email_unverified")
-
-    # -- shared steps ------------------------------------------------------------------------
-
-    async def _issue_first_codes(self, s: AsyncSession, user: User, origin: Origin | None,
-                                 notices: list[Message]) -> list[str]:
+    async def issue_first_codes(self, s: AsyncSession, user: User, origin: Origin | None,
+                                sent: list[Message]) -> list[str]:
         """Recovery codes for an account whose first second factor is being added."""
         codes = await recovery.replace_codes(s, user.id, self.clock.now())
         await self.events.emit(s, "account:recovery_codes:generated", actor=as_actor(user), user=who(user),
                                origin=origin, details={"count": len(codes)})
-        notices.append(self._notice_codes(user, regenerated=False))
+        sent.append(self.codes_issued(user, regenerated=False))
         return codes
 
-    def _notice_codes(self, user: User, *, regenerated: bool) -> Message:
-        from authsvc.twofactor import notices
-
+    def codes_issued(self, user: User, *, regenerated: bool) -> Message:
         return notices.recovery_codes_issued(to=primary_address(user), username=user.username,
                                              regenerated=regenerated, public_url=self.config.public_url)
 
-    # -- mail --------------------------------------------------------------------------------
-
-    def _send_later(self, messages: list[Message], *, user_id: str) -> None:
-        """Mail the notices after the change committed, in the background (a slow relay must not
-        hold up the answer); failures are logged, never the body."""
+    def send_later(self, messages: list[Message], *, user_id: str) -> None:
         messages = [m for m in messages if m.to]
         if messages:
             task = asyncio.get_running_loop().create_task(self._deliver(messages, user_id=user_id))
-            self._mail_tasks.add(task)
-            task.add_done_callback(self._mail_tasks.discard)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _deliver(self, messages: list[Message], *, user_id: str) -> None:
         for message in messages:
@@ -158,5 +128,5 @@ class TwoFactorCore:
                                                                     "error": str(exc)[:200]})
 
     async def close(self, timeout: float = 5.0) -> None:
-        if self._mail_tasks:
-            await asyncio.wait(set(self._mail_tasks), timeout=timeout)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)

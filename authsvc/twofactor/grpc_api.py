@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from authsvc.grpc_common import origin, ts, user_pb
+from authsvc.accounts.grpc_api import user_pb
+from authsvc.grpc_common import origin, ts
 from authsvc.twofactor.login import Proof
 from authsvc.twofactor.service import KeyView, TwoFactorService
 from gatehouse.auth.v1 import twofactor_pb2, twofactor_pb2_grpc

@@ -19,13 +19,17 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session as OrmSession
 
 from authsvc.accounts.models import Session, User
+from authsvc.accounts.service import AccountsService
 from authsvc.errors import FailedPrecondition, Unauthenticated
 from authsvc.mail import Message
+from authsvc.ratelimit import RateLimiter
 from authsvc.twofactor import notices, recovery, totp, webauthn
-from authsvc.twofactor.core import TwoFactorCore, as_actor, primary_address, user_handle, who
+from authsvc.twofactor.core import Notices, TwoFactorConfig, as_actor, primary_address, user_handle, who
 from authsvc.twofactor.models import TotpCredential, WebAuthnCredential
-from authsvc.twofactor.pending import RECOVERY_CODE, TOTP, WEBAUTHN, Pending
-from gatehouse.infra.outbox import ANONYMOUS, Origin
+from authsvc.twofactor.pending import RECOVERY_CODE, TOTP, WEBAUTHN, Pending, PendingLogins
+from gatehouse.infra.clock import Clock
+from gatehouse.infra.outbox import ANONYMOUS, EventEmitter, Origin
+from gatehouse.infra.transactions import Transactions
 
 log = logging.getLogger("authsvc.twofactor")
 # Hot-path updates run as Core statements on the session's connection (no ORM bookkeeping).
@@ -67,9 +71,44 @@ def _ip(origin: Origin) -> str:
     return (origin.ip_address or "unknown")[:64]
 
 
-class LoginMixin(TwoFactorCore):
+def decrypt_seed(seeds: totp.SeedBox, row: TotpCredential) -> str:
+    """The app's seed, or Refused (logged) when no key at hand opens it."""
+    try:
+        return seeds.decrypt(row.user_id, row.key_version, row.seed_ciphertext)
+    except totp.SeedDecryptError as exc:
+        log.error("TOTP seed unreadable", extra={"user_id": row.user_id, "key_version": row.key_version,
+                                                 "error": str(exc)})
+        raise Refused("totp_unavailable", "Your authenticator app cannot be checked at the moment. Use a "
+                      "security key or a recovery code.") from None
+
+
+def totp_refusal(verdict: totp.Verdict) -> tuple[str, str]:
+    """The reason and message for a code that was not accepted."""
+    if verdict is totp.Verdict.OUT_OF_SYNC:
+        return "totp_out_of_sync", ("This code is from a time too far from now: your device's clock seems "
+                                    "out of sync. Set it to update automatically, then enter the newest code.")
+    return "totp_invalid", "The authenticator app code is incorrect."
+
+
+class SecondFactorLogin:
+    """The second step of a login (a part of the two-factor service)."""
+
     # Both steps run as one synchronous function in one transaction (`Transactions.run`): on
     # SQLite that is a single hand-off to a worker thread instead of several per statement.
+
+    def __init__(self, *, tx: Transactions, clock: Clock, events: EventEmitter, accounts: AccountsService,
+                 seeds: totp.SeedBox, relying_party: webauthn.RelyingParty, pending: PendingLogins,
+                 limiter: RateLimiter, config: TwoFactorConfig, notices: Notices):
+        self.tx = tx
+        self.clock = clock
+        self.events = events
+        self.accounts = accounts
+        self.seeds = seeds
+        self.rp = relying_party
+        self.pending = pending
+        self.limiter = limiter
+        self.config = config
+        self.notices = notices
 
     async def begin_webauthn_login(self, pending_token: str, origin: Origin | None = None) -> str:
         """PublicKeyCredentialRequestOptionsJSON for the pending login's user and their keys."""
@@ -96,7 +135,7 @@ class LoginMixin(TwoFactorCore):
         outcome = await self.tx.run(lambda s: self._complete_login(s, pending_token, proof.method, value, origin, sent))
         if isinstance(outcome, Exception):  # refused: the failure and its event are committed
             raise outcome
-        self._send_later(sent, user_id=outcome.user.id)
+        self.notices.send_later(sent, user_id=outcome.user.id)
         return outcome
 
     def _complete_login(self, s: OrmSession, pending_token: str, method: str, value, origin: Origin,
@@ -163,30 +202,14 @@ class LoginMixin(TwoFactorCore):
 
     # -- TOTP --------------------------------------------------------------------------------
 
-    def _decrypt_seed(self, row: TotpCredential) -> str:
-        try:
-            return self.seeds.decrypt(row.user_id, row.key_version, row.seed_ciphertext)
-        except totp.SeedDecryptError as exc:
-            log.error("TOTP seed unreadable", extra={"user_id": row.user_id, "key_version": row.key_version,
-                                                     "error": str(exc)})
-            raise Refused("totp_unavailable", "Your authenticator app cannot be checked at the moment. Use a "
-                          "security key or a recovery code.") from None
-
-    @staticmethod
-    def _totp_refusal(verdict: totp.Verdict) -> tuple[str, str]:
-        if verdict is totp.Verdict.OUT_OF_SYNC:
-            return "totp_out_of_sync", ("This code is from a time too far from now: your device's clock seems "
-                                        "out of sync. Set it to update automatically, then enter the newest code.")
-        return "totp_invalid", "The authenticator app code is incorrect."
-
     def _use_totp(self, s: OrmSession, user: User, row: TotpCredential | None, code: str) -> None:
         if row is None:
             raise Refused("method_not_enabled", "This account has no authenticator app. Use another method.")
-        seed = self._decrypt_seed(row)
+        seed = decrypt_seed(self.seeds, row)
         now = self.clock.now()
         match = totp.match_code(seed, code, totp.step_at(now.timestamp()))
         if match.verdict is not totp.Verdict.ACCEPTED:
-            raise Refused(*self._totp_refusal(match.verdict))
+            raise Refused(*totp_refusal(match.verdict))
         fresh = [step for step in match.steps if step > row.last_used_step]
         replayed = Refused("totp_replayed", "This code was already used. Wait for the next code from your app.")
         if not fresh:

@@ -8,14 +8,16 @@ rather than returning a bool a caller could forget.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Awaitable, Callable
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authsvc.errors import PermissionDenied
-from authsvc.projects.models import Project, Role
 from authsvc.twofactor.pending import has_second_factor
 
 SITE = "site"
+# The names of the projects that require a second factor of this user (a collaborator), sorted.
+ProjectsRequiring = Callable[[AsyncSession, str], Awaitable[list[str]]]
 
 
 class TwoFactorRequired(PermissionDenied):
@@ -24,18 +26,18 @@ class TwoFactorRequired(PermissionDenied):
 
 
 class TwoFactorPolicy:
-    def __init__(self, *, require_for_upload: bool, public_url: str):
+    def __init__(self, *, require_for_upload: bool, public_url: str, projects_requiring: ProjectsRequiring):
+        """`projects_requiring` is the projects area's question (passed in, so that this package
+        does not import the one above it)."""
         self.require_for_upload = require_for_upload
         self.settings_url = f"{public_url.rstrip('/')}/account/two-factor"
+        self.projects_requiring = projects_requiring
 
     async def required_by(self, s: AsyncSession, user_id: str) -> list[str]:
         """Why the user must keep a second factor: "site" and/or names of projects that require
         one of their collaborators. Empty when nothing requires it."""
-        names = await s.scalars(
-            select(Project.name).join(Role, Role.project_id == Project.id)
-            .where(Role.user_id == user_id, Project.two_factor_required.is_(True)).order_by(Project.name)
-        )
-        return ([SITE] if self.require_for_upload else []) + list(names)
+        names = await self.projects_requiring(s, user_id)
+        return ([SITE] if self.require_for_upload else []) + names
 
     async def check_token_creation(self, s: AsyncSession, user_id: str) -> None:
         """Under the site policy, API tokens are for users with a second factor only."""

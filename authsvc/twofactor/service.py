@@ -14,21 +14,32 @@ from collections.abc import Iterable
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authsvc.accounts.models import User
+from authsvc.accounts.service import AccountsService
 from authsvc.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from authsvc.mail import Message
+from authsvc.mail import DroppingMailer, Mailer, Message
+from authsvc.ratelimit import RateLimiter
 from authsvc.twofactor import notices, recovery, totp, webauthn
-from authsvc.twofactor.core import TwoFactorConfig, TwoFactorCore, as_actor, primary_address, user_handle, who
-from authsvc.twofactor.login import LoginMixin, Refused
+from authsvc.twofactor.core import (
+    Notices,
+    TwoFactorConfig,
+    as_actor,
+    confirm_identity,
+    primary_address,
+    require_verified_email,
+    user_handle,
+    who,
+)
+from authsvc.twofactor.login import LoginDone, Proof, Refused, SecondFactorLogin, decrypt_seed, totp_refusal
 from authsvc.twofactor.models import TotpCredential, WebAuthnCredential
 from authsvc.twofactor.pending import PendingLogins, active_methods, has_second_factor, users_with_second_factor
 from authsvc.twofactor.policy import SITE, TwoFactorPolicy
-from gatehouse.infra.clock import as_utc
-from gatehouse.infra.outbox import Origin
+from gatehouse.infra.clock import Clock, as_utc
+from gatehouse.infra.outbox import EventEmitter, Origin
+from gatehouse.infra.transactions import Transactions
 
-MAX_LABEL = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,28 +76,45 @@ class TotpSetup:
     expires_at: dt.datetime
 
 
-def check_label(label: str) -> str:
-    label = (label or "").strip()
-    if not label:
-        raise InvalidArgument("Give the security key a name.", reason="label_missing")
-    if len(label) > MAX_LABEL or not label.isprintable():
-        raise InvalidArgument(f"The key's name must be at most {MAX_LABEL} printable characters.",
-                              reason="label_invalid")
-    return label
-
-
-def check_key_id(key_id: str) -> str:
-    if not key_id or len(key_id) > 36:
-        raise InvalidArgument("Name the security key by its id.", reason="key_id_invalid")
-    return key_id
-
-
 async def _lock_user(s: AsyncSession, user_id: str) -> User:
     """The user's row, locked for the transaction (PostgreSQL; SQLite serialises writers anyway)."""
     return await s.scalar(select(User).where(User.id == user_id).with_for_update())
 
 
-class TwoFactorService(LoginMixin, TwoFactorCore):
+class TwoFactorService:
+    """The two-factor façade the gRPC adapter calls: managing factors here, the login's second
+    step in its part (`SecondFactorLogin`), notices and first recovery codes in `Notices`."""
+
+    def __init__(self, *, db: async_sessionmaker, tx: Transactions, clock: Clock, events: EventEmitter,
+                 accounts: AccountsService, seeds: totp.SeedBox, relying_party: webauthn.RelyingParty,
+                 pending: PendingLogins, policy: TwoFactorPolicy, limiter: RateLimiter | None = None,
+                 mailer: Mailer | None = None, config: TwoFactorConfig | None = None):
+        self.db = db
+        self.clock = clock
+        self.events = events
+        self.accounts = accounts
+        self.seeds = seeds
+        self.rp = relying_party
+        self.pending = pending
+        self.policy = policy
+        self.config = config or TwoFactorConfig()
+        self.notices = Notices(clock=clock, events=events, mailer=mailer or DroppingMailer(), config=self.config)
+        self.logins = SecondFactorLogin(tx=tx, clock=clock, events=events, accounts=accounts, seeds=seeds,
+                                        relying_party=relying_party, pending=pending,
+                                        limiter=limiter or RateLimiter(clock), config=self.config,
+                                        notices=self.notices)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        await self.notices.close(timeout)
+
+    # -- the login's second step -----------------------------------------------------------
+
+    async def begin_webauthn_login(self, pending_token: str, origin: Origin | None = None) -> str:
+        return await self.logins.begin_webauthn_login(pending_token, origin)
+
+    async def complete_login(self, pending_token: str, proof: Proof, origin: Origin | None = None) -> LoginDone:
+        return await self.logins.complete_login(pending_token, proof, origin)
+
     # -- questions other parts ask ---------------------------------------------------------
 
     async def has_second_factor(self, user_id: str) -> bool:
@@ -117,7 +145,7 @@ class TwoFactorService(LoginMixin, TwoFactorCore):
     async def begin_totp_setup(self, session_token: str, origin: Origin | None = None) -> TotpSetup:
         """A new seed (kept encrypted, inactive until a code from it is confirmed)."""
         user = (await self.accounts.authenticate_session(session_token)).user
-        self._require_verified_email(user)
+        require_verified_email(user)
         if not self.seeds.configured:
             raise FailedPrecondition("Authenticator apps are not available on this index (no AUTHSVC_TOTP_KEYS).",
                                      reason="totp_not_configured")
@@ -162,12 +190,12 @@ class TwoFactorService(LoginMixin, TwoFactorCore):
                 raise FailedPrecondition("The authenticator app setup expired. Start it again.",
                                          reason="totp_setup_expired")
             try:
-                seed = self._decrypt_seed(row)
+                seed = decrypt_seed(self.seeds, row)
             except Refused as exc:
                 raise FailedPrecondition(exc.message, reason=exc.reason) from None
             match = totp.match_code(seed, code, totp.step_at(now.timestamp()))
             if match.verdict is not totp.Verdict.ACCEPTED:
-                raise InvalidArgument(self._totp_refusal(match.verdict)[1], reason="totp_" + match.verdict.value)
+                raise InvalidArgument(totp_refusal(match.verdict)[1], reason="totp_" + match.verdict.value)
             first = not await has_second_factor(s, user.id)
             row.confirmed_at = now
             row.last_used_step = max(match.steps)  # the confirming code cannot log in later
@@ -175,13 +203,13 @@ class TwoFactorService(LoginMixin, TwoFactorCore):
                                    origin=origin, details={"method": "totp"})
             sent.append(notices.method_added(to=primary_address(user), username=user.username, method="totp",
                                              label="", public_url=self.config.public_url))
-            codes = await self._issue_first_codes(s, user, origin, sent) if first else []
-        self._send_later(sent, user_id=user.id)
+            codes = await self.notices.issue_first_codes(s, user, origin, sent) if first else []
+        self.notices.send_later(sent, user_id=user.id)
         return codes
 
     async def remove_totp(self, session_token: str, password: str = "", origin: Origin | None = None) -> bool:
         """Needs the password or a fresh login. Returns whether a second factor remains."""
-        user = (await self._confirm_identity(session_token, password, origin)).user
+        user = (await confirm_identity(self.accounts, session_token, password, origin)).user
         sent: list[Message] = []
         async with self.db() as s, s.begin():
             await _lock_user(s, user.id)
@@ -190,7 +218,7 @@ class TwoFactorService(LoginMixin, TwoFactorCore):
                 raise NotFound("Your account has no authenticator app.", reason="totp_not_found")
             await s.execute(delete(TotpCredential).where(TotpCredential.id == row.id))
             remains = await self._after_removal(s, user, "totp", "", origin, sent)
-        self._send_later(sent, user_id=user.id)
+        self.notices.send_later(sent, user_id=user.id)
         return remains
 
     # -- security keys ---------------------------------------------------------------------
@@ -198,7 +226,7 @@ class TwoFactorService(LoginMixin, TwoFactorCore):
     async def begin_webauthn_registration(self, session_token: str, origin: Origin | None = None) -> str:
         """PublicKeyCredentialCreationOptionsJSON for the browser (a fresh, stored challenge)."""
         user = (await self.accounts.authenticate_session(session_token)).user
-        self._require_verified_email(user)
+        require_verified_email(user)
         now = self.clock.now()
         async with self.db() as s, s.begin():
             existing = list(await s.scalars(select(WebAuthnCredential.credential_id)
@@ -219,8 +247,8 @@ class TwoFactorService(LoginMixin, TwoFactorCore):
         """Verify the browser's registration response and keep the key (plus recovery codes when
         it is the first second factor)."""
         user = (await self.accounts.authenticate_session(session_token)).user
-        label = check_label(label)
-        self._require_verified_email(user)
+        label = webauthn.check_label(label)
+        require_verified_email(user)
         response, transports = webauthn.parse_registration(credential_json)
         now = self.clock.now()
         refused = None
@@ -256,17 +284,17 @@ class TwoFactorService(LoginMixin, TwoFactorCore):
                                        origin=origin, details={"method": "webauthn", "label": label})
                 sent.append(notices.method_added(to=primary_address(user), username=user.username,
                                                  method="webauthn", label=label, public_url=self.config.public_url))
-                codes = await self._issue_first_codes(s, user, origin, sent) if first else []
+                codes = await self.notices.issue_first_codes(s, user, origin, sent) if first else []
         except IntegrityError:
             raise AlreadyExists("This security key, or a key with this name, is already registered.",
                                 reason="key_registered") from None
-        self._send_later(sent, user_id=user.id)
+        self.notices.send_later(sent, user_id=user.id)
         return KeyView.of(row), codes
 
     async def rename_webauthn_key(self, session_token: str, key_id: str, label: str,
                                   origin: Origin | None = None) -> KeyView:
         user = (await self.accounts.authenticate_session(session_token)).user
-        key_id, label = check_key_id(key_id), check_label(label)
+        key_id, label = webauthn.check_key_id(key_id), webauthn.check_label(label)
         sent: list[Message] = []
         try:
             async with self.db() as s, s.begin():
@@ -282,21 +310,21 @@ class TwoFactorService(LoginMixin, TwoFactorCore):
                                                     previous=previous, label=label, public_url=self.config.public_url))
         except IntegrityError:
             raise AlreadyExists(f"You already have a security key named {label!r}.", reason="label_taken") from None
-        self._send_later(sent, user_id=user.id)
+        self.notices.send_later(sent, user_id=user.id)
         return KeyView.of(row)
 
     async def remove_webauthn_key(self, session_token: str, key_id: str, password: str = "",
                                   origin: Origin | None = None) -> bool:
         """Needs the password or a fresh login. Returns whether a second factor remains."""
-        key_id = check_key_id(key_id)
-        user = (await self._confirm_identity(session_token, password, origin)).user
+        key_id = webauthn.check_key_id(key_id)
+        user = (await confirm_identity(self.accounts, session_token, password, origin)).user
         sent: list[Message] = []
         async with self.db() as s, s.begin():
             await _lock_user(s, user.id)
             row = await self._own_key(s, user.id, key_id)
             await s.execute(delete(WebAuthnCredential).where(WebAuthnCredential.id == row.id))
             remains = await self._after_removal(s, user, "webauthn", row.label, origin, sent)
-        self._send_later(sent, user_id=user.id)
+        self.notices.send_later(sent, user_id=user.id)
         return remains
 
     async def _own_key(self, s: AsyncSession, user_id: str, key_id: str) -> WebAuthnCredential:
@@ -316,7 +344,7 @@ class TwoFactorService(LoginMixin, TwoFactorCore):
     async def regenerate_recovery_codes(self, session_token: str, password: str = "",
                                         origin: Origin | None = None) -> list[str]:
         """A new set of codes; every earlier one stops working. Needs the password or a fresh login."""
-        user = (await self._confirm_identity(session_token, password, origin)).user
+        user = (await confirm_identity(self.accounts, session_token, password, origin)).user
         async with self.db() as s, s.begin():
             await _lock_user(s, user.id)
             if not await has_second_factor(s, user.id):
@@ -325,7 +353,7 @@ class TwoFactorService(LoginMixin, TwoFactorCore):
             codes = await recovery.replace_codes(s, user.id, self.clock.now())
             await self.events.emit(s, "account:recovery_codes:regenerated", actor=as_actor(user), user=who(user),
                                    origin=origin, details={"count": len(codes)})
-        self._send_later([self._notice_codes(user, regenerated=True)], user_id=user.id)
+        self.notices.send_later([self.notices.codes_issued(user, regenerated=True)], user_id=user.id)
         return codes
 
     # -- shared ----------------------------------------------------------------------------
@@ -361,21 +389,3 @@ def _why(required: list[str]) -> str:
         parts.append(f"the project{'s' if len(projects) > 1 else ''} {named} require{'' if len(projects) > 1 else 's'} "
                      "it of collaborators")
     return " and ".join(parts)
-
-
-def build_twofactor_service(settings, *, db, tx, clock, events, accounts, pending: PendingLogins, limiter, mailer
-                            ) -> TwoFactorService:
-    """The two-factor service from settings (`pending` is also the accounts service's seam)."""
-    config = TwoFactorConfig.from_settings(settings)
-    return TwoFactorService(
-        db=db, tx=tx, clock=clock, events=events, accounts=accounts, seeds=totp.SeedBox(settings.totp_keys),
-        relying_party=webauthn.RelyingParty(
-            rp_id=settings.webauthn_rp_id, rp_name=settings.webauthn_rp_name, origins=settings.webauthn_origins,
-            user_verification=settings.webauthn_user_verification, challenge_lifetime=config.challenge_lifetime),
-        pending=pending, limiter=limiter, mailer=mailer, config=config,
-        policy=TwoFactorPolicy(require_for_upload=settings.require_2fa_for_upload, public_url=settings.public_url),
-    )
-
-
-def build_pending_logins(settings, clock) -> PendingLogins:
-    return PendingLogins(clock=clock, lifetime=dt.timedelta(seconds=settings.pending_login_seconds))

@@ -313,3 +313,22 @@ def consume_challenge(s: Session, challenge: bytes, *, user_id: str, ceremony: s
     if as_utc(found.expires_at) <= now:
         raise WebAuthnRefused("webauthn_challenge_expired", "The security key request expired. Start again.")
     return found.user_verification
+
+
+MAX_LABEL = 64
+
+
+def check_label(label: str) -> str:
+    label = (label or "").strip()
+    if not label:
+        raise InvalidArgument("Give the security key a name.", reason="label_missing")
+    if len(label) > MAX_LABEL or not label.isprintable():
+        raise InvalidArgument(f"The key's name must be at most {MAX_LABEL} printable characters.",
+                              reason="label_invalid")
+    return label
+
+
+def check_key_id(key_id: str) -> str:
+    if not key_id or len(key_id) > 36:
+        raise InvalidArgument("Name the security key by its id.", reason="key_id_invalid")
+    return key_id

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from sqlalchemy import func, select
 
-from authsvc.accounts.models import RateLimitCounter, RateLimitHit
+from authsvc.ratelimit import RateLimitCounter, RateLimitHit
 from authsvc.errors import RateLimited
 from authsvc.ratelimit import PRUNE_EVERY, Limit, RateLimiter, describe_wait
 from authsvc.server import MIGRATIONS

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
+    InvalidName,
     InvalidSdistFilename,
     InvalidWheelFilename,
     canonicalize_name,
@@ -28,7 +29,6 @@ from uploadgw.errors import Gone, InvalidUpload
 METADATA_VERSIONS = ("1.0", "1.1", "1.2", "2.0", "2.1", "2.2", "2.3", "2.4")
 FILETYPES = {"sdist": (".tar.gz", ".zip"), "bdist_wheel": (".whl",)}
 LEGACY_FILETYPES = {"bdist_egg", "bdist_dumb", "bdist_rpm", "bdist_wininst", "bdist_msi", "bdist_dmg"}
-PROJECT_NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 HEX64 = re.compile(r"^[A-Fa-f0-9]{64}$")
 HEX32 = re.compile(r"^[A-Fa-f0-9]{32}$")
 DESCRIPTION_TYPES = {"text/plain", "text/x-rst", "text/markdown"}
@@ -111,9 +111,11 @@ def parse_form(fields: dict[str, list[str]]) -> UploadForm:
         raise _invalid(metadata_version, "Metadata-Version", "Use a known metadata version.")
 
     name = _one(fields, "name") or ""
-    if not PROJECT_NAME_RE.match(name):
+    try:
+        canonicalize_name(name, validate=True)  # the core metadata rule, as authsvc checks it too
+    except InvalidName:
         raise _invalid(name, "Name", "Start and end with a letter or numeral containing only ASCII "
-                                     "numeric and '.', '_' and '-'.")
+                                     "numeric and '.', '_' and '-'.") from None
     if len(name) > 200:
         raise _invalid(name, "Name", "Use at most 200 characters.")
 

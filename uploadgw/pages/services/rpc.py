@@ -6,14 +6,8 @@ from collections.abc import Collection
 
 import grpc
 
-from gatehouse.auth.v1 import common_pb2
-from gatehouse.infra.outbox import Origin
+from uploadgw.authclient import client_info  # noqa: F401  (the page services take it from here)
 from uploadgw.pages.services.errors import from_rpc
-
-
-def client_info(origin: Origin | None) -> common_pb2.ClientInfo:
-    origin = origin or Origin()
-    return common_pb2.ClientInfo(ip_address=origin.ip_address[:64], user_agent=origin.user_agent[:300])
 
 
 class Caller:
