@@ -102,7 +102,7 @@ class AuthClient:
         """The check at an upload's headers: Forbidden when authsvc says the token is not one of
         its tokens at all (malformed, forged, retired key). Only a refusal counts: any other outcome
         leaves the decision to `verify_upload`, which every accepted upload needs."""
-        request = tokens_pb2.VerifyUploadTokenRequest(token=token, token_only=True, client=_client(origin))
+        request = tokens_pb2.VerifyUploadTokenRequest(token=token, token_only=True, client=client_info(origin))
         try:
             await self._verify_upload(request)
         except grpc.aio.AioRpcError as err:
