@@ -191,8 +191,8 @@ class TokenVerifier:
         """Create the project with the uploader as Owner (its row's values). Two racing first uploads:
         the unique name lets exactly one commit; the other gets None and reads what the winner made."""
         try:  # one synchronous transaction (on SQLite on the event loop, see Transactions)
-            return await self.tx.run_core(lambda conn: self.projects.create_with_owner(
-                conn, name, (user_id, username), actor=ActorRef.user(user_id, username), origin=origin))
+            return await self.tx.run(lambda s: self.projects.create_with_owner(
+                s.connection(), name, (user_id, username), actor=ActorRef.user(user_id, username), origin=origin))
         except IntegrityError:
             return None
 
