@@ -16,6 +16,7 @@ from authsvc.projects.service import ProjectsService
 from authsvc.ratelimit import RateLimiter
 from authsvc.settings import Settings
 from authsvc.tokens.codec import TokenCodec
+from authsvc.tokens.lookup import make_lookup
 from authsvc.tokens.service import TokensService
 from authsvc.tokens.verification import TokenVerifier
 from authsvc.twofactor.policy import TwoFactorPolicy
@@ -43,6 +44,7 @@ class AuthApp:
 
     async def close(self) -> None:
         await self.twofactor.close()
+        await self.verifier.close()
         await self.accounts.close()
         self.hasher.close()
         await self.engine.dispose()
@@ -88,7 +90,7 @@ def build_token_services(settings: Settings, clock: Clock, db: async_sessionmake
                        secrets_by_version=settings.token_secrets)
     tokens = TokensService(db=db, clock=clock, events=events, codec=codec, policy=policy)
     verifier = TokenVerifier(
-        tx=tx, clock=clock, codec=codec, projects=projects,
+        tx=tx, lookup=make_lookup(settings.database_url, tx), clock=clock, codec=codec, projects=projects,
         allow_project_creation=settings.allow_project_creation,
         last_used_interval=dt.timedelta(seconds=settings.token_last_used_interval_seconds), policy=policy)
     return projects, tokens, verifier

@@ -3,8 +3,9 @@ private-index reads.
 
 The hot path is one parse, one HMAC chain and one query that reads the token, its user, the
 primary email, whether the user has a second factor, the project and the user's role on it
-together; a second statement records the last use at most once per `last_used_interval`. Every
-query goes through the service's `Transactions`. Forged tokens are refused before any query.
+together (`lookup`, which keeps its shorter way in); a second statement records the last use at
+most once per `last_used_interval`. Every other query goes through the service's `Transactions`.
+Forged tokens are refused before any query.
 Denials: `TokenInvalid` (UNAUTHENTICATED) when the token is not a valid credential at all —
 malformed, forged, deleted, retired key, user disabled; `TokenDenied` (PERMISSION_DENIED) when it
 is valid but may not do this — out of scope, no role, expired or not yet valid, unverified email,
@@ -32,7 +33,7 @@ from authsvc.projects.models import OWNER, Project
 from authsvc.projects.service import ProjectsService, check_project_name
 from authsvc.tokens.caveats import Context, Failure, ProjectRef, Purpose, Success, check_all, scoped_projects
 from authsvc.tokens.codec import AuthenticToken, TokenCodec
-from authsvc.tokens.lookup import TokenRow, fetch_token
+from authsvc.tokens.lookup import PostgresLookup, SqliteLookup, TokenRow
 from authsvc.tokens.models import ApiToken
 from authsvc.twofactor.policy import TwoFactorPolicy
 from gatehouse.infra.clock import Clock
@@ -67,10 +68,11 @@ def _raise(failure: Failure) -> NoReturn:
 
 
 class TokenVerifier:
-    def __init__(self, *, tx: Transactions, clock: Clock, codec: TokenCodec, projects: ProjectsService,
-                 allow_project_creation: bool, last_used_interval: dt.timedelta,
+    def __init__(self, *, tx: Transactions, lookup: PostgresLookup | SqliteLookup, clock: Clock, codec: TokenCodec,
+                 projects: ProjectsService, allow_project_creation: bool, last_used_interval: dt.timedelta,
                  policy: TwoFactorPolicy | None = None):
-        self.tx = tx  # the one way into the database: every query below runs through it
+        self.tx = tx  # every query but the lookup
+        self.lookup = lookup  # the hot read (see lookup.py for why it keeps its own way)
         self.clock = clock
         self.codec = codec
         self.projects = projects
@@ -85,7 +87,7 @@ class TokenVerifier:
         return authentic
 
     async def _lookup(self, token: AuthenticToken, normalized: str) -> TokenRow:
-        row = await self.tx.read(lambda s: fetch_token(s.connection(), token.token_id, normalized))
+        row = await self.lookup.fetch(token.token_id, normalized)
         if row is None:
             raise TokenInvalid("This API token has been deleted.", reason="token_deleted")
         if row.key_version != token.key_version:
@@ -199,6 +201,9 @@ class TokenVerifier:
                 s.connection(), name, (user_id, username), actor=ActorRef.user(user_id, username), origin=origin))
         except IntegrityError:
             return None
+
+    async def close(self) -> None:
+        await self.lookup.close()
 
     async def _touch(self, token_id: str, last_used: dt.datetime | None, now: dt.datetime) -> None:
         if last_used is not None and abs(now - last_used) < self.last_used_interval:

@@ -126,7 +126,7 @@ class Transactions:
             try:
                 result = _transaction(self._loop[0 if write else 1], fn)
             except (OperationalError, sqlite3.OperationalError) as exc:
-                if not _is_busy(exc):
+                if not _is_busy(exc):  # "busy": rolled back with nothing written; redone in a thread
                     raise
             else:
                 if write:

@@ -269,15 +269,15 @@ async def test_key_rotation_keeps_old_tokens_while_their_secret_is_listed(auth):
 
 @pytest.mark.skipif(not TEST_DB.startswith("sqlite"), reason="SQLite's read path only")
 async def test_sqlite_lookup_never_blocks_the_loop_on_a_lock(make_database_url):
-    """The verification read (through `Transactions.read`, on the event loop) hears "busy" at once
-    instead of blocking the event loop, and is then redone in a worker thread, which waits for the
-    lock like every other query; both read the same values."""
+    """The verification read answers "busy" at once instead of blocking the event loop, and is
+    then redone through `Transactions.read` (a worker thread), which waits for the lock like every
+    other query; both read the same values."""
     import sqlite3
 
     from sqlalchemy.engine import make_url
 
     from authsvc.server import MIGRATIONS
-    from authsvc.tokens.lookup import fetch_token
+    from authsvc.tokens.lookup import SqliteLookup
     from gatehouse.infra.db import make_engine, make_session_factory, upgrade_async
     from gatehouse.infra.transactions import Transactions
 
@@ -297,11 +297,10 @@ async def test_sqlite_lookup_never_blocks_the_loop_on_a_lock(make_database_url):
     engine = make_engine(url)
     tx = Transactions(url, make_session_factory(engine))
 
-    def lookup(token_id: str):
-        return tx.read(lambda s: fetch_token(s.connection(), token_id, "proj"))
+    lookup = SqliteLookup(url, tx)
 
     try:
-        pending = asyncio.ensure_future(lookup("t1"))
+        pending = asyncio.ensure_future(lookup.fetch("t1", "proj"))
         await asyncio.sleep(0.3)
         assert not pending.done()  # waiting for the lock while the loop runs this test
         locker.execute("COMMIT")
@@ -312,8 +311,9 @@ async def test_sqlite_lookup_never_blocks_the_loop_on_a_lock(make_database_url):
         assert (row.user_id, row.username, row.is_active, row.scope_all_projects) == ("u1", "alice", True, True)
         assert row.last_used_at == dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc)
         assert row.project_id is None and row.role_name is None and not row.verified and not row.has_second_factor
-        assert await lookup("t1") == row  # and the loop's path reads the same
-        assert await lookup("missing") is None
+        assert await lookup.fetch("t1", "proj") == row  # and the fast path reads the same
+        assert await lookup.fetch("missing", "proj") is None
     finally:
+        await lookup.close()
         tx.dispose()
         await engine.dispose()
