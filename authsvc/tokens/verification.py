@@ -2,8 +2,10 @@
 private-index reads.
 
 The hot path is one parse, one HMAC chain and one query that reads the token, its user, the
-primary email, the project and the user's role on it together; a second statement records the
-last use at most once per `last_used_interval`. Forged tokens are refused before any query.
+primary email, whether the user has a second factor, the project and the user's role on it
+together (`lookup`, which keeps its shorter way in); a second statement records the last use at
+most once per `last_used_interval`. Every other query goes through the service's `Transactions`.
+Forged tokens are refused before any query.
 Denials: `TokenInvalid` (UNAUTHENTICATED) when the token is not a valid credential at all —
 malformed, forged, deleted, retired key, user disabled; `TokenDenied` (PERMISSION_DENIED) when it
 is valid but may not do this — out of scope, no role, expired or not yet valid, unverified email,
@@ -20,10 +22,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from typing import Any, NoReturn
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from authsvc.errors import TokenDenied, TokenInvalid
 from authsvc.projects.models import OWNER, Project
@@ -60,19 +63,16 @@ class IndexGrant:
     token_id: str
 
 
-def _raise(failure: Failure):
+def _raise(failure: Failure) -> NoReturn:
     raise (TokenInvalid if failure.invalid else TokenDenied)(failure.reason, reason=failure.code)
 
 
 class TokenVerifier:
-    def __init__(self, *, engine: AsyncEngine, db: async_sessionmaker, tx: Transactions,
-                 lookup: PostgresLookup | SqliteLookup,
-                 clock: Clock, codec: TokenCodec, projects: ProjectsService, allow_project_creation: bool,
-                 last_used_interval: dt.timedelta, policy: TwoFactorPolicy | None = None):
-        self.engine = engine
-        self.lookup = lookup
-        self.db = db
-        self.tx = tx
+    def __init__(self, *, tx: Transactions, lookup: PostgresLookup | SqliteLookup, clock: Clock, codec: TokenCodec,
+                 projects: ProjectsService, allow_project_creation: bool, last_used_interval: dt.timedelta,
+                 policy: TwoFactorPolicy | None = None):
+        self.tx = tx  # every query but the lookup
+        self.lookup = lookup  # the hot read (see lookup.py for why it keeps its own way)
         self.clock = clock
         self.codec = codec
         self.projects = projects
@@ -100,6 +100,11 @@ class TokenVerifier:
         result = check_all(token.caveats, ctx)
         if not isinstance(result, Success):
             _raise(result)
+        # Expiry is checked twice on purpose. The caveat is signed into the token and checked with
+        # no database (as `TokenCodec.verify` and the property tests do; a holder may append a
+        # shorter one). The row is the server's own record of the lifetime it granted, so the
+        # token still expires if its caveats were ever minted or parsed wrong: neither check
+        # relies on the other (defence in depth, as for key_version and the deleted row).
         expires = row.expires_at
         if expires is not None and now >= expires:
             raise TokenDenied(f"This token expired at {expires:%Y-%m-%d %H:%M:%S} UTC.", reason="expired")
@@ -138,10 +143,10 @@ class TokenVerifier:
             if not self.allow_project_creation:
                 raise TokenDenied(f"The project '{project_name}' does not exist, and new projects cannot be "
                                   "created on this index.", reason="project_creation_disabled")
-            await self._check_policy(row, project_name, project_requires=False)  # before creating anything
+            self._check_policy(row, project_name, project_requires=False)  # before creating anything
             made = await self._create_project(project_name, row.user_id, row.username, origin)
             created = made is not None
-            if created:  # what the lookup would now read: the new project, with this user as its Owner
+            if made is not None:  # what the lookup would now read: the new project, with this user as its Owner
                 row = dataclasses.replace(row, project_id=made["id"], project_name=made["name"], role_name=OWNER,
                                           project_two_factor_required=False)
             else:  # another upload created it first: read what it made
@@ -152,7 +157,8 @@ class TokenVerifier:
         if row.role_name is None:
             raise TokenDenied(f"The token's user '{row.username}' has no Owner or Maintainer role on "
                               f"project '{row.project_name}'.", reason="no_role")
-        await self._check_policy(row, row.project_name, project_requires=row.project_two_factor_required)
+        if not created:  # a project this upload created was checked above, before creating it
+            self._check_policy(row, row.project_name, project_requires=row.project_two_factor_required)
         token_id = authentic.token_id
         await self._touch(token_id, row.last_used_at, now)
         return UploadGrant(user_id=row.user_id, username=row.username, project_id=row.project_id,
@@ -163,24 +169,24 @@ class TokenVerifier:
                               origin: Origin | None) -> None:
         """The refusal's event, through authsvc's outbox (its own transaction: nothing else changed).
         If the database fails here the upload is refused all the same."""
+        def record(s: Session) -> None:
+            project = s.execute(select(Project.id, Project.name).where(Project.normalized_name == normalized)).first()
+            self.projects.events.emit_sync(
+                s, UPLOAD_REFUSED, actor=ANONYMOUS, project=(project[0], project[1]) if project else None,
+                origin=origin, details={"token_id": token.token_id, "reason": refusal.reason,
+                                        "project_name": normalized})
+
         try:
-            async with self.db() as s:
-                project = (await s.execute(select(Project.id, Project.name)
-                                           .where(Project.normalized_name == normalized))).first()
-                await self.projects.events.emit(
-                    s, UPLOAD_REFUSED, actor=ANONYMOUS, project=tuple(project) if project else None, origin=origin,
-                    details={"token_id": token.token_id, "reason": refusal.reason, "project_name": normalized})
-                await s.commit()
+            await self.tx.run(record)
         except SQLAlchemyError as exc:
             log.warning("refused upload not recorded", extra={"token_id": token.token_id, "reason": refusal.reason,
                                                               "error": type(exc).__name__})
 
-    async def _check_policy(self, row: TokenRow, project_name: str, *, project_requires: bool) -> None:
-        """The two-factor policy (site-wide or the project's); a query only when one applies."""
-        if self.policy is not None and (self.policy.require_for_upload or project_requires):
-            async with self.db() as s:
-                await self.policy.check_upload(s, user_id=row.user_id, username=row.username,
-                                               project_name=project_name, project_requires=project_requires)
+    def _check_policy(self, row: TokenRow, project_name: str, *, project_requires: bool) -> None:
+        """The two-factor policy (site-wide or the project's), on what the lookup read."""
+        if self.policy is not None:
+            self.policy.check_upload(has_second_factor=row.has_second_factor, username=row.username,
+                                     project_name=project_name, project_requires=project_requires)
 
     async def verify_index(self, token: str) -> IndexGrant:
         """A valid, undeleted, unexpired token of an active user may read a private index."""
@@ -193,12 +199,12 @@ class TokenVerifier:
         return IndexGrant(user_id=row.user_id, username=row.username, token_id=token_id)
 
     async def _create_project(self, name: str, user_id: str, username: str, origin: Origin | None
-                              ) -> dict | None:
+                              ) -> dict[str, Any] | None:
         """Create the project with the uploader as Owner (its row's values). Two racing first uploads:
         the unique name lets exactly one commit; the other gets None and reads what the winner made."""
         try:  # one synchronous transaction (on SQLite on the event loop, see Transactions)
-            return await self.tx.run_core(lambda conn: self.projects.create_with_owner(
-                conn, name, (user_id, username), actor=ActorRef.user(user_id, username), origin=origin))
+            return await self.tx.run(lambda s: self.projects.create_with_owner(
+                s.connection(), name, (user_id, username), actor=ActorRef.user(user_id, username), origin=origin))
         except IntegrityError:
             return None
 
@@ -208,5 +214,4 @@ class TokenVerifier:
     async def _touch(self, token_id: str, last_used: dt.datetime | None, now: dt.datetime) -> None:
         if last_used is not None and abs(now - last_used) < self.last_used_interval:
             return
-        async with self.engine.begin() as conn:
-            await conn.execute(_TOUCH, {"tid": token_id, "now": now})
+        await self.tx.run(lambda s: s.connection().execute(_TOUCH, {"tid": token_id, "now": now}))
