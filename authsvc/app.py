@@ -48,9 +48,9 @@ class AuthApp:
 
     async def close(self) -> None:
         await self.twofactor.close()
+        await self.verifier.close()
         await self.accounts.close()
         self.hasher.close()
-        await self.verifier.close()
         await self.engine.dispose()
         self.tx.dispose()
 
@@ -80,14 +80,14 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
                              projects_requiring=projects_requiring_second_factor)
     twofactor = build_twofactor_service(settings, db=db, tx=tx, clock=clock, events=events, accounts=accounts,
                                         pending=pending_logins, limiter=limiter, mailer=mailer, policy=policy)
-    projects, tokens, verifier = build_token_services(settings, clock, engine, db, tx, events,
+    projects, tokens, verifier = build_token_services(settings, clock, db, tx, events,
                                                       policy=twofactor.policy)
     return AuthApp(settings=settings, clock=clock, engine=engine, db=db, tx=tx, events=events,
                    hasher=hasher, accounts=accounts, projects=projects, tokens=tokens, verifier=verifier,
                    twofactor=twofactor)
 
 
-def build_token_services(settings: Settings, clock: Clock, engine: AsyncEngine, db: async_sessionmaker,
+def build_token_services(settings: Settings, clock: Clock, db: async_sessionmaker,
                          tx: Transactions, events: EventEmitter, *, policy: TwoFactorPolicy | None = None,
                          ) -> tuple[ProjectsService, TokensService, TokenVerifier]:
     """Projects and roles, API tokens, and the token verifier the gateway calls on every upload."""
@@ -96,8 +96,7 @@ def build_token_services(settings: Settings, clock: Clock, engine: AsyncEngine, 
                        secrets_by_version=settings.token_secrets)
     tokens = TokensService(db=db, clock=clock, events=events, codec=codec, policy=policy)
     verifier = TokenVerifier(
-        engine=engine, db=db, tx=tx, lookup=make_lookup(settings.database_url, engine), clock=clock, codec=codec,
-        projects=projects,
+        tx=tx, lookup=make_lookup(settings.database_url, tx), clock=clock, codec=codec, projects=projects,
         allow_project_creation=settings.allow_project_creation,
         last_used_interval=dt.timedelta(seconds=settings.token_last_used_interval_seconds), policy=policy)
     return projects, tokens, verifier

@@ -21,7 +21,6 @@ import math
 from collections.abc import Sequence
 
 from sqlalchemy import Index, Integer, String, bindparam, case, delete, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -126,9 +125,9 @@ def _when(name: str):
 
 
 @functools.cache
-def _take_statements(limit: Limit) -> dict[str, Prepared]:
-    """The upsert that counts one attempt unless the window is full (per dialect): built once per
-    limit, its values bound per call (key, now, the possible window ends). The new window is as
+def _take_statement(limit: Limit) -> Prepared:
+    """The upsert that counts one attempt unless the window is full: built once per limit (and
+    dialect), its values bound per call (key, now, the possible window ends). The new window is as
     long as the used-up windows in a row before it allow (`Limit.spans`)."""
     t = _COUNTERS
     top = len(limit.spans()) - 1
@@ -138,17 +137,17 @@ def _take_statements(limit: Limit) -> dict[str, Prepared]:
     strikes = case((used_up, case((t.c.strikes >= top, top), else_=t.c.strikes + 1)), else_=0)
     new_end = (case(*[(strikes == i, _when(f"end{i}")) for i in range(top)], else_=_when(f"end{top}"))
                if top else _when("end0"))
-    statements = {}
-    for name, dialect_insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert)):
-        upsert = dialect_insert(t).values(key=bindparam("key"), hits=1, window_end=_when("end0"), strikes=0)
-        statements[name] = Prepared(upsert.on_conflict_do_update(
-            index_elements=[t.c.key],
-            set_={"hits": case((ended, 1), else_=t.c.hits + 1),
-                  "strikes": case((ended, strikes), else_=t.c.strikes),
-                  "window_end": case((ended, new_end), else_=t.c.window_end)},
-            where=or_(ended, t.c.hits < bindparam("limit")),
-        ).returning(t.c.window_end))
-    return statements
+
+    def upsert(dialect_insert):
+        return dialect_insert(t).values(key=bindparam("key"), hits=1, window_end=_when("end0"), strikes=0) \
+            .on_conflict_do_update(
+                index_elements=[t.c.key],
+                set_={"hits": case((ended, 1), else_=t.c.hits + 1),
+                      "strikes": case((ended, strikes), else_=t.c.strikes),
+                      "window_end": case((ended, new_end), else_=t.c.window_end)},
+                where=or_(ended, t.c.hits < bindparam("limit")),
+            ).returning(t.c.window_end)
+    return Prepared(upsert)
 
 
 # Run on the driver's cursor (`Prepared`): the second login step runs these on every attempt.
@@ -186,7 +185,7 @@ class RateLimiter:
         params = {"key": limit.key(subject), "now": now, "limit": limit.limit,
                   "quiet": now - dt.timedelta(seconds=spans[-1]),
                   **{f"end{i}": now + dt.timedelta(seconds=span) for i, span in enumerate(spans)}}
-        row = _take_statements(limit)[conn.dialect.name].execute(conn, params)
+        row = _take_statement(limit).execute(conn, params)
         return None if row is None else Slot(params["key"], as_utc(_read_when(conn.dialect)(row[0])))
 
     def acquire_sync(self, s: Session, limits: Sequence[tuple[Limit, str]]) -> Acquired:

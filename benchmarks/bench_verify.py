@@ -50,6 +50,7 @@ def start_authsvc(data_dir: pathlib.Path, database_url: str, port: int, gateway:
         "AUTHSVC_OPERATOR_KEY": operator,
         "AUTHSVC_TOKEN_SECRETS": "1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "AUTHSVC_TOTP_KEYS": "1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "AUTHSVC_EVENT_KEYS": "1:" + secrets.token_urlsafe(32),
         "AUTHSVC_RELAY_ENABLED": "false",
         "AUTHSVC_MAILBOX_DIR": str(data_dir / "mail"),
         "AUTHSVC_ARGON2_TIME_COST": "2",

@@ -99,14 +99,14 @@ class AuthClient:
         )
 
     async def check_upload_token(self, token: str, origin: Origin) -> None:
-        """The check at an upload's headers: Forbidden when authsvc says the token is not one of
-        its tokens at all (malformed, forged, retired key). Only a refusal counts: any other outcome
-        leaves the decision to `verify_upload`, which every accepted upload needs."""
+        """The check at an upload's headers: Forbidden when authsvc refuses the token itself
+        (malformed, forged, retired key, deleted, expired, user disabled). Only a refusal counts: any
+        other outcome leaves the decision to `verify_upload`, which every accepted upload needs."""
         request = tokens_pb2.VerifyUploadTokenRequest(token=token, token_only=True, client=client_info(origin))
         try:
             await self._verify_upload(request)
         except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.UNAUTHENTICATED:
+            if err.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                 raise self._map(err, upload=True) from None
 
     async def _verify_upload(self, request: tokens_pb2.VerifyUploadTokenRequest):

@@ -67,9 +67,8 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
         await self._upload_calls.serve(request_iterator, context)
 
     async def _verify_upload(self, request) -> tokens_pb2.VerifyUploadTokenResponse:
-        if request.token_only:  # the gateway's check at the headers: is this a token of ours at all?
-            origin(request.client)
-            authentic = self.verifier.verify_upload_token(request.token)
+        if request.token_only:  # the gateway's check at the headers: what the token alone decides
+            authentic = await self.verifier.verify_upload_token(request.token, origin(request.client))
             return tokens_pb2.VerifyUploadTokenResponse(token_id=authentic.token_id)
         grant = await self.verifier.verify_upload(request.token, request.project_name, origin(request.client))
         return tokens_pb2.VerifyUploadTokenResponse(

@@ -1,11 +1,15 @@
-"""The verification read: one query for a token, its user, primary email, project and role.
+"""The verification read: one query for a token, its user, primary email, whether the user has a
+second factor, the project and the user's role on it.
 
-It bypasses the general engine's per-call costs, which are several times the query itself:
+Every other query of the verifier runs through the service's `Transactions`; this one, run on every
+upload and index read, keeps a shorter way, because the benchmark tells it apart (bench_verify: the
+figures are in the commit message that kept it):
 - PostgreSQL: the statement, compiled once by SQLAlchemy, runs on a small asyncpg pool of its own
   (prepared, autocommit, read-only sessions): one round trip instead of ping, BEGIN, SELECT and
-  ROLLBACK plus the ORM layers. A connection found dead is retried once on a fresh one.
-- SQLite: the point read runs on the event loop (`gatehouse.infra.fastread.SqliteReader`); in
-  the rare case SQLite answers "busy" it goes through the service's async engine instead.
+  COMMIT plus the ORM layers. A connection found dead is retried once on a fresh one.
+- SQLite: the statement runs on the event loop on a read-only stdlib connection that never waits
+  (busy timeout 0; WAL readers do not wait for writers). In the rare case SQLite answers "busy"
+  (WAL recovery) it is read through `Transactions.read`, which waits in a worker thread.
 """
 
 from __future__ import annotations
@@ -13,22 +17,26 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 from sqlalchemy import and_, bindparam, select, true
-from sqlalchemy.dialects import postgresql as postgresql_dialect
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
 
 from authsvc.accounts.models import Email, User
 from authsvc.projects.models import Project, Role
 from authsvc.tokens.models import ApiToken
+from authsvc.twofactor.pending import has_factor_clause
 from gatehouse.infra.clock import as_utc
-from gatehouse.infra.fastread import SqliteReader
+from gatehouse.infra.transactions import Transactions
 
 LOOKUP = (
     select(ApiToken.user_id, ApiToken.key_version, ApiToken.scope_all_projects, ApiToken.expires_at,
            ApiToken.last_used_at, User.username, User.is_active, Email.verified,
+           has_factor_clause(User.id).label("has_second_factor"),
            Project.id.label("project_id"), Project.name.label("project_name"),
            Project.two_factor_required.label("project_two_factor_required"), Role.role_name)
     .select_from(ApiToken)
@@ -53,35 +61,43 @@ class TokenRow:
     username: str
     is_active: bool
     verified: bool  # the primary email address
+    has_second_factor: bool  # a confirmed authenticator app or a security key
     project_id: str | None
     project_name: str | None
     project_two_factor_required: bool
     role_name: str | None
 
 
-def _row(values) -> TokenRow:
-    (user_id, key_version, all_projects, expires_at, last_used_at, username, active, verified,
+def _row(values: Sequence[Any]) -> TokenRow:
+    (user_id, key_version, all_projects, expires_at, last_used_at, username, active, verified, has_factor,
      project_id, project_name, project_2fa, role_name) = values
     return TokenRow(user_id, int(key_version), bool(all_projects), _when(expires_at), _when(last_used_at),
-                    username, bool(active), bool(verified), project_id, project_name, bool(project_2fa), role_name)
+                    username, bool(active), bool(verified), bool(has_factor), project_id, project_name,
+                    bool(project_2fa), role_name)
 
 
-def _when(value) -> dt.datetime | None:
+def _when(value: str | dt.datetime | None) -> dt.datetime | None:
     if isinstance(value, str):  # SQLite's stored form, read without SQLAlchemy's type processing
         value = dt.datetime.fromisoformat(value)
     return as_utc(value)
+
+
+def fetch_token(conn: Connection, token_id: str, normalized_project: str) -> TokenRow | None:
+    """The lookup on a SQLAlchemy connection (inside a `Transactions.read`)."""
+    row = conn.execute(LOOKUP, {"token_id": token_id, "project": normalized_project}).first()
+    return None if row is None else _row(tuple(row))
 
 
 class PostgresLookup:
     _RETRY = (asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.InterfaceError,
               asyncpg.exceptions.PostgresConnectionError, ConnectionError)
 
-    def __init__(self, database_url: str, *, pool_size: int = 10):
+    def __init__(self, database_url: str, *, pool_size: int = 10) -> None:
         self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool_size = pool_size
-        compiled = LOOKUP.compile(dialect=postgresql_dialect.asyncpg.dialect())
+        compiled = LOOKUP.compile(dialect=postgresql.asyncpg.dialect())  # type: ignore[no-untyped-call]
         self._sql = str(compiled)
-        self._order = compiled.positiontup
+        self._order: list[str] = list(compiled.positiontup or ())
         self._constants = dict(compiled.params)
         self._pool: asyncpg.Pool | None = None
         self._starting = asyncio.Lock()
@@ -102,7 +118,7 @@ class PostgresLookup:
         for attempt in (1, 2):
             try:
                 row = await pool.fetchrow(self._sql, *args)
-                return None if row is None else _row(row)
+                return None if row is None else _row(tuple(row))
             except self._RETRY:
                 if attempt == 2:
                     raise
@@ -115,26 +131,39 @@ class PostgresLookup:
 
 
 class SqliteLookup:
-    def __init__(self, database_url: str, engine: AsyncEngine):
-        self._reader = SqliteReader(database_url, LOOKUP)
-        self._engine = engine
+    def __init__(self, database_url: str, tx: Transactions) -> None:
+        database = make_url(database_url).database
+        if not database or database == ":memory:":
+            raise ValueError("the auth service needs a SQLite file, not an in-memory database")
+        self._path = database
+        compiled = LOOKUP.compile(dialect=sqlite.dialect(paramstyle="named"))
+        self._sql = str(compiled)
+        self._constants = dict(compiled.params)  # literal values bound in the statement itself
+        self._conn: sqlite3.Connection | None = None
+        self._tx = tx
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA query_only=1")
+            self._conn = conn
+        return self._conn
 
     async def fetch(self, token_id: str, normalized_project: str) -> TokenRow | None:
-        params = {"token_id": token_id, "project": normalized_project}
-        rows = self._reader.fetchall(params)
-        if rows is None:  # busy: wait through the engine
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(LOOKUP, params)).all()
+        params = {**self._constants, "token_id": token_id, "project": normalized_project}
+        try:
+            rows = self._connect().execute(self._sql, params).fetchall()  # one statement: ends the read
+        except sqlite3.OperationalError:  # busy: read through Transactions, which waits for it
+            return await self._tx.read(lambda s: fetch_token(s.connection(), token_id, normalized_project))
         return _row(rows[0]) if rows else None
 
     async def close(self) -> None:
-        self._reader.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
-def make_lookup(database_url: str, engine: AsyncEngine) -> PostgresLookup | SqliteLookup:
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        if not url.database or url.database == ":memory:":
-            raise ValueError("the auth service needs a SQLite file, not an in-memory database")
-        return SqliteLookup(database_url, engine)
+def make_lookup(database_url: str, tx: Transactions) -> PostgresLookup | SqliteLookup:
+    if make_url(database_url).get_backend_name() == "sqlite":
+        return SqliteLookup(database_url, tx)
     return PostgresLookup(database_url)

@@ -13,8 +13,9 @@ import functools
 import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, literal, or_, select, union_all, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, exists, literal, or_, select, union_all, update
 from sqlalchemy.orm import Session, raiseload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,7 +41,7 @@ def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
 
-def has_factor_clause(user_id):
+def has_factor_clause(user_id: Any) -> ColumnElement[bool]:
     """SQL truth of "this user has an active second factor" (both lookups are indexed)."""
     return or_(
         exists().where(TotpCredential.user_id == user_id, TotpCredential.confirmed_at.is_not(None)),

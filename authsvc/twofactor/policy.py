@@ -1,8 +1,8 @@
 """Who must use a second factor: the site's upload policy and projects that require one of their
 collaborators. Checked when creating API tokens, at every upload, and before removing a factor.
 
-Each check is one indexed query (EXISTS over the user's confirmed app and keys), so the upload
-path stays fast. Checks raise `TwoFactorRequired` (PERMISSION_DENIED, a message twine can show)
+Each check is one indexed query (EXISTS over the user's confirmed app and keys); the upload's
+check reads it with the token, in the verification's one query. Checks raise `TwoFactorRequired` (PERMISSION_DENIED, a message twine can show)
 rather than returning a bool a caller could forget.
 """
 
@@ -46,14 +46,12 @@ class TwoFactorPolicy:
                 "This index requires two-factor authentication for uploads: add an authenticator app "
                 f"or a security key to your account before creating an API token ({self.settings_url}).")
 
-    async def check_upload(self, s: AsyncSession, *, user_id: str, username: str, project_name: str,
-                           project_requires: bool) -> None:
+    def check_upload(self, *, has_second_factor: bool, username: str, project_name: str,
+                     project_requires: bool) -> None:
         """Refuse an upload by a user without a second factor when the site or the project requires
         one. `project_requires` is the project's `two_factor_required` flag (False for a project
-        this upload would create)."""
-        if not (self.require_for_upload or project_requires):
-            return
-        if await has_second_factor(s, user_id):
+        this upload would create); `has_second_factor` is read with the token (its lookup)."""
+        if has_second_factor or not (self.require_for_upload or project_requires):
             return
         if project_requires and not self.require_for_upload:
             why = f"the project {project_name!r} requires two-factor authentication of its collaborators"

@@ -9,7 +9,9 @@ exactly as the ORM stores them) - and hands the SQL and the values to the DBAPI 
 
 Every parameter must be an explicit `bindparam` (Python-side column defaults are not applied), and
 results come back as the driver returns them (no result processing: use it for ids and numbers).
-Driver errors are re-raised as SQLAlchemy's (`IntegrityError`, ...), as callers expect.
+Driver errors are re-raised as SQLAlchemy's (`IntegrityError`, ...), as callers expect. A statement
+that needs the dialect's own INSERT (ON CONFLICT) is written once, as a function of that `insert`;
+the connection it runs on picks the dialect.
 """
 
 from __future__ import annotations
@@ -20,8 +22,14 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam, insert
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement, Insert
+from sqlalchemy.sql.compiler import SQLCompiler
+
+# `sqlite.insert` or `postgresql.insert`: what a statement with ON CONFLICT is written with.
+DialectInsert = Callable[[Table], Any]
+_INSERTS: Mapping[str, DialectInsert] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +40,7 @@ class _Form:
     processors: tuple[Callable[[Any], Any] | None, ...]
 
 
-def insert_of(table: Table, columns: Iterable[str] | None = None) -> Executable:
+def insert_of(table: Table, columns: Iterable[str] | None = None) -> Insert:
     """`INSERT INTO table (columns...) VALUES (:column, ...)`: every value named and required
     (all the table's columns by default)."""
     names = [column.name for column in table.c] if columns is None else list(columns)
@@ -40,14 +48,28 @@ def insert_of(table: Table, columns: Iterable[str] | None = None) -> Executable:
 
 
 class Prepared:
-    def __init__(self, statement: Executable):
-        self.statement = statement
+    """One statement, compiled once per dialect and run on the driver's cursor (see the module).
+
+    `statement` is the statement itself, or (for ON CONFLICT) a function that writes it with the
+    dialect's own `insert`: it gets `sqlite.insert` or `postgresql.insert`, whichever the
+    connection it runs on speaks."""
+
+    def __init__(self, statement: ClauseElement | Callable[[DialectInsert], ClauseElement]) -> None:
+        self._statement = statement
         self._forms: dict[str, _Form] = {}
+
+    def _compiled(self, dialect: Dialect) -> SQLCompiler:
+        statement = self._statement
+        if not isinstance(statement, ClauseElement):
+            statement = statement(_INSERTS[dialect.name])
+        compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        return compiled
 
     def _form(self, dialect: Dialect) -> _Form:
         form = self._forms.get(dialect.name)
         if form is None:
-            compiled = self.statement.compile(dialect=dialect)
+            compiled = self._compiled(dialect)
             if compiled.positiontup is None:
                 raise ValueError(f"{dialect.name}: a positional paramstyle is needed")
             binds = compiled.binds  # placeholder name -> BindParameter
@@ -59,7 +81,7 @@ class Prepared:
         return form
 
     @staticmethod
-    def _values(form: _Form, params: Mapping[str, Any]) -> tuple:
+    def _values(form: _Form, params: Mapping[str, Any]) -> tuple[Any, ...]:
         literals = form.literals
         return tuple(
             (value if process is None or value is None else process(value))
@@ -67,7 +89,7 @@ class Prepared:
                 (params[name] if name not in literals else literals[name] for name in form.names),
                 form.processors))
 
-    def execute(self, conn: Connection, params: Mapping[str, Any]) -> Sequence | None:
+    def execute(self, conn: Connection, params: Mapping[str, Any]) -> Sequence[Any] | None:
         """Run the statement; the first row it returns (RETURNING, SELECT), or None."""
         form = self._form(conn.dialect)
         values = self._values(form, params)
@@ -92,6 +114,6 @@ class Prepared:
             cursor.close()
 
 
-def translated(sql: str, values, err: Exception, dialect: Dialect) -> sa_exc.DBAPIError:
+def translated(sql: str, values: Any, err: Exception, dialect: Dialect) -> sa_exc.StatementError:
     """A driver error as SQLAlchemy raises it (IntegrityError, OperationalError, ...)."""
     return sa_exc.DBAPIError.instance(sql, values, err, dialect.loaded_dbapi.Error, dialect=dialect)

@@ -1,6 +1,7 @@
 """The upload check in two steps over the gateway's stream (`VerifyUploadTokens`) and the unary call:
-the token step (`token_only`, at an upload's headers) refuses what is not one of our tokens and
-decides nothing else; the project step, on the same stream, is the authorisation."""
+the token step (`token_only`, at an upload's headers) refuses what the token alone decides (not one
+of ours, deleted, expired, its user disabled) and nothing else; the project step, on the same
+stream, is the authorisation."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import datetime as dt
 
 import grpc
 
-from gatehouse.auth.v1 import common_pb2, tokens_pb2
+from gatehouse.auth.v1 import admin_pb2, common_pb2, tokens_pb2
 from gatehouse.infra.grpcserver import call_metadata
 from tests.authsvc.project_token_factories import (
     create_token,
@@ -62,26 +63,78 @@ async def test_the_token_step_refuses_what_is_not_a_token_and_decides_nothing_el
     assert await events(auth, "project:upload:refused") == []
 
 
-async def test_expiry_and_deletion_are_told_by_the_project_step_with_its_event(auth):
-    """Expired or deleted tokens are authentic: the token step lets them through, so that the
-    refusal (and its `project:upload:refused` event) names the project the upload was for."""
+async def test_the_token_step_refuses_expired_deleted_and_disabled_tokens_with_their_events(auth):
+    """Issue 19: what the token alone decides is told at the headers, before the body. A scoped
+    token's refusal lands in each of its existing projects' logs; an all-projects token's in the
+    admin log with its owner as subject (their account log); never the token."""
+    user, alice = await make_user(auth, "alice")
+    await make_project(auth, "proj", "alice")
+    await make_project(auth, "other", "alice")
+    expiring = await create_token(auth, alice, "short", projects=["proj", "other"],
+                                  expires_at=auth.clock.now() + dt.timedelta(hours=1))
+    deleted = await create_token(auth, alice, "gone")  # all projects
+    await auth.tokens.DeleteToken(tokens_pb2.DeleteTokenRequest(session_token=alice, token_id=deleted.info.id,
+                                                                client=CLIENT))
+    auth.clock.advance(hours=2)
+    expired_step, deleted_step, final = await over_the_stream(
+        auth, request(expiring.token, token_only=True), request(deleted.token, token_only=True),
+        request(expiring.token, "proj"))
+    assert expired_step.status.code == DENIED and "expired" in expired_step.status.message
+    assert deleted_step.status.code == INVALID and "deleted" in deleted_step.status.message
+    assert final.status.code == DENIED and "expired" in final.status.message  # the project step, as before
+    found = await events(auth, "project:upload:refused")
+    at_headers = [e for e in found if e.details.get("step") == "headers"]
+    by_project = sorted((e.project_name, e.details["reason"]) for e in at_headers
+                        if e.details["token_id"] == expiring.info.id)
+    assert by_project == [("other", "expired"), ("proj", "expired")]
+    assert all(not e.subject_user_id for e in at_headers if e.details["token_id"] == expiring.info.id)
+    [gone] = [e for e in at_headers if e.details["token_id"] == deleted.info.id]
+    assert gone.details["reason"] == "token_deleted" and not gone.project_id
+    assert gone.subject_user_id == user.id and gone.subject_username == "alice"
+    [after_fields] = [e for e in found if "step" not in e.details]
+    assert after_fields.project_name == "proj" and after_fields.details["reason"] == "expired"
+    for event in found:
+        assert expiring.token not in str(event) and deleted.token not in str(event)
+    assert (await list_tokens(auth, alice))[0].last_used_at.seconds == 0  # neither step counted as a use
+
+    fresh = await create_token(auth, alice, "fresh")
+    await auth.admin.SetUserActive(admin_pb2.AdminSetUserActiveRequest(username="alice", active=False))
+    [disabled] = await over_the_stream(auth, request(fresh.token, token_only=True))
+    assert disabled.status.code == INVALID and "disabled" in disabled.status.message
+
+
+async def test_refusal_events_of_one_token_are_rated(auth):
+    """A flood of refused uploads with one token records at most REFUSALS_RECORDED's limit per window."""
+    from authsvc.tokens.verification import REFUSALS_RECORDED
+
     _, alice = await make_user(auth, "alice")
     await make_project(auth, "proj", "alice")
-    created = await create_token(auth, alice, "short", expires_at=auth.clock.now() + dt.timedelta(hours=1))
+    created = await create_token(auth, alice, "short", projects=["proj"],
+                                 expires_at=auth.clock.now() + dt.timedelta(hours=1))
     auth.clock.advance(hours=2)
-    step, final = await over_the_stream(auth, request(created.token, token_only=True), request(created.token, "proj"))
-    assert step.status.code == OK
-    assert final.status.code == DENIED and "expired" in final.status.message
-    [event] = await events(auth, "project:upload:refused")
-    assert event.project_name == "proj" and event.details["reason"] == "expired"
-    assert (await list_tokens(auth, alice))[0].last_used_at.seconds == 0  # neither step counted as a use
+    flood = REFUSALS_RECORDED.limit + 5
+    results = await over_the_stream(auth, *[request(created.token, token_only=True) for _ in range(flood)])
+    assert [r.status.code for r in results] == [DENIED] * flood  # every one refused all the same
+    assert len(await events(auth, "project:upload:refused")) == REFUSALS_RECORDED.limit
+    auth.clock.advance(seconds=REFUSALS_RECORDED.max_window + 1)  # after the window, recorded again
+    [later] = await over_the_stream(auth, request(created.token, token_only=True))
+    assert later.status.code == DENIED
+    assert len(await events(auth, "project:upload:refused")) == REFUSALS_RECORDED.limit + 1
 
 
 async def test_the_unary_call_takes_the_token_step_too(auth):
     _, alice = await make_user(auth, "alice")
     created = await create_token(auth, alice, "ci")
+    short = await create_token(auth, alice, "short", expires_at=auth.clock.now() + dt.timedelta(hours=1))
     reply = await auth.tokens.VerifyUploadToken(request(created.token, token_only=True))
     assert reply.token_id == created.info.id and not reply.user_id
+    auth.clock.advance(hours=2)
+    await refused(auth.tokens.VerifyUploadToken(request(short.token, token_only=True)),
+                  grpc.StatusCode.PERMISSION_DENIED, "expired")
+    await auth.tokens.DeleteToken(tokens_pb2.DeleteTokenRequest(session_token=alice, token_id=created.info.id,
+                                                                client=CLIENT))
+    await refused(auth.tokens.VerifyUploadToken(request(created.token, token_only=True)),
+                  grpc.StatusCode.UNAUTHENTICATED, "deleted")
     await refused(auth.tokens.VerifyUploadToken(request("pypi-garbage", token_only=True)),
                   grpc.StatusCode.UNAUTHENTICATED, "malformed")
     # A full check without a project is still a bad argument, as before.

@@ -270,14 +270,16 @@ async def test_key_rotation_keeps_old_tokens_while_their_secret_is_listed(auth):
 @pytest.mark.skipif(not TEST_DB.startswith("sqlite"), reason="SQLite's read path only")
 async def test_sqlite_lookup_never_blocks_the_loop_on_a_lock(make_database_url):
     """The verification read answers "busy" at once instead of blocking the event loop, and is
-    then redone on the async engine, which waits for the lock like every other query."""
+    then redone through `Transactions.read` (a worker thread), which waits for the lock like every
+    other query; both read the same values."""
     import sqlite3
 
     from sqlalchemy.engine import make_url
 
     from authsvc.server import MIGRATIONS
     from authsvc.tokens.lookup import SqliteLookup
-    from gatehouse.infra.db import make_engine, upgrade_async
+    from gatehouse.infra.db import make_engine, make_session_factory, upgrade_async
+    from gatehouse.infra.transactions import Transactions
 
     url = make_database_url("lookup")
     await upgrade_async(url, MIGRATIONS)
@@ -293,7 +295,10 @@ async def test_sqlite_lookup_never_blocks_the_loop_on_a_lock(make_database_url):
     locker.execute("PRAGMA locking_mode=EXCLUSIVE")
     locker.execute("BEGIN EXCLUSIVE")
     engine = make_engine(url)
-    lookup = SqliteLookup(url, engine)
+    tx = Transactions(url, make_session_factory(engine))
+
+    lookup = SqliteLookup(url, tx)
+
     try:
         pending = asyncio.ensure_future(lookup.fetch("t1", "proj"))
         await asyncio.sleep(0.3)
@@ -305,9 +310,10 @@ async def test_sqlite_lookup_never_blocks_the_loop_on_a_lock(make_database_url):
         row = await asyncio.wait_for(pending, 10)
         assert (row.user_id, row.username, row.is_active, row.scope_all_projects) == ("u1", "alice", True, True)
         assert row.last_used_at == dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc)
-        assert row.project_id is None and row.role_name is None and not row.verified
+        assert row.project_id is None and row.role_name is None and not row.verified and not row.has_second_factor
         assert await lookup.fetch("t1", "proj") == row  # and the fast path reads the same
         assert await lookup.fetch("missing", "proj") is None
     finally:
         await lookup.close()
+        tx.dispose()
         await engine.dispose()

@@ -1,4 +1,4 @@
-"""`Transactions` (one-call write transactions) and `Prepared` (statements on the driver's cursor),
+"""`Transactions` (one-call transactions) and `Prepared` (statements on the driver's cursor),
 on a real SQLite file and on PostgreSQL (GATEHOUSE_TEST_DB)."""
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session
 
 from gatehouse.infra import transactions as tx_module
@@ -57,7 +56,7 @@ def _upsert(dialect_insert):
                                       set_={"hits": items.c.hits + 1}).returning(items.c.hits)
 
 
-UPSERT = {"sqlite": Prepared(_upsert(sqlite.insert)), "postgresql": Prepared(_upsert(postgresql.insert))}
+UPSERT = Prepared(_upsert)  # the connection picks sqlite.insert or postgresql.insert
 
 
 @pytest.fixture
@@ -73,8 +72,9 @@ async def store(make_database_url):
 
 
 def _add(name: str, **extra):
-    def fn(unit):  # an ORM session (run) or a Connection (run_core)
-        conn = unit.connection() if isinstance(unit, Session) else unit
+    def fn(session):
+        conn = session.connection()
+        assert isinstance(session, Session) and isinstance(conn, Connection)  # on every backend
         Prepared(INSERT).execute(conn, {"name": name, "seen_at": dt.datetime(2026, 1, 2, 3, 4, 5, 6, dt.timezone.utc),
                                         "flag": True, "blob": b"\x00\xff", "hits": 0, **extra})
         return name
@@ -105,8 +105,7 @@ async def test_prepared_returning_literals_executemany_and_errors(store):
 
     def upsert_twice(session):
         conn = session.connection()
-        statement = UPSERT["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
-        return statement.execute(conn, {"name": "n", "now": now})[0], statement.execute(conn, {"name": "n", "now": now})[0]
+        return UPSERT.execute(conn, {"name": "n", "now": now})[0], UPSERT.execute(conn, {"name": "n", "now": now})[0]
 
     assert await transactions.run(upsert_twice) == (1, 2)  # RETURNING, and the literal hits=1 / +1 bound
     rows = [{"name": f"m{i}", "seen_at": now, "flag": True, "blob": None, "hits": i} for i in range(3)]
@@ -123,35 +122,33 @@ async def test_a_failing_transaction_leaves_nothing(store):
     _url, _engine, transactions = store
     await transactions.run(_add("a"))
 
-    def failing_fn(conn):
-        _add("b")(conn)
+    def failing_fn(session):
+        _add("b")(session)
         raise ValueError("refused")
 
     with pytest.raises(ValueError, match="refused"):
-        await transactions.run_core(failing_fn)
+        await transactions.run(failing_fn)
     assert await _names(transactions) == ["a"]
 
 
-async def test_core_writes_raise_sqlalchemys_errors_and_leave_no_transaction_open(store):
-    """`run_core` on SQLite runs on the driver's connection itself (no SQLAlchemy Connection): its
-    errors still arrive as SQLAlchemy's, a failure rolls everything back, and the next transaction
-    starts clean."""
+async def test_prepared_writes_raise_sqlalchemys_errors_and_leave_no_transaction_open(store):
+    """Driver errors of `Prepared` statements arrive as SQLAlchemy's, a failure rolls everything
+    back, and the next transaction starts clean: a plain `execute` works on the same connection
+    after Prepared statements (the regression of issue 20: on SQLite the old Core path handed out
+    a driver unit that broke on it)."""
     _url, _engine, transactions = store
     now = dt.datetime.now(dt.timezone.utc)
 
-    def upsert_then(conn, name: str):
-        statement = UPSERT["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
-        hits = statement.execute(conn, {"name": "counter", "now": now})[0]
-        _add(name)(conn)
-        return hits
+    def upsert_then(session, name: str):
+        hits = UPSERT.execute(session.connection(), {"name": "counter", "now": now})[0]
+        _add(name)(session)
+        return hits, session.connection().execute(select(items.c.hits).where(items.c.name == "counter")).scalar_one()
 
-    assert await transactions.run_core(lambda conn: upsert_then(conn, "one")) == 1
+    assert await transactions.run(lambda s: upsert_then(s, "one")) == (1, 1)
     with pytest.raises(IntegrityError):  # "one" again: the upsert before it is rolled back too
-        await transactions.run_core(lambda conn: upsert_then(conn, "one"))
-    assert await transactions.run_core(lambda conn: upsert_then(conn, "two")) == 2
+        await transactions.run(lambda s: upsert_then(s, "one"))
+    assert await transactions.run(lambda s: upsert_then(s, "two")) == (2, 2)
     assert await _names(transactions) == ["counter", "one", "two"]
-    if transactions._driver is not None:
-        assert not transactions._driver.connection.in_transaction
 
 
 @ONLY_SQLITE
@@ -163,7 +160,7 @@ async def test_a_locked_database_never_blocks_the_event_loop(store):
     locker = sqlite3.connect(make_url(url).database, isolation_level=None, check_same_thread=False)
     locker.execute("BEGIN IMMEDIATE")
     try:
-        pending = asyncio.ensure_future(transactions.run_core(_add("second")))
+        pending = asyncio.ensure_future(transactions.run(_add("second")))
         started = time.monotonic()
         for _ in range(10):
             await asyncio.sleep(0.02)
@@ -183,12 +180,12 @@ async def test_concurrent_writers_all_commit(store):
     on the loop, all at once: nothing is lost, nothing deadlocks."""
     url, _engine, transactions = store
     threaded = []
-    on_thread = transactions._run_sqlite
-    transactions._run_sqlite = lambda *args: (threaded.append(1), on_thread(*args))[1]
+    on_thread = transactions._in_thread
+    transactions._in_thread = lambda *args, **kwargs: (threaded.append(1), on_thread(*args, **kwargs))[1]
     names = [f"w{i:02d}" for i in range(45)]
 
     def add(i: int):
-        return (transactions.run_core if i % 3 else transactions.run)(_add(names[i]))
+        return transactions.run(_add(names[i]))
 
     locker = sqlite3.connect(make_url(url).database, isolation_level=None, check_same_thread=False)
     try:

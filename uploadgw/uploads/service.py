@@ -114,7 +114,6 @@ class UploadService:
                  releases: ReleaseService, pending_max_age: float):
         self.db = db
         self.transactions = transactions
-        self._precheck_reader = transactions.reader(sql.PRECHECK)  # SQLite: on the event loop
         self.store = store
         self.auth = auth
         self.events = events
@@ -157,11 +156,7 @@ class UploadService:
 
     async def _precheck(self, form: UploadForm, filename: str) -> Precheck:
         params = {"name": form.canonical_name, "filename": filename, "version": form.canonical_version}
-        rows = self._precheck_reader.fetchall(params) if self._precheck_reader is not None else None
-        if rows is not None:
-            row = rows[0]
-        else:
-            row = await self.transactions.read(lambda session: session.connection().execute(sql.PRECHECK, params).one())
+        row = await self.transactions.read(lambda session: session.connection().execute(sql.PRECHECK, params).one())
         return Precheck(file_limit=row[0], total_limit=row[1], total_size=row[2], live_project_id=row[3],
                         filename_used=bool(row[4]), live_sha256=row[5], live_blake2_256=row[6],
                         release_has_sdist=bool(row[7]))
@@ -301,8 +296,8 @@ class UploadService:
     async def _record(self, ticket: Ticket, digests: Digests, checked: Checked) -> UploadOutcome:
         for _attempt in range(3):
             try:
-                return await self.transactions.run_core(
-                    lambda conn: self._record_in(conn, ticket, digests, checked))  # logged with the request
+                return await self.transactions.run(
+                    lambda session: self._record_in(session.connection(), ticket, digests, checked))  # logged with the request
             except IntegrityError:
                 # A concurrent upload won a race (same filename, an sdist, a new release or project row).
                 outcome = await self._explain_conflict(ticket, digests)
@@ -329,10 +324,9 @@ class UploadService:
         form, ident, now, info = ticket.form, ticket.identity, self.clock.now(), checked.info
         actor = ActorRef.user(ident.user_id, ident.username)
         project_ref = (ident.project_id, ident.project_name)
-        dialect = "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
         # The first statement writes, so that SQLite takes its write lock now and PostgreSQL locks the
         # project row: concurrent uploads to one project are serialised from here on.
-        row = sql.PROJECT_UPSERT[dialect].execute(conn, {
+        row = sql.PROJECT_UPSERT.execute(conn, {
             "project_id": ident.project_id, "project_name": ident.project_name,
             "normalized": form.canonical_name, "size": digests.size, "now": now})
         total = row[0] if row is not None else None
@@ -341,7 +335,7 @@ class UploadService:
                            f"moment.", reason="project_deleting")
         if total > ticket.project_limit:
             raise self.size_error(dataclasses.replace(ticket, project_used=total - digests.size), digests.size)
-        inserted = sql.RELEASE_INSERT[dialect].execute(conn, {
+        inserted = sql.RELEASE_INSERT.execute(conn, {
             "release_id": new_id(), "project_id": ident.project_id, "project_name": ident.project_name,
             "version": form.version, "canonical_version": form.canonical_version,
             "requires_python": info.requires_python, "now": now})

@@ -1,14 +1,13 @@
 """The upload path's SQL, built once with bound parameters.
 
-Building statements per request costs more than running them on SQLite. PRECHECK is read by the
-event-loop reader (or a Connection); the writes are `Prepared`: compiled once per dialect and run
-on the driver's cursor inside the upload's transaction.
+Building statements per request costs more than running them on SQLite. PRECHECK is one read;
+the writes are `Prepared`: compiled once per dialect and run on the driver's cursor inside the
+upload's transaction.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import and_, bindparam, literal, literal_column, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gatehouse.infra.prepared import Prepared, insert_of
 from uploadgw.models import File, Filename, Project, ProjectLimits, Release
@@ -62,10 +61,8 @@ def _release_insert(dialect_insert):
 
 
 # Upsert the project row (serial + 1, size + this file), insert the release unless it exists.
-PROJECT_UPSERT = {"sqlite": Prepared(_project_upsert(sqlite.insert)),
-                  "postgresql": Prepared(_project_upsert(postgresql.insert))}
-RELEASE_INSERT = {"sqlite": Prepared(_release_insert(sqlite.insert)),
-                  "postgresql": Prepared(_release_insert(postgresql.insert))}
+PROJECT_UPSERT = Prepared(_project_upsert)
+RELEASE_INSERT = Prepared(_release_insert)
 # (id, deleted_at, version): raw driver values (deleted_at is only tested for None).
 RELEASE_LOOKUP = Prepared(select(releases.c.id, releases.c.deleted_at, releases.c.version).where(
     releases.c.project_id == bindparam("project_id"), releases.c.canonical_version == bindparam("canonical_version")))
