@@ -23,7 +23,7 @@ _PROJECT_HIDDEN_WORDS = ("scope", "projects", "caveat")
 
 
 def clean_text(value: object, limit: int) -> str:
-    text = "" if value is None else str(value)
+    text = value if type(value) is str else "" if value is None else str(value)
     if not text.isprintable():
         text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROPPED)
     return text[:limit]
@@ -38,8 +38,11 @@ def clean_details(details: Mapping[str, object] | None) -> dict[str, str]:
     return out
 
 
+_DETAILS_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
 def dump_details(details: Mapping[str, object] | None) -> str:
-    return json.dumps(clean_details(details), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return _DETAILS_JSON.encode(clean_details(details))
 
 
 def load_details(raw: str | None) -> dict[str, str]:
