@@ -14,7 +14,8 @@ import json
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from sqlalchemy import Text, and_, bindparam, cast, column, delete, func, or_, select, true
+from sqlalchemy import Text, and_, bindparam, cast, delete, func, or_, select, true
+from sqlalchemy import column as result_column
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -33,12 +34,12 @@ _COLUMNS = [c.name for c in events.c if c.name != "id"]
 # INSERT … SELECT * FROM json_to_recordset($1::json) AS r(event_id VARCHAR(64), …)
 #   ON CONFLICT (event_id) DO NOTHING RETURNING event_id
 # The batch travels as one JSON document: asyncpg checks every element of an array parameter
-# against three ABCs in Python, which made one-array-per-column encoding the consumer's
+# against collections.abc classes in Python, which made one array per column the consumer's
 # largest single cost; json.dumps and PostgreSQL's JSON parser are both C.
 _PG_BATCH_INSERT = (
     postgresql.insert(events)
     .from_select(_COLUMNS, select(func.json_to_recordset(cast(bindparam("batch", type_=Text), postgresql.JSON))
-                                  .table_valued(*(column(name, events.c[name].type) for name in _COLUMNS))
+                                  .table_valued(*(result_column(name, events.c[name].type) for name in _COLUMNS))
                                   .render_derived(name="r", with_types=True)))
     .on_conflict_do_nothing(index_elements=["event_id"])
     .returning(events.c.event_id)
