@@ -23,7 +23,7 @@ _PROJECT_HIDDEN_WORDS = ("scope", "projects", "caveat")
 
 
 def clean_text(value: object, limit: int) -> str:
-    text = value if type(value) is str else "" if value is None else str(value)
+    text = "" if value is None else str(value)
     if not text.isprintable():
         text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROPPED)
     return text[:limit]
@@ -38,11 +38,8 @@ def clean_details(details: Mapping[str, object] | None) -> dict[str, str]:
     return out
 
 
-_DETAILS_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
-
 def dump_details(details: Mapping[str, object] | None) -> str:
-    return _DETAILS_JSON.encode(clean_details(details))
+    return json.dumps(clean_details(details), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def load_details(raw: str | None) -> dict[str, str]:

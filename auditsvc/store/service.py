@@ -10,12 +10,10 @@ import asyncio
 import collections
 import datetime as dt
 import hashlib
-import json
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from sqlalchemy import Text, and_, bindparam, cast, delete, func, or_, select, true
-from sqlalchemy import column as result_column
+from sqlalchemy import and_, bindparam, delete, func, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -31,25 +29,15 @@ MAX_PAGE_SIZE = 500
 _ACTOR_KINDS = {"user", "operator", "system", "anonymous", "unspecified"}
 
 _COLUMNS = [c.name for c in events.c if c.name != "id"]
-# INSERT … SELECT * FROM json_to_recordset($1::json) AS r(event_id VARCHAR(64), …)
-#   ON CONFLICT (event_id) DO NOTHING RETURNING event_id
-# The batch travels as one JSON document: asyncpg checks every element of an array parameter
-# against collections.abc classes in Python, which made one array per column the consumer's
-# largest single cost; json.dumps and PostgreSQL's JSON parser are both C.
+# INSERT … SELECT * FROM unnest($1::varchar[], …) ON CONFLICT (event_id) DO NOTHING RETURNING event_id
 _PG_BATCH_INSERT = (
     postgresql.insert(events)
-    .from_select(_COLUMNS, select(func.json_to_recordset(cast(bindparam("batch", type_=Text), postgresql.JSON))
-                                  .table_valued(*(result_column(name, events.c[name].type) for name in _COLUMNS))
-                                  .render_derived(name="r", with_types=True)))
+    .from_select(_COLUMNS, select(func.unnest(*(
+        bindparam(f"a_{name}", type_=postgresql.ARRAY(events.c[name].type)) for name in _COLUMNS
+    )).table_valued(*_COLUMNS).render_derived()))
     .on_conflict_do_nothing(index_elements=["event_id"])
     .returning(events.c.event_id)
 )
-
-
-def _json_value(value: object) -> str:
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not a stored column type")
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -140,9 +128,9 @@ class AuditLog:
         async with self.db() as session:
             try:
                 if session.get_bind().dialect.name == "postgresql":
-                    # The batch as one JSON parameter: one small statement whatever the size.
-                    batch = json.dumps(rows, default=_json_value, ensure_ascii=False)
-                    result = await session.execute(_PG_BATCH_INSERT, {"batch": batch})
+                    # The batch as one array per column: one small statement whatever the size.
+                    params = {f"a_{name}": [row[name] for row in rows] for name in _COLUMNS}
+                    result = await session.execute(_PG_BATCH_INSERT, params)
                 else:
                     stmt = (sqlite.insert(events).on_conflict_do_nothing(index_elements=["event_id"])
                             .returning(events.c.event_id))
