@@ -23,57 +23,20 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from google.protobuf.message import DecodeError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from auditsvc.store.records import EventRecord, IngestResult
 from auditsvc.store.service import AuditLog
 from gatehouse.events.v1 import event_pb2
 from gatehouse.infra.eventauth import EventAuthError, EventVerifier
-from gatehouse.infra.relay import Backoff, connect_redis, trim_acknowledged
+from gatehouse.infra.consumergroup import OUTAGE_ERRORS, Backoff, ConsumerGroup, Entry, Outage
 
 log = logging.getLogger(__name__)
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _KINDS = {event_pb2.Actor.USER: "user", event_pb2.Actor.OPERATOR: "operator",
           event_pb2.Actor.SYSTEM: "system", event_pb2.Actor.ANONYMOUS: "anonymous"}
-
-
-# In one atomic step (XGROUP DELCONSUMER drops a consumer's pending entries, so none may be read
-# between the check and the removal): mark ARGV[3] (the caller) as alive, then remove the group's
-# other consumers idle for ARGV[2] ms or more with nothing pending. Returns {removed names, how
-# many idle ones still hold entries}. The mark is a history read from the group's last delivered
-# id, which serves nothing but refreshes the caller's idle time (Redis 6.2 refreshes it only when
-# a read serves a stream, so a live consumer waiting on a quiet stream would look dead).
-REMOVE_DEAD_CONSUMERS_SCRIPT = """
-local function fields(flat)
-  local info = {}
-  for i = 1, #flat, 2 do info[flat[i]] = flat[i + 1] end
-  return info
-end
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return redis.error_reply('NOGROUP the stream is gone, and its consumer group with it')
-end
-for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-  local info = fields(group)
-  if info['name'] == ARGV[1] then
-    redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[3], 'COUNT', 1, 'STREAMS', KEYS[1], info['last-delivered-id'])
-  end
-end
-local removed, holding = {}, 0
-for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-  local info = fields(consumer)
-  if info['name'] ~= ARGV[3] and info['idle'] >= tonumber(ARGV[2]) then
-    if info['pending'] == 0 then
-      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
-      removed[#removed + 1] = info['name']
-    else
-      holding = holding + 1
-    end
-  end
-end
-return {removed, holding}
-"""
 
 
 def _reason(exc: BaseException) -> str:
@@ -141,6 +104,8 @@ AfterCommit = Callable[[list[str]], Awaitable[None]]
 
 
 class Consumer:
+    """The audit service's member of the stream's consumer group (see the module docstring)."""
+
     def __init__(
         self,
         redis_url: str | None,
@@ -163,35 +128,28 @@ class Consumer:
         max_inflight: int = 2,
         after_commit: AfterCommit | None = None,
     ):
-        if redis is None and not redis_url:
-            raise ValueError("Consumer needs a Redis URL or client")
-        self._redis_url = redis_url
-        self._client = redis
-        self._owns_client = redis is None
-        self.stream = stream
-        self.group = group
-        self.name = name
+        self.source = ConsumerGroup(
+            redis_url, stream, group, name, redis=redis, socket_timeout=max(10.0, block_ms / 1000 + 5),
+            batch_size=batch_size, claim_idle_ms=claim_idle_ms, consumer_expiry_ms=consumer_expiry_ms,
+            max_deliveries=max_deliveries, dead_letter_stream=dead_letter_stream)
+        self.stream, self.group, self.name = stream, group, name
+        self.dead_letter_stream = self.source.dead_letter_stream
         self.store = log_store
         self.verifier = verifier
-        self.batch_size = batch_size
         self.block_ms = block_ms
-        self.claim_idle_ms = claim_idle_ms
-        self.max_deliveries = max_deliveries
-        self.consumer_expiry_ms = consumer_expiry_ms
-        self._cleanup_every = min(max(consumer_expiry_ms / 4000, 0.05), 60.0)
-        self._next_cleanup = 0.0
-        self._remove_script = None
-        self.dead_letter_stream = dead_letter_stream or f"{stream}:dead-letter"
         self.trim_interval = trim_interval
         self.max_inflight = max(1, max_inflight)
-        self._claim_every = min(max(claim_idle_ms / 2000, 0.05), 30.0)
-        self._backoff = Backoff(backoff_initial, backoff_max)
+        self._outage = Outage(log, {"consumer": name},
+                              failing="audit consumer cannot make progress; retrying with back-off",
+                              recovered="audit consumer running again",
+                              backoff=Backoff(backoff_initial, backoff_max))
         self._after_commit = after_commit
-        self._group_ready = False
-        self._pending_unchecked = True
-        self._next_claim = 0.0
-        self._outage_started: float | None = None
-        self.stats = ConsumerStats()
+        self._stats = ConsumerStats()
+
+    @property
+    def stats(self) -> ConsumerStats:
+        self._stats.claimed = self.source.claimed  # counted where claims happen, in the group helper
+        return self._stats
 
     @classmethod
     def from_settings(cls, settings, log_store: AuditLog, **overrides) -> "Consumer":
@@ -207,24 +165,12 @@ class Consumer:
         return cls(settings.redis_url, settings.event_stream, settings.consumer_group, name, log_store,
                    **options)
 
-    def _redis(self) -> aioredis.Redis:
-        if self._client is None:
-            self._client = connect_redis(self._redis_url, socket_timeout=max(10.0, self.block_ms / 1000 + 5))
-        return self._client
-
     async def close(self) -> None:
-        if self._client is not None and self._owns_client:
-            await self._client.aclose()
-            self._client = None
+        await self.source.close()
 
     async def ensure_group(self) -> None:
         """Create the group (and the stream) if missing, reading from the very first entry."""
-        try:
-            await self._redis().xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._group_ready = True
+        await self.source.ensure()
 
     # -- one round -----------------------------------------------------------------------------
 
@@ -234,96 +180,31 @@ class Consumer:
         `block_ms`: wait this long for new entries (default: the configured block; 0 = don't
         wait). Returns the number of entries handled.
         """
-        handled = await self._maintenance()
-        return handled + await self._process(await self._read_new(block_ms))
-
-    async def _maintenance(self) -> int:
-        if not self._group_ready:
-            await self.ensure_group()
-        handled = 0
-        if time.monotonic() >= self._next_cleanup:  # first: it marks this consumer alive
-            await self.remove_dead_consumers()
-            self._next_cleanup = time.monotonic() + self._cleanup_every
-        if self._pending_unchecked:
-            handled += await self.drain_pending()
-            self._pending_unchecked = False
-        if time.monotonic() >= self._next_claim:
-            handled += await self.claim_once()
-            self._next_claim = time.monotonic() + self._claim_every
-        return handled
-
-    def _maintenance_due(self) -> bool:
-        now = time.monotonic()
-        return (not self._group_ready or self._pending_unchecked or now >= self._next_claim
-                or now >= self._next_cleanup)
-
-    async def _read_new(self, block_ms: int | None = None) -> list:
+        handled = await self.source.maintain(self._process)
         block = self.block_ms if block_ms is None else block_ms
-        reply = await self._redis().xreadgroup(self.group, self.name, {self.stream: ">"},
-                                               count=self.batch_size, block=block or None)
-        return [entry for _stream, entries in reply or [] for entry in entries]
+        return handled + await self._process(await self.source.read_new(block))
 
     async def drain_pending(self) -> int:
         """Re-read and handle the entries delivered to this consumer name but never acknowledged."""
-        handled, last = 0, "0"
-        while True:
-            reply = await self._redis().xreadgroup(self.group, self.name, {self.stream: last},
-                                                   count=self.batch_size)
-            entries = [e for _s, batch in reply or [] for e in batch]
-            if not entries:
-                return handled
-            handled += await self._process(entries)
-            last = entries[-1][0]
+        return await self.source.drain_pending(self._process)
 
-    async def claim_once(self, max_rounds: int = 10) -> int:
+    async def claim_once(self) -> int:
         """Take over entries pending longer than `claim_idle_ms` (dead consumers, earlier failures)."""
-        handled, start = 0, "0-0"
-        for _ in range(max_rounds):
-            reply = await self._redis().xautoclaim(self.stream, self.group, self.name, self.claim_idle_ms,
-                                                   start_id=start, count=self.batch_size)
-            next_id, claimed = reply[0], [e for e in reply[1] if e[0] is not None]
-            if len(claimed) < len(reply[1]):
-                # Redis 6.2 claims entries deleted from the stream without naming them; they are
-                # now in our own pending list, where the next drain acknowledges them.
-                self._pending_unchecked = True
-            if claimed:
-                self.stats.claimed += len(claimed)
-                log.info("claimed idle stream entries",
-                         extra={"consumer": self.name, "stream": self.stream, "count": len(claimed)})
-                handled += await self._process(claimed)
-            if next_id in (b"0-0", "0-0"):
-                break
-            start = next_id
-        return handled
+        return await self.source.claim(self._process)
 
     async def remove_dead_consumers(self) -> list[str]:
-        """Remove the group's consumers idle longer than `consumer_expiry_ms` with nothing pending
-        (their processes are gone: a live one marks itself alive here, every quarter of that time).
-        A dead one still holding entries has them claimed first (`claim_once`), then goes."""
-        redis = self._redis()
-        if self._remove_script is None:
-            self._remove_script = redis.register_script(REMOVE_DEAD_CONSUMERS_SCRIPT)
-        args = [self.group, self.consumer_expiry_ms, self.name]
-        removed, holding = await self._remove_script(keys=[self.stream], args=args)
-        if holding:
-            await self.claim_once()
-            more, _ = await self._remove_script(keys=[self.stream], args=args)
-            removed = [*removed, *more]
-        names = [n.decode("utf-8", "replace") for n in removed]
-        if names:
-            log.info("removed dead consumers from the group",
-                     extra={"stream": self.stream, "group": self.group, "consumers": names})
-        return names
+        """Remove dead consumers from the group, claiming what they still hold first."""
+        return await self.source.remove_dead_consumers(self._process)
 
     async def trim_once(self) -> int:
-        return await trim_acknowledged(self._redis(), self.stream)
+        return await self.source.trim()
 
     # -- handling ------------------------------------------------------------------------------
 
-    async def _process(self, entries: list) -> int:
+    async def _process(self, entries: list[Entry]) -> int:
         if not entries:
             return 0
-        self.stats.delivered += len(entries)
+        self._stats.delivered += len(entries)
         fields_by_id, good, bad, gone = {}, [], [], []
         for entry_id, fields in entries:
             if not fields:  # deleted from the stream while pending: nothing left to store
@@ -339,23 +220,26 @@ class Consumer:
         stored_ids: list[bytes] = []
         if good:
             result = await self._store([record for _, record in good])
-            self.stats.stored += len(result.inserted)
+            self._stats.stored += len(result.inserted)
             for entry_id, record in good:
                 if record.event_id in result.rejected:
                     bad.append((entry_id, result.rejected[record.event_id]))
                 else:
                     stored_ids.append(entry_id)
-            self.stats.duplicates += len(stored_ids) - len(result.inserted)
+            self._stats.duplicates += len(stored_ids) - len(result.inserted)
             if stored_ids and self._after_commit is not None:
                 await self._after_commit([record.event_id for _, record in good
                                           if record.event_id not in result.rejected])
-        if stored_ids or gone:
-            self.stats.acked += await self._redis().xack(self.stream, self.group, *stored_ids, *gone)
+        self._stats.acked += await self.source.ack(*stored_ids, *gone)
         if gone:
             log.warning("pending entries no longer in the stream were acknowledged",
                         extra={"stream": self.stream, "count": len(gone)})
         for entry_id, reason in bad:
-            await self._failed_entry(entry_id, fields_by_id[entry_id], reason)
+            outcome = await self.source.failed_entry(entry_id, fields_by_id[entry_id], reason)
+            if outcome == "retry":
+                self._stats.retried += 1
+            elif outcome == "dead":
+                self._stats.dead_lettered += 1
         return len(entries)
 
     async def _store(self, records: list[EventRecord]) -> IngestResult:
@@ -393,31 +277,6 @@ class Consumer:
                 return True
         return False
 
-    async def _failed_entry(self, entry_id: bytes, fields: dict, reason: str) -> None:
-        reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")[:300]
-        redis = self._redis()
-        info = await redis.xpending_range(self.stream, self.group, min=entry_id, max=entry_id, count=1)
-        if not info:
-            return  # no longer pending: another consumer has settled it
-        deliveries = int(info[0]["times_delivered"])
-        context = {"stream": self.stream, "entry_id": entry_id.decode(), "reason": reason,
-                   "deliveries": deliveries}
-        if deliveries < self.max_deliveries:
-            self.stats.retried += 1
-            log.warning("stream entry not stored; it will be retried", extra=context)
-            return
-        dead = {k: v for k, v in fields.items() if not k.startswith(b"dlq_")}
-        dead.update({b"dlq_reason": reason.encode(), b"dlq_entry_id": entry_id,
-                     b"dlq_deliveries": str(deliveries).encode(), b"dlq_group": self.group.encode(),
-                     b"dlq_consumer": self.name.encode()})
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.dead_letter_stream, dead)
-            pipe.xack(self.stream, self.group, entry_id)
-            await pipe.execute()
-        self.stats.dead_lettered += 1
-        log.error("stream entry moved to the dead-letter stream",
-                  extra={**context, "dead_letter_stream": self.dead_letter_stream})
-
     # -- loop ----------------------------------------------------------------------------------
 
     async def run_forever(self, stop_event: asyncio.Event) -> None:
@@ -426,7 +285,7 @@ class Consumer:
         Up to `max_inflight` batches are stored at once (the next batch is read and decoded
         while the previous one commits), so the loop is not bound by one commit at a time.
         """
-        self._pending_unchecked = True
+        self.source.pending_unchecked = True
         next_trim = time.monotonic() + self.trim_interval
         inflight: set[asyncio.Task] = set()
         try:
@@ -436,33 +295,29 @@ class Consumer:
                     if self.trim_interval > 0 and time.monotonic() >= next_trim:
                         next_trim = time.monotonic() + self.trim_interval
                         await self.trim_once()
-                except (RedisError, OSError, SQLAlchemyError) as exc:
+                except OUTAGE_ERRORS as exc:
                     await self._settle(inflight)
-                    if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                        self._group_ready = False  # the stream was lost (Redis without persistence)
-                    self._failed(exc)
+                    self.source.failed(exc)
+                    self._outage.failed(exc)
                 except Exception:
                     await self._settle(inflight)
                     log.exception("audit consumer error", extra={"consumer": self.name})
-                    self._failed(None)
+                    self.source.failed(None)
+                    self._outage.failed(None)
                 else:
-                    self._recovered()
+                    self._outage.recovered()
                     continue
-                try:
-                    await asyncio.wait_for(stop_event.wait(), self._backoff.next_delay())
-                except asyncio.TimeoutError:
-                    pass
+                await self._outage.pause(stop_event)
         finally:
             await self._settle(inflight)
-            if self._owns_client:
-                await self.close()
+            await self.close()
 
     async def _pipelined_round(self, inflight: set[asyncio.Task]) -> None:
         await self._reap(inflight, self.max_inflight - 1)
-        if self._maintenance_due():
+        if self.source.maintenance_due():
             await self._reap(inflight, 0)  # pending/claim work must not race batches in flight
-            await self._maintenance()
-        entries = await self._read_new()
+            await self.source.maintain(self._process)
+        entries = await self.source.read_new(self.block_ms)
         if entries:
             inflight.add(asyncio.create_task(self._process(entries)))
 
@@ -483,21 +338,3 @@ class Consumer:
         if inflight:
             await asyncio.gather(*inflight, return_exceptions=True)
             inflight.clear()
-
-    def _failed(self, exc: BaseException | None) -> None:
-        self._pending_unchecked = True  # whatever was read but not acknowledged is ours to redo
-        if self._outage_started is None:
-            self._outage_started = time.monotonic()
-            if exc is not None:
-                what = "database" if isinstance(exc, SQLAlchemyError) else "redis"
-                log.warning("audit consumer cannot make progress; retrying with back-off",
-                            extra={"consumer": self.name, "unavailable": what,
-                                   "error": f"{type(exc).__name__}: {exc}"[:300]})
-
-    def _recovered(self) -> None:
-        if self._outage_started is not None:
-            log.info("audit consumer running again",
-                     extra={"consumer": self.name,
-                            "outage_seconds": round(time.monotonic() - self._outage_started, 3)})
-            self._outage_started = None
-        self._backoff.reset()

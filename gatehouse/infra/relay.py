@@ -22,14 +22,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import random
 import time
 from collections.abc import Iterator
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 from sqlalchemy import Integer, Table, any_, bindparam, delete, event, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,6 +34,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Session
 
 from gatehouse.infra.clock import Clock, SystemClock
+# connect_redis and trim_acknowledged (consumer side) live in consumergroup; still importable here.
+from gatehouse.infra.consumergroup import Backoff, Outage, connect_redis, trim_acknowledged  # noqa: F401
 
 try:
     import fcntl
@@ -53,31 +52,6 @@ for i = 1, #ARGV, 3 do
 end
 return ids
 """
-
-
-def connect_redis(url: str, *, socket_timeout: float = 10.0) -> aioredis.Redis:
-    """A client that fails fast (no hidden retries) so that callers run their own back-off."""
-    return aioredis.Redis.from_url(
-        url, socket_connect_timeout=2.0, socket_timeout=socket_timeout,
-        retry=Retry(NoBackoff(), 0), decode_responses=False,
-    )
-
-
-class Backoff:
-    """Capped exponential back-off with jitter; `reset()` after a success."""
-
-    def __init__(self, initial: float, maximum: float):
-        self.initial = initial
-        self.maximum = maximum
-        self._next = initial
-
-    def next_delay(self) -> float:
-        delay = self._next
-        self._next = min(self._next * 2, self.maximum)
-        return delay * random.uniform(0.8, 1.0)
-
-    def reset(self) -> None:
-        self._next = self.initial
 
 
 class OutboxRelay:
@@ -114,9 +88,11 @@ class OutboxRelay:
         self.prune_interval = prune_interval
         self.clock = clock or SystemClock()
         self.name = name
-        self._backoff = Backoff(backoff_initial, backoff_max)
+        self._outage = Outage(log, {"relay": name, "stream": stream},
+                              failing="outbox relay cannot publish; events wait in the outbox",
+                              recovered="outbox relay publishing again",
+                              backoff=Backoff(backoff_initial, backoff_max))
         self._wake: asyncio.Event | None = None
-        self._outage_started: float | None = None
         self._task: asyncio.Task | None = None
         self._stop: asyncio.Event | None = None
         self._xadd_script = None
@@ -303,44 +279,28 @@ class OutboxRelay:
         try:
             while not stop_event.is_set():
                 try:
-                    if self._outage_started is not None:
+                    if self._outage.started is not None:
                         await self._redis().ping()  # don't hold the claim while Redis is away
                     count = await self.publish_once()
                     if time.monotonic() >= next_prune:
                         next_prune = time.monotonic() + self.prune_interval
                         await self.prune_once()
                 except (RedisError, OSError, SQLAlchemyError) as exc:
-                    self._failed(exc)
-                    await self._sleep(stop_event, self._backoff.next_delay(), wakeable=False)
+                    self.failures += 1
+                    self._outage.failed(exc)
+                    await self._sleep(stop_event, self._outage.backoff.next_delay(), wakeable=False)
                     continue
                 except Exception:  # a bug must not stop the outbox forever: log, back off, go on
                     log.exception("outbox relay error", extra={"relay": self.name})
-                    await self._sleep(stop_event, self._backoff.next_delay(), wakeable=False)
+                    await self._sleep(stop_event, self._outage.backoff.next_delay(), wakeable=False)
                     continue
-                self._recovered()
+                self._outage.recovered()
                 if count < self.batch_size:
                     await self._sleep(stop_event, self.poll_interval)
         finally:
             self._wake = None
             if self._owns_client:
                 await self.close()
-
-    def _failed(self, exc: BaseException) -> None:
-        self.failures += 1
-        if self._outage_started is None:
-            self._outage_started = time.monotonic()
-            what = "database" if isinstance(exc, SQLAlchemyError) else "redis"
-            log.warning("outbox relay cannot publish; events wait in the outbox",
-                        extra={"relay": self.name, "stream": self.stream, "unavailable": what,
-                               "error": f"{type(exc).__name__}: {exc}"[:300]})
-
-    def _recovered(self) -> None:
-        if self._outage_started is not None:
-            log.info("outbox relay publishing again",
-                     extra={"relay": self.name, "stream": self.stream,
-                            "outage_seconds": round(time.monotonic() - self._outage_started, 3)})
-            self._outage_started = None
-        self._backoff.reset()
 
     async def _sleep(self, stop_event: asyncio.Event, seconds: float, *, wakeable: bool = True) -> None:
         waiters = [asyncio.ensure_future(stop_event.wait())]
@@ -353,42 +313,3 @@ class OutboxRelay:
                 w.cancel()
             if wakeable and self._wake is not None:
                 self._wake.clear()
-
-
-# -- stream trimming (consumer side) ---------------------------------------------------------
-
-
-def _parse_id(raw) -> tuple[int, int]:
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
-
-
-async def trim_acknowledged(redis: aioredis.Redis, stream: str) -> int:
-    """Drop the entries that EVERY consumer group of `stream` has acknowledged; return how many.
-
-    For each group the bound is its oldest pending entry, or (when nothing is pending) the entry
-    after its last delivered one; the stream is trimmed with XTRIM MINID at the lowest bound. A
-    stream without any group is left alone. Bounds only move forward, so a group advancing
-    while this runs just makes the trim more conservative.
-    """
-    try:
-        groups = await redis.xinfo_groups(stream)
-    except ResponseError:  # no such stream
-        return 0
-    if not groups:
-        return 0
-    bound: tuple[int, int] | None = None
-    for group in groups:
-        if int(group["pending"]):
-            summary = await redis.xpending(stream, group["name"])
-            if not summary or summary.get("min") is None:
-                return 0
-            group_bound = _parse_id(summary["min"])
-        else:
-            ms, seq = _parse_id(group["last-delivered-id"])
-            group_bound = (ms, seq + 1)
-        if group_bound <= (0, 0) or group_bound == (0, 1):
-            return 0
-        bound = group_bound if bound is None else min(bound, group_bound)
-    return await redis.xtrim(stream, minid=f"{bound[0]}-{bound[1]}", approximate=False)

@@ -206,7 +206,7 @@ async def test_redis_restarted_empty_gets_the_group_recreated(own_redis, tmp_pat
     stop = asyncio.Event()
     task = asyncio.create_task(c.run_forever(stop))
     try:
-        await wait_for(lambda: asyncio.sleep(0, c._group_ready))
+        await wait_for(lambda: asyncio.sleep(0, c.source.ready))
         own_redis.kill()
         for f in own_redis.data_dir.glob("appendonly*"):
             f.unlink()  # Redis comes back without the stream or the group
