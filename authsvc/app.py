@@ -89,6 +89,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
 
 def build_token_services(settings: Settings, clock: Clock, db: async_sessionmaker,
                          tx: Transactions, events: EventEmitter, *, policy: TwoFactorPolicy | None = None,
+                         limiter: RateLimiter | None = None,
                          ) -> tuple[ProjectsService, TokensService, TokenVerifier]:
     """Projects and roles, API tokens, and the token verifier the gateway calls on every upload."""
     projects = ProjectsService(db=db, clock=clock, events=events, revoke_tokens=revoke_for_deleted_project)
@@ -98,7 +99,8 @@ def build_token_services(settings: Settings, clock: Clock, db: async_sessionmake
     verifier = TokenVerifier(
         tx=tx, lookup=make_lookup(settings.database_url, tx), clock=clock, codec=codec, projects=projects,
         allow_project_creation=settings.allow_project_creation,
-        last_used_interval=dt.timedelta(seconds=settings.token_last_used_interval_seconds), policy=policy)
+        last_used_interval=dt.timedelta(seconds=settings.token_last_used_interval_seconds), policy=policy,
+        limiter=limiter)
     return projects, tokens, verifier
 
 
