@@ -1,8 +1,7 @@
 """Hot-path statements run on the driver's cursor, inside the transaction SQLAlchemy began.
 
-Executing a cached Core statement through SQLAlchemy costs 60-80 µs of Python on this kind of
-machine (execution context, parameter dictionaries, result wrapping); the driver runs a small
-INSERT in about ten. The upload path and the project created by a first upload run five and three
+Executing a cached Core statement through SQLAlchemy costs several times the Python the driver
+needs for a small INSERT (execution context, parameter dictionaries, result wrapping). The upload path and the project created by a first upload run five and three
 such statements per request. `Prepared` keeps SQLAlchemy for what it is good at - it compiles the
 statement once per dialect and its type objects convert every value (so SQLite datetimes are stored
 exactly as the ORM stores them) - and hands the SQL and the values to the DBAPI cursor itself.

@@ -158,7 +158,7 @@ class LocalFileStore:
             if self.fsync:
                 # Every change came first, then the file's bytes, then the directory that gained the
                 # blob's name: a journalling filesystem commits them all at once. The registration's
-                # directory is not synced (each sync costs a disk flush, 0.1 ms here): a power cut
+                # directory is not synced (each sync costs a disk flush): a power cut
                 # that keeps the blob but loses its registration leaves what the full sweep collects.
                 os.fsync(fd) if fd >= 0 else _fsync_path(final)
                 _fsync_path(final.parent)
