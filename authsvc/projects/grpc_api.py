@@ -19,7 +19,7 @@ _PERMISSIONS = {
 }
 
 
-def role_pb(role: str | None) -> int:
+def role_pb(role: str | None) -> common_pb2.Role:
     return _ROLE_TO_PB.get(role, common_pb2.ROLE_UNSPECIFIED)
 
 

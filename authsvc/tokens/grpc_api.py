@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Protocol, TypedDict
+
+import grpc
+
 from authsvc.accounts.service import AccountsService
 from authsvc.errors import DOMAIN
 from authsvc.grpc_common import from_ts, origin, ts
@@ -14,6 +20,7 @@ from gatehouse.infra.outbox import ActorRef
 from gatehouse.infra.streamcalls import StreamedCalls
 
 VERIFY_UPLOAD = "/gatehouse.auth.v1.TokenService/VerifyUploadToken"
+_Context = grpc.aio.ServicerContext
 
 
 def token_info_pb(view: TokenView) -> common_pb2.TokenInfo:
@@ -24,7 +31,23 @@ def token_info_pb(view: TokenView) -> common_pb2.TokenInfo:
         username=view.username)
 
 
-def scope_args(request) -> dict:
+class ScopedRequest(Protocol):
+    """A request that asks for a token: CreateTokenRequest, admin's AdminMintTokenRequest."""
+
+    @property
+    def scope(self) -> common_pb2.TokenScope: ...
+    def HasField(self, field_name: str) -> bool: ...
+
+
+class ScopeArgs(TypedDict):
+    """TokensService.create_token's scope arguments."""
+
+    all_projects: bool
+    project_names: list[str]
+    expires_at: dt.datetime | None
+
+
+def scope_args(request: ScopedRequest) -> ScopeArgs:
     scope = request.scope
     return {"all_projects": scope.all_projects, "project_names": list(scope.project_names),
             "expires_at": from_ts(request, "expires_at")}
@@ -32,7 +55,7 @@ def scope_args(request) -> dict:
 
 class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
     def __init__(self, accounts: AccountsService, tokens: TokensService, verifier: TokenVerifier, *,
-                 metrics: GrpcMetrics | None = None):
+                 metrics: GrpcMetrics | None = None) -> None:
         self.accounts = accounts
         self.tokens = tokens
         self.verifier = verifier
@@ -40,7 +63,9 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
         self._upload_calls = StreamedCalls(VERIFY_UPLOAD, self._verify_upload, tokens_pb2.VerifyUploadTokenResult,
                                            metrics=metrics, domain=DOMAIN)
 
-    async def CreateToken(self, request, context):
+    async def CreateToken(self, request: tokens_pb2.CreateTokenRequest,
+                          context: _Context[tokens_pb2.CreateTokenRequest, tokens_pb2.CreateTokenResponse]
+                          ) -> tokens_pb2.CreateTokenResponse:
         where = origin(request.client)
         auth = await self.accounts.authenticate_session(request.session_token)
         secret, view = await self.tokens.create_token(
@@ -48,25 +73,36 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
             actor=ActorRef.user(auth.user.id, auth.user.username), origin=where)
         return tokens_pb2.CreateTokenResponse(token=secret, info=token_info_pb(view))
 
-    async def ListTokens(self, request, context):
+    async def ListTokens(self, request: tokens_pb2.ListTokensRequest,
+                         context: _Context[tokens_pb2.ListTokensRequest, tokens_pb2.ListTokensResponse]
+                         ) -> tokens_pb2.ListTokensResponse:
         auth = await self.accounts.authenticate_session(request.session_token)
         views = await self.tokens.list_tokens(auth.user.id)
         return tokens_pb2.ListTokensResponse(tokens=[token_info_pb(v) for v in views])
 
-    async def DeleteToken(self, request, context):
+    async def DeleteToken(self, request: tokens_pb2.DeleteTokenRequest,
+                          context: _Context[tokens_pb2.DeleteTokenRequest, tokens_pb2.DeleteTokenResponse]
+                          ) -> tokens_pb2.DeleteTokenResponse:
         where = origin(request.client)
         auth = await self.accounts.authenticate_session(request.session_token)
         await self.tokens.delete_token(request.token_id, owner_id=auth.user.id,
                                        actor=ActorRef.user(auth.user.id, auth.user.username), origin=where)
         return tokens_pb2.DeleteTokenResponse()
 
-    async def VerifyUploadToken(self, request, context):
+    async def VerifyUploadToken(
+            self, request: tokens_pb2.VerifyUploadTokenRequest,
+            context: _Context[tokens_pb2.VerifyUploadTokenRequest, tokens_pb2.VerifyUploadTokenResponse],
+    ) -> tokens_pb2.VerifyUploadTokenResponse:
         return await self._verify_upload(request)
 
-    async def VerifyUploadTokens(self, request_iterator, context):
+    async def VerifyUploadTokens(
+            self, request_iterator: AsyncIterator[tokens_pb2.VerifyUploadTokenCall],
+            context: _Context[tokens_pb2.VerifyUploadTokenCall, tokens_pb2.VerifyUploadTokenResult],
+    ) -> None:
         await self._upload_calls.serve(request_iterator, context)
 
-    async def _verify_upload(self, request) -> tokens_pb2.VerifyUploadTokenResponse:
+    async def _verify_upload(self, request: tokens_pb2.VerifyUploadTokenRequest
+                             ) -> tokens_pb2.VerifyUploadTokenResponse:
         if request.token_only:  # the gateway's check at the headers: what the token alone decides
             authentic = await self.verifier.verify_upload_token(request.token, origin(request.client))
             return tokens_pb2.VerifyUploadTokenResponse(token_id=authentic.token_id)
@@ -76,7 +112,10 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
             project_name=grant.project_name, token_id=grant.token_id, project_created=grant.project_created,
             role=role_pb(grant.role))
 
-    async def VerifyIndexToken(self, request, context):
+    async def VerifyIndexToken(
+            self, request: tokens_pb2.VerifyIndexTokenRequest,
+            context: _Context[tokens_pb2.VerifyIndexTokenRequest, tokens_pb2.VerifyIndexTokenResponse],
+    ) -> tokens_pb2.VerifyIndexTokenResponse:
         origin(request.client)  # not recorded, but a caller's invalid client IP is refused on every call
         grant = await self.verifier.verify_index(request.token)
         return tokens_pb2.VerifyIndexTokenResponse(user_id=grant.user_id, username=grant.username,

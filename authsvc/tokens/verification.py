@@ -191,18 +191,20 @@ class TokenVerifier:
                                           project_two_factor_required=False)
             else:  # another upload created it first: read what it made
                 row = await self._lookup(authentic, normalized)
-            if row.project_id is None:
-                raise TokenDenied(f"The project '{project_name}' was deleted while uploading; try again.",
-                                  reason="project_gone")
+        # Both set when the project exists (always, unless it was deleted after this upload created it).
+        project_id, found_name = row.project_id, row.project_name
+        if project_id is None or found_name is None:
+            raise TokenDenied(f"The project '{project_name}' was deleted while uploading; try again.",
+                              reason="project_gone")
         if row.role_name is None:
             raise TokenDenied(f"The token's user '{row.username}' has no Owner or Maintainer role on "
                               f"project '{row.project_name}'.", reason="no_role")
         if not created:  # a project this upload created was checked above, before creating it
-            self._check_policy(row, row.project_name, project_requires=row.project_two_factor_required)
+            self._check_policy(row, found_name, project_requires=row.project_two_factor_required)
         token_id = authentic.token_id
         await self._touch(token_id, row.last_used_at, now)
-        return UploadGrant(user_id=row.user_id, username=row.username, project_id=row.project_id,
-                           project_name=row.project_name, token_id=token_id,
+        return UploadGrant(user_id=row.user_id, username=row.username, project_id=project_id,
+                           project_name=found_name, token_id=token_id,
                            project_created=created, role=row.role_name)
 
     async def _record_refusal(self, token: AuthenticToken, normalized: str, refusal: TokenInvalid | TokenDenied,

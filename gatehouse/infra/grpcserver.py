@@ -17,7 +17,8 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -29,6 +30,12 @@ from gatehouse.infra.metrics import GrpcMetrics
 from gatehouse.infra.rpcstatus import DEFAULT_DOMAIN, ErrorStatus
 
 log = logging.getLogger(__name__)
+_TRequest = TypeVar("_TRequest")
+_TResponse = TypeVar("_TResponse")
+# grpc.aio's method behaviours: a coroutine function, or an async generator for a response stream.
+_Context = grpc.aio.ServicerContext[_TRequest, _TResponse]
+_UnaryBehavior = Callable[[_TRequest, _Context[_TRequest, _TResponse]], Awaitable[_TResponse]]
+_StreamBehavior = Callable[[_TRequest, _Context[_TRequest, _TResponse]], AsyncIterator[_TResponse]]
 
 CREDENTIAL_HEADER = "x-gatehouse-credential"
 # The reasons of the interceptor's refusals of a caller's credential (a configuration fault of the
@@ -72,8 +79,8 @@ class Credentials:
         return found
 
 
-def _aborting_handler(status: ErrorStatus):
-    async def abort(request, context):
+def _aborting_handler(status: ErrorStatus) -> grpc.RpcMethodHandler[Any, Any]:
+    async def abort(request: object, context: _Context[Any, Any]) -> None:
         await context.abort(status.code, status.message, status.trailing_metadata())
 
     return grpc.unary_unary_rpc_method_handler(abort)
@@ -88,20 +95,26 @@ class GatehouseInterceptor(grpc.aio.ServerInterceptor):
         narrow_methods: Iterable[str] = (),
         metrics: GrpcMetrics | None = None,
         domain: str = DEFAULT_DOMAIN,
-    ):
+    ) -> None:
         self._credentials = credentials
         self._domain = domain
         self._operator_prefixes = tuple(f"/{name}/" for name in operator_services)
         self._narrow_methods = frozenset(narrow_methods)
         self._metrics = metrics
 
-    async def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails],
+                               Awaitable[grpc.RpcMethodHandler[_TRequest, _TResponse] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[_TRequest, _TResponse] | None:
         method: str = handler_call_details.method
         handler = await continuation(handler_call_details)
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
         metadata = dict(handler_call_details.invocation_metadata or ())
-        role = self._credentials.role_for(metadata.get(CREDENTIAL_HEADER))
+        presented = metadata.get(CREDENTIAL_HEADER)  # str: only "-bin" keys carry bytes
+        role = self._credentials.role_for(presented if isinstance(presented, str) else None)
         if role is None:
             self._count(method, grpc.StatusCode.UNAUTHENTICATED, "no_service_credential")
             return self._refusal(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid service credential",
@@ -116,38 +129,42 @@ class GatehouseInterceptor(grpc.aio.ServerInterceptor):
                                  "OPERATOR_ONLY")
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, role, handler.unary_unary),
+                # types-grpcio types the behaviour as a synchronous one; grpc.aio's is a coroutine function
+                self._wrap_unary(method, role, handler.unary_unary),  # type: ignore[arg-type]
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, role, handler.unary_stream),
+                # types-grpcio types the behaviour as a synchronous one; grpc.aio's is an async generator
+                self._wrap_stream(method, role, handler.unary_stream),  # type: ignore[arg-type]
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
-    def _refusal(self, code: grpc.StatusCode, message: str, reason: str):
+    def _refusal(self, code: grpc.StatusCode, message: str, reason: str) -> grpc.RpcMethodHandler[Any, Any]:
         return _aborting_handler(ErrorStatus(code=code, message=message, reason=reason, domain=self._domain))
 
-    def _count(self, method, code, reason=None, seconds=None):
+    def _count(self, method: str, code: grpc.StatusCode, reason: str | None = None,
+               seconds: float | None = None) -> None:
         if self._metrics is not None:
             self._metrics.observe(method, code, reason, seconds)
 
-    async def _fail(self, context, method, exc: GatehouseError, started):
+    async def _fail(self, context: _Context[Any, Any], method: str, exc: GatehouseError, started: float) -> NoReturn:
         self._count(method, exc.code, exc.reason, time.perf_counter() - started)
         status = ErrorStatus.of_error(exc, self._domain)
         await context.abort(status.code, status.message, status.trailing_metadata())
 
-    async def _internal(self, context, method, started):
+    async def _internal(self, context: _Context[Any, Any], method: str, started: float) -> NoReturn:
         log.exception("unhandled error", extra={"method": method})
         self._count(method, grpc.StatusCode.INTERNAL, "internal", time.perf_counter() - started)
         status = ErrorStatus.internal(self._domain)
         await context.abort(status.code, status.message, status.trailing_metadata())
 
-    def _wrap_unary(self, method, role, behavior):
-        async def wrapper(request, context):
+    def _wrap_unary(self, method: str, role: CallerRole, behavior: _UnaryBehavior[_TRequest, _TResponse]
+                    ) -> _UnaryBehavior[_TRequest, _TResponse]:
+        async def wrapper(request: _TRequest, context: _Context[_TRequest, _TResponse]) -> _TResponse:
             token = _caller_role.set(role)
             started = time.perf_counter()
             try:
@@ -166,8 +183,9 @@ class GatehouseInterceptor(grpc.aio.ServerInterceptor):
 
         return wrapper
 
-    def _wrap_stream(self, method, role, behavior):
-        async def wrapper(request, context):
+    def _wrap_stream(self, method: str, role: CallerRole, behavior: _StreamBehavior[_TRequest, _TResponse]
+                     ) -> _StreamBehavior[_TRequest, _TResponse]:
+        async def wrapper(request: _TRequest, context: _Context[_TRequest, _TResponse]) -> AsyncIterator[_TResponse]:
             token = _caller_role.set(role)
             started = time.perf_counter()
             try:
@@ -188,7 +206,8 @@ class GatehouseInterceptor(grpc.aio.ServerInterceptor):
 
 
 class EchoServicer(echo_pb2_grpc.EchoServiceServicer):
-    async def Echo(self, request, context):
+    async def Echo(self, request: echo_pb2.EchoRequest,
+                   context: _Context[echo_pb2.EchoRequest, echo_pb2.EchoResponse]) -> echo_pb2.EchoResponse:
         return echo_pb2.EchoResponse(payload=request.payload)
 
 
@@ -242,21 +261,33 @@ class _CredentialInterceptor:
     object cannot serve two kinds: `open_channel` installs one per kind.
     """
 
-    def __init__(self, credential: str, default_timeout: float):
+    def __init__(self, credential: str, default_timeout: float) -> None:
         self._metadata = call_metadata(credential)
         self._timeout = default_timeout
 
-    def _details(self, details):
-        metadata = tuple(details.metadata or ()) + self._metadata
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), *self._metadata)
         timeout = details.timeout if details.timeout is not None else self._timeout
         return grpc.aio.ClientCallDetails(
             details.method, timeout, metadata, details.credentials, details.wait_for_ready
         )
 
-    async def intercept_unary_unary(self, continuation, client_call_details, request):
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, _TRequest],
+                               Awaitable[grpc.aio.UnaryUnaryCall[_TRequest, _TResponse]]],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: _TRequest,
+    ) -> grpc.aio.UnaryUnaryCall[_TRequest, _TResponse]:
         return await continuation(self._details(client_call_details), request)
 
-    async def intercept_unary_stream(self, continuation, client_call_details, request):
+    async def intercept_unary_stream(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, _TRequest],
+                               Awaitable[grpc.aio.UnaryStreamCall[_TRequest, _TResponse]]],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: _TRequest,
+    ) -> grpc.aio.UnaryStreamCall[_TRequest, _TResponse]:
         return await continuation(self._details(client_call_details), request)
 
 
@@ -276,13 +307,13 @@ def open_channel(
     channel_credentials: grpc.ChannelCredentials | None = None,
 ) -> grpc.aio.Channel:
     """A channel whose every call carries `credential` and a deadline (default 5 s)."""
-    interceptors = [_UnaryCredentialInterceptor(credential, default_timeout),
-                    _StreamCredentialInterceptor(credential, default_timeout)]
+    interceptors: list[grpc.aio.ClientInterceptor] = [_UnaryCredentialInterceptor(credential, default_timeout),
+                                                      _StreamCredentialInterceptor(credential, default_timeout)]
     return open_bare_channel(target, channel_credentials=channel_credentials, interceptors=interceptors)
 
 
 def open_bare_channel(target: str, *, channel_credentials: grpc.ChannelCredentials | None = None,
-                      interceptors=None) -> grpc.aio.Channel:
+                      interceptors: Sequence[grpc.aio.ClientInterceptor] | None = None) -> grpc.aio.Channel:
     """A channel without the credential interceptors: each call passes `call_metadata(credential)`
     and a timeout itself. For a hot path: an interceptor costs a loop turn and ~0.1 ms per call."""
     if channel_credentials is not None:

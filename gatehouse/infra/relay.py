@@ -21,16 +21,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
-from sqlalchemy import Integer, Table, any_, bindparam, delete, event, select, update
+from redis.typing import EncodableT
+from sqlalchemy import ColumnElement, CursorResult, Integer, Row, Table, any_, bindparam, delete, event, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from gatehouse.infra.clock import Clock, SystemClock
@@ -43,6 +47,7 @@ except ImportError:  # not POSIX: one relay per SQLite database
     fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
+_Rows = Sequence[Row[Any, Any, Any, Any]]  # outbox rows: id, event_id, tag, payload
 
 # XADD each (event_id, tag, event) triple of ARGV to KEYS[1]; returns the new entry ids.
 XADD_BATCH_SCRIPT = """
@@ -59,7 +64,7 @@ class OutboxRelay:
 
     def __init__(
         self,
-        session_factory: async_sessionmaker,
+        session_factory: async_sessionmaker[AsyncSession],
         outbox_table: Table,
         redis_url: str | None,
         stream: str,
@@ -73,7 +78,7 @@ class OutboxRelay:
         prune_interval: float = 60.0,
         clock: Clock | None = None,
         name: str = "relay",
-    ):
+    ) -> None:
         if redis is None and not redis_url:
             raise ValueError("OutboxRelay needs a Redis URL or client")
         self._db = session_factory
@@ -93,10 +98,10 @@ class OutboxRelay:
                               recovered="outbox relay publishing again",
                               backoff=Backoff(backoff_initial, backoff_max))
         self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
-        self._xadd_script = None
-        self._turn_file = None
+        self._xadd_script: AsyncScript | None = None
+        self._turn_file: io.BufferedRandom | None = None
         self.published = 0  # rows published by this relay since it started
         self.failures = 0   # rounds that failed (Redis or database unavailable)
 
@@ -107,7 +112,7 @@ class OutboxRelay:
         if self._wake is not None:
             self._wake.set()
 
-    def notify_on_commit(self, session_factory: async_sessionmaker) -> None:
+    def notify_on_commit(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         """Wake the relay after every commit of a session from `session_factory` (low lag).
 
         Gives that factory its own Session subclass with an `after_commit` listener, so that
@@ -118,7 +123,7 @@ class OutboxRelay:
         event.listen(notifying, "after_commit", lambda _session: self.notify())
         session_factory.configure(sync_session_class=notifying)
 
-    def start(self) -> asyncio.Task:
+    def start(self) -> asyncio.Task[None]:
         """Run `run_forever` in a background task until `stop()`."""
         if self._task is None:
             self._stop = asyncio.Event()
@@ -127,7 +132,8 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._stop.set()
+            if self._stop is not None:  # always: start() sets both
+                self._stop.set()
             await self._task
             self._task = None
         await self.close()
@@ -143,6 +149,8 @@ class OutboxRelay:
 
     def _redis(self) -> aioredis.Redis:
         if self._client is None:
+            if not self._redis_url:  # never: __init__ refuses a relay with neither a URL nor a client
+                raise ValueError("OutboxRelay needs a Redis URL or client")
             self._client = connect_redis(self._redis_url)
         return self._client
 
@@ -201,10 +209,14 @@ class OutboxRelay:
         self.published += len(rows)
         return len(rows)
 
-    def _dialect(self) -> str:
-        return self._db.kw["bind"].dialect.name
+    def _bind(self) -> AsyncEngine:
+        bind: AsyncEngine = self._db.kw["bind"]
+        return bind
 
-    async def _pending(self, session) -> list:
+    def _dialect(self) -> str:
+        return self._bind().dialect.name
+
+    async def _pending(self, session: AsyncSession) -> _Rows:
         t = self._table
         return (await session.execute(
             select(t.c.id, t.c.event_id, t.c.tag, t.c.payload)
@@ -213,7 +225,7 @@ class OutboxRelay:
 
     async def _mark(self, ids: list[int], *, published: bool) -> None:
         t = self._table
-        values = {"attempts": t.c.attempts + 1}
+        values: dict[str, Any] = {"attempts": t.c.attempts + 1}
         if published:
             values["published_at"] = self.clock.now()
         async with self._db() as session:
@@ -224,7 +236,7 @@ class OutboxRelay:
     def _turn(self) -> Iterator[bool]:
         """An exclusive, non-blocking turn among the relays of one SQLite file (any process)."""
         if self._turn_file is None:
-            database = self._db.kw["bind"].url.database
+            database = self._bind().url.database
             if not database or database == ":memory:" or fcntl is None:
                 yield True  # no other process can reach this database
                 return
@@ -239,18 +251,18 @@ class OutboxRelay:
         finally:
             fcntl.flock(self._turn_file, fcntl.LOCK_UN)
 
-    def _ids_clause(self, session, ids: list[int]):
+    def _ids_clause(self, session: AsyncSession, ids: list[int]) -> ColumnElement[bool]:
         if session.get_bind().dialect.name == "postgresql":
             # One array parameter: no 500-placeholder statement to render for every batch.
             return self._table.c.id == any_(bindparam("claimed_ids", ids, type_=ARRAY(Integer)))
         return self._table.c.id.in_(ids)
 
-    async def _xadd(self, rows) -> None:
+    async def _xadd(self, rows: _Rows) -> None:
         # One script call per batch: atomic like MULTI/EXEC, but one command and one reply
         # instead of one per row (redis-py spends most of a pipelined batch packing and parsing).
         if self._xadd_script is None:
             self._xadd_script = self._redis().register_script(XADD_BATCH_SCRIPT)
-        args = []
+        args: list[EncodableT] = []
         for r in rows:
             args += (r.event_id, r.tag, r.payload)
         await self._xadd_script(keys=[self.stream], args=args)
@@ -267,7 +279,8 @@ class OutboxRelay:
                 async with session.begin():
                     batch = (select(t.c.id).where(t.c.published_at.is_not(None), t.c.published_at < cutoff)
                              .limit(5000).scalar_subquery())
-                    result = await session.execute(delete(t).where(t.c.id.in_(batch)))
+                    # a DELETE's result is a CursorResult (the one with rowcount); Session.execute says Result
+                    result = cast(CursorResult[Any], await session.execute(delete(t).where(t.c.id.in_(batch))))
             removed += result.rowcount or 0
             if not result.rowcount or result.rowcount < 5000:
                 return removed

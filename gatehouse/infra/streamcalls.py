@@ -29,9 +29,10 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import grpc
+from google.protobuf.message import Message
 
 from gatehouse.infra.errors import GatehouseError
 from gatehouse.infra.metrics import GrpcMetrics
@@ -41,30 +42,70 @@ log = logging.getLogger(__name__)
 
 STREAM_ENDED = "The connection to the service was lost before it answered."
 
+_Req = TypeVar("_Req", bound=Message)
+_Resp = TypeVar("_Resp", bound=Message)
+_Req_co = TypeVar("_Req_co", bound=Message, covariant=True)
+_Resp_co = TypeVar("_Resp_co", bound=Message, covariant=True)
+
+
+class CallStatusMessage(Protocol):
+    """common.proto's CallStatus, as this module reads and writes it."""
+
+    code: int
+    message: str
+    retry_after_seconds: int
+    details: bytes
+
+
+class CallMessage(Protocol[_Req_co]):
+    """A stream's call message (e.g. tokens.proto's VerifyUploadTokenCall)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def request(self) -> _Req_co: ...
+    @property
+    def timeout_ms(self) -> int: ...
+
+
+class ResultMessage(Protocol[_Resp_co]):
+    """A stream's result message (e.g. tokens.proto's VerifyUploadTokenResult)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def status(self) -> CallStatusMessage: ...
+    @property
+    def response(self) -> _Resp_co: ...
+
+
+_Result = TypeVar("_Result", bound=ResultMessage[Message])
+
 
 # -- server side ---------------------------------------------------------------------------------
 
 
-class StreamedCalls:
+class StreamedCalls(Generic[_Req, _Resp, _Result]):
     """Serves a stream of calls with `handle(request) -> response`, the unary method's logic.
     `method` names the unary method in the metrics, so the calls count alike whichever way they
     came. GatehouseErrors become their status, with the reason in its details as the interceptor
     gives a unary call's (`domain` names the service there); anything else is logged and answered
     INTERNAL."""
 
-    def __init__(self, method: str, handle: Callable[[object], Awaitable[object]], result_type: type, *,
-                 metrics: GrpcMetrics | None = None, domain: str = DEFAULT_DOMAIN):
+    def __init__(self, method: str, handle: Callable[[_Req], Awaitable[_Resp]], result_type: Callable[..., _Result], *,
+                 metrics: GrpcMetrics | None = None, domain: str = DEFAULT_DOMAIN) -> None:
         self.method = method
         self.domain = domain
         self.handle = handle
         self.result_type = result_type
         self.metrics = metrics
 
-    async def serve(self, calls: AsyncIterator, context: grpc.aio.ServicerContext) -> None:
+    async def serve(self, calls: AsyncIterator[CallMessage[_Req]], context: grpc.aio.ServicerContext[Any, _Result]
+                    ) -> None:
         """Until the caller ends the stream, or the server stops (its grace period over)."""
         loop = asyncio.get_running_loop()
         writing = asyncio.Lock()  # a stream takes one write at a time
-        answering: set[asyncio.Task] = set()
+        answering: set[asyncio.Task[None]] = set()
         try:
             async for call in calls:
                 deadline = loop.time() + call.timeout_ms / 1000 if call.timeout_ms else None
@@ -75,7 +116,8 @@ class StreamedCalls:
             if answering:  # their work finishes (asyncio.wait cancels nothing, even if this is cancelled)
                 await asyncio.wait(set(answering))
 
-    async def _answer(self, call, deadline: float | None, context, writing: asyncio.Lock) -> None:
+    async def _answer(self, call: CallMessage[_Req], deadline: float | None,
+                      context: grpc.aio.ServicerContext[Any, _Result], writing: asyncio.Lock) -> None:
         started = time.perf_counter()
         result = self.result_type(id=call.id)
         code, reason = grpc.StatusCode.OK, None
@@ -107,7 +149,7 @@ class StreamedCalls:
         except Exception:  # noqa: BLE001 - the stream is gone; its caller learns so from its end
             log.debug("result not delivered: the stream has ended", extra={"method": self.method})
 
-    def _internal(self, result: Any) -> tuple[grpc.StatusCode, str, str]:
+    def _internal(self, result: ResultMessage[Message]) -> tuple[grpc.StatusCode, str, str]:
         log.exception("unhandled error", extra={"method": self.method})
         status = ErrorStatus.internal(self.domain)
         result.status.details = status.details()
@@ -122,15 +164,6 @@ def rpc_error(code: grpc.StatusCode, message: str) -> grpc.aio.AioRpcError:
     return ErrorStatus(code=code, message=message).rpc_error()
 
 
-class CallStatusMessage(Protocol):
-    """common.proto's CallStatus, as this module reads it."""
-
-    code: int
-    message: str
-    retry_after_seconds: int
-    details: bytes
-
-
 def result_error(status: CallStatusMessage) -> grpc.aio.AioRpcError:
     """The error a unary call with this CallStatus would have raised: code, message and trailers."""
     found = ErrorStatus.from_details(code_of(status.code), status.message, status.details)
@@ -142,11 +175,11 @@ def result_error(status: CallStatusMessage) -> grpc.aio.AioRpcError:
 class _Stream:
     """One open stream: its call, the calls waiting for a result, the writer and the reader."""
 
-    def __init__(self, call: grpc.aio.StreamStreamCall):
+    def __init__(self, call: grpc.aio.StreamStreamCall[Any, Any]) -> None:
         self.call = call
-        self.waiting: dict[int, asyncio.Future] = {}
-        self.outgoing: asyncio.Queue = asyncio.Queue()
-        self.tasks: list[asyncio.Task] = []
+        self.waiting: dict[int, asyncio.Future[ResultMessage[Message]]] = {}
+        self.outgoing: asyncio.Queue[Message] = asyncio.Queue()
+        self.tasks: list[asyncio.Task[None]] = []
 
 
 class StreamedCaller:
@@ -157,17 +190,18 @@ class StreamedCaller:
     version): its calls fail UNIMPLEMENTED, nothing having run, and the caller should use the unary
     method from then on."""
 
-    def __init__(self, open_stream: Callable[[], grpc.aio.StreamStreamCall], call_type: type):
+    def __init__(self, open_stream: Callable[[], grpc.aio.StreamStreamCall[Any, Any]],
+                 call_type: Callable[..., Message]) -> None:
         self._open = open_stream
         self._call_type = call_type
         self._ids = itertools.count(1)
         self._stream: _Stream | None = None
         self.unimplemented = False
 
-    async def call(self, request, timeout: float):
+    async def call(self, request: Message, timeout: float) -> Message:
         stream = self._stream if self._stream is not None else self._start()
         call_id = next(self._ids)
-        answer = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[ResultMessage[Message]] = asyncio.get_running_loop().create_future()
         stream.waiting[call_id] = answer
         stream.outgoing.put_nowait(self._call_type(id=call_id, request=request, timeout_ms=int(timeout * 1000)))
         try:
@@ -200,7 +234,9 @@ class StreamedCaller:
 
     async def _read(self, stream: _Stream) -> None:
         try:
-            while (result := await stream.call.read()) is not grpc.aio.EOF:
+            while (read := await stream.call.read()) is not grpc.aio.EOF:
+                # types-grpcio types read() as `object | response` (its EOF type is object): not EOF, it is a result
+                result = cast(ResultMessage[Message], read)
                 answer = stream.waiting.get(result.id)
                 if answer is not None and not answer.done():
                     answer.set_result(result)

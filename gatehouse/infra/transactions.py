@@ -28,6 +28,7 @@ from typing import TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
@@ -52,7 +53,7 @@ def _sqlite_engine(url: str, *, on_loop: bool) -> Engine:
     transaction at a time, that never waits for a lock and never checkpoints on commit."""
     parsed = make_url(url).set(drivername="sqlite+pysqlite")
 
-    def pragmas(dbapi_connection: sqlite3.Connection, _record: object = None) -> None:
+    def pragmas(dbapi_connection: DBAPIConnection, _record: object = None) -> None:
         sqlite_pragmas(dbapi_connection)
         dbapi_connection.isolation_level = None  # transactions are begun explicitly (`_begin`)
         if on_loop:
