@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import secrets
 import pathlib
 import statistics
@@ -162,6 +163,7 @@ async def consumer_role(args) -> int:
         batch_size=BATCH, block_ms=1000,
         after_commit=hook if args.lag_file else None)
     await consumer.ensure_group()
+    gc.freeze()  # as `python -m auditsvc` does
     print("ready", flush=True)
     cpu_started = time.process_time()
     stop = asyncio.Event()
