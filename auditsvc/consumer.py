@@ -64,27 +64,31 @@ def decode_entry(fields: dict, verifier: EventVerifier) -> EventRecord:
         event = event_pb2.Event.FromString(opened.event)
     except (DecodeError, ValueError) as exc:
         raise PoisonEntry(f"not a gatehouse.events.v1.Event: {exc}"[:200]) from None
-    if not event.event_id or len(event.event_id) > 64 or not event.event_id.isprintable():
+    # Each field read once: every attribute read on a protobuf message builds a new Python object.
+    event_id, source = event.event_id, event.source
+    if not event_id or len(event_id) > 64 or not event_id.isprintable():
         raise PoisonEntry("the event has no valid event_id")
     outer = fields.get(b"event_id")
-    if outer is not None and outer.decode("utf-8", "replace") != event.event_id:
+    if outer is not None and outer.decode("utf-8", "replace") != event_id:
         raise PoisonEntry("the entry's event_id does not match its event")
-    if not event.tag:
+    tag = event.tag
+    if not tag:
         raise PoisonEntry("the event has no tag")
-    if event.source != opened.producer:
-        raise PoisonEntry(f"unauthenticated: an event from {event.source[:40]!r} sealed with "
+    if source != opened.producer:
+        raise PoisonEntry(f"unauthenticated: an event from {source[:40]!r} sealed with "
                           f"{opened.producer}'s key")
     occurred = None
     if event.HasField("occurred_at"):
         stamp = event.occurred_at
         occurred = _EPOCH + dt.timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
+    actor = event.actor
     return EventRecord(
-        event_id=event.event_id, tag=event.tag, occurred_at=occurred, source=event.source,
-        actor_kind=_KINDS.get(event.actor.kind, "unspecified"), actor_user_id=event.actor.user_id,
-        actor_username=event.actor.username, subject_user_id=event.subject_user_id,
+        event_id=event_id, tag=tag, occurred_at=occurred, source=source,
+        actor_kind=_KINDS.get(actor.kind, "unspecified"), actor_user_id=actor.user_id,
+        actor_username=actor.username, subject_user_id=event.subject_user_id,
         subject_username=event.subject_username, project_id=event.project_id,
         project_name=event.project_name, ip=event.ip_address, user_agent=event.user_agent,
-        details=dict(event.details),
+        details=dict(event.details.items()),  # items(): dict(map) goes through the Mapping ABC
     )
 
 

@@ -9,6 +9,7 @@ Measures, in one run:
   * relay alone (outbox -> stream), consumer alone (stream -> SQL), both in one process, and
     both in two processes as deployed (relay in the producer service, consumer in auditsvc):
     the last is the sustained figure;
+  * the consumer process's CPU cost: events per consumer CPU-second in that last phase;
   * end-to-end lag (producer commit -> event committed in the audit database, i.e. queryable)
     at a paced rate with the consumer in its own process, p50/p90/p99/max.
 Every event is sealed with a producer key when it is built and verified by the consumer (HMAC-SHA256,
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import secrets
 import pathlib
 import statistics
@@ -161,12 +163,14 @@ async def consumer_role(args) -> int:
         batch_size=BATCH, block_ms=1000,
         after_commit=hook if args.lag_file else None)
     await consumer.ensure_group()
+    gc.freeze()  # as `python -m auditsvc` does
     print("ready", flush=True)
+    cpu_started = time.process_time()
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run_forever(stop))
     while consumer.stats.stored < args.target and not task.done():
         await asyncio.sleep(0.01)
-    print(f"done {time.time()}", flush=True)
+    print(f"done {time.time()} {time.process_time() - cpu_started}", flush=True)
     stop.set()
     await task
     await engine.dispose()
@@ -183,6 +187,7 @@ class ConsumerProcess:
         if lag_file:
             self.argv += ["--lag-file", str(lag_file)]
         self.proc = None
+        self.cpu_seconds = 0.0  # the consumer process's CPU time from ready to done
 
     async def start(self):
         self.proc = await asyncio.create_subprocess_exec(*self.argv, stdout=asyncio.subprocess.PIPE)
@@ -195,7 +200,9 @@ class ConsumerProcess:
         await self.proc.wait()
         if not line.startswith(b"done "):
             raise SystemExit(f"consumer process failed: {line!r}")
-        return float(line.split()[1])
+        _done, finished, cpu = line.split()
+        self.cpu_seconds = float(cpu)
+        return float(finished)
 
 
 # -- phases ----------------------------------------------------------------------------------
@@ -259,8 +266,11 @@ class Pair:
         await self.audit_engine.dispose()
 
 
-async def throughput(dbs: Databases, redis_url: str, n: int) -> dict[str, float]:
-    """Each phase starts from empty databases, so that no phase pays for another's history."""
+async def throughput(dbs: Databases, redis_url: str, n: int) -> tuple[dict[str, float], float]:
+    """Each phase starts from empty databases, so that no phase pays for another's history.
+
+    Returns the rates and the events per consumer CPU-second of the two-process phase (the
+    consumer's cost, which a machine loaded by other work distorts far less than the rates)."""
     clock = SystemClock()
     results = {}
 
@@ -313,10 +323,11 @@ async def throughput(dbs: Databases, redis_url: str, n: int) -> dict[str, float]
         stop.set()
         await relay_task
         results[SUSTAINED] = n / (finished - started)
+        consumer_cpu_rate = n / worker.cpu_seconds
         await _check(pair, n)
     finally:
         await pair.close()
-    return results
+    return results, consumer_cpu_rate
 
 
 async def _check(pair: Pair, n: int) -> None:
@@ -406,7 +417,7 @@ async def main(args) -> int:
             print(f"event size: {len(sample)} bytes; batches of {BATCH}; {args.events} events per phase",
                   flush=True)
             raw = await raw_redis(redis.url, sample, args.events)
-            results = await throughput(dbs, redis.url, args.events)
+            results, consumer_cpu_rate = await throughput(dbs, redis.url, args.events)
             print(f"lag run: {args.rate} events/s for {args.seconds} s ...", flush=True)
             lags = await lag(dbs, redis.url, tmp, args.rate, args.seconds, args.tx_size, args.producers)
         finally:
@@ -421,6 +432,7 @@ async def main(args) -> int:
         print(f"{name:<36}{rate:>10,.0f}{rate / xadd_rate:>13.1%}{rate / read_rate:>13.1%}")
     print("(ratios against the faster raw XADD and against raw XREADGROUP + XACK)")
     sustained = results[SUSTAINED]
+    print(f"consumer process ({SUSTAINED}): {consumer_cpu_rate:,.0f} events per consumer CPU-second")
     print()
     ms = [v * 1000 for v in lags]
     print(f"end-to-end lag at {args.rate}/s over {args.seconds} s ({len(ms)} events): "

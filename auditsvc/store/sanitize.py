@@ -18,6 +18,8 @@ _DROPPED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 MAX_DETAIL_KEYS = 50
 MAX_DETAIL_KEY = 100
 MAX_DETAIL_VALUE = 1000
+# Built once: json.dumps with keyword arguments builds a new encoder on every call.
+_DETAILS_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 # Detail keys that may describe a token's scope, i.e. other projects: never shown in a project log.
 _PROJECT_HIDDEN_WORDS = ("scope", "projects", "caveat")
 
@@ -39,7 +41,7 @@ def clean_details(details: Mapping[str, object] | None) -> dict[str, str]:
 
 
 def dump_details(details: Mapping[str, object] | None) -> str:
-    return json.dumps(clean_details(details), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return _DETAILS_JSON.encode(clean_details(details))
 
 
 def load_details(raw: str | None) -> dict[str, str]:

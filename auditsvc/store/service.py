@@ -65,26 +65,27 @@ class AuditLog:
     # -- ingest --------------------------------------------------------------------------------
 
     def _row(self, record: EventRecord, received_at: dt.datetime) -> dict:
+        """The row stored for an event: every text cleaned and cut to its column (one pass)."""
         ip = clean_text(record.ip, 100)
         hashed = bool(ip and self.ip_hash_key)
         kind = record.actor_kind if record.actor_kind in _ACTOR_KINDS else "unspecified"
-        row = {
-            "event_id": record.event_id, "tag": record.tag, "source": record.source,
-            "actor_user_id": record.actor_user_id, "actor_username": record.actor_username,
-            "subject_user_id": record.subject_user_id, "subject_username": record.subject_username,
-            "project_id": record.project_id, "project_name": record.project_name,
-            "user_agent": record.user_agent,
+        return {
+            "event_id": clean_text(record.event_id, WIDTHS["event_id"]),
+            "tag": clean_text(record.tag, WIDTHS["tag"]),
+            "occurred_at": _utc(record.occurred_at) if record.occurred_at else received_at,
+            "received_at": received_at, "source": clean_text(record.source, WIDTHS["source"]),
+            "actor_kind": kind,
+            "actor_user_id": clean_text(record.actor_user_id, WIDTHS["actor_user_id"]),
+            "actor_username": clean_text(record.actor_username, WIDTHS["actor_username"]),
+            "subject_user_id": clean_text(record.subject_user_id, WIDTHS["subject_user_id"]),
+            "subject_username": clean_text(record.subject_username, WIDTHS["subject_username"]),
+            "project_id": clean_text(record.project_id, WIDTHS["project_id"]),
+            "project_name": clean_text(record.project_name, WIDTHS["project_name"]),
+            "ip": hash_ip(ip, self.ip_hash_key) if hashed else ip[:WIDTHS["ip"]],
+            "ip_hashed": hashed,
+            "user_agent": clean_text(record.user_agent, WIDTHS["user_agent"]),
+            "details": dump_details(record.details),
         }
-        row = {k: clean_text(v, WIDTHS[k]) for k, v in row.items()}
-        row.update(
-            actor_kind=kind,
-            occurred_at=_utc(record.occurred_at) if record.occurred_at else received_at,
-            received_at=received_at,
-            ip=hash_ip(ip, self.ip_hash_key) if hashed else ip[:WIDTHS["ip"]],
-            ip_hashed=hashed,
-            details=dump_details(record.details),
-        )
-        return row
 
     async def ingest(self, records: Sequence[EventRecord]) -> IngestResult:
         """Store the events in one transaction, skipping ids already stored.
