@@ -295,58 +295,6 @@ def test_a_stored_blob_is_durable_and_its_directory_synced(store, tmp_path, monk
     assert store.exists(key)
 
 
-@given(st.binary(max_size=400), st.sampled_from([b"b", b"boundary123"]))
-def test_multipart_split_fails_only_with_a_message(body, boundary):
-    from uploadgw.http import multipart
-
-    try:
-        parts = multipart.split(body, boundary)
-    except InvalidUpload:
-        return
-    assert all(isinstance(p.value, bytes) for p in parts)
-
-
-def test_multipart_split_reads_what_twine_sends():
-    from tests.uploadgw.http_support import encode
-    from uploadgw.http import multipart
-
-    ctype, head, tail = encode([("name", "x"), ("summary", 'quote " and \\ slash')], 'ok.whl', b"\r\n--data")
-    parts = multipart.split(head + tail, multipart.boundary_of(ctype))
-    assert [(p.name, p.filename, p.value) for p in parts] == [
-        ("name", None, b"x"), ("summary", None, b'quote " and \\ slash'), ("content", "ok.whl", b"\r\n--data")]
-    assert multipart.disposition_params('form-data; name="a\\"b"; filename=x.whl') == {"name": 'a"b',
-                                                                                      "filename": "x.whl"}
-
-
-def test_multipart_split_bounds_and_edges():
-    from tests.uploadgw.http_support import encode
-    from uploadgw.http import multipart
-
-    # What follows the closing delimiter is ignored, even another delimiter.
-    ctype, head, tail = encode([("name", "x")], "ok.whl", b"data", boundary="b0und")
-    body = head + tail + b"epilogue\r\n--b0und\r\nContent-Disposition: form-data; name=\"extra\"\r\n\r\nz\r\n--b0und--"
-    assert [p.name for p in multipart.split(body, b"b0und")] == ["name", "content"]
-    # Headers too long for the cache are read all the same; the same short headers twice give the same part.
-    long_name = "n" * (multipart.CACHED_HEADERS + 10)
-    ctype, head, tail = encode([(long_name, "1"), ("a", "2"), ("a", "3")], None, None)
-    assert [(p.name, p.value) for p in multipart.split(head + tail, multipart.boundary_of(ctype))] == [
-        (long_name, b"1"), ("a", b"2"), ("a", b"3")]
-    # One part more than allowed is refused; so is a body that never closes.
-    ctype, head, tail = encode([("f", "v")] * (multipart.MAX_PARTS + 1), None, None)
-    with pytest.raises(InvalidUpload, match="too many fields"):
-        multipart.split(head + tail, multipart.boundary_of(ctype))
-    assert len(multipart.split(*_without_last_part(head + tail, multipart.boundary_of(ctype)))) == multipart.MAX_PARTS
-    ctype, head, tail = encode([("f", "v")], None, None)
-    with pytest.raises(InvalidUpload, match="unterminated part"):
-        multipart.split(head, multipart.boundary_of(ctype))
-
-
-def _without_last_part(body: bytes, boundary: bytes) -> tuple[bytes, bytes]:
-    delimiter = b"--" + boundary
-    cut = body.rindex(delimiter, 0, body.rindex(delimiter))
-    return body[:cut] + delimiter + b"--\r\n", boundary
-
-
 def test_license_expression_verdicts():
     base = {":action": ["file_upload"], "metadata_version": ["2.4"], "name": ["x"], "version": ["1.0"],
             "filetype": ["bdist_wheel"], "pyversion": ["py3"], "sha256_digest": ["a" * 64]}

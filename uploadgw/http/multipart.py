@@ -1,35 +1,54 @@
-"""multipart/form-data for bodies small enough to be read whole (RFC 7578), and part headers.
+"""Reading an upload's multipart/form-data body (RFC 7578): one loop for every size of body.
 
-A small upload (most distributions) is read in one piece and split here, which costs a fraction of
-a streaming parser's per-part work. Large uploads are streamed with aiohttp's reader instead; both
-hand the same (name, filename, value) parts to the same checks.
+twine sends every metadata field before the file (`content`): the loop reads the fields into
+memory (bounded by the form's allowance) and hands the file on as a stream of chunks, which the
+upload service reads only once authsvc has said yes. A small body is just a short stream. aiohttp's
+reader does the framing; this module gives each of its refusals a 400 that says what was wrong.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import re
-from typing import NamedTuple
+from collections.abc import AsyncIterator
 
-from uploadgw.errors import InvalidUpload
+import aiohttp
+from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+
+from uploadgw.errors import InvalidUpload, TooLarge
+from uploadgw.http.middleware import header_text
+from uploadgw.uploads.service import human_size
 
 _PARAM = re.compile(r';\s*([A-Za-z0-9_.*-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
-MAX_PARTS = 2000
-# aiohttp's limits for the streamed path (the server's max_field_size and max_headers); the small path keeps the same.
+_ESCAPED = re.compile(r"\\(.)")
+# aiohttp's limits on part headers (the server's max_field_size and max_headers).
 MAX_PART_HEADER_LINE = 8190
 MAX_PART_HEADERS = 128
 LONG_PART_HEADER = (f"A part header line in the multipart body is longer than {MAX_PART_HEADER_LINE} bytes; "
                     "nothing was stored.")
 BAD_PART_HEADERS = (f"A part of the multipart body has more than {MAX_PART_HEADERS} headers, or malformed ones; "
                     "nothing was stored.")
-CACHED_HEADERS = 256  # bytes: the cache of part headers holds at most 1024 of this size
-_ESCAPED = re.compile(r"\\(.)")
+INTERRUPTED = "The upload was interrupted or its multipart body is malformed; nothing was stored."
+# aiohttp's reader raises these for a body it cannot frame.
+MALFORMED = (ValueError, AssertionError, aiohttp.ClientPayloadError, KeyError)
+READ_CHUNK = 1024 * 1024
+# Small reads for the metadata fields keep aiohttp's look-ahead into the file short.
+FIELD_CHUNK = 16 * 1024
+IGNORED_FILE_FIELDS = ("gpg_signature", "attestations")
+IGNORED_FILE_FIELD_LIMIT = 64 * 1024
+PART_OVERHEAD = 100  # a part's headers and boundary, counted against the form's allowance
 
 
-class Part(NamedTuple):
-    name: str
-    filename: str | None
-    value: bytes
+@dataclasses.dataclass(frozen=True)
+class UploadBody:
+    """An upload body as the upload service takes it: the metadata fields, the file's name, how
+    many body bytes the fields took, and the file's bytes (then the body's end) as a stream."""
+
+    fields: list[tuple[str, str]]
+    filename: str
+    form_bytes: int
+    content: AsyncIterator[bytes]
 
 
 def disposition_params(header: str) -> dict[str, str]:
@@ -52,57 +71,16 @@ def media_type(content_type: str) -> str:
 
 
 def boundary_of(content_type: str) -> bytes:
+    """The body's boundary; InvalidUpload when there is none or it is not ASCII (RFC 2046)."""
     params = disposition_params(content_type)
     boundary = params.get("boundary", "")
-    if not boundary or len(boundary) > 200 or not boundary.isascii():  # RFC 2046: ASCII only
+    if not boundary or len(boundary) > 200 or not boundary.isascii():
         raise InvalidUpload("The multipart body has no usable boundary.", reason="bad_multipart")
     return boundary.encode("ascii")
 
 
-def split(body: bytes, boundary: bytes) -> list[Part]:
-    """Every part of a complete multipart body; InvalidUpload when it is not well formed.
-
-    The body is cut at every delimiter in one pass (`bytes.split`); what follows the closing
-    delimiter is ignored, as RFC 2046 says."""
-    delimiter = b"--" + boundary
-    start = body.find(delimiter)
-    if start < 0 or (start > 0 and body[start - 2:start] != b"\r\n"):
-        raise InvalidUpload("Malformed multipart body (no opening boundary).", reason="bad_multipart")
-    parts: list[Part] = []
-    for chunk in body[start + len(delimiter):].split(b"\r\n" + delimiter, MAX_PARTS + 1):
-        if chunk.startswith(b"--"):  # the closing delimiter
-            return parts
-        line_end = chunk.find(b"\r\n")
-        if line_end < 0 or chunk[:line_end].strip(b" \t"):
-            raise InvalidUpload("Malformed multipart body (bad boundary line).", reason="bad_multipart")
-        headers_end = chunk.find(b"\r\n\r\n", line_end)
-        if headers_end < 0:
-            raise InvalidUpload("Malformed multipart body (unterminated part headers).", reason="bad_multipart")
-        headers = chunk[line_end + 2:headers_end]
-        name, filename = (_known_part_headers if len(headers) <= CACHED_HEADERS else _part_headers)(headers)
-        parts.append(Part(name, filename, chunk[headers_end + 4:]))
-        if len(parts) > MAX_PARTS:
-            raise InvalidUpload("The upload has too many fields.", reason="bad_multipart")
-    raise InvalidUpload("Malformed multipart body (unterminated part).", reason="bad_multipart")
-
-
-def _part_headers(headers: bytes) -> tuple[str, str | None]:
-    """A part's name and filename, from its headers (within the streamed path's limits)."""
-    disposition = ""
-    lines = headers.split(b"\r\n")
-    if len(lines) > MAX_PART_HEADERS:
-        raise InvalidUpload(BAD_PART_HEADERS, reason="bad_part_headers")
-    for line in lines:
-        if len(line) > MAX_PART_HEADER_LINE:
-            raise InvalidUpload(LONG_PART_HEADER, reason="part_header_too_long")
-        key, sep, value = line.partition(b":")
-        if sep and key.strip().lower() == b"content-disposition":
-            disposition = value.strip().decode("utf-8", "replace")
-    return form_field(disposition)
-
-
 def form_field(disposition: str) -> tuple[str, str | None]:
-    """A part's name and filename from its Content-Disposition, for both ways of reading a body.
+    """A part's name and filename from its Content-Disposition.
     RFC 7578 (4.2) forbids the RFC 5987 `name*=`/`filename*=` forms and twine never sends them:
     a part that uses them is refused, with what to do instead."""
     if not disposition.lower().startswith("form-data"):
@@ -113,5 +91,88 @@ def form_field(disposition: str) -> tuple[str, str | None]:
     return params.get("name", ""), params.get("filename")
 
 
-# A client sends the same headers for every field of every upload: short ones are read once.
-_known_part_headers = functools.lru_cache(maxsize=1024)(_part_headers)
+def framing_error(exc: BadHttpMessage) -> InvalidUpload:
+    """aiohttp's reader refuses a part header line over its limit (LineTooLong) or too many part
+    headers (BadHttpMessage): a 400 that says which."""
+    if isinstance(exc, LineTooLong):
+        if exc.args[1:2] == (MAX_PART_HEADER_LINE,):
+            return InvalidUpload(LONG_PART_HEADER, reason="part_header_too_long")
+        return InvalidUpload("A line of the multipart body is too long; nothing was stored.", reason="bad_multipart")
+    return InvalidUpload(BAD_PART_HEADERS, reason="bad_part_headers")
+
+
+async def read_upload(request: web.Request, *, max_form_size: int) -> UploadBody:
+    """The fields up to `content`, read now; the file itself is left in the body, as a stream."""
+    boundary_of(request.headers.get("Content-Type", ""))
+    try:
+        reader = await request.multipart()
+        fields, used, part, filename = await _read_fields(reader, max_form_size)
+    except BadHttpMessage as exc:
+        raise framing_error(exc) from None
+    except MALFORMED as exc:
+        raise InvalidUpload(f"Malformed multipart body ({type(exc).__name__}).", reason="bad_multipart") from None
+    return UploadBody(fields=fields, filename=filename, form_bytes=used,
+                      content=_content(reader, part, max_form_size))
+
+
+async def _read_fields(reader: aiohttp.MultipartReader, max_form_size: int,
+                       ) -> tuple[list[tuple[str, str]], int, aiohttp.BodyPartReader, str]:
+    """Every field up to `content`: (fields, bytes read, the content part, its filename)."""
+    fields: list[tuple[str, str]] = []
+    used = 0
+    while True:
+        part = await reader.next()
+        if part is None:
+            raise InvalidUpload("Upload payload does not have a file.", reason="no_file")
+        if isinstance(part, aiohttp.MultipartReader):
+            raise InvalidUpload("Nested multipart bodies are not accepted.", reason="bad_multipart")
+        # aiohttp decodes part headers keeping non-UTF-8 bytes as lone surrogates: U+FFFD instead.
+        name, filename = form_field(header_text(part.headers.get("Content-Disposition", "")))
+        if name == "content":
+            if filename is None:
+                raise InvalidUpload("The 'content' field must be a file.", reason="bad_multipart")
+            return fields, used, part, filename
+        if filename is not None:
+            if name not in IGNORED_FILE_FIELDS:
+                raise InvalidUpload(f"{name}: Should not be a file.", reason="bad_multipart")
+            used += await _skip(part, IGNORED_FILE_FIELD_LIMIT)
+            continue
+        data = bytearray()
+        while chunk := await part.read_chunk(FIELD_CHUNK):
+            data += chunk
+            used += len(chunk)
+            if used > max_form_size:
+                raise TooLarge(f"The upload's metadata fields are larger than {human_size(max_form_size)}.",
+                               reason="form_too_large")
+        try:
+            fields.append((name, data.decode("utf-8")))
+        except UnicodeDecodeError:
+            raise InvalidUpload(f"The {name!r} field is not valid UTF-8.", reason="bad_encoding") from None
+        used += len(name) + PART_OVERHEAD
+
+
+async def _content(reader: aiohttp.MultipartReader, part: aiohttp.BodyPartReader,
+                   max_form_size: int) -> AsyncIterator[bytes]:
+    """The file's bytes; then whatever follows it (twine sends nothing) read and ignored, within bounds."""
+    try:
+        while chunk := await part.read_chunk(READ_CHUNK):
+            yield chunk
+        budget = max_form_size
+        while (after := await reader.next()) is not None:
+            if isinstance(after, aiohttp.MultipartReader):
+                raise InvalidUpload("Nested multipart bodies are not accepted.", reason="bad_multipart")
+            budget -= await _skip(after, budget)
+    except BadHttpMessage as exc:  # in the part headers after `content`
+        raise framing_error(exc) from None
+    except (*MALFORMED, ConnectionError) as exc:
+        raise InvalidUpload(INTERRUPTED, reason="interrupted") from exc
+
+
+async def _skip(part: aiohttp.BodyPartReader, limit: int) -> int:
+    """A part read and dropped; TooLarge beyond `limit` bytes."""
+    total = 0
+    while chunk := await part.read_chunk(FIELD_CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise TooLarge(f"The {part.name!r} field is larger than {human_size(limit)}.", reason="field_too_large")
+    return total

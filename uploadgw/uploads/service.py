@@ -1,14 +1,14 @@
-"""Accepting one upload: authorise it, receive its bytes, check them, store and record them.
+"""Accepting one upload: `UploadService.upload` authorises it, receives its bytes, checks them,
+records them, and discards whatever was not recorded.
 
-The HTTP adapter drives three steps: `authorize` (the form and filename are valid and authsvc
-says this token may upload to this project; cheap refusals before any file byte is used), the
-bytes (`open_spool` for a streamed file, then `check_archive` in a worker thread: the bytes stored
-durably under a key of this upload's own and the archive's contents examined) and `publish`
-(limits, digests, duplicates; then
-the file, its release and their events are written in one transaction: after authsvc's answer
-only that commit remains). A blob is reachable only through its row, so nothing is visible before
-that commit; a failure at any point removes the blob (a crash leaves it pending, for the sweeper)
-and leaves no row behind.
+Authorise: the form and filename are valid and authsvc says this token may upload to this project
+(the database is read meanwhile); cheap refusals come before any file byte is used. Receive: the
+bytes are hashed into a spool, bounded by the project's limits. Check: the bytes match the digests
+the client sent and are not already there; then, in a worker thread, the archive's contents are
+examined and its bytes stored durably under a key of this upload's own. Record: the file, its
+release and their events are written in one transaction. A blob is reachable only through its row,
+so nothing is visible before that commit; a failure at any point removes the blob (a crash leaves
+it pending, for the sweeper) and leaves no row behind.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+from collections.abc import AsyncIterable
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -33,8 +34,8 @@ from uploadgw.releases.service import ReleaseService
 from uploadgw.storage.filestore import FileStore
 from uploadgw.uploads import archive
 from uploadgw.uploads import statements as sql
-from uploadgw.uploads.form import UploadForm, check_filename
-from uploadgw.uploads.spool import Digests, Spool, check_digests
+from uploadgw.uploads.form import UploadForm, check_filename, collect_fields, parse_form
+from uploadgw.uploads.spool import Digests, SizeExceeded, Spool, check_digests
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
@@ -124,7 +125,36 @@ class UploadService:
         self.publish_within = pending_max_age * PUBLISH_WITHIN_SHARE
         self._cleanups: set[asyncio.Task] = set()
 
-    # -- step 1 ----------------------------------------------------------------------------------
+    async def upload(self, fields: list[tuple[str, str]], filename: str, content: AsyncIterable[bytes], *,
+                     token: str, origin: Origin, remaining: int | None) -> UploadOutcome:
+        """One upload: authorise, receive, check, record. `fields` are the form's metadata fields,
+        `content` the file's bytes (read only once authorised), `remaining` the body's declared
+        length after the fields (None when not declared)."""
+        form = parse_form(collect_fields(fields))
+        ticket = await self.authorize(form, filename, token, origin, remaining)
+        spool = Spool(self.store, limit=ticket.spool_limit, want_md5=form.md5_digest is not None)
+        try:
+            try:
+                async for chunk in content:
+                    await spool.write(chunk)
+            except SizeExceeded:
+                raise self.size_error(ticket) from None
+            digests = await spool.finish()
+            self._check_received(ticket, digests)
+            live = ticket.existing
+            if live.live_sha256 is not None:
+                if live.live_sha256 == digests.sha256 and live.live_blake2_256 == digests.blake2_256:
+                    return self._outcome(ticket, digests, created=False)
+                raise self._exists(ticket.filename, live.live_sha256)
+            source = spool.data if spool.data is not None else spool.temp_path
+            checked = await asyncio.to_thread(self.check_archive, form, filename, source, digests.size,
+                                              digests.sha256)
+        finally:
+            # A checked file was moved into the store; anything else of this upload is removed.
+            await spool.discard()
+        return await self.record(ticket, digests, checked)
+
+    # -- authorise ---------------------------------------------------------------------------------
     async def authorize(self, form: UploadForm, filename: str, token: str, origin: Origin,
                         remaining: int | None) -> Ticket:
         """Validate the filename, ask authsvc (and, meanwhile, the database), refuse what can be
@@ -198,29 +228,15 @@ class UploadService:
         return InvalidUpload(f"File already exists ({filename!r}, with sha256 hash {sha256!r}). A file cannot be "
                              f"replaced: upload it under a new version.", reason="file_exists")
 
-    # -- step 2: the bytes ---------------------------------------------------------------------------
-    def open_spool(self, limit: int, form: UploadForm) -> Spool:
-        return Spool(self.store, limit=limit, want_md5=form.md5_digest is not None)
-
+    # -- check ----------------------------------------------------------------------------------------
     def check_archive(self, form: UploadForm, filename: str, source: str | bytes, size: int,
                       sha256: str) -> Checked:
-        """Blocking (run in a thread): look inside the archive and store its bytes durably under a new
-        key (pending: no row names it yet); a refused archive leaves no blob. `source` is the bytes
-        themselves, or a temporary file's path (the file is moved).
-
-        Bytes in memory are stored first (their sync mostly waits on the disk, and a small upload's
-        check runs while authsvc answers), then examined; a temporary file is examined before it is
-        moved into the store."""
+        """Blocking (run in a thread): look inside the archive, then store its bytes durably under a
+        new key (pending: no row names it yet); a refused archive is never stored. `source` is the
+        bytes themselves, or a temporary file's path (the file is moved)."""
         stored_at = self.clock.now().timestamp()
-        if not isinstance(source, bytes):
-            info = self.examine(form, filename, source, size)
-            return Checked(info=info, key=self.store.store(sha256, source), stored_at=stored_at)
-        key = self.store.store(sha256, source)
-        try:
-            return Checked(info=self.examine(form, filename, source, size), key=key, stored_at=stored_at)
-        except BaseException:
-            self.store.discard(key)
-            raise
+        info = self.examine(form, filename, source, size)
+        return Checked(info=info, key=self.store.store(sha256, source), stored_at=stored_at)
 
     def examine(self, form: UploadForm, filename: str, source: str | bytes, size: int) -> archive.ArchiveInfo:
         """The archive's contents checked and its metadata matched with the form (blocking)."""
@@ -229,38 +245,19 @@ class UploadService:
         return archive.check_metadata(info, canonical_name=form.canonical_name, version=form.parsed_version,
                                       form_name=form.name)
 
-    async def discard(self, checking: asyncio.Future | None) -> None:
-        """Forget a check that will not be published (waiting for it: a thread cannot be stopped)."""
-        if checking is None:
-            return
-        try:
-            checked = await checking
-        except BaseException:  # noqa: BLE001 - its error does not matter any more
-            return
-        self.store.discard(checked.key)
+    def _check_received(self, ticket: Ticket, digests: Digests) -> None:
+        """The bytes received fit the limits, match every digest the client sent, and are not empty."""
+        if digests.size > ticket.spool_limit:
+            raise self.size_error(ticket, digests.size)
+        form = ticket.form
+        check_digests(digests, md5=form.md5_digest, sha256=form.sha256_digest, blake2_256=form.blake2_256_digest)
+        if digests.size == 0:
+            raise InvalidUpload("Upload payload is empty.", reason="empty_file")
 
-    # -- step 3: publish ---------------------------------------------------------------------------
-    async def publish(self, ticket: Ticket, digests: Digests, checking: asyncio.Future) -> UploadOutcome:
-        """Authorised, bytes received: the last checks, then the blob goes into place and the record
-        is committed. `checking` (a `check_archive` running in a thread) is consumed either way."""
-        try:
-            form = ticket.form
-            if digests.size > ticket.spool_limit:
-                raise self.size_error(ticket, digests.size)
-            check_digests(digests, md5=form.md5_digest, sha256=form.sha256_digest,
-                          blake2_256=form.blake2_256_digest)
-            if digests.size == 0:
-                raise InvalidUpload("Upload payload is empty.", reason="empty_file")
-            live = ticket.existing
-            if live.live_sha256 is not None:
-                if live.live_sha256 == digests.sha256 and live.live_blake2_256 == digests.blake2_256:
-                    await self.discard(checking)
-                    return self._outcome(ticket, digests, created=False)
-                raise self._exists(ticket.filename, live.live_sha256)
-            checked = await checking
-        except BaseException:
-            await self.discard(checking)
-            raise
+    # -- record -----------------------------------------------------------------------------------
+    async def record(self, ticket: Ticket, digests: Digests, checked: Checked) -> UploadOutcome:
+        """The file's row, release and events committed; then its blob settled, or removed when the
+        commit failed or an identical file won the race."""
         # Shielded: a cancelled request must not cut a transaction off half way (a commit on a worker
         # thread, or on PostgreSQL, may still be under way); the blob is dealt with once it is over.
         recording = asyncio.ensure_future(self._record(ticket, digests, checked))

@@ -121,12 +121,6 @@ class Spool:
             self.temp_path = None
 
 
-def hash_bytes(data: bytes, *, want_md5: bool) -> Digests:
-    return Digests(size=len(data), sha256=hashlib.sha256(data).hexdigest(),
-                   blake2_256=hashlib.blake2b(data, digest_size=32).hexdigest(),
-                   md5=hashlib.md5(data, usedforsecurity=False).hexdigest() if want_md5 else None)
-
-
 def check_digests(digests: Digests, *, md5: str | None, sha256: str | None, blake2_256: str | None) -> None:
     """Every digest the client sent must match the bytes (constant-time comparison)."""
     ok = True
