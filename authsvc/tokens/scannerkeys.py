@@ -171,6 +171,8 @@ class ReportVerifier:
             return scanner
         if current:
             raise InvalidArgument("The report's signature does not match its body.", reason="signature_invalid")
+        if any(key.current for _, key in found):
+            raise InvalidArgument(f"The key {key_id[:100]!r} is not an ECDSA P-256 public key.", reason="key_unusable")
         if found:
             raise InvalidArgument(f"The key {key_id[:100]!r} is no longer current: sign with a current key.",
                                   reason="key_not_current")

@@ -25,19 +25,20 @@ log = logging.getLogger(__name__)
 KEY_ID_HEADER = "GITHUB-PUBLIC-KEY-IDENTIFIER"
 SIGNATURE_HEADER = "GITHUB-PUBLIC-KEY-SIGNATURE"
 MAX_REPORT_BYTES = 512 * 1024  # authsvc's bound too (authsvc/tokens/disclosure.py)
+# A report may wait for a scanner's keys to be fetched (5 s at most) and revoke many tokens, one
+# transaction each: more than an upload check's deadline.
+MIN_TIMEOUT = 30.0
 
 
 class DisclosureHandler:
     def __init__(self, channel: grpc.aio.Channel, *, credential: str, timeout: float) -> None:
         self._stub = disclosure_pb2_grpc.DisclosureServiceStub(channel)
         self._metadata = call_metadata(credential)
-        self._timeout = timeout
+        self._timeout = max(timeout, MIN_TIMEOUT)
 
     async def disclose(self, request: web.Request) -> web.Response:
-        if (request.content_length or 0) > MAX_REPORT_BYTES:
-            raise TooLarge(f"The report is too large: at most {MAX_REPORT_BYTES} bytes.", reason="report_too_large")
-        body = await request.read()
-        if len(body) > MAX_REPORT_BYTES:
+        # The declared length first, so that an oversized report is refused before it is read.
+        if (request.content_length or 0) > MAX_REPORT_BYTES or len(body := await request.read()) > MAX_REPORT_BYTES:
             raise TooLarge(f"The report is too large: at most {MAX_REPORT_BYTES} bytes.", reason="report_too_large")
         report = disclosure_pb2.DiscloseTokensRequest(
             body=body, key_identifier=_header(request, KEY_ID_HEADER), signature=_header(request, SIGNATURE_HEADER),
