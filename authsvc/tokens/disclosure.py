@@ -18,6 +18,8 @@ import asyncio
 import dataclasses
 import json
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -26,11 +28,11 @@ from authsvc.accounts.models import Email, User
 from authsvc.errors import InvalidArgument
 from authsvc.mail import Mailer, Message
 from authsvc.projects.models import Project, Role
+from authsvc.tokens.caveats import Failure
 from authsvc.tokens.codec import AuthenticToken, TokenCodec
 from authsvc.tokens.models import ApiToken, ApiTokenProject
 from authsvc.tokens.revocation import scope_text
 from authsvc.tokens.scannerkeys import ReportVerifier, TrustedScanner
-from authsvc.tokens.caveats import Failure
 from gatehouse.infra.outbox import ANONYMOUS, EventEmitter, Origin
 from gatehouse.infra.transactions import Transactions
 
@@ -90,12 +92,17 @@ class DisclosureService:
         self.mailer = mailer
         self.verifier = verifier
         self.public_url = public_url.rstrip("/")
-        self._mails: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # reports being carried out, mails
 
     async def disclose(self, body: bytes, key_id: str, signature: str, origin: Origin | None) -> None:
         """Check the report's signature, then revoke each live token it names (see the module)."""
         scanner = await self.verifier.signer(body, key_id, signature)
         findings = parse_report(body)
+        # A believed report is carried out even if its caller gives up waiting (a deadline): each
+        # revocation is mailed once it has committed.
+        await asyncio.shield(self._in_background(self._revoke_all(findings, scanner, origin)))
+
+    async def _revoke_all(self, findings: list[Finding], scanner: TrustedScanner, origin: Origin | None) -> None:
         revoked = 0
         for finding in findings:
             authentic = self.codec.authenticate(finding.token)
@@ -104,7 +111,9 @@ class DisclosureService:
             result = await self.tx.run(lambda s: self._revoke(s, authentic, finding, scanner, origin))
             if result is not None:
                 revoked += 1
-                self._mail_later(_leak_notice(result, finding, scanner, self.public_url), result.token_id)
+                if result.address:
+                    self._in_background(self._deliver(_leak_notice(result, finding, scanner, self.public_url),
+                                                      result.token_id))
         log.info("leaked-token report", extra={"scanner": scanner.name, "findings": len(findings),
                                                "revoked": revoked})
 
@@ -133,12 +142,11 @@ class DisclosureService:
                                   origin=origin, details={**found, "username": owner.username})
         return _Revoked(token.id, token.description, owner.username, address)
 
-    def _mail_later(self, message: Message, token_id: str) -> None:
-        if not message.to:
-            return
-        task = asyncio.get_running_loop().create_task(self._deliver(message, token_id))
-        self._mails.add(task)
-        task.add_done_callback(self._mails.discard)
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _deliver(self, message: Message, token_id: str) -> None:
         try:
@@ -147,8 +155,8 @@ class DisclosureService:
             log.error("leaked-token notice not delivered", extra={"token_id": token_id, "error": str(exc)[:200]})
 
     async def close(self, timeout: float = 5.0) -> None:
-        if self._mails:
-            await asyncio.wait(set(self._mails), timeout=timeout)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
 
 
 def _leak_notice(revoked: _Revoked, finding: Finding, scanner: TrustedScanner, public_url: str) -> Message:
