@@ -74,14 +74,15 @@ async def leak_mails(system: System, person: Person, count: int, *, timeout: flo
         await asyncio.sleep(0.05)
 
 
-def foreign_token(system: System, prefix: str) -> str:
-    """A token in our exact format, minted under a secret this index does not have."""
+def forged_token(system: System, token_id: str) -> str:
+    """A token for the live token `token_id`, in our exact format (prefix, location, key version),
+    but signed under a secret this index does not have: only its HMAC chain tells it apart."""
     from authsvc.tokens.caveats import UserBound
     from authsvc.tokens.codec import TokenCodec
 
-    other = TokenCodec(prefix=prefix, location=system.auth_settings.token_location,
+    other = TokenCodec(prefix=system.auth_settings.token_prefix, location=system.auth_settings.token_location,
                        secrets_by_version=[(1, secrets.token_bytes(32))])
-    return other.mint("00000000-0000-4000-8000-000000000000", [UserBound("someone")])
+    return other.mint(token_id, [UserBound("someone")])
 
 
 async def test_a_report_revokes_the_live_token_only_mails_its_owner_and_logs_it(leaks):
@@ -94,7 +95,7 @@ async def test_a_report_revokes_the_live_token_only_mails_its_owner_and_logs_it(
     await system.tokens.DeleteToken(tokens_pb2.DeleteTokenRequest(session_token=session,
                                                                   token_id=revoked.info.id, client=client()))
     kept = await system.create_token(session, "kept", projects=[project])
-    unknown = foreign_token(system, system.auth_settings.token_prefix)
+    unknown = forged_token(system, kept.info.id)
     key_id, private = new_key(keys)
 
     body = report(leaked.token, unknown, revoked.token, "pypi-not-a-token")
