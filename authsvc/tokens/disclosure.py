@@ -68,9 +68,14 @@ def parse_report(body: bytes) -> list[Finding]:
         if not (isinstance(token, str) and isinstance(kind, str) and isinstance(url, str)):
             raise InvalidArgument(f"Finding {number} must be an object with the string fields token, type and url.",
                                   reason="report_malformed")
-        findings.append(Finding(token=token, url=url[:MAX_URL_CHARS],
-                                source=source[:100] if isinstance(source, str) else ""))
+        findings.append(Finding(token=token, url=_printable(url[:MAX_URL_CHARS]),
+                                source=_printable(source[:100]) if isinstance(source, str) else ""))
     return findings
+
+
+def _printable(text: str) -> str:
+    """The text for a log line and a mail: no control characters (a URL on one line)."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -133,12 +133,15 @@ async def test_an_account_wide_token_is_logged_in_every_project_it_could_reach(l
     (first, first_id), (second, second_id) = await system.project(owner), await system.project(owner)
     token = await system.create_token(await system.session(owner), "everything")
     key_id, private = new_key(keys)
-    body = report(token.token)
+    body = report(token.token, url=LEAKED_AT + "\r\nBcc: x")  # control characters never reach logs or mails
     assert (await post(system, body, key_id, sign(private, body)))[0] == 204
     assert not await is_live(system, token.token, first)
     for project_id, name in ((first_id, first), (second_id, second)):
         [event] = await system.wait_for_project_event(project_id, "project:api_token:removed_leak")
         assert event.project_name == name and event.details["username"] == owner.username
+        assert event.details["url"] == LEAKED_AT + "??Bcc: x"
+    [mail] = await leak_mails(system, owner, 1)
+    assert LEAKED_AT + "??Bcc: x" in mail.get_content() and not mail["Bcc"]
 
 
 async def test_unsigned_forged_or_wrongly_keyed_reports_are_refused_and_change_nothing(leaks):
