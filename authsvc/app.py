@@ -16,8 +16,10 @@ from authsvc.projects.service import ProjectsService, projects_requiring_second_
 from authsvc.ratelimit import RateLimiter
 from authsvc.settings import Settings
 from authsvc.tokens.codec import TokenCodec
+from authsvc.tokens.disclosure import DisclosureService
 from authsvc.tokens.lookup import make_lookup
 from authsvc.tokens.revocation import revoke_for_deleted_project
+from authsvc.tokens.scannerkeys import ReportVerifier
 from authsvc.tokens.service import TokensService
 from authsvc.tokens.verification import TokenVerifier
 from authsvc.twofactor.policy import TwoFactorPolicy
@@ -45,8 +47,10 @@ class AuthApp:
     tokens: TokensService
     verifier: TokenVerifier
     twofactor: TwoFactorService
+    disclosures: DisclosureService
 
     async def close(self) -> None:
+        await self.disclosures.close()
         await self.twofactor.close()
         await self.verifier.close()
         await self.accounts.close()
@@ -82,9 +86,12 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
                                         pending=pending_logins, limiter=limiter, mailer=mailer, policy=policy)
     projects, tokens, verifier = build_token_services(settings, clock, db, tx, events,
                                                       policy=twofactor.policy)
+    disclosures = DisclosureService(
+        tx=tx, codec=tokens.codec, events=events, mailer=mailer, public_url=settings.public_url,
+        verifier=ReportVerifier(settings.leak_scanners, ttl=settings.leak_keys_cache_seconds))
     return AuthApp(settings=settings, clock=clock, engine=engine, db=db, tx=tx, events=events,
                    hasher=hasher, accounts=accounts, projects=projects, tokens=tokens, verifier=verifier,
-                   twofactor=twofactor)
+                   twofactor=twofactor, disclosures=disclosures)
 
 
 def build_token_services(settings: Settings, clock: Clock, db: async_sessionmaker,

@@ -10,6 +10,7 @@ from gatehouse.infra.errors import (  # noqa: F401  (re-exported for the service
     PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
+    Unavailable,
 )
 
 DOMAIN = "gatehouse.authsvc"

@@ -15,6 +15,7 @@ from authsvc.db import outbox
 from authsvc.errors import DOMAIN
 from authsvc.projects.grpc_api import ProjectServicer
 from authsvc.settings import Settings
+from authsvc.tokens.disclosure_api import DisclosureServicer
 from authsvc.tokens.grpc_api import TokenServicer
 from authsvc.twofactor.grpc_api import TwoFactorServicer
 from gatehouse.auth.v1 import (
@@ -22,6 +23,8 @@ from gatehouse.auth.v1 import (
     accounts_pb2_grpc,
     admin_pb2,
     admin_pb2_grpc,
+    disclosure_pb2,
+    disclosure_pb2_grpc,
     projects_pb2,
     projects_pb2_grpc,
     tokens_pb2,
@@ -82,9 +85,10 @@ async def create_server(settings: Settings, *, clock: Clock | None = None, migra
             TokenServicer(app.accounts, app.tokens, app.verifier, metrics=metrics), server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(app.accounts, app.projects, app.tokens), server)
         twofactor_pb2_grpc.add_TwoFactorServiceServicer_to_server(TwoFactorServicer(app.twofactor), server)
+        disclosure_pb2_grpc.add_DisclosureServiceServicer_to_server(DisclosureServicer(app.disclosures), server)
         return [_full_name(accounts_pb2, "AccountService"), _full_name(projects_pb2, "ProjectService"),
                 _full_name(tokens_pb2, "TokenService"), _full_name(admin_pb2, "AdminService"),
-                _full_name(twofactor_pb2, "TwoFactorService")]
+                _full_name(twofactor_pb2, "TwoFactorService"), _full_name(disclosure_pb2, "DisclosureService")]
 
     metrics = GrpcMetrics("authsvc")
     credentials = Credentials({**{key: CallerRole.SERVICE for key in service_keys(settings.gateway_key)},

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any
 
+from authsvc.tokens.scannerkeys import TrustedScanner, check_keys_url
 from gatehouse.infra.eventauth import parse_producer_keys
 from gatehouse.infra.settings import Env, SettingsError, service_keys
 
@@ -76,6 +78,10 @@ class Settings:
     second_factor_window_seconds: int = 300
     second_factor_max_wait_seconds: int = 86400
     pending_login_seconds: int = 300
+    # Secret scanners whose leaked-token reports are believed (authsvc/tokens/disclosure.py), and
+    # how long their public keys are cached.
+    leak_scanners: tuple[TrustedScanner, ...] = ()
+    leak_keys_cache_seconds: int = 300
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -137,6 +143,8 @@ class Settings:
             token_last_used_interval_seconds=env.int("AUTHSVC_TOKEN_LAST_USED_INTERVAL", 60, minimum=0),
             metrics_port=env.int("AUTHSVC_METRICS_PORT", 0, minimum=0),
             log_level=env.str("GATEHOUSE_LOG_LEVEL", "INFO"),
+            leak_scanners=_leak_scanners(env.str("AUTHSVC_LEAK_SCANNERS", "")),
+            leak_keys_cache_seconds=env.int("AUTHSVC_LEAK_KEYS_CACHE_SECONDS", 300, minimum=0),
             **_two_factor_settings(env),
         )
         if settings.smtp_url:
@@ -156,6 +164,21 @@ class Settings:
         if set(service_keys(settings.audit_key)) & {*service_keys(settings.gateway_key), settings.operator_key}:
             raise SettingsError("AUTHSVC_AUDIT_KEY must differ from AUTHSVC_GATEWAY_KEY and AUTHSVC_OPERATOR_KEY")
         return settings
+
+
+def _leak_scanners(raw: str) -> tuple[TrustedScanner, ...]:
+    """AUTHSVC_LEAK_SCANNERS: a JSON list of {"name": ..., "keys_url": ...} (empty: none trusted)."""
+    if not raw.strip():
+        return ()
+    try:
+        entries = json.loads(raw)
+        scanners = tuple(TrustedScanner(name=e["name"], keys_url=check_keys_url(e["keys_url"])) for e in entries)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SettingsError('AUTHSVC_LEAK_SCANNERS must be a JSON list of {"name": ..., "keys_url": '
+                            f'"https://..."}} objects ({exc})') from None
+    if not all(isinstance(s.name, str) and s.name.strip() for s in scanners):
+        raise SettingsError("AUTHSVC_LEAK_SCANNERS: every scanner needs a name")
+    return scanners
 
 
 def _two_factor_settings(env: Env) -> dict[str, Any]:  # keyword arguments of Settings

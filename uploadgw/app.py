@@ -27,6 +27,7 @@ from gatehouse.infra.outbox import EventEmitter, event_signer
 from gatehouse.infra.relay import OutboxRelay
 from gatehouse.infra.transactions import Transactions
 from uploadgw.authclient import AuthClient
+from uploadgw.http.disclosure import DisclosureHandler
 from uploadgw.http.index import IndexHandlers
 from uploadgw.http.health import HealthHandlers
 from uploadgw.http.edge import BodyLimits, UploadSlots, finish_and_close, make_body_guard
@@ -70,6 +71,7 @@ class Handlers:
     upload: UploadHandler
     index: IndexHandlers
     health: HealthHandlers
+    disclosure: DisclosureHandler
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -167,6 +169,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                              max_form_size=settings.max_form_size),
         index=IndexHandlers(gateway.index, gateway.store, gateway.auth, private=settings.index_private),
         health=HealthHandlers(gateway.engine),
+        disclosure=DisclosureHandler(channel, credential=settings.authsvc_key, timeout=settings.auth_timeout),
     )
     sweeper = relay = None
     if settings.sweep_interval_seconds > 0:
@@ -254,6 +257,7 @@ def _routes(app: web.Application, slots: UploadSlots) -> None:
         router.add_get(files + r"{filename:[^/]+\.metadata}", _delegate(lambda h: h.index.file),
                        name="file_metadata" + suffix)
         router.add_get(files + "{filename}", _delegate(lambda h: h.index.file), name="file" + suffix)
+    router.add_post("/_/secrets/disclose-token", _delegate(lambda h: h.disclosure.disclose), name="disclose_token")
     router.add_get("/healthz", _delegate(lambda h: h.index.healthz), name="healthz")
     router.add_get("/_health/live", _delegate(lambda h: h.health.live), name="health_live")
     router.add_get("/_health/ready", _delegate(lambda h: h.health.ready), name="health_ready")
