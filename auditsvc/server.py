@@ -23,6 +23,7 @@ from gatehouse.infra.db import upgrade_async
 from gatehouse.infra.grpcserver import CallerRole, Credentials, start_server
 from gatehouse.infra.metrics import GrpcMetrics, serve_metrics
 from gatehouse.infra.settings import service_keys
+from gatehouse.infra.tls import server_credentials
 
 log = logging.getLogger(__name__)
 MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
@@ -71,6 +72,7 @@ async def create_server(settings: Settings, *, clock: Clock | None = None,
     server, port, health = await start_server(
         listen=settings.listen, register=register, credentials=credentials,
         operator_services=[ADMIN_SERVICE], metrics=metrics, domain=DOMAIN,
+        server_credentials=server_credentials(settings.tls),
     )
     serve_metrics(metrics.registry, settings.listen.rsplit(":", 1)[0] or "127.0.0.1", settings.metrics_port)
     stop = asyncio.Event()

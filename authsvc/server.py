@@ -35,6 +35,7 @@ from gatehouse.infra.grpcserver import CallerRole, Credentials, start_server
 from gatehouse.infra.metrics import GrpcMetrics, serve_metrics
 from gatehouse.infra.relay import OutboxRelay
 from gatehouse.infra.settings import service_keys
+from gatehouse.infra.tls import server_credentials
 
 log = logging.getLogger(__name__)
 MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
@@ -93,6 +94,7 @@ async def create_server(settings: Settings, *, clock: Clock | None = None, migra
     server, port, health = await start_server(
         listen=settings.listen, register=register, credentials=credentials,
         operator_services=[ADMIN_SERVICE], narrow_methods=[VALIDATE_SESSION], metrics=metrics, domain=DOMAIN,
+        server_credentials=server_credentials(settings.tls),
     )
     serve_metrics(metrics.registry, settings.listen.rsplit(":", 1)[0] or "127.0.0.1", settings.metrics_port)
     relay = None

@@ -8,6 +8,7 @@ from typing import Any
 
 from gatehouse.infra.eventauth import parse_producer_keys
 from gatehouse.infra.settings import Env, SettingsError, service_keys
+from gatehouse.infra.tls import TlsSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +77,8 @@ class Settings:
     second_factor_window_seconds: int = 300
     second_factor_max_wait_seconds: int = 86400
     pending_login_seconds: int = 300
+    # TLS on the gRPC port (AUTHSVC_TLS_*; gatehouse.infra.tls): None serves plaintext.
+    tls: TlsSettings | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -137,6 +140,7 @@ class Settings:
             token_last_used_interval_seconds=env.int("AUTHSVC_TOKEN_LAST_USED_INTERVAL", 60, minimum=0),
             metrics_port=env.int("AUTHSVC_METRICS_PORT", 0, minimum=0),
             log_level=env.str("GATEHOUSE_LOG_LEVEL", "INFO"),
+            tls=TlsSettings.from_env(env, "AUTHSVC"),
             **_two_factor_settings(env),
         )
         if settings.smtp_url:
