@@ -6,10 +6,8 @@ running server and by the open channel while a call in flight goes on."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-import pathlib
 
 import grpc
 import pytest
@@ -20,27 +18,9 @@ from gatehouse.diag.v1 import echo_pb2, echo_pb2_grpc
 from gatehouse.infra.grpcserver import CallerRole, Credentials, open_channel, start_server
 from gatehouse.infra.settings import Env, SettingsError
 from gatehouse.infra.tls import TlsError, TlsSettings, server_credentials
+from tests.tlsfiles import Identity
 
 KEY = "test-service-key"
-
-
-@dataclasses.dataclass
-class Identity:
-    """One party's files: its certificate chain and key, and the CA it trusts."""
-
-    dir: pathlib.Path
-
-    def write(self, ca: trustme.CA, *names: str) -> Identity:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        issued = ca.issue_cert(*names)
-        issued.private_key_pem.write_to_path(str(self.dir / "tls.key"))
-        issued.cert_chain_pems[0].write_to_path(str(self.dir / "tls.crt"))
-        ca.cert_pem.write_to_path(str(self.dir / "ca.crt"))
-        return self
-
-    def tls(self, prefix: str, **options: object) -> TlsSettings:
-        return TlsSettings(prefix=prefix, cert_file=str(self.dir / "tls.crt"), key_file=str(self.dir / "tls.key"),
-                           ca_file=str(self.dir / "ca.crt"), **options)  # type: ignore[arg-type]
 
 
 @pytest.fixture
