@@ -62,6 +62,8 @@ class Settings:
     # TLS (AUDITSVC_TLS_*; gatehouse.infra.tls) on the gRPC port and on the calls to authsvc: None
     # is plaintext both ways.
     tls: TlsSettings | None = None
+    # A plaintext port with the health service alone, for the kubelet's gRPC probes under TLS ("": none).
+    health_listen: str = ""
 
     def __post_init__(self) -> None:
         if self.hash_ips and len(self.ip_hash_key) < 32:
@@ -120,4 +122,5 @@ class Settings:
             metrics_port=env.int("AUDITSVC_METRICS_PORT", 0, minimum=0),
             log_level=env.str("GATEHOUSE_LOG_LEVEL", "INFO"),
             tls=TlsSettings.from_env(env, "AUDITSVC"),
+            health_listen=env.str("AUDITSVC_HEALTH_LISTEN", ""),
         )

@@ -79,6 +79,8 @@ class Settings:
     pending_login_seconds: int = 300
     # TLS on the gRPC port (AUTHSVC_TLS_*; gatehouse.infra.tls): None serves plaintext.
     tls: TlsSettings | None = None
+    # A plaintext port with the health service alone, for the kubelet's gRPC probes under TLS ("": none).
+    health_listen: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -141,6 +143,7 @@ class Settings:
             metrics_port=env.int("AUTHSVC_METRICS_PORT", 0, minimum=0),
             log_level=env.str("GATEHOUSE_LOG_LEVEL", "INFO"),
             tls=TlsSettings.from_env(env, "AUTHSVC"),
+            health_listen=env.str("AUTHSVC_HEALTH_LISTEN", ""),
             **_two_factor_settings(env),
         )
         if settings.smtp_url:

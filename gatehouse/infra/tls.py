@@ -27,12 +27,15 @@ from typing import Any
 
 import grpc
 from cryptography import x509
+from grpc_health.v1 import health, health_pb2_grpc
 from cryptography.hazmat.primitives import serialization
 
 from gatehouse.infra.settings import Env, SettingsError
 
 log = logging.getLogger(__name__)
 
+# The variables `TlsSettings.from_env(env, PREFIX)` reads, each as `<PREFIX>_<name>`.
+TLS_VARIABLES = ("TLS_CERT", "TLS_KEY", "TLS_CA", "TLS_CLIENT_AUTH", "TLS_SERVER_NAME")
 # How long a replaced client channel may finish its calls in flight before it is closed.
 DRAIN_SECONDS = 300.0
 _FileStamp = tuple[int, int, int] | None  # (mtime_ns, size, inode) of one file; None: missing
@@ -190,6 +193,17 @@ def server_credentials(tls: TlsSettings | None) -> grpc.ServerCredentials | None
     # types-grpcio types the fetcher's result without None; gRPC documents None as "no change".
     return grpc.dynamic_ssl_server_credentials(fetcher.initial, fetcher,  # type: ignore[arg-type]
                                                require_client_authentication=tls.client_auth)
+
+
+async def serve_plaintext_health(listen: str, servicer: health.aio.HealthServicer) -> grpc.aio.Server:
+    """A plaintext port that serves the standard health service alone (the server's own
+    servicer, so it drains with it): the kubelet's gRPC probes speak no TLS. Stop it with the server."""
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    if server.add_insecure_port(listen) == 0:
+        raise OSError(f"could not listen on {listen}")
+    await server.start()
+    return server
 
 
 # -- client side -----------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from gatehouse.auth.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 from gatehouse.cli.up import http_ready
 from gatehouse.infra.grpcserver import open_bare_channel, open_channel
+from gatehouse.infra.redis_embed import free_port
+from tests.deploy.test_probes import kubelet_grpc_check
 from tests.scale.cluster import REPO_ROOT, SERVICES, Fleet, fleet_env
 from tests.tlsfiles import Identity
 from tests.uploadgw.conftest import twine
@@ -54,9 +56,11 @@ async def test_the_services_as_processes_call_each_other_over_mutual_tls(make_da
                 "UPLOADGW_RELAY_ENABLED": "true", "AUTHSVC_RELAY_ENABLED": "true"})
     fleet = Fleet(env, tmp_path)
     auth, audit, http = fleet.auth_ports[0], fleet.audit_ports[0], fleet.http_ports[0]
+    probe = free_port()
     try:
         await asyncio.to_thread(fleet.migrate)
-        fleet.spawn("authsvc", ["-m", "authsvc"], {"AUTHSVC_LISTEN": f"127.0.0.1:{auth}"})
+        fleet.spawn("authsvc", ["-m", "authsvc"], {"AUTHSVC_LISTEN": f"127.0.0.1:{auth}",
+                                                   "AUTHSVC_HEALTH_LISTEN": f"127.0.0.1:{probe}"})
         fleet.spawn("auditsvc", ["-m", "auditsvc"], {"AUDITSVC_LISTEN": f"127.0.0.1:{audit}"})
         fleet.spawn("uploadgw", ["-m", "uploadgw"], {
             "UPLOADGW_LISTEN": f"127.0.0.1:{http}", "GATEHOUSE_PUBLIC_URL": f"http://127.0.0.1:{http}",
@@ -68,6 +72,7 @@ async def test_the_services_as_processes_call_each_other_over_mutual_tls(make_da
         await asyncio.to_thread(http_ready, f"http://127.0.0.1:{http}/_health/ready", deadline)
         fleet.assert_alive()
 
+        assert await kubelet_grpc_check(probe) == health_pb2.HealthCheckResponse.SERVING  # the probe port
         for port in (auth, audit):  # a plaintext client, even with the right credential, is refused
             async with open_channel(f"127.0.0.1:{port}", env["AUTHSVC_OPERATOR_KEY"]) as plain:
                 with pytest.raises(grpc.aio.AioRpcError) as refused:
