@@ -12,7 +12,8 @@ channel (`ReloadingChannel`) opens a fresh inner channel once the files change w
 drains its calls in flight. A change is seen by the files' mtime, size and inode (a Kubernetes
 secret volume swaps a symlink); files that do not load as a matching certificate and key (half
 written, say) leave the old ones in use. The service credential in call metadata stays the second
-check on every call (`gatehouse.infra.grpcserver`).
+check on every call (`gatehouse.infra.grpcserver`). The kubelet's gRPC probes speak no TLS: a
+server under TLS may also serve the health service alone in plaintext (`serve_plaintext_health`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from typing import Any
 
 import grpc
 from cryptography import x509
-from grpc_health.v1 import health, health_pb2_grpc
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from grpc_health.v1 import health, health_pb2_grpc
 
 from gatehouse.infra.settings import Env, SettingsError
 
@@ -128,7 +130,7 @@ def load_pems(tls: TlsSettings) -> _Pems:
             raise TlsError(f"{tls.prefix}_TLS_CERT: {tls.cert_file} holds no PEM certificate") from None
         try:
             private = serialization.load_pem_private_key(key, password=None)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, UnsupportedAlgorithm):
             raise TlsError(f"{tls.prefix}_TLS_KEY: {tls.key_file} holds no unencrypted PEM private key") from None
         if _public_der(private.public_key()) != _public_der(leaf.public_key()):
             raise TlsError(f"{tls.prefix}_TLS_KEY: {tls.key_file} is not the key of the certificate in "
