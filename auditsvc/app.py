@@ -67,7 +67,8 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuditApp:
         retention=dt.timedelta(days=settings.retention_days),
         ip_hash_key=settings.ip_hash_key if settings.hash_ips else None,
     )
-    channel = (open_channel(settings.authsvc_target, settings.authsvc_key, default_timeout=settings.authsvc_timeout)
+    channel = (open_channel(settings.authsvc_target, settings.authsvc_key, default_timeout=settings.authsvc_timeout,
+                            tls=settings.tls)
                if settings.authsvc_target else None)
     return AuditApp(settings=settings, clock=clock, engine=engine, db=db, log=audit_log,
                     admins=AdminSessions(channel, timeout=settings.authsvc_timeout), authsvc_channel=channel)

@@ -23,6 +23,7 @@ from gatehouse.infra.db import upgrade_async
 from gatehouse.infra.grpcserver import CallerRole, Credentials, start_server
 from gatehouse.infra.metrics import GrpcMetrics, serve_metrics
 from gatehouse.infra.settings import service_keys
+from gatehouse.infra.tls import serve_plaintext_health, server_credentials
 
 log = logging.getLogger(__name__)
 MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
@@ -40,11 +41,14 @@ class RunningServer:
     consumer: object | None
     tasks: list[asyncio.Task]
     _stop: asyncio.Event
+    probe: grpc.aio.Server | None = None  # the plaintext health port (AUDITSVC_HEALTH_LISTEN)
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         self._stop.set()
         await self.server.stop(grace)
+        if self.probe is not None:
+            await self.probe.stop(0)
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.app.close()
 
@@ -71,8 +75,10 @@ async def create_server(settings: Settings, *, clock: Clock | None = None,
     server, port, health = await start_server(
         listen=settings.listen, register=register, credentials=credentials,
         operator_services=[ADMIN_SERVICE], metrics=metrics, domain=DOMAIN,
+        server_credentials=server_credentials(settings.tls),
     )
     serve_metrics(metrics.registry, settings.listen.rsplit(":", 1)[0] or "127.0.0.1", settings.metrics_port)
+    probe = await serve_plaintext_health(settings.health_listen, health) if settings.health_listen else None
     stop = asyncio.Event()
     tasks, consumer = [], None
     if settings.consumer_enabled and settings.redis_url:
@@ -85,4 +91,4 @@ async def create_server(settings: Settings, *, clock: Clock | None = None,
                     "(ListAllEvents) answers UNAVAILABLE")
     log.info("auditsvc listening", extra={"port": port, "consumer": bool(consumer)})
     return RunningServer(app=app, server=server, port=port, health=health, metrics=metrics,
-                         consumer=consumer, tasks=tasks, _stop=stop)
+                         consumer=consumer, tasks=tasks, _stop=stop, probe=probe)

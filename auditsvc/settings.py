@@ -9,6 +9,7 @@ import socket
 
 from gatehouse.infra.eventauth import EventKey, parse_accepted_keys
 from gatehouse.infra.settings import Env, SettingsError, service_keys
+from gatehouse.infra.tls import TlsSettings
 
 
 def default_consumer_name() -> str:
@@ -58,6 +59,11 @@ class Settings:
     authsvc_timeout: float = 5.0
     metrics_port: int = 0
     log_level: str = "INFO"
+    # TLS (AUDITSVC_TLS_*; gatehouse.infra.tls) on the gRPC port and on the calls to authsvc: None
+    # is plaintext both ways.
+    tls: TlsSettings | None = None
+    # A plaintext port with the health service alone, for the kubelet's gRPC probes under TLS ("": none).
+    health_listen: str = ""
 
     def __post_init__(self) -> None:
         if self.hash_ips and len(self.ip_hash_key) < 32:
@@ -115,4 +121,6 @@ class Settings:
             authsvc_timeout=env.float("AUDITSVC_AUTHSVC_TIMEOUT", 5.0),
             metrics_port=env.int("AUDITSVC_METRICS_PORT", 0, minimum=0),
             log_level=env.str("GATEHOUSE_LOG_LEVEL", "INFO"),
+            tls=TlsSettings.from_env(env, "AUDITSVC"),
+            health_listen=env.str("AUDITSVC_HEALTH_LISTEN", ""),
         )

@@ -38,6 +38,7 @@ from gatehouse.infra.grpcserver import CallerRole, Credentials, start_server
 from gatehouse.infra.metrics import GrpcMetrics, serve_metrics
 from gatehouse.infra.relay import OutboxRelay
 from gatehouse.infra.settings import service_keys
+from gatehouse.infra.tls import serve_plaintext_health, server_credentials
 
 log = logging.getLogger(__name__)
 MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
@@ -58,12 +59,15 @@ class RunningServer:
     health: object
     metrics: GrpcMetrics
     relay: OutboxRelay | None = None
+    probe: grpc.aio.Server | None = None  # the plaintext health port (AUTHSVC_HEALTH_LISTEN)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Drain: report NOT_SERVING, finish in-flight calls, then close (unpublished events
         wait in the outbox for the next relay)."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.probe is not None:
+            await self.probe.stop(0)
         if self.relay is not None:
             await self.relay.stop()
         await self.app.close()
@@ -97,8 +101,10 @@ async def create_server(settings: Settings, *, clock: Clock | None = None, migra
     server, port, health = await start_server(
         listen=settings.listen, register=register, credentials=credentials,
         operator_services=[ADMIN_SERVICE], narrow_methods=[VALIDATE_SESSION], metrics=metrics, domain=DOMAIN,
+        server_credentials=server_credentials(settings.tls),
     )
     serve_metrics(metrics.registry, settings.listen.rsplit(":", 1)[0] or "127.0.0.1", settings.metrics_port)
+    probe = await serve_plaintext_health(settings.health_listen, health) if settings.health_listen else None
     relay = None
     if settings.relay_enabled and settings.redis_url:
         # In-process relay, woken after every commit; on Kubernetes it runs as its own Deployment.
@@ -107,4 +113,4 @@ async def create_server(settings: Settings, *, clock: Clock | None = None, migra
         app.tx.after_commit = relay.notify
         relay.start()
     log.info("authsvc listening", extra={"port": port})
-    return RunningServer(app=app, server=server, port=port, health=health, metrics=metrics, relay=relay)
+    return RunningServer(app=app, server=server, port=port, health=health, metrics=metrics, relay=relay, probe=probe)

@@ -10,6 +10,7 @@ from typing import Any
 from authsvc.tokens.scannerkeys import TrustedScanner, check_keys_url
 from gatehouse.infra.eventauth import parse_producer_keys
 from gatehouse.infra.settings import Env, SettingsError, service_keys
+from gatehouse.infra.tls import TlsSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +83,10 @@ class Settings:
     # how long their public keys are cached.
     leak_scanners: tuple[TrustedScanner, ...] = ()
     leak_keys_cache_seconds: int = 300
+    # TLS on the gRPC port (AUTHSVC_TLS_*; gatehouse.infra.tls): None serves plaintext.
+    tls: TlsSettings | None = None
+    # A plaintext port with the health service alone, for the kubelet's gRPC probes under TLS ("": none).
+    health_listen: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -145,6 +150,8 @@ class Settings:
             log_level=env.str("GATEHOUSE_LOG_LEVEL", "INFO"),
             leak_scanners=_leak_scanners(env.str("AUTHSVC_LEAK_SCANNERS", "")),
             leak_keys_cache_seconds=env.int("AUTHSVC_LEAK_KEYS_CACHE_SECONDS", 300, minimum=0),
+            tls=TlsSettings.from_env(env, "AUTHSVC"),
+            health_listen=env.str("AUTHSVC_HEALTH_LISTEN", ""),
             **_two_factor_settings(env),
         )
         if settings.smtp_url:

@@ -41,7 +41,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_authsvc(data_dir: pathlib.Path, database_url: str, port: int, gateway: str, operator: str):
+def start_authsvc(data_dir: pathlib.Path, database_url: str, port: int, gateway: str, operator: str,
+                  extra_env: dict[str, str] | None = None, name: str = "authsvc"):
     env = dict(os.environ)
     env.update({
         "AUTHSVC_DATABASE_URL": database_url,
@@ -57,8 +58,9 @@ def start_authsvc(data_dir: pathlib.Path, database_url: str, port: int, gateway:
         "AUTHSVC_ARGON2_MEMORY_KIB": "19456",
         "AUTHSVC_ARGON2_PARALLELISM": "1",
         "GATEHOUSE_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     })
-    log = open(data_dir / "authsvc.log", "wb")
+    log = open(data_dir / f"{name}.log", "wb")
     return subprocess.Popen([sys.executable, "-m", "authsvc"], cwd=ROOT, env=env, stdout=log, stderr=log)
 
 
@@ -116,6 +118,30 @@ async def measure(call, concurrency: int, seconds: float) -> dict:
             "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000}
 
 
+async def prepare_calls(channel, gateway: str, operator: str) -> dict:
+    """Set up the user, project and token on a ready service: {"echo": call, "verify": call},
+    each warmed up (connections, caches and the pool)."""
+    token = await set_up(channel, operator)
+    md = ((CREDENTIAL_HEADER, gateway),)
+    echo_stub = echo_pb2_grpc.EchoServiceStub(channel)
+    tokens_stub = tokens_pb2_grpc.TokenServiceStub(channel)
+    echo_request = echo_pb2.EchoRequest(payload=b"x" * 32)
+    verify_request = tokens_pb2.VerifyUploadTokenRequest(
+        token=token, project_name="bench-project",
+        client=common_pb2.ClientInfo(ip_address="127.0.0.1", user_agent="bench"))
+
+    async def echo():
+        await echo_stub.Echo(echo_request, metadata=md, timeout=5)
+
+    async def verify():
+        reply = await tokens_stub.VerifyUploadToken(verify_request, metadata=md, timeout=5)
+        assert reply.username == "bench"
+
+    for call in (echo, verify):
+        await measure(call, 8, 0.5)
+    return {"echo": echo, "verify": verify}
+
+
 async def run_service(data_dir: pathlib.Path, database_url: str, seconds: float) -> dict:
     """Start authsvc on `database_url`, measure every cell, stop it."""
     gateway, operator = "gw-" + secrets.token_urlsafe(24), "op-" + secrets.token_urlsafe(24)
@@ -124,24 +150,8 @@ async def run_service(data_dir: pathlib.Path, database_url: str, seconds: float)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             await wait_ready(channel, process, data_dir / "authsvc.log")
-            token = await set_up(channel, operator)
-            md = ((CREDENTIAL_HEADER, gateway),)
-            echo_stub = echo_pb2_grpc.EchoServiceStub(channel)
-            tokens_stub = tokens_pb2_grpc.TokenServiceStub(channel)
-            echo_request = echo_pb2.EchoRequest(payload=b"x" * 32)
-            verify_request = tokens_pb2.VerifyUploadTokenRequest(
-                token=token, project_name="bench-project",
-                client=common_pb2.ClientInfo(ip_address="127.0.0.1", user_agent="bench"))
-
-            async def echo():
-                await echo_stub.Echo(echo_request, metadata=md, timeout=5)
-
-            async def verify():
-                reply = await tokens_stub.VerifyUploadToken(verify_request, metadata=md, timeout=5)
-                assert reply.username == "bench"
-
-            for call in (echo, verify):  # warm up connections, caches and the pool
-                await measure(call, 8, 0.5)
+            calls = await prepare_calls(channel, gateway, operator)
+            echo, verify = calls["echo"], calls["verify"]
             results = {}
             for concurrency in (1, 64):
                 for name, call in (("echo", echo), ("verify", verify)):

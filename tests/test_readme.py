@@ -13,8 +13,12 @@ import subprocess
 import sys
 import time
 
+from gatehouse.infra.tls import TLS_VARIABLES
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ENV_CALL = re.compile(r"""env\.(?:str|int|float|bool|list|secret|service_key)\(\s*f?["']([A-Z][A-Z0-9_]+)["']""")
+# `TlsSettings.from_env(env, "PREFIX")` reads `PREFIX_<name>` for each of tls.TLS_VARIABLES.
+TLS_CALL = re.compile(r"""TlsSettings\.from_env\(\s*env,\s*["']([A-Z][A-Z0-9_]*)["']""")
 
 
 def variables_read_by_code() -> set[str]:
@@ -22,7 +26,9 @@ def variables_read_by_code() -> set[str]:
     for path in ROOT.glob("*/**/*.py"):
         if ".venv" in path.parts or "tests" in path.parts:
             continue
-        names |= set(ENV_CALL.findall(path.read_text(encoding="utf-8")))
+        text = path.read_text(encoding="utf-8")
+        names |= set(ENV_CALL.findall(text))
+        names |= {f"{prefix}_{name}" for prefix in TLS_CALL.findall(text) for name in TLS_VARIABLES}
     return names
 
 

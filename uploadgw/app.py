@@ -161,7 +161,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    channel = open_bare_channel(settings.authsvc_target)  # the upload check's hot path: no interceptors
+    # The upload check's hot path: no interceptors.
+    channel = open_bare_channel(settings.authsvc_target, tls=settings.tls)
     gateway = build_gateway(settings, app[CLOCK], channel)
     app[GATEWAY] = gateway
     app[HANDLERS] = Handlers(

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from gatehouse.infra.eventauth import parse_producer_keys
 from gatehouse.infra.settings import Env, SettingsError
+from gatehouse.infra.tls import TlsSettings
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -72,6 +73,8 @@ class Settings:
     # Uploads running at once per API token and per client address, in one replica (0: no cap).
     max_uploads_per_token: int = 4
     max_uploads_per_ip: int = 8
+    # TLS on the calls to authsvc and auditsvc (UPLOADGW_TLS_*; gatehouse.infra.tls): None is plaintext.
+    tls: TlsSettings | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -116,6 +119,7 @@ class Settings:
             body_rate_grace=env.float("UPLOADGW_BODY_RATE_GRACE", 30.0),
             max_uploads_per_token=env.int("UPLOADGW_MAX_UPLOADS_PER_TOKEN", 4, minimum=0),
             max_uploads_per_ip=env.int("UPLOADGW_MAX_UPLOADS_PER_IP", 8, minimum=0),
+            tls=TlsSettings.from_env(env, "UPLOADGW"),
         )
         for name, value in (("UPLOADGW_AUTH_TIMEOUT", settings.auth_timeout),
                             ("UPLOADGW_HEADER_TIMEOUT", settings.header_timeout),

@@ -13,6 +13,8 @@ import argparse
 import sys
 
 from gatehouse.cli import admin, audit, migrate, relay, up
+from gatehouse.cli.output import fail
+from gatehouse.infra.settings import SettingsError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.handler(args) or 0
+    try:
+        return args.handler(args) or 0
+    except SettingsError as exc:  # a malformed variable, or TLS files that do not load
+        return fail(args, str(exc), 2)
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ def _handle(args) -> int:
 
 async def _call(args, settings: CliSettings) -> int:
     async with open_channel(settings.authsvc_target, settings.operator_key,
-                            default_timeout=settings.timeout) as channel:
+                            default_timeout=settings.timeout, tls=settings.tls) as channel:
         return await args.run(args, admin_pb2_grpc.AdminServiceStub(channel)) or 0
 
 

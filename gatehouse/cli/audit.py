@@ -230,7 +230,7 @@ async def _run(args, settings: CliSettings) -> int:
     elif args.log == "project":
         subject = await _resolve(settings, args.project, "project", _project_by_name)
     async with open_channel(settings.auditsvc_target, settings.audit_operator_key,
-                            default_timeout=settings.timeout) as channel:
+                            default_timeout=settings.timeout, tls=settings.tls) as channel:
         if args.follow:
             stub = audit_pb2_grpc.AuditAdminServiceStub(channel)
             shown = await _follow(args, stub, _follow_filters(args, subject), since, limit)
@@ -360,7 +360,7 @@ async def _resolve(settings: CliSettings, text: str, what: str, lookup) -> str:
             return str(uuid.UUID(text))
         raise UsageError(f"to find a {what} by name set AUTHSVC_OPERATOR_KEY (or pass the {what}'s id)")
     async with open_channel(settings.authsvc_target, settings.operator_key,
-                            default_timeout=settings.timeout) as channel:
+                            default_timeout=settings.timeout, tls=settings.tls) as channel:
         try:
             return await lookup(channel, text)
         except grpc.aio.AioRpcError as exc:

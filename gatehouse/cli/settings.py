@@ -1,7 +1,7 @@
 """Where the CLI finds the services and its operator credential.
 
 Environment first (GATEHOUSE_AUTHSVC_TARGET, AUTHSVC_OPERATOR_KEY, GATEHOUSE_AUDITSVC_TARGET,
-AUDITSVC_OPERATOR_KEY); otherwise the embedded default's `<data dir>/gatehouse.env`, written by
+AUDITSVC_OPERATOR_KEY, and GATEHOUSE_TLS_* when the services serve TLS); otherwise the embedded default's `<data dir>/gatehouse.env`, written by
 `gatehouse up`, so that `gatehouse admin …` works next to a local system with no set-up. Every
 command finds the data directory the same way (`data_dir`): `--data-dir`, else GATEHOUSE_DATA_DIR,
 else ./var.
@@ -14,6 +14,7 @@ import os
 import pathlib
 
 from gatehouse.infra.settings import Env
+from gatehouse.infra.tls import TlsSettings
 
 DEFAULT_DATA_DIR = "var"
 ENV_FILE = "gatehouse.env"
@@ -55,6 +56,8 @@ class CliSettings:
     audit_operator_key: str
     timeout: float
     env_file: pathlib.Path
+    # TLS to both services (GATEHOUSE_TLS_*; gatehouse.infra.tls): None is plaintext.
+    tls: TlsSettings | None = None
 
     @classmethod
     def load(cls, data_dir: str | None = None) -> "CliSettings":
@@ -67,6 +70,7 @@ class CliSettings:
             audit_operator_key=env.str("AUDITSVC_OPERATOR_KEY", ""),
             timeout=env.float("GATEHOUSE_CLI_TIMEOUT", 10.0),
             env_file=env_file,
+            tls=TlsSettings.from_env(env, "GATEHOUSE"),
         )
 
     def no_credential(self, variable: str) -> str:

@@ -28,6 +28,7 @@ from gatehouse.diag.v1 import echo_pb2, echo_pb2_grpc
 from gatehouse.infra.errors import GatehouseError
 from gatehouse.infra.metrics import GrpcMetrics
 from gatehouse.infra.rpcstatus import DEFAULT_DOMAIN, ErrorStatus
+from gatehouse.infra.tls import ReloadingChannel, TlsSettings
 
 log = logging.getLogger(__name__)
 _TRequest = TypeVar("_TRequest")
@@ -305,20 +306,27 @@ def open_channel(
     *,
     default_timeout: float = 5.0,
     channel_credentials: grpc.ChannelCredentials | None = None,
+    tls: TlsSettings | None = None,
 ) -> grpc.aio.Channel:
-    """A channel whose every call carries `credential` and a deadline (default 5 s)."""
+    """A channel whose every call carries `credential` and a deadline (default 5 s); over TLS
+    that follows its files when `tls` is given (`gatehouse.infra.tls`)."""
     interceptors: list[grpc.aio.ClientInterceptor] = [_UnaryCredentialInterceptor(credential, default_timeout),
                                                       _StreamCredentialInterceptor(credential, default_timeout)]
-    return open_bare_channel(target, channel_credentials=channel_credentials, interceptors=interceptors)
+    return open_bare_channel(target, channel_credentials=channel_credentials, interceptors=interceptors, tls=tls)
 
 
 def open_bare_channel(target: str, *, channel_credentials: grpc.ChannelCredentials | None = None,
-                      interceptors: Sequence[grpc.aio.ClientInterceptor] | None = None) -> grpc.aio.Channel:
+                      interceptors: Sequence[grpc.aio.ClientInterceptor] | None = None,
+                      tls: TlsSettings | None = None,
+                      options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
     """A channel without the credential interceptors: each call passes `call_metadata(credential)`
     and a timeout itself. For a hot path: an interceptor costs an extra turn of the event loop per call."""
+    if tls is not None:
+        return ReloadingChannel(tls, lambda credentials, tls_options: open_bare_channel(
+            target, channel_credentials=credentials, interceptors=interceptors, options=[*options, *tls_options]))
     if channel_credentials is not None:
-        return grpc.aio.secure_channel(target, channel_credentials, interceptors=interceptors)
-    return grpc.aio.insecure_channel(target, interceptors=interceptors)
+        return grpc.aio.secure_channel(target, channel_credentials, options=options, interceptors=interceptors)
+    return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
 
 
 def call_metadata(credential: str) -> tuple[tuple[str, str], ...]:

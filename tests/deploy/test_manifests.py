@@ -11,6 +11,7 @@ import warnings
 import kubernetes_validate
 import pytest
 
+from tests.deploy import crds
 from tests.deploy.conftest import OVERLAYS
 from tests.deploy.manifests import Manifests, is_gatehouse_image, labels_match
 from tests.deploy.render import available_renderers
@@ -25,8 +26,11 @@ MIB = 1024 * 1024
 
 
 def strict_errors(doc: dict) -> list[str]:
-    """What kubernetes-validate finds wrong with one object; a warning or a missing schema counts."""
+    """What kubernetes-validate finds wrong with one object; a warning or a missing schema counts.
+    cert-manager's objects are not in its schemas: they get the hand check of tests/deploy/crds.py."""
     name = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+    if str(doc.get("apiVersion", "")).startswith(f"{crds.GROUP}/"):
+        return crds.cert_manager_errors(doc)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -55,6 +59,21 @@ def test_strict_validation_rejects_a_misspelt_field(rendered):
     assert strict_errors(deployment) == []
     deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFileSystem"] = True
     assert any("readOnlyRootFileSystem" in e for e in strict_errors(deployment))
+
+
+def test_the_cert_manager_check_rejects_a_misspelt_or_unknown_field(rendered):
+    """cert-manager objects get the hand check (not a schema): it really runs and is strict."""
+    certificate = copy.deepcopy(rendered["prod"].get("Certificate", "gatehouse-tls-authsvc"))
+    assert strict_errors(certificate) == []
+    certificate["spec"]["dnsName"] = certificate["spec"].pop("dnsNames")
+    certificate["spec"]["usages"].append("server-auth")
+    certificate["spec"]["privateKey"]["algorithm"] = "EC"
+    errors = "\n".join(strict_errors(certificate))
+    for wrong in ("spec.dnsName: unknown field", "'server-auth' is not a usage", "algorithm 'EC'"):
+        assert wrong in errors
+    issuer = copy.deepcopy(rendered["prod"].get("Issuer", "gatehouse-ca"))
+    issuer["spec"]["selfSigned"] = {}
+    assert any("exactly one kind" in e for e in strict_errors(issuer))
 
 
 def test_every_renderer_here_produces_the_same_objects(deploy_dir):
@@ -112,8 +131,12 @@ def test_every_serving_container_has_native_probes(overlay: Manifests):
                 continue
             assert container.get("readinessProbe") and container.get("livenessProbe"), workload.name
             if workload.name in GRPC_SERVICES:
+                # Under TLS the kubelet (which speaks no TLS) probes the plaintext health-only port.
+                health = overlay.environment(container).get(f"{workload.name.upper()}_HEALTH_LISTEN")
+                port = int(health.rsplit(":", 1)[1]) if health else GRPC_SERVICES[workload.name]
                 for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                    assert container[probe]["grpc"]["port"] == GRPC_SERVICES[workload.name], (workload.name, probe)
+                    assert container[probe]["grpc"]["port"] == port, (workload.name, probe)
+                assert workload.port_number(port) == port, f"{workload.name}: probed port {port} not declared"
     gateway = overlay.workload("uploadgw").pod["containers"][0]
     assert gateway["readinessProbe"]["httpGet"]["path"] == "/_health/ready"
     assert gateway["livenessProbe"]["httpGet"]["path"] == "/_health/live"
@@ -249,7 +272,8 @@ def test_the_file_store_is_one_volume_shared_by_every_gateway(rendered):
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     gateway = rendered["prod"].workload("uploadgw")
     volumes = {v["name"]: v for v in gateway.pod["volumes"]}
-    (mount,) = [m for m in gateway.pod["containers"][0]["volumeMounts"] if m["mountPath"] != "/tmp"]
+    (mount,) = [m for m in gateway.pod["containers"][0]["volumeMounts"]
+                if "persistentVolumeClaim" in volumes[m["name"]]]
     assert volumes[mount["name"]]["persistentVolumeClaim"]["claimName"] == "uploadgw-files"
     env = rendered["prod"].environment(gateway.pod["containers"][0])
     assert env["UPLOADGW_STORAGE_DIR"] == mount["mountPath"]

@@ -86,7 +86,7 @@ class Fleet:
         path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
         return {**os.environ, **self.env, "PYTHONPATH": path, **extra}
 
-    def _spawn(self, name: str, args: list[str], extra: dict[str, str]) -> None:
+    def spawn(self, name: str, args: list[str], extra: dict[str, str]) -> None:
         out = open(self.logs / f"{name}.log", "ab")
         try:
             self.procs[name] = subprocess.Popen([sys.executable, *args], env=self._child_env(extra),
@@ -101,19 +101,19 @@ class Fleet:
 
     def start(self) -> None:
         for i, port in enumerate(self.auth_ports):
-            self._spawn(f"authsvc-{i}", ["-m", "authsvc"], {"AUTHSVC_LISTEN": f"127.0.0.1:{port}"})
+            self.spawn(f"authsvc-{i}", ["-m", "authsvc"], {"AUTHSVC_LISTEN": f"127.0.0.1:{port}"})
         for i, port in enumerate(self.audit_ports):
-            self._spawn(f"auditsvc-{i}", ["-m", "auditsvc"], {
+            self.spawn(f"auditsvc-{i}", ["-m", "auditsvc"], {
                 "AUDITSVC_LISTEN": f"127.0.0.1:{port}", "AUDITSVC_CONSUMER_ENABLED": "true",
                 "AUDITSVC_CONSUMER_NAME": f"scale-consumer-{i}"})
         for i, port in enumerate(self.http_ports):
-            self._spawn(f"uploadgw-{i}", ["-m", "uploadgw"], {
+            self.spawn(f"uploadgw-{i}", ["-m", "uploadgw"], {
                 "UPLOADGW_LISTEN": f"127.0.0.1:{port}", "GATEHOUSE_PUBLIC_URL": f"http://127.0.0.1:{port}",
                 "UPLOADGW_AUTHSVC_TARGET": self.auth_service_target,
                 "UPLOADGW_AUTHSVC_KEY": self.env["AUTHSVC_GATEWAY_KEY"]})
         for service in ("authsvc", "uploadgw"):
             for i in range(2):
-                self._spawn(f"relay-{service}-{i}", ["-m", "gatehouse.cli", "relay", "--service", service], {})
+                self.spawn(f"relay-{service}-{i}", ["-m", "gatehouse.cli", "relay", "--service", service], {})
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -58,8 +58,10 @@ def setup_pages(app: web.Application, *, settings: Settings, clock: Clock, gatew
     async def resources(app: web.Application) -> AsyncIterator[None]:
         gateway = app[gateway_key]
         timeout = settings.auth_timeout
-        auth_channel = open_channel(settings.authsvc_target, settings.authsvc_key, default_timeout=timeout)
-        audit_channel = (open_channel(settings.auditsvc_target, settings.auditsvc_key, default_timeout=timeout)
+        auth_channel = open_channel(settings.authsvc_target, settings.authsvc_key, default_timeout=timeout,
+                                    tls=settings.tls)
+        audit_channel = (open_channel(settings.auditsvc_target, settings.auditsvc_key, default_timeout=timeout,
+                                      tls=settings.tls)
                          if settings.auditsvc_target and settings.auditsvc_key else None)
         if audit_channel is None:
             log.warning("UPLOADGW_AUDITSVC_TARGET/UPLOADGW_AUDITSVC_KEY not set: the security history is off")
