@@ -148,9 +148,16 @@ BACKENDS = ["local", "s3"]
 
 
 @pytest.fixture
+def s3_overrides():
+    """Override in a test module or class to change the S3 settings of the "s3" backend."""
+    return {}
+
+
+@pytest.fixture
 async def gw(auth, make_database_url, tmp_path, gw_overrides, backend, request):
     if backend == "s3":
-        gw_overrides = {"s3": await request.getfixturevalue("s3_server").new_bucket(), **gw_overrides}
+        bucket = await request.getfixturevalue("s3_server").new_bucket(**request.getfixturevalue("s3_overrides"))
+        gw_overrides = {"s3": bucket, **gw_overrides}
     settings = gateway_settings(make_database_url("uploadgw"), str(tmp_path / "store"), auth, **gw_overrides)
     running = await start(settings, clock=auth.clock, migrate_first=True)
     async with aiohttp.ClientSession() as http:

@@ -41,6 +41,29 @@ def test_settings_from_env():
         Settings.from_env({**REQUIRED, "UPLOADGW_LISTEN": "nope"})
 
 
+def test_object_store_settings_from_env():
+    assert Settings.from_env(REQUIRED).s3 is None  # the local store by default
+    s3 = {**REQUIRED, "UPLOADGW_STORAGE_BACKEND": "s3", "UPLOADGW_S3_BUCKET": "dists",
+          "UPLOADGW_S3_ENDPOINT_URL": "http://minio:9000", "UPLOADGW_S3_PATH_STYLE": "true",
+          "UPLOADGW_S3_ACCESS_KEY_ID": "AKIA", "UPLOADGW_S3_SECRET_ACCESS_KEY": "s3cr3t-value",
+          "UPLOADGW_S3_DOWNLOADS": "redirect"}
+    settings = Settings.from_env(s3)
+    assert settings.s3 is not None and (settings.s3.bucket, settings.s3.endpoint_url) == ("dists", "http://minio:9000")
+    assert settings.s3.path_style and settings.s3.downloads == "redirect" and settings.s3.presign_seconds == 30
+    assert "s3cr3t-value" not in repr(settings)
+    for changed, message in (({"UPLOADGW_STORAGE_BACKEND": "gcs"}, "UPLOADGW_STORAGE_BACKEND"),
+                             ({"UPLOADGW_S3_BUCKET": ""}, "UPLOADGW_S3_BUCKET"),
+                             ({"UPLOADGW_S3_DOWNLOADS": "proxy"}, "UPLOADGW_S3_DOWNLOADS"),
+                             ({"UPLOADGW_S3_SECRET_ACCESS_KEY": ""}, "set together"),
+                             ({"UPLOADGW_S3_PRESIGN_SECONDS": "0"}, "UPLOADGW_S3_PRESIGN_SECONDS")):
+        with pytest.raises(SettingsError, match=message):
+            Settings.from_env({**s3, **changed})
+    # A private index checks every read: its presigned URLs live a minute at most.
+    assert Settings.from_env({**s3, "UPLOADGW_S3_PRESIGN_SECONDS": "600"}).s3.presign_seconds == 600
+    with pytest.raises(SettingsError, match="at most 60 on a private index"):
+        Settings.from_env({**s3, "UPLOADGW_S3_PRESIGN_SECONDS": "600", "UPLOADGW_INDEX_PRIVATE": "yes"})
+
+
 def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
