@@ -12,27 +12,32 @@ import re
 import pytest
 from yarl import URL
 
+from tests.uploadgw.conftest import EVERYTHING
 from uploadgw.storage import filestore
 from uploadgw.storage.filestore import LocalFile, LocalFileStore, Redirect, Stream
 from uploadgw.storage.s3store import PART_SIZE, S3FileStore
 
-EVERYTHING = 10 ** 9
+LOCAL = ["hard links", "no hard links"]
 
 
-@pytest.fixture(params=["hard links", "no hard links", "s3"])
+def local(kind: str, tmp_path, monkeypatch) -> LocalFileStore:
+    """A store on this filesystem, or one that behaves as on a filesystem without hard links."""
+    if kind == "no hard links":
+        monkeypatch.setattr(filestore, "_hard_links_work", lambda directory: False)
+    made = LocalFileStore(tmp_path, fsync=True)
+    assert made.hard_links is (kind == "hard links")
+    return made
+
+
+@pytest.fixture(params=[*LOCAL, "s3"])
 async def store(request, tmp_path, monkeypatch):
-    """A store on this filesystem, one that behaves as on a filesystem without hard links, and a
-    bucket on moto's S3 server."""
+    """Each local store, and a bucket on moto's S3 server."""
     if request.param == "s3":
         settings = await request.getfixturevalue("s3_server").new_bucket()
         async with S3FileStore.open(settings, tmp_path / "tmp") as made:
             yield made
-        return
-    if request.param == "no hard links":
-        monkeypatch.setattr(filestore, "_hard_links_work", lambda directory: False)
-    made = LocalFileStore(tmp_path, fsync=True)
-    assert made.hard_links is (request.param == "hard links")
-    yield made
+    else:
+        yield local(request.param, tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -97,23 +102,21 @@ async def test_a_large_file_is_stored_whole_and_stale_scratch_files_are_swept(st
 
 
 # -- the local store ---------------------------------------------------------------------------------
-def test_the_registration_is_the_blobs_second_name_where_the_filesystem_has_hard_links(tmp_path):
+async def test_the_registration_is_the_blobs_second_name_where_the_filesystem_has_hard_links(tmp_path):
     store = LocalFileStore(tmp_path)
     assert store.hard_links  # ext4, xfs, btrfs, tmpfs, NFS all have them
-    key = store._store("ab" * 32, b"data")
+    key = await store.store("ab" * 32, b"data")
     blob, marker = store.blobs / key, store.pending_dir / key.split("/")[1]
     assert os.path.samestat(blob.stat(), marker.stat()) and blob.stat().st_nlink == 2
-    asyncio.run(store.settle(key))
+    await store.settle(key)
     assert blob.stat().st_nlink == 1 and not marker.exists()
     assert sorted(p.name for p in store.blobs.iterdir()) == [f"{i:02x}" for i in range(256)]
-    assert asyncio.run(store.download(key, "x.whl")) == LocalFile(str(blob))  # sent with sendfile
+    assert await store.download(key, "x.whl") == LocalFile(str(blob))  # sent with sendfile
 
 
-@pytest.fixture(params=["hard links", "no hard links"])
+@pytest.fixture(params=LOCAL)
 def local_store(request, tmp_path, monkeypatch):
-    if request.param == "no hard links":
-        monkeypatch.setattr(filestore, "_hard_links_work", lambda directory: False)
-    return LocalFileStore(tmp_path, fsync=True)
+    return local(request.param, tmp_path, monkeypatch)
 
 
 async def test_a_name_already_taken_is_never_touched(local_store, monkeypatch):
