@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from gatehouse.auth.v1 import admin_pb2
 from gatehouse.infra.outbox import ActorRef
-from tests.uploadgw.conftest import BACKENDS, make_uploader, mint, twine
+from tests.uploadgw.conftest import BACKENDS, EVERYTHING, make_uploader, mint, twine
 from tests.uploadgw.dists import make_sdist, make_wheel
 from tests.uploadgw.http_support import post_upload
 from uploadgw import admin
@@ -184,6 +184,18 @@ async def test_orphan_blobs_are_collected_by_age(gw, tmp_path):
     os.utime(orphan, (time.time() - 2 * 86400,) * 2)
     result = await admin.sweep(gw.settings)
     assert result["orphan_blobs_removed"] == 1 and await gw.stored_blobs() == live
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+async def test_the_full_scan_removes_only_blobs_no_row_names(gw, tmp_path):
+    """The operator's sweep lists the whole store (a bucket too) and keeps every blob a row names."""
+    up = await make_uploader(gw.auth)
+    await publish(gw, tmp_path, up, "scan-proj", "1.0")
+    live = await gw.stored_blobs()
+    orphan = await gw.gateway.store.store("ab" * 32, b"stored, never recorded")
+    await gw.gateway.store.settle(orphan)  # not even pending: only the full scan finds it
+    assert await gw.gateway.releases.collect_orphan_blobs(-EVERYTHING) == 1
+    assert await gw.stored_blobs() == live and (await page(gw, "scan-proj"))[0] == 200
 
 
 async def test_a_recreated_project_replaces_the_deleted_ones_files(gw, tmp_path):
