@@ -197,6 +197,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
+            await gateway.uploads.finish_background()
             await gateway.auth.close()
             await channel.close()
             gateway.transactions.dispose()

@@ -4,8 +4,8 @@ records them, and discards whatever was not recorded.
 Authorise: the form and filename are valid and authsvc says this token may upload to this project
 (the database is read meanwhile); cheap refusals come before any file byte is used. Receive: the
 bytes are hashed into a spool, bounded by the project's limits. Check: the bytes match the digests
-the client sent and are not already there; then, in a worker thread, the archive's contents are
-examined and its bytes stored durably under a key of this upload's own. Record: the file, its
+the client sent and are not already there; then the archive's contents are examined (in a worker
+thread) and its bytes stored durably, by the file store, under a key of this upload's own. Record: the file, its
 release and their events are written in one transaction. A blob is reachable only through its row,
 so nothing is visible before that commit; a failure at any point removes the blob (a crash leaves
 it pending, for the sweeper) and leaves no row behind.
@@ -282,6 +282,11 @@ class UploadService:
         task = asyncio.ensure_future(run())
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
+
+    async def finish_background(self) -> None:
+        """At shutdown, before the store closes: let blobs still being settled or removed finish."""
+        while self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
 
     async def _after_record(self, recording: asyncio.Future, key: str) -> None:
         """The blob once its record is over: settled when its row committed; removed when this

@@ -1,7 +1,7 @@
 """Receiving an upload's bytes while hashing them, in bounded memory.
 
 Up to `MEMORY_LIMIT` the bytes stay in memory (most distributions are small; they then go to
-the store once). Beyond it they stream to a temporary file: pieces are
+the store once). Beyond it they stream to a scratch file on local disk (whatever the store): pieces are
 gathered into ~1 MiB batches, each hashed and written by a worker thread (hashlib and file writes
 release the GIL) while the event loop reads the next one. At most two batches are held at any
 time, whatever the size of the file.
