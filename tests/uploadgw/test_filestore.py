@@ -252,6 +252,22 @@ async def test_objects_outside_the_prefix_are_left_alone(s3_server, tmp_path):
         f"index-a/blobs/{key}", f"index-a/pending/{key.split('/')[1]}"]
 
 
+async def test_files_copied_from_a_local_store_keep_their_keys(s3_server, s3_store, tmp_path):
+    """An operator moving to a bucket copies `blobs/` as it is, the earlier `ab/cd/<name>` layout too."""
+    local_store = LocalFileStore(tmp_path / "local")
+    current = await local_store.store("ab" * 32, b"current layout")
+    earlier = "cd/cd/" + "cd" * 32 + "-" + "0" * 16
+    (local_store.blobs / "cd" / "cd").mkdir()
+    (local_store.blobs / earlier).write_bytes(b"earlier layout")
+    async with s3_server.client() as s3:
+        for key in (current, earlier):
+            await s3.put_object(Bucket=s3_store.bucket, Key=f"blobs/{key}", Body=(local_store.blobs / key).read_bytes())
+    assert await read(s3_store, current) == b"current layout" and await read(s3_store, earlier) == b"earlier layout"
+    assert sorted(await s3_store.keys(-EVERYTHING)) == sorted([current, earlier])
+    with pytest.raises(ValueError):
+        await s3_store.download("cd/../" + earlier.rsplit("/", 1)[1], "x.whl")
+
+
 async def test_a_redirect_is_a_presigned_url_that_expires(s3_server, tmp_path):
     import aiohttp
 

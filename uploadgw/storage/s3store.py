@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, BinaryIO
 
@@ -34,6 +35,7 @@ from uploadgw.storage.filestore import BLOB_NAME, Download, Redirect, Scratch, S
 PART_SIZE = 8 * 1024 * 1024
 DOWNLOAD_CHUNK = 256 * 1024
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
+_FANOUT = re.compile(r"[0-9a-f]{2}")
 
 
 def _client_config(settings: S3Settings) -> AioConfig:
@@ -80,14 +82,15 @@ class S3FileStore:
             yield cls(settings, Scratch(scratch_dir), s3, signer)
 
     def _blob(self, key: str) -> str:
-        parts = key.split("/")
-        if len(parts) != 2 or len(parts[0]) != 2 or not BLOB_NAME.fullmatch(parts[1]):
+        """`ab/<name>`, or `ab/cd/<name>` (a local store's earlier layout, copied into the bucket)."""
+        *fanout, name = key.split("/")
+        if len(fanout) not in (1, 2) or any(not _FANOUT.fullmatch(p) for p in fanout) or not BLOB_NAME.fullmatch(name):
             raise ValueError(f"malformed storage key {key!r}")
         return self._blobs + key
 
     def _marker(self, key: str) -> str:
         self._blob(key)
-        return self._pending + key.split("/")[1]
+        return self._pending + key.rsplit("/", 1)[1]
 
     # -- writing ----------------------------------------------------------------------------------
     async def store(self, sha256: str, source: bytes | str) -> str:
@@ -199,7 +202,7 @@ class S3FileStore:
 
     async def keys(self, min_age_seconds: float) -> list[str]:
         return [name async for name in self._listed(self._blobs, min_age_seconds)
-                if BLOB_NAME.fullmatch(name.partition("/")[2])]
+                if BLOB_NAME.fullmatch(name.rsplit("/", 1)[-1])]
 
     async def sweep_incomplete(self, max_age_seconds: float) -> int:
         """Scratch files, and multipart uploads a crash cut off, older than the age."""
