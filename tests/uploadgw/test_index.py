@@ -157,6 +157,8 @@ async def test_files_are_served_immutable_with_their_type(gw, published):
         status, headers, data = await get(gw, path)
         assert status == 200 and headers["Content-Type"] == ctype and "Content-Encoding" not in headers
         assert "immutable" in headers["Cache-Control"] and data == published[name].read_bytes()
+        async with gw.http.head(gw.url + path) as resp:
+            assert resp.status == 200 and resp.content_length == len(data) and await resp.read() == b""
         wrong = path.rsplit("/", 1)[0] + "/other_name-1.0.tar.gz"
         assert (await get(gw, wrong))[0] == 404
     sdist_url = files["Index_Pkg-1.0.tar.gz"].removeprefix("../..")

@@ -20,7 +20,8 @@ async def answer_download(request: web.Request, download: Download, headers: dic
     response.content_length = download.size
     async with contextlib.aclosing(download.chunks) as chunks:
         await response.prepare(request)
-        async for chunk in chunks:
-            await response.write(chunk)
+        if request.method != "HEAD":  # a HEAD answer has the headers only
+            async for chunk in chunks:
+                await response.write(chunk)
     await response.write_eof()
     return response
