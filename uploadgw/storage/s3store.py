@@ -96,19 +96,22 @@ class S3FileStore:
     async def store(self, sha256: str, source: bytes | str) -> str:
         # 64 random bits per key: two uploads never draw the same (S3 has no portable create-if-absent).
         key = new_key(sha256)
-        marker = self._marker(key)
+        blob, marker = self._blob(key), self._marker(key)
         await self._client.put_object(Bucket=self.bucket, Key=marker, Body=b"")
         try:
             if isinstance(source, bytes):
-                await self._client.put_object(Bucket=self.bucket, Key=self._blob(key), Body=source)
+                await self._client.put_object(Bucket=self.bucket, Key=blob, Body=source)
             else:
-                await self._put_file(self._blob(key), source)
-                await asyncio.to_thread(self.scratch.discard_temp, source)
+                await self._put_file(blob, source)
         except BaseException:
-            # The blob was not written (a multipart upload is aborted): only the registration goes.
+            # A multipart upload was aborted; a blob whose answer was lost may exist after all. The
+            # registration goes last: should a removal fail, the sweeper finds the blob by it.
             with contextlib.suppress(Exception):
+                await self._client.delete_object(Bucket=self.bucket, Key=blob)
                 await self._client.delete_object(Bucket=self.bucket, Key=marker)
             raise
+        if isinstance(source, str):
+            await asyncio.to_thread(self.scratch.discard_temp, source)  # its bytes are in the bucket
         return key
 
     async def _put_file(self, name: str, path: str) -> None:
