@@ -19,6 +19,10 @@ table with each figure's ratio to the best peer, each target's ratio to the null
 targets.
 
   python benchmarks/bench_upload.py [--small 200] [--rounds 4] [--big-mib 100] [--rss-gib 1] [--page-files 1000]
+                                    [--s3]
+
+With --s3 the gateway keeps its files in a bucket of moto's S3 server (the test extra's, started
+on loopback as the object-store tests start it: tests/s3server.py) instead of the local store.
 """
 
 from __future__ import annotations
@@ -188,8 +192,24 @@ class Gateway(Target):
         self.upload_url = f"http://127.0.0.1:{gw_port}/legacy/"
         self.simple_url = f"http://127.0.0.1:{gw_port}/simple/"
         self.user = "__token__"
-        self.notes = ("authsvc + uploadgw processes, SQLite, local file store, API token"
+        store = "an S3 bucket" if self.extra_env.get("UPLOADGW_STORAGE_BACKEND") == "s3" else "local file store"
+        self.notes = (f"authsvc + uploadgw processes, SQLite, {store}, API token"
                       + (f" ({', '.join(f'{k}={v}' for k, v in self.extra_env.items())})" if self.extra_env else ""))
+
+
+def start_bucket(work: str, procs: Processes) -> dict[str, str]:
+    """moto's S3 server on loopback with an empty bucket: the gateway's environment for it."""
+    import asyncio
+
+    sys.path.insert(0, ROOT)
+    from tests.s3server import MotoServer
+
+    server = MotoServer.start(f"{work}/moto.log")
+    procs.procs.append(server.process)
+    bucket = asyncio.run(server.new_bucket())
+    return {"UPLOADGW_STORAGE_BACKEND": "s3", "UPLOADGW_S3_BUCKET": bucket.bucket,
+            "UPLOADGW_S3_ENDPOINT_URL": bucket.endpoint_url, "UPLOADGW_S3_PATH_STYLE": "true",
+            "UPLOADGW_S3_ACCESS_KEY_ID": bucket.access_key_id, "UPLOADGW_S3_SECRET_ACCESS_KEY": bucket.secret_access_key}
 
 
 def mint_token(target: str, operator_key: str) -> str:
@@ -471,6 +491,7 @@ def main() -> int:
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
                     help="extra environment for the gateway, e.g. UPLOADGW_FSYNC=false")
+    ap.add_argument("--s3", action="store_true", help="the gateway's files in a bucket of moto's S3 server")
     ap.add_argument("--out", help="write the raw results as JSON here")
     args = ap.parse_args()
 
@@ -498,6 +519,8 @@ def main() -> int:
 
         gateway = Gateway()
         gateway.extra_env = dict(item.split("=", 1) for item in args.gateway_env)
+        if args.s3:
+            gateway.extra_env.update(start_bucket(work, procs))
         targets: list[Target] = [gateway, NullServer()]
         if args.no_peers:
             print("peers skipped (--no-peers)")

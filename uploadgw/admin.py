@@ -19,7 +19,7 @@ from gatehouse.infra.outbox import ActorRef, EventEmitter, event_signer
 from uploadgw.models import outbox
 from uploadgw.releases.service import ReleaseService, RemovalReport
 from uploadgw.settings import Settings
-from uploadgw.storage.filestore import LocalFileStore
+from uploadgw.storage import open_store
 
 
 @contextlib.asynccontextmanager
@@ -27,11 +27,11 @@ async def _releases(settings: Settings, clock: Clock | None = None):
     clock = clock or SystemClock()
     engine = make_engine(settings.database_url)
     try:
-        yield ReleaseService(db=make_session_factory(engine), store=LocalFileStore(settings.storage_dir,
-                                                                                   fsync=settings.fsync),
-                             events=EventEmitter(outbox, source="uploadgw", clock=clock,
-                                                 signer=event_signer("uploadgw", settings.event_keys)),
-                             clock=clock)
+        async with open_store(settings) as store:
+            yield ReleaseService(db=make_session_factory(engine), store=store,
+                                 events=EventEmitter(outbox, source="uploadgw", clock=clock,
+                                                     signer=event_signer("uploadgw", settings.event_keys)),
+                                 clock=clock)
     finally:
         await engine.dispose()
 
@@ -88,7 +88,7 @@ async def sweep(settings: Settings, *, orphan_min_age_seconds: float = 24 * 3600
     age: an upload in flight records its blob well within that)."""
     async with _releases(settings) as releases:
         finished = await releases.finish_pending()
-        temp = await asyncio.to_thread(releases.store.sweep_temp, settings.temp_max_age_seconds)
+        temp = await releases.store.sweep_incomplete(settings.temp_max_age_seconds)
         unrecorded = await releases.collect_unrecorded(settings.temp_max_age_seconds)
         orphans = await releases.collect_orphan_blobs(max(orphan_min_age_seconds, settings.temp_max_age_seconds))
     return {"files_removed": finished, "temp_removed": temp, "unrecorded_removed": unrecorded,

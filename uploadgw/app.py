@@ -40,7 +40,8 @@ from uploadgw.projectsync import ProjectDeletionListener
 from uploadgw.pages import setup_pages
 from uploadgw.releases.service import ReleaseService
 from uploadgw.settings import Settings
-from uploadgw.storage.filestore import LocalFileStore
+from uploadgw.storage import open_store
+from uploadgw.storage.filestore import FileStore
 from uploadgw.uploads.archive import ArchiveLimits
 from uploadgw.uploads.service import SizeLimits, UploadService
 
@@ -57,7 +58,7 @@ class Gateway:
     clock: Clock
     engine: AsyncEngine
     db: async_sessionmaker[AsyncSession]
-    store: LocalFileStore
+    store: FileStore
     auth: AuthClient
     events: EventEmitter
     uploads: UploadService
@@ -87,10 +88,9 @@ async def migrate(settings: Settings) -> None:
     await upgrade_async(settings.database_url, MIGRATIONS)
 
 
-def build_gateway(settings: Settings, clock: Clock, channel: grpc.aio.Channel) -> Gateway:
+def build_gateway(settings: Settings, clock: Clock, channel: grpc.aio.Channel, store: FileStore) -> Gateway:
     engine = make_engine(settings.database_url)
     db = make_session_factory(engine)
-    store = LocalFileStore(settings.storage_dir, fsync=settings.fsync)
     events = EventEmitter(outbox, source="uploadgw", clock=clock,
                           signer=event_signer("uploadgw", settings.event_keys))
     auth = AuthClient(channel, credential=settings.authsvc_key, timeout=settings.auth_timeout,
@@ -114,7 +114,7 @@ async def sweep_once(gateway: Gateway) -> None:
     """Finish interrupted removals, drop temporaries and unrecorded blobs left by crashed uploads
     (any replica may run it)."""
     max_age = gateway.settings.temp_max_age_seconds
-    removed = await asyncio.to_thread(gateway.store.sweep_temp, max_age)
+    removed = await gateway.store.sweep_incomplete(max_age)
     unrecorded = await gateway.releases.collect_unrecorded(max_age)
     finished = await gateway.releases.finish_pending()
     if removed or unrecorded or finished:
@@ -161,49 +161,51 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    # The upload check's hot path: no interceptors.
-    channel = open_bare_channel(settings.authsvc_target, tls=settings.tls)
-    gateway = build_gateway(settings, app[CLOCK], channel)
-    app[GATEWAY] = gateway
-    app[HANDLERS] = Handlers(
-        upload=UploadHandler(gateway.uploads, max_file_size=settings.max_file_size,
-                             max_form_size=settings.max_form_size),
-        index=IndexHandlers(gateway.index, gateway.store, gateway.auth, private=settings.index_private),
-        health=HealthHandlers(gateway.engine),
-        disclosure=DisclosureHandler(channel, credential=settings.authsvc_key, timeout=settings.auth_timeout),
-    )
-    sweeper = relay = None
-    if settings.sweep_interval_seconds > 0:
-        sweeper = asyncio.create_task(_sweeper(gateway), name="uploadgw-sweeper")
-    if settings.relay_enabled and settings.redis_url:
-        # In-process relay, woken after every commit; on Kubernetes it may run as its own Deployment.
-        relay = OutboxRelay(gateway.db, outbox, settings.redis_url, settings.event_stream, clock=gateway.clock,
-                            name="uploadgw-relay")
-        relay.notify_on_commit(gateway.db)
-        gateway.transactions.after_commit = relay.notify
-        relay.start()
-    app[RELAY] = relay
-    listener = None
-    if settings.project_events and settings.redis_url:
-        listener = ProjectDeletionListener(settings.redis_url, settings.event_stream, gateway.releases,
-                                           gateway.auth)
-        listener.start()
-    app[LISTENER] = listener
-    try:
-        yield
-    finally:
-        if listener is not None:
-            await listener.stop()
-        if relay is not None:
-            await relay.stop()
-        if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
-        await gateway.auth.close()
-        await channel.close()
-        gateway.transactions.dispose()
-        await gateway.engine.dispose()
+    async with open_store(settings) as store:
+        # The upload check's hot path: no interceptors.
+        channel = open_bare_channel(settings.authsvc_target, tls=settings.tls)
+        gateway = build_gateway(settings, app[CLOCK], channel, store)
+        app[GATEWAY] = gateway
+        app[HANDLERS] = Handlers(
+            upload=UploadHandler(gateway.uploads, max_file_size=settings.max_file_size,
+                                 max_form_size=settings.max_form_size),
+            index=IndexHandlers(gateway.index, gateway.store, gateway.auth, private=settings.index_private),
+            health=HealthHandlers(gateway.engine),
+            disclosure=DisclosureHandler(channel, credential=settings.authsvc_key, timeout=settings.auth_timeout),
+        )
+        sweeper = relay = None
+        if settings.sweep_interval_seconds > 0:
+            sweeper = asyncio.create_task(_sweeper(gateway), name="uploadgw-sweeper")
+        if settings.relay_enabled and settings.redis_url:
+            # In-process relay, woken after every commit; on Kubernetes it may run as its own Deployment.
+            relay = OutboxRelay(gateway.db, outbox, settings.redis_url, settings.event_stream, clock=gateway.clock,
+                                name="uploadgw-relay")
+            relay.notify_on_commit(gateway.db)
+            gateway.transactions.after_commit = relay.notify
+            relay.start()
+        app[RELAY] = relay
+        listener = None
+        if settings.project_events and settings.redis_url:
+            listener = ProjectDeletionListener(settings.redis_url, settings.event_stream, gateway.releases,
+                                               gateway.auth)
+            listener.start()
+        app[LISTENER] = listener
+        try:
+            yield
+        finally:
+            if listener is not None:
+                await listener.stop()
+            if relay is not None:
+                await relay.stop()
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+            await gateway.uploads.finish_background()
+            await gateway.auth.close()
+            await channel.close()
+            gateway.transactions.dispose()
+            await gateway.engine.dispose()
 
 
 def _delegate(pick: Callable[[Handlers], Handler]) -> Handler:

@@ -14,6 +14,29 @@ GIB = 1024 * MIB
 
 
 @dataclasses.dataclass(frozen=True)
+class S3Settings:
+    """The object-store backend (uploadgw/storage/s3store.py): any service that speaks the S3 API."""
+
+    bucket: str
+    # Empty: AWS's endpoint for the region. MinIO, Ceph RGW, R2: their URL.
+    endpoint_url: str = ""
+    region: str = "us-east-1"
+    # Empty: botocore's usual chain (environment, web identity / IRSA, instance profile).
+    access_key_id: str = ""
+    secret_access_key: str = dataclasses.field(default="", repr=False)
+    # `https://endpoint/bucket/key` instead of `https://bucket.endpoint/key` (MinIO, Ceph RGW).
+    path_style: bool = False
+    # Every object's name starts with this (several indexes may share a bucket).
+    prefix: str = ""
+    # "stream": downloads go through the gateway; "redirect": a 302 to a presigned URL.
+    downloads: str = "stream"
+    presign_seconds: int = 30
+    # The endpoint clients reach for presigned URLs, when it is not the gateway's (a CDN, a public
+    # name in front of an in-cluster MinIO). Empty: `endpoint_url`.
+    public_endpoint_url: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     database_url: str
     storage_dir: str
@@ -75,6 +98,8 @@ class Settings:
     max_uploads_per_ip: int = 8
     # TLS on the calls to authsvc and auditsvc (UPLOADGW_TLS_*; gatehouse.infra.tls): None is plaintext.
     tls: TlsSettings | None = None
+    # Blobs in an S3 bucket instead of under `storage_dir` (which then holds uploads in progress only).
+    s3: S3Settings | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -120,6 +145,7 @@ class Settings:
             max_uploads_per_token=env.int("UPLOADGW_MAX_UPLOADS_PER_TOKEN", 4, minimum=0),
             max_uploads_per_ip=env.int("UPLOADGW_MAX_UPLOADS_PER_IP", 8, minimum=0),
             tls=TlsSettings.from_env(env, "UPLOADGW"),
+            s3=_s3_from_env(env, private=env.bool("UPLOADGW_INDEX_PRIVATE", False)),
         )
         for name, value in (("UPLOADGW_AUTH_TIMEOUT", settings.auth_timeout),
                             ("UPLOADGW_HEADER_TIMEOUT", settings.header_timeout),
@@ -131,6 +157,42 @@ class Settings:
         if settings.body_rate_grace < 0:
             raise SettingsError("UPLOADGW_BODY_RATE_GRACE must be zero or more seconds")
         return settings
+
+
+MAX_PRESIGN_SECONDS_PRIVATE = 60
+
+
+def _s3_from_env(env: Env, *, private: bool) -> S3Settings | None:
+    backend = env.str("UPLOADGW_STORAGE_BACKEND", "local")
+    if backend not in ("local", "s3"):
+        raise SettingsError(f"UPLOADGW_STORAGE_BACKEND must be 'local' or 's3', got {backend!r}")
+    if backend == "local":
+        return None
+    downloads = env.str("UPLOADGW_S3_DOWNLOADS", "stream")
+    if downloads not in ("stream", "redirect"):
+        raise SettingsError(f"UPLOADGW_S3_DOWNLOADS must be 'stream' or 'redirect', got {downloads!r}")
+    # A private index checks every read: the URL it hands out must not stay valid much longer.
+    longest = MAX_PRESIGN_SECONDS_PRIVATE if private else 3600
+    presign_seconds = env.int("UPLOADGW_S3_PRESIGN_SECONDS", 30, minimum=1)
+    if presign_seconds > longest:
+        raise SettingsError(f"UPLOADGW_S3_PRESIGN_SECONDS must be at most {longest}"
+                            f"{' on a private index' if private else ''}, got {presign_seconds}")
+    access_key_id = env.str("UPLOADGW_S3_ACCESS_KEY_ID", "")
+    secret_access_key = env.str("UPLOADGW_S3_SECRET_ACCESS_KEY", "")
+    if bool(access_key_id) != bool(secret_access_key):
+        raise SettingsError("UPLOADGW_S3_ACCESS_KEY_ID and UPLOADGW_S3_SECRET_ACCESS_KEY are set together, or neither")
+    return S3Settings(
+        bucket=env.str("UPLOADGW_S3_BUCKET"),
+        endpoint_url=env.str("UPLOADGW_S3_ENDPOINT_URL", ""),
+        region=env.str("UPLOADGW_S3_REGION", "us-east-1"),
+        access_key_id=access_key_id,
+        secret_access_key=secret_access_key,
+        path_style=env.bool("UPLOADGW_S3_PATH_STYLE", False),
+        prefix=env.str("UPLOADGW_S3_PREFIX", ""),
+        downloads=downloads,
+        presign_seconds=presign_seconds,
+        public_endpoint_url=env.str("UPLOADGW_S3_PUBLIC_ENDPOINT_URL", ""),
+    )
 
 
 def _parse_listen(value: str) -> tuple[str, int]:

@@ -20,12 +20,14 @@ from gatehouse.infra.clock import FakeClock
 from gatehouse.infra.grpcserver import open_channel
 from tests import eventkeys
 from tests.authsvc.conftest import AuthHarness, auth_settings
+from tests.s3server import MotoServer
 from uploadgw.app import METRICS
 from uploadgw.models import outbox
 from uploadgw.server import RunningGateway, start
 from uploadgw.settings import Settings
 
 PASSWORD = "correct horse battery staple"
+EVERYTHING = 10 ** 9  # seconds: `keys(-EVERYTHING)` lists every blob, however young
 
 
 @pytest.fixture
@@ -111,17 +113,51 @@ class GatewayHarness:
                 out.append(event)
         return out
 
-    def stored_blobs(self) -> list[str]:
-        root = os.path.join(self.settings.storage_dir, "blobs")
-        return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+    async def stored_blobs(self) -> list[str]:
+        return sorted(await self.gateway.store.keys(-EVERYTHING))
 
-    def temp_files(self) -> list[str]:
-        """Temporary files and blobs still pending (stored, not recorded nor removed)."""
-        return [name for sub in ("tmp", "pending") for name in os.listdir(os.path.join(self.settings.storage_dir, sub))]
+    async def temp_files(self) -> list[str]:
+        """Scratch files and blobs still pending (stored, not recorded nor removed)."""
+        store = self.gateway.store
+        return [*store.scratch.names(), *await store.pending(-EVERYTHING)]
+
+    async def mark_pending(self, key: str) -> None:
+        """Register a blob as pending again, as if its upload had just stored it."""
+        store = self.gateway.store
+        if self.settings.s3 is None:
+            (store.pending_dir / key.split("/")[-1]).touch()
+        else:
+            await store._client.put_object(Bucket=store.bucket, Key=store._marker(key), Body=b"")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    server = MotoServer.start(str(tmp_path_factory.mktemp("moto") / "server.log"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture
-async def gw(auth, make_database_url, tmp_path, gw_overrides):
+def backend(request) -> str:
+    """The file store of the `gw` fixture: "local", or "s3" (a bucket on moto's server); a test runs
+    on both with `@pytest.mark.parametrize("backend", BACKENDS, indirect=True)`."""
+    return getattr(request, "param", "local")
+
+
+BACKENDS = ["local", "s3"]
+
+
+@pytest.fixture
+def s3_overrides():
+    """Override in a test module or class to change the S3 settings of the "s3" backend."""
+    return {}
+
+
+@pytest.fixture
+async def gw(auth, make_database_url, tmp_path, gw_overrides, backend, request):
+    if backend == "s3":
+        bucket = await request.getfixturevalue("s3_server").new_bucket(**request.getfixturevalue("s3_overrides"))
+        gw_overrides = {"s3": bucket, **gw_overrides}
     settings = gateway_settings(make_database_url("uploadgw"), str(tmp_path / "store"), auth, **gw_overrides)
     running = await start(settings, clock=auth.clock, migrate_first=True)
     async with aiohttp.ClientSession() as http:

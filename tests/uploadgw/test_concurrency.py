@@ -61,4 +61,4 @@ async def test_parallel_uploads_to_one_project(gw, tmp_path):
     # theirs, and nothing is left pending.
     async with gw.gateway.db() as session:
         paths = (await session.execute(select(File.path))).scalars().all()
-    assert gw.stored_blobs() == sorted(paths) and gw.temp_files() == []
+    assert await gw.stored_blobs() == sorted(paths) and await gw.temp_files() == []

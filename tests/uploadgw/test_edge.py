@@ -154,7 +154,7 @@ async def test_a_streamed_file_that_stops_is_cut(gw, tmp_path):
     writer.close()
     assert received.startswith(b"HTTP/1.1 408 The request body stalled: no data for 1.5 seconds."), received
     assert after < IDLE_TIMEOUT + 2.5
-    assert gw.temp_files() == []
+    assert await gw.temp_files() == []
 
 
 async def test_a_body_sent_a_byte_at_a_time_is_cut(gw, tmp_path):

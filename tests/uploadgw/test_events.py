@@ -77,7 +77,7 @@ class TestProjectDeletedInAuthsvc:
         assert listener.purged == 1
         async with gw.http.get(gw.url + "/simple/doomed-pkg/") as resp:
             assert resp.status == 404
-        assert len(gw.stored_blobs()) == 1
+        assert len(await gw.stored_blobs()) == 1
 
     async def test_a_forged_deletion_of_a_live_project_removes_nothing(self, gw, tmp_path, redis_server,
                                                                        stream_name):
@@ -103,4 +103,4 @@ class TestProjectDeletedInAuthsvc:
         assert listener.purged == 0 and listener.ignored == 1
         async with gw.http.get(gw.url + "/simple/target-pkg/") as resp:
             assert resp.status == 200
-        assert len(gw.stored_blobs()) == 1
+        assert len(await gw.stored_blobs()) == 1

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, update
 from yarl import URL
 
-from tests.uploadgw.conftest import make_uploader
+from tests.uploadgw.conftest import BACKENDS, make_uploader
 from tests.uploadgw.dists import make_sdist, make_wheel
 from tests.uploadgw.http_support import post_upload
 from uploadgw import admin
@@ -43,6 +43,7 @@ async def get(gw, path: str, accept: str | None = None, **kw):
         return resp.status, resp.headers, await resp.read()
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 async def test_json_project_page(gw, published):
     status, headers, body = await get(gw, "/simple/index-pkg/", JSON)
     assert status == 200 and headers["Content-Type"] == JSON and "Accept" in headers["Vary"]
@@ -146,6 +147,7 @@ async def test_yanked_releases(gw, published):
     assert tags == ["project:release:yank", "project:release:yank", "project:release:unyank"]
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 async def test_files_are_served_immutable_with_their_type(gw, published):
     _, _, body = await get(gw, "/simple/index-pkg/", JSON)
     files = {f["filename"]: f["url"] for f in json.loads(body)["files"]}
@@ -155,6 +157,8 @@ async def test_files_are_served_immutable_with_their_type(gw, published):
         status, headers, data = await get(gw, path)
         assert status == 200 and headers["Content-Type"] == ctype and "Content-Encoding" not in headers
         assert "immutable" in headers["Cache-Control"] and data == published[name].read_bytes()
+        async with gw.http.head(gw.url + path) as resp:
+            assert resp.status == 200 and resp.content_length == len(data) and await resp.read() == b""
         wrong = path.rsplit("/", 1)[0] + "/other_name-1.0.tar.gz"
         assert (await get(gw, wrong))[0] == 404
     sdist_url = files["Index_Pkg-1.0.tar.gz"].removeprefix("../..")
@@ -186,4 +190,4 @@ async def test_files_stored_under_the_earlier_layout_are_still_served(gw, publis
     status, _, metadata = await get(gw, f"/files/{earlier}/{filename}.metadata")
     assert status == 200 and b"Name: Index_Pkg" in metadata
     assert (await get(gw, f"/files/{key}/{filename}"))[0] == 404  # no longer there
-    assert await gw.gateway.releases.collect_orphan_blobs(0) == 0 and store.exists(earlier)
+    assert await gw.gateway.releases.collect_orphan_blobs(0) == 0 and await store.exists(earlier)

@@ -84,3 +84,38 @@ class TestPrivateIndex:
             assert resp.status == 401
         async with gw.http.get(gw.url + url, headers={"Authorization": f"Bearer {up.token}"}) as resp:
             assert resp.status == 200
+
+
+@pytest.mark.parametrize("backend", ["s3"], indirect=True)
+class TestPrivateIndexRedirectingToTheBucket:
+    """Downloads answered with a presigned URL of the bucket, after the private index's check."""
+
+    @pytest.fixture
+    def gw_overrides(self):
+        return {"index_private": True}
+
+    @pytest.fixture
+    def s3_overrides(self):
+        return {"downloads": "redirect", "presign_seconds": 20}
+
+    async def test_a_file_is_a_short_lived_redirect_given_only_after_the_check(self, gw, tmp_path):
+        up = await publish(gw, tmp_path, versions=("1.0",))
+        async with gw.http.get(gw.url + "/simple/client-pkg/", headers={
+                "Authorization": basic(up.token), "Accept": "application/vnd.pypi.simple.v1+json"}) as resp:
+            url = (await resp.json(content_type=None))["files"][0]["url"].removeprefix("../..")
+        async with gw.http.get(gw.url + url, allow_redirects=False) as resp:
+            assert resp.status == 401 and "Location" not in resp.headers
+        async with gw.http.get(gw.url + url, allow_redirects=False, headers={"Authorization": basic(up.token)}) as resp:
+            assert resp.status == 302 and resp.headers["Cache-Control"] == "no-store"
+            location = resp.headers["Location"]
+        assert location.startswith(gw.settings.s3.endpoint_url + "/") and "X-Amz-Expires=20" in location
+        async with gw.http.get(location) as resp:
+            assert resp.status == 200 and (await resp.read())[:2] == b"PK"
+
+    async def test_pip_follows_the_redirect(self, gw, tmp_path):
+        up = await publish(gw, tmp_path)
+        authed = gw.url.replace("http://", f"http://__token__:{up.token}@") + "/simple/"
+        result = await run(pip_install(authed, tmp_path / "t", "client-pkg==1.0"))
+        assert result.rc == 0, result.output
+        assert (tmp_path / "t" / "client_pkg" / "__init__.py").read_text().startswith('__version__ = "1.0"')
+        assert gw.requests_to("file", 302) == 1 and gw.requests_to("file", 200) == 0

@@ -39,7 +39,7 @@ async def test_a_part_disposition_is_read_by_one_rule(gw, tmp_path, payload, pla
     async with gw.http.post(gw.upload_url, data=head + tail, headers=headers) as resp:
         status, text = resp.status, await resp.text()
     assert status == 400 and expected in text, (status, text)
-    assert gw.stored_blobs() == []
+    assert await gw.stored_blobs() == []
 
 
 async def test_plain_parameters_are_accepted_in_both_ways(gw, tmp_path):

@@ -85,7 +85,7 @@ async def test_long_or_many_part_headers_are_400_not_500(gw, tmp_path, pad, afte
     ctype, body = with_part_headers(twine_fields(wheel), wheel, extra, pad=pad, after=after)
     status, reason, text = await exchange(gw.running.port, upload_request(up.token, ctype, body))
     assert status == 400 and words in reason, (status, reason, text[:200])
-    assert gw.stored_blobs() == [] and gw.temp_files() == []
+    assert await gw.stored_blobs() == [] and await gw.temp_files() == []
 
 
 async def test_non_utf8_user_agent_is_served(gw, tmp_path, caplog):

@@ -80,4 +80,4 @@ async def test_a_killed_replica_has_its_deletion_claimed_then_leaves_the_group(g
     assert live.purged == 1 and live.source.claimed == held
     async with gw.http.get(gw.url + "/simple/doomed-pkg/") as resp:
         assert resp.status == 404
-    assert gw.stored_blobs() == []
+    assert await gw.stored_blobs() == []

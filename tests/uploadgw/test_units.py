@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import re
 import tarfile
 import zipfile
@@ -20,7 +19,6 @@ from uploadgw.http import credentials
 from uploadgw.http.middleware import reason_phrase
 from uploadgw.index.render import negotiate
 from uploadgw.settings import Settings
-from uploadgw.storage.filestore import LocalFileStore
 from uploadgw.uploads import archive
 from uploadgw.uploads.form import check_filename, collect_fields, parse_form
 from uploadgw.uploads.service import human_size
@@ -41,6 +39,29 @@ def test_settings_from_env():
             Settings.from_env({k: v for k, v in REQUIRED.items() if k != name})
     with pytest.raises(SettingsError, match="UPLOADGW_LISTEN"):
         Settings.from_env({**REQUIRED, "UPLOADGW_LISTEN": "nope"})
+
+
+def test_object_store_settings_from_env():
+    assert Settings.from_env(REQUIRED).s3 is None  # the local store by default
+    s3 = {**REQUIRED, "UPLOADGW_STORAGE_BACKEND": "s3", "UPLOADGW_S3_BUCKET": "dists",
+          "UPLOADGW_S3_ENDPOINT_URL": "http://minio:9000", "UPLOADGW_S3_PATH_STYLE": "true",
+          "UPLOADGW_S3_ACCESS_KEY_ID": "AKIA", "UPLOADGW_S3_SECRET_ACCESS_KEY": "s3cr3t-value",
+          "UPLOADGW_S3_DOWNLOADS": "redirect"}
+    settings = Settings.from_env(s3)
+    assert settings.s3 is not None and (settings.s3.bucket, settings.s3.endpoint_url) == ("dists", "http://minio:9000")
+    assert settings.s3.path_style and settings.s3.downloads == "redirect" and settings.s3.presign_seconds == 30
+    assert "s3cr3t-value" not in repr(settings)
+    for changed, message in (({"UPLOADGW_STORAGE_BACKEND": "gcs"}, "UPLOADGW_STORAGE_BACKEND"),
+                             ({"UPLOADGW_S3_BUCKET": ""}, "UPLOADGW_S3_BUCKET"),
+                             ({"UPLOADGW_S3_DOWNLOADS": "proxy"}, "UPLOADGW_S3_DOWNLOADS"),
+                             ({"UPLOADGW_S3_SECRET_ACCESS_KEY": ""}, "set together"),
+                             ({"UPLOADGW_S3_PRESIGN_SECONDS": "0"}, "UPLOADGW_S3_PRESIGN_SECONDS")):
+        with pytest.raises(SettingsError, match=message):
+            Settings.from_env({**s3, **changed})
+    # A private index checks every read: its presigned URLs live a minute at most.
+    assert Settings.from_env({**s3, "UPLOADGW_S3_PRESIGN_SECONDS": "600"}).s3.presign_seconds == 600
+    with pytest.raises(SettingsError, match="at most 60 on a private index"):
+        Settings.from_env({**s3, "UPLOADGW_S3_PRESIGN_SECONDS": "600", "UPLOADGW_INDEX_PRIVATE": "yes"})
 
 
 def _basic(user: str, password: str) -> str:
@@ -166,133 +187,6 @@ def test_zip_sdist_and_metadata_check(tmp_path):
         wheel_metadata=None)
     with pytest.raises(InvalidUpload, match="Invalid distribution metadata"):
         archive.check_metadata(bad, canonical_name="zip-pkg", version=Version("1.0"), form_name="zip-pkg")
-
-
-@pytest.fixture(params=["hard links", "no hard links"])
-def store(request, tmp_path, monkeypatch):
-    """A store on this filesystem, and one that behaves as on a filesystem without hard links."""
-    from uploadgw.storage import filestore
-
-    if request.param == "no hard links":
-        monkeypatch.setattr(filestore, "_hard_links_work", lambda directory: False)
-    made = LocalFileStore(tmp_path, fsync=True)
-    assert made.hard_links is (request.param == "hard links")
-    return made
-
-
-def test_store_keys_are_the_content_and_a_random_tag_each_registered_until_settled(store, tmp_path):
-    sha = "AB" * 32
-    key = store.store(sha, b"data")
-    again = store.store(sha, b"data")  # identical bytes, another upload: a blob of its own
-    assert key.startswith("ab/" + "ab" * 32 + "-") and again != key
-    assert re.fullmatch(r"ab/(ab){32}-[0-9a-f]{16}", key)
-    assert store.open(key).read() == b"data" and store.exists(again)
-    assert sorted(store.iter_pending(0)) == sorted([key, again]) and list(store.iter_pending(3600)) == []
-    store.settle(key)  # recorded
-    store.discard(again)  # refused: its blob goes, the other upload's stays
-    assert list(store.iter_pending(0)) == [] and store.exists(key) and not store.exists(again)
-    assert store.open(key).read() == b"data"
-    temp, fp = store.new_temp()
-    with fp:
-        fp.write(b"streamed")
-    moved = store.store("cd" * 32, temp)  # a finished temporary file is moved, not copied
-    assert store.open(moved).read() == b"streamed" and list((tmp_path / "tmp").iterdir()) == []
-    assert list(store.iter_pending(0)) == [moved]
-    store.delete(key)
-    store.delete(key)
-    assert not store.exists(key)
-    with pytest.raises(ValueError):
-        store.open("../../etc/passwd")
-    with pytest.raises(ValueError):
-        store.store("not a digest", b"x")
-
-
-def test_the_registration_is_the_blobs_second_name_where_the_filesystem_has_hard_links(tmp_path):
-    store = LocalFileStore(tmp_path)
-    assert store.hard_links  # ext4, xfs, btrfs, tmpfs, NFS all have them
-    key = store.store("ab" * 32, b"data")
-    blob, marker = store.blobs / key, store.pending / key.split("/")[1]
-    assert os.path.samestat(blob.stat(), marker.stat()) and blob.stat().st_nlink == 2
-    store.settle(key)
-    assert blob.stat().st_nlink == 1 and not marker.exists()
-    assert sorted(p.name for p in store.blobs.iterdir()) == [f"{i:02x}" for i in range(256)]
-
-
-def test_a_name_already_taken_is_never_touched(store, monkeypatch):
-    """Keys carry 64 random bits; should one come twice, the second upload draws again and leaves
-    the first upload's blob and registration as they were."""
-    from uploadgw.storage import filestore
-
-    taken = store.store("ab" * 32, b"first upload")
-    fresh = filestore.new_key
-    drawn = iter([taken, fresh("ab" * 32)])
-    monkeypatch.setattr(filestore, "new_key", lambda sha: next(drawn))
-    key = store.store("ab" * 32, b"second upload")
-    assert key != taken and store.open(taken).read() == b"first upload" and store.open(key).read() == b"second upload"
-    assert sorted(store.iter_pending(0)) == sorted([taken, key])
-    store.settle(taken)  # recorded: only its blob's name remains; the next upload that draws it
-    drawn = iter([taken, fresh("ab" * 32)])
-    temp, fp = store.new_temp()
-    with fp:
-        fp.write(b"streamed")
-    third = store.store("ab" * 32, temp)
-    assert third != taken and store.open(taken).read() == b"first upload" and store.open(third).read() == b"streamed"
-    assert sorted(store.iter_pending(0)) == sorted([key, third])
-
-
-def test_keys_of_the_earlier_layout_stay_valid(store):
-    """Earlier versions stored blobs under `ab/cd/<name>`: they are read, deleted, swept and
-    listed as before."""
-    name = "ab" * 32 + "-" + "0" * 16
-    earlier = f"ab/ab/{name}"
-    (store.blobs / "ab" / "ab").mkdir()
-    (store.blobs / earlier).write_bytes(b"old blob")
-    (store.pending / name).touch()  # it was pending when the gateway was upgraded
-    current = store.store("cd" * 32, b"new blob")
-    assert store.open(earlier).read() == b"old blob" and store.exists(earlier)
-    assert sorted(store.iter_pending(0)) == sorted([earlier, current])
-    assert sorted(store.iter_keys(0)) == sorted([earlier, current])
-    store.discard(earlier)
-    assert not store.exists(earlier) and list(store.iter_pending(0)) == [current]
-
-
-def test_a_stored_blob_is_durable_and_its_directory_synced(store, tmp_path, monkeypatch):
-    from uploadgw.storage import filestore
-
-    synced: list = []
-    real_fsync = os.fsync
-
-    def path_sync(path):
-        synced.append(path)
-        fd = os.open(path, os.O_RDONLY)
-        real_fsync(fd)
-        os.close(fd)
-
-    monkeypatch.setattr(filestore, "_fsync_path", path_sync)
-    monkeypatch.setattr(filestore.os, "fsync", lambda fd: (synced.append("file"), real_fsync(fd)))
-    key = store.store("cd" * 32, b"data")
-    # The file's bytes first (one journal commit for every change), then the directory that gained
-    # the blob's name (the registration's is not synced). No directory is created.
-    assert synced == ["file", tmp_path / "blobs" / "cd"]
-    temp, fp = store.new_temp()
-    with fp:
-        fp.write(b"streamed")
-    synced.clear()
-    moved = store.store("cd" * 32, temp)
-    assert synced == [store.blobs / moved, tmp_path / "blobs" / "cd"]
-    monkeypatch.setattr(filestore.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk full")))
-    with pytest.raises(OSError, match="disk full"):
-        store.store("ef" * 32, b"lost")
-    assert not any(k.startswith("ef/") for k in store.iter_pending(0))
-    assert list((tmp_path / "blobs" / "ef").iterdir()) == []  # a failed store leaves no blob
-    temp, fp = store.new_temp()
-    with fp:
-        fp.write(b"streamed, lost")
-    monkeypatch.setattr(filestore, "_fsync_path", lambda path: (_ for _ in ()).throw(OSError("disk full")))
-    with pytest.raises(OSError, match="disk full"):
-        store.store("ef" * 32, temp)
-    assert list((tmp_path / "blobs" / "ef").iterdir()) == [] and sorted(store.iter_pending(0)) == sorted([key, moved])
-    assert store.exists(key)
 
 
 def test_license_expression_verdicts():

@@ -13,14 +13,14 @@ import zipfile
 import pytest
 from sqlalchemy import func, select
 
-from tests.uploadgw.conftest import make_uploader
+from tests.uploadgw.conftest import BACKENDS, make_uploader
 from tests.uploadgw.dists import make_sdist, make_wheel, metadata_text
 from tests.uploadgw.http_support import basic, encode, post_upload, raw_exchange, replace_field, twine_fields
 from uploadgw.models import File, Filename, Project, Release
 
 
 async def nothing_stored(gw) -> None:
-    assert gw.stored_blobs() == [] and gw.temp_files() == []
+    assert await gw.stored_blobs() == [] and await gw.temp_files() == []
     async with gw.gateway.db() as session:
         for model in (File, Filename, Release):
             assert (await session.execute(select(func.count()).select_from(model))).scalar() == 0
@@ -138,6 +138,7 @@ async def test_filename_refusals(gw, tmp_path):
     await nothing_stored(gw)
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 async def test_metadata_inside_must_match_the_upload(gw, tmp_path):
     up = await make_uploader(gw.auth)
     wheel = make_wheel(tmp_path, "meta-pkg", "1.0", metadata=metadata_text("meta-pkg", "2.0"))
@@ -189,6 +190,7 @@ async def test_sdist_with_link_outside_is_refused(gw, tmp_path):
     assert status == 400 and "points outside the archive" in reason, reason
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 async def test_garbage_named_like_a_wheel_is_400_not_500(gw, tmp_path):
     up = await make_uploader(gw.auth)
     good = make_wheel(tmp_path, "junk-pkg", "1.0")
@@ -210,6 +212,7 @@ async def test_garbage_body_is_400(gw):
         assert resp.status == 400 and "multipart/form-data" in resp.reason
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 async def test_one_sdist_per_release(gw, tmp_path):
     up = await make_uploader(gw.auth)
     tar = make_sdist(tmp_path, "one-sdist", "1.0")
@@ -221,7 +224,7 @@ async def test_one_sdist_per_release(gw, tmp_path):
     fields = _refresh_digests(twine_fields(tar), zpath.read_bytes())
     status, reason, _ = await post_upload(gw, zpath, up.token, fields=fields)
     assert status == 400 and reason == "Only one sdist may be uploaded per release."
-    assert len(gw.stored_blobs()) == 1 and gw.temp_files() == []
+    assert len(await gw.stored_blobs()) == 1 and await gw.temp_files() == []
 
 
 async def test_an_upload_that_took_too_long_to_record_is_refused(gw, tmp_path):
@@ -237,6 +240,7 @@ async def test_an_upload_that_took_too_long_to_record_is_refused(gw, tmp_path):
     assert status == 200, reason
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 async def test_interrupted_upload_leaves_nothing(gw, tmp_path):
     up = await make_uploader(gw.auth)
     for number, size in enumerate((3 * 1024 * 1024, 200 * 1024)):  # streamed, and read whole
@@ -314,4 +318,4 @@ async def test_small_wheels_with_a_long_metadata_or_many_members_are_accepted(gw
     fields = _refresh_digests(twine_fields(make_wheel(tmp_path, "many-members", "1.1")), wrong.read_bytes())
     status, reason, _ = await post_upload(gw, wrong, up.token, fields=fields)
     assert status == 400 and "metadata names 'many-members' version '9.9'" in reason, reason
-    assert len(gw.stored_blobs()) == 2
+    assert len(await gw.stored_blobs()) == 2

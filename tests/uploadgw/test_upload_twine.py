@@ -10,17 +10,18 @@ import sys
 import types
 
 import aiohttp
-
+import pytest
 from sqlalchemy import select
 
 from gatehouse.auth.v1 import admin_pb2, common_pb2
-from tests.uploadgw.conftest import client_env, gateway_settings, make_uploader, mint, run, twine
+from tests.uploadgw.conftest import BACKENDS, client_env, gateway_settings, make_uploader, mint, run, twine
 from tests.uploadgw.dists import make_sdist, make_wheel, write_build_project
 from tests.uploadgw.http_support import post_upload
 from uploadgw.models import File, Filename, Release
 from uploadgw.server import start
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 async def test_wheel_and_sdist_with_u_token(gw, tmp_path):
     up = await make_uploader(gw.auth)
     wheel = make_wheel(tmp_path, "alpha-pkg", "1.0.0")
@@ -80,6 +81,7 @@ async def test_url_without_trailing_slash_works(gw, tmp_path):
     assert gw.requests_to("upload_no_slash", 200) == 1
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 async def test_built_with_python_build_then_installed_by_pip(gw, tmp_path):
     up = await make_uploader(gw.auth)
     project = write_build_project(tmp_path / "src", "built-pkg", "0.3.0")
@@ -98,6 +100,7 @@ async def test_built_with_python_build_then_installed_by_pip(gw, tmp_path):
     assert gw.requests_to("file_metadata", 200) >= 1  # pip resolved from the PEP 658 metadata file
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 async def test_token_for_another_project_shows_the_reason(gw, tmp_path):
     other = await make_uploader(gw.auth, own=["not-mine"])
     up = await make_uploader(gw.auth, own=["mine"], projects=["mine"])
@@ -107,7 +110,7 @@ async def test_token_for_another_project_shows_the_reason(gw, tmp_path):
     assert other.token != up.token
     assert await gw.events("file:add") == []
     # Its bytes were stored while authsvc answered, under a key of their own, and removed on the refusal.
-    assert gw.stored_blobs() == [] and gw.temp_files() == []
+    assert await gw.stored_blobs() == [] and await gw.temp_files() == []
 
 
 async def test_an_upload_refusal_prints_its_message_and_counts_under_authsvcs_reason(gw, tmp_path):
@@ -127,7 +130,7 @@ async def test_expired_token_shows_the_reason(gw, tmp_path):
     result = await twine(gw.upload_url, make_wheel(tmp_path, "late-pkg", "1.0"), password=up.token)
     assert result.rc != 0
     assert "403" in result.flat and "expired" in result.flat, result.output
-    assert gw.stored_blobs() == [] and gw.temp_files() == []
+    assert await gw.stored_blobs() == [] and await gw.temp_files() == []
 
 
 async def test_revoked_token_shows_the_reason(gw, tmp_path):
@@ -146,20 +149,21 @@ async def test_password_instead_of_token_is_told_to_use_a_token(gw, tmp_path):
     assert "403" in result.flat and "Use an API token" in result.flat, result.output
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 async def test_duplicates(gw, tmp_path):
     up = await make_uploader(gw.auth)
     wheel = make_wheel(tmp_path, "dup-pkg", "1.0")
     assert (await twine(gw.upload_url, wheel, password=up.token)).rc == 0
-    blobs = gw.stored_blobs()
+    blobs = await gw.stored_blobs()
     again = await twine(gw.upload_url, wheel, password=up.token)
     assert again.rc == 0, again.output  # identical bytes: 200, nothing new
-    assert gw.stored_blobs() == blobs and len(await gw.events("file:add")) == 1
+    assert await gw.stored_blobs() == blobs and len(await gw.events("file:add")) == 1
     other_dir = tmp_path / "other"
     other_dir.mkdir()
     different = make_wheel(other_dir, "dup-pkg", "1.0", extra_files={"dup_pkg/extra.py": b"x = 1\n"})
     refused = await twine(gw.upload_url, different, password=up.token)
     assert refused.rc != 0 and "400" in refused.flat and "File already exists" in refused.flat, refused.output
-    assert gw.stored_blobs() == blobs
+    assert await gw.stored_blobs() == blobs
 
 
 async def test_auth_service_unreachable_is_503_and_nothing_is_stored(auth, make_database_url, tmp_path):

@@ -13,6 +13,7 @@ from packaging.utils import canonicalize_name
 from uploadgw.authclient import AuthClient
 from uploadgw.errors import NotAcceptable, NotFound
 from uploadgw.http import credentials
+from uploadgw.http.download import answer_download
 from uploadgw.http.upload import origin_of
 from uploadgw.index import render
 from uploadgw.index.service import IndexService
@@ -96,11 +97,11 @@ class IndexHandlers:
             "Content-Disposition": f'attachment; filename="{stored.filename}"',
             "X-Content-Type-Options": "nosniff",
         }
-        local = self.store.local_path(stored.path)
-        if local is None:  # pragma: no cover - only object stores lack a local path
-            with self.store.open(stored.path) as fp:
-                return web.Response(body=fp.read(), headers=headers)
-        return web.FileResponse(local, headers=headers)
+        try:
+            download = await self.store.download(stored.path, stored.filename)
+        except FileNotFoundError:
+            raise NotFound(f"No file {filename!r} here.", reason="no_file") from None
+        return await answer_download(request, download, headers)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")

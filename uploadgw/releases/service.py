@@ -199,7 +199,7 @@ class ReleaseService:
                 rows = (await session.execute(query.limit(batch))).all()
             if not rows:
                 break
-            await asyncio.to_thread(lambda: [self.store.delete(row.path) for row in rows])
+            await asyncio.gather(*(self.store.delete(row.path) for row in rows))
             async with self.db.begin() as session:
                 await session.execute(delete(File).where(File.id.in_([r.id for r in rows]),
                                                          File.deleted_at.is_not(None)))
@@ -222,14 +222,14 @@ class ReleaseService:
         async with self.db() as session:
             used = (await session.execute(select(File.id).where(File.path == key).limit(1))).first()
         if used is None:
-            await asyncio.to_thread(self.store.delete, key)
+            await self.store.delete(key)
             return True
         return False
 
     async def collect_unrecorded(self, min_age_seconds: float) -> int:
         """Pending blobs stored at least this long ago (their upload died between storing and
         recording, or its cleanup failed): removed unless a row names them; either way settled."""
-        keys = await asyncio.to_thread(lambda: list(self.store.iter_pending(min_age_seconds)))
+        keys = await self.store.pending(min_age_seconds)
         removed = 0
         for key in keys:
             removed += await self.forget_unrecorded(key)
@@ -239,12 +239,12 @@ class ReleaseService:
         """A pending blob whose record failed or never happened: removed unless a row names it (a
         commit whose outcome went unheard), then no longer pending. True when it was removed."""
         removed = await self.delete_blob_if_unreferenced(key)
-        await asyncio.to_thread(self.store.settle, key)
+        await self.store.settle(key)
         return removed
 
     async def collect_orphan_blobs(self, min_age_seconds: float = 24 * 3600) -> int:
         """Every blob no row refers to, pending or not, by age (a full scan of the store)."""
-        keys = await asyncio.to_thread(lambda: list(self.store.iter_keys(min_age_seconds)))
+        keys = await self.store.keys(min_age_seconds)
         removed = 0
         for key in keys:
             if await self.delete_blob_if_unreferenced(key):

@@ -1,4 +1,5 @@
-"""Where distribution files live: a small interface and its local-filesystem implementation.
+"""Where distribution files live: a small interface and its local-filesystem implementation (the
+S3 one is uploadgw/storage/s3store.py).
 
 Keys are chosen by the server: the content's SHA-256 and a random tag (see `new_key`), never the
 client's filename. Each upload stores its bytes under a key of its own, durably, while authsvc is
@@ -13,15 +14,18 @@ age only.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import pathlib
 import re
 import secrets
 import time
+from collections.abc import AsyncGenerator, Iterator
 from typing import BinaryIO, Protocol
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_BLOB_NAME = re.compile(r"[0-9a-f]{64}-[0-9a-f]{16}")
+BLOB_NAME = re.compile(r"[0-9a-f]{64}-[0-9a-f]{16}")
 _FANOUT = [f"{i:02x}" for i in range(256)]
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 
@@ -35,42 +39,100 @@ def new_key(sha256_hex: str) -> str:
     return f"{sha[:2]}/{sha}-{secrets.token_hex(8)}"
 
 
-class FileStore(Protocol):
+@dataclasses.dataclass(frozen=True)
+class LocalFile:
+    """A download answered from a file on this machine (sent with `sendfile`)."""
+
+    path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Stream:
+    """A download streamed through the gateway: `size` bytes from `chunks`, which releases its
+    connection when exhausted or closed (`contextlib.aclosing`)."""
+
+    size: int
+    chunks: AsyncGenerator[bytes, None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Redirect:
+    """A download answered by the store itself: a presigned URL valid for a few seconds only."""
+
+    url: str
+
+
+Download = LocalFile | Stream | Redirect
+
+
+class Scratch:
+    """Temporary files of uploads in progress, on this machine's disk whatever the store: the archive
+    check reads a wheel's central directory, at its end, so the bytes are spooled before they are
+    stored. Files left by a crashed replica are removed by age (`sweep`)."""
+
+    def __init__(self, directory: str | os.PathLike[str]):
+        self.directory = pathlib.Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
     def new_temp(self) -> tuple[str, BinaryIO]:
-        """A fresh temporary file for an incoming upload: (its path, opened for binary writing)."""
+        """Blocking: a fresh temporary file, (its path, opened for binary writing)."""
+        path = self.directory / f"upload-{secrets.token_hex(12)}.part"
+        fp = open(path, "xb")  # noqa: SIM115 - the caller owns and closes it
+        return str(path), fp
 
-    def store(self, sha256: str, source: bytes | str) -> str:
-        """Blocking: put an upload's bytes (`source` is the bytes, or a finished temporary file,
-        which is moved) durably under a new key of its own, registered as pending; return the key.
-        (The registration itself is not synced: a power cut soon after the call may leave the blob
-        without it on a filesystem that does not keep metadata changes in order; the operator's
-        full sweep collects such a blob if no row names it.)"""
+    def discard_temp(self, temp_path: str) -> None:
+        _unlink(temp_path)
 
-    def settle(self, key: str) -> None:
+    def sweep(self, max_age_seconds: float) -> int:
+        """Blocking: remove temporary files older than the given age."""
+        cutoff = time.time() - max_age_seconds
+        removed = 0
+        for entry in os.scandir(self.directory):
+            try:
+                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+    def names(self) -> list[str]:
+        return os.listdir(self.directory)
+
+
+class FileStore(Protocol):
+    """Where blobs live (this machine's disk, or an S3 bucket). Every method may be awaited from the
+    event loop; the blocking ones run in worker threads inside the store."""
+
+    scratch: Scratch
+
+    async def store(self, sha256: str, source: bytes | str) -> str:
+        """Put an upload's bytes (`source` is the bytes, or a finished scratch file, which the store
+        takes) durably under a new key of its own, registered as pending; return the key. On any
+        failure nothing of this call is left but, at worst, a pending registration (the sweeper's)."""
+
+    async def settle(self, key: str) -> None:
         """The key's row committed: the blob is no longer pending."""
 
-    def discard(self, key: str) -> None:
+    async def discard(self, key: str) -> None:
         """The key will never be recorded: remove the blob and its pending entry."""
 
-    def iter_pending(self, min_age_seconds: float):
+    async def pending(self, min_age_seconds: float) -> list[str]:
         """Keys stored at least this long ago and not settled (or discarded) since."""
 
-    def open(self, key: str) -> BinaryIO: ...
+    async def download(self, key: str, filename: str) -> Download:
+        """How to answer a request for the blob, sent as `filename` (FileNotFoundError: none)."""
 
-    def local_path(self, key: str) -> str | None:
-        """A filesystem path for zero-copy serving, or None for stores that have none."""
-
-    def delete(self, key: str) -> None:
+    async def delete(self, key: str) -> None:
         """Remove the blob; a missing blob is not an error (deletions are re-run after crashes)."""
 
-    def exists(self, key: str) -> bool: ...
+    async def exists(self, key: str) -> bool: ...
 
-    def discard_temp(self, temp_path: str) -> None: ...
+    async def sweep_incomplete(self, max_age_seconds: float) -> int:
+        """Remove what crashed uploads left older than the given age: scratch files, and the
+        store's own partial writes (an object store's incomplete multipart uploads)."""
 
-    def sweep_temp(self, max_age_seconds: float) -> int:
-        """Remove temporary files older than the given age (left by a crashed replica)."""
-
-    def iter_keys(self, min_age_seconds: float):
+    async def keys(self, min_age_seconds: float) -> list[str]:
         """Keys of all blobs older than the given age (a full scan, for the operator's sweep)."""
 
 
@@ -84,13 +146,13 @@ class LocalFileStore:
     exists before the blob does, costs no file of its own, and carries the blob's age. Where the
     filesystem has no hard links (some SMB shares), the registration is an empty file made first."""
 
-    def __init__(self, root: str | os.PathLike, *, fsync: bool = True):
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True):
         self.root = pathlib.Path(root)
         self.blobs = self.root / "blobs"
-        self.tmp = self.root / "tmp"
-        self.pending = self.root / "pending"
+        self.scratch = Scratch(self.root / "tmp")  # the same filesystem: a finished upload is moved
+        self.pending_dir = self.root / "pending"
         self.fsync = fsync
-        for directory in (self.blobs, self.tmp, self.pending):
+        for directory in (self.blobs, self.pending_dir):
             directory.mkdir(parents=True, exist_ok=True)
         made = False
         for name in _FANOUT:
@@ -101,7 +163,7 @@ class LocalFileStore:
                 pass
         if made and fsync:
             _fsync_path(self.blobs)
-        self.hard_links = _hard_links_work(self.tmp)
+        self.hard_links = _hard_links_work(self.scratch.directory)
 
     def _path(self, key: str) -> pathlib.Path:
         parts = key.split("/")
@@ -110,14 +172,12 @@ class LocalFileStore:
         return self.blobs.joinpath(*parts)
 
     def _marker(self, key: str) -> pathlib.Path:
-        return self.pending / self._path(key).name
+        return self.pending_dir / self._path(key).name
 
-    def new_temp(self) -> tuple[str, BinaryIO]:
-        path = self.tmp / f"upload-{secrets.token_hex(12)}.part"
-        fp = open(path, "xb")  # noqa: SIM115 - the caller owns and closes it
-        return str(path), fp
+    async def store(self, sha256: str, source: bytes | str) -> str:
+        return await asyncio.to_thread(self._store, sha256, source)
 
-    def store(self, sha256: str, source: bytes | str) -> str:
+    def _store(self, sha256: str, source: bytes | str) -> str:
         while True:
             key = new_key(sha256)
             try:
@@ -172,18 +232,21 @@ class LocalFileStore:
             if fd >= 0:
                 os.close(fd)
 
-    def settle(self, key: str) -> None:
+    async def settle(self, key: str) -> None:
         # Not synced: a registration that comes back after a crash is settled again by the sweeper.
-        _unlink(self._marker(key))
+        await asyncio.to_thread(_unlink, self._marker(key))
 
-    def discard(self, key: str) -> None:
-        self.delete(key)
-        self.settle(key)
+    async def discard(self, key: str) -> None:
+        await self.delete(key)
+        await self.settle(key)
 
-    def iter_pending(self, min_age_seconds: float):
+    async def pending(self, min_age_seconds: float) -> list[str]:
+        return await asyncio.to_thread(lambda: list(self._iter_pending(min_age_seconds)))
+
+    def _iter_pending(self, min_age_seconds: float) -> Iterator[str]:
         cutoff = time.time() - min_age_seconds
-        for entry in os.scandir(self.pending):
-            if not _BLOB_NAME.fullmatch(entry.name):
+        for entry in os.scandir(self.pending_dir):
+            if not BLOB_NAME.fullmatch(entry.name):
                 continue
             try:
                 if entry.stat().st_mtime >= cutoff:
@@ -194,37 +257,25 @@ class LocalFileStore:
             earlier = f"{name[:2]}/{name[2:4]}/{name}"  # a key of an earlier version's shape
             yield earlier if (self.blobs / earlier).exists() else f"{name[:2]}/{name}"
 
-    def open(self, key: str) -> BinaryIO:
-        return open(self._path(key), "rb")
+    async def download(self, key: str, filename: str) -> Download:
+        return LocalFile(str(self._path(key)))
 
-    def local_path(self, key: str) -> str | None:
-        return str(self._path(key))
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(_unlink, self._path(key))
 
-    def delete(self, key: str) -> None:
-        _unlink(self._path(key))
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self._path(key).is_file)
 
-    def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+    async def sweep_incomplete(self, max_age_seconds: float) -> int:
+        return await asyncio.to_thread(self.scratch.sweep, max_age_seconds)
 
-    def discard_temp(self, temp_path: str) -> None:
-        _unlink(temp_path)
+    async def keys(self, min_age_seconds: float) -> list[str]:
+        return await asyncio.to_thread(lambda: list(self._iter_keys(min_age_seconds)))
 
-    def sweep_temp(self, max_age_seconds: float) -> int:
-        cutoff = time.time() - max_age_seconds
-        removed = 0
-        for entry in os.scandir(self.tmp):
-            try:
-                if entry.is_file() and entry.stat().st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    removed += 1
-            except FileNotFoundError:
-                continue
-        return removed
-
-    def iter_keys(self, min_age_seconds: float):
+    def _iter_keys(self, min_age_seconds: float) -> Iterator[str]:
         cutoff = time.time() - min_age_seconds
 
-        def old_enough(entry: os.DirEntry) -> bool:
+        def old_enough(entry: os.DirEntry[str]) -> bool:
             try:
                 return entry.is_file() and entry.stat().st_mtime < cutoff
             except FileNotFoundError:
@@ -241,7 +292,7 @@ class LocalFileStore:
                     yield f"{first.name}/{entry.name}"
 
 
-def _unlink(path) -> None:
+def _unlink(path: str | os.PathLike[str]) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -265,7 +316,7 @@ def _hard_links_work(directory: pathlib.Path) -> bool:
         _unlink(probe)
 
 
-def _fsync_path(path) -> None:
+def _fsync_path(path: str | os.PathLike[str]) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

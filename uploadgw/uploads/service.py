@@ -4,8 +4,8 @@ records them, and discards whatever was not recorded.
 Authorise: the form and filename are valid and authsvc says this token may upload to this project
 (the database is read meanwhile); cheap refusals come before any file byte is used. Receive: the
 bytes are hashed into a spool, bounded by the project's limits. Check: the bytes match the digests
-the client sent and are not already there; then, in a worker thread, the archive's contents are
-examined and its bytes stored durably under a key of this upload's own. Record: the file, its
+the client sent and are not already there; then the archive's contents are examined (in a worker
+thread) and its bytes stored durably, by the file store, under a key of this upload's own. Record: the file, its
 release and their events are written in one transaction. A blob is reachable only through its row,
 so nothing is visible before that commit; a failure at any point removes the blob (a crash leaves
 it pending, for the sweeper) and leaves no row behind.
@@ -17,7 +17,8 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Coroutine
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -132,7 +133,7 @@ class UploadService:
         length after the fields (None when not declared)."""
         form = parse_form(collect_fields(fields))
         ticket = await self.authorize(form, filename, token, origin, remaining)
-        spool = Spool(self.store, limit=ticket.spool_limit, want_md5=form.md5_digest is not None)
+        spool = Spool(self.store.scratch, limit=ticket.spool_limit, want_md5=form.md5_digest is not None)
         try:
             try:
                 async for chunk in content:
@@ -147,10 +148,9 @@ class UploadService:
                     return self._outcome(ticket, digests, created=False)
                 raise self._exists(ticket.filename, live.live_sha256)
             source = spool.data if spool.data is not None else spool.temp_path
-            checked = await asyncio.to_thread(self.check_archive, form, filename, source, digests.size,
-                                              digests.sha256)
+            checked = await self.check_and_store(form, filename, source, digests.size, digests.sha256)
         finally:
-            # A checked file was moved into the store; anything else of this upload is removed.
+            # A checked file was taken by the store; anything else of this upload is removed.
             await spool.discard()
         return await self.record(ticket, digests, checked)
 
@@ -229,14 +229,14 @@ class UploadService:
                              f"replaced: upload it under a new version.", reason="file_exists")
 
     # -- check ----------------------------------------------------------------------------------------
-    def check_archive(self, form: UploadForm, filename: str, source: str | bytes, size: int,
-                      sha256: str) -> Checked:
-        """Blocking (run in a thread): look inside the archive, then store its bytes durably under a
-        new key (pending: no row names it yet); a refused archive is never stored. `source` is the
-        bytes themselves, or a temporary file's path (the file is moved)."""
+    async def check_and_store(self, form: UploadForm, filename: str, source: str | bytes, size: int,
+                              sha256: str) -> Checked:
+        """Look inside the archive (in a worker thread), then store its bytes durably under a new
+        key (pending: no row names it yet); a refused archive is never stored. `source` is the bytes
+        themselves, or a scratch file's path (the store takes the file)."""
         stored_at = self.clock.now().timestamp()
-        info = self.examine(form, filename, source, size)
-        return Checked(info=info, key=self.store.store(sha256, source), stored_at=stored_at)
+        info = await asyncio.to_thread(self.examine, form, filename, source, size)
+        return Checked(info=info, key=await self.store.store(sha256, source), stored_at=stored_at)
 
     def examine(self, form: UploadForm, filename: str, source: str | bytes, size: int) -> archive.ArchiveInfo:
         """The archive's contents checked and its metadata matched with the form (blocking)."""
@@ -267,10 +267,26 @@ class UploadService:
             if recording.done():
                 await self._after_record(recording, checked.key)
             else:  # this request was cancelled while its record goes on
-                cleanup = asyncio.ensure_future(self._after_record(recording, checked.key))
-                self._cleanups.add(cleanup)
-                cleanup.add_done_callback(self._cleanups.discard)
+                self._in_background(self._after_record(recording, checked.key))
         return outcome
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run after this request's response (kept referenced until done; a failure leaves the blob
+        pending, for the sweeper)."""
+        async def run() -> None:
+            try:
+                await work
+            except Exception:  # noqa: BLE001 - still pending: the sweeper collects it
+                log.exception("could not settle or remove a blob")
+
+        task = asyncio.ensure_future(run())
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def finish_background(self) -> None:
+        """At shutdown, before the store closes: let blobs still being settled or removed finish."""
+        while self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
 
     async def _after_record(self, recording: asyncio.Future, key: str) -> None:
         """The blob once its record is over: settled when its row committed; removed when this
@@ -280,10 +296,9 @@ class UploadService:
         if not recording.done():
             await asyncio.wait([recording])
         if not recording.cancelled() and recording.exception() is None:
-            # At the loop's next turn: after this request's response has gone out (if the process dies
+            # In the background: after this request's response has gone out (if the process dies
             # first, the sweeper settles a recorded blob and removes an unrecorded one).
-            asyncio.get_running_loop().call_soon(
-                self.store.settle if recording.result().created else self.store.discard, key)
+            self._in_background(self.store.settle(key) if recording.result().created else self.store.discard(key))
             return
         try:
             await self.releases.forget_unrecorded(key)

@@ -1,7 +1,7 @@
 """Receiving an upload's bytes while hashing them, in bounded memory.
 
 Up to `MEMORY_LIMIT` the bytes stay in memory (most distributions are small; they then go to
-disk once, straight into the store). Beyond it they stream to a temporary file: pieces are
+the store once). Beyond it they stream to a scratch file on local disk (whatever the store): pieces are
 gathered into ~1 MiB batches, each hashed and written by a worker thread (hashlib and file writes
 release the GIL) while the event loop reads the next one. At most two batches are held at any
 time, whatever the size of the file.
@@ -15,7 +15,7 @@ import hashlib
 import hmac
 
 from uploadgw.errors import InvalidUpload
-from uploadgw.storage.filestore import FileStore
+from uploadgw.storage.filestore import Scratch
 
 BATCH = 1024 * 1024
 MEMORY_LIMIT = 1024 * 1024
@@ -34,8 +34,8 @@ class SizeExceeded(Exception):
 
 
 class Spool:
-    def __init__(self, store: FileStore, *, limit: int, want_md5: bool):
-        self.store = store
+    def __init__(self, scratch: Scratch, *, limit: int, want_md5: bool):
+        self.scratch = scratch
         self.limit = limit
         self.size = 0
         self.temp_path: str | None = None
@@ -71,7 +71,7 @@ class Spool:
         if self._fp is None and self.size <= MEMORY_LIMIT:
             return
         if self._fp is None:
-            self.temp_path, self._fp = await asyncio.to_thread(self.store.new_temp)
+            self.temp_path, self._fp = await asyncio.to_thread(self.scratch.new_temp)
         if self._pending_size >= BATCH:
             await self._flush()
 
@@ -117,7 +117,7 @@ class Spool:
         if self._fp is not None and not self._fp.closed:
             self._fp.close()
         if self.temp_path is not None:
-            self.store.discard_temp(self.temp_path)
+            self.scratch.discard_temp(self.temp_path)
             self.temp_path = None
 
 
