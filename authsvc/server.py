@@ -93,6 +93,7 @@ async def create_server(settings: Settings, *, clock: Clock | None = None, migra
     server, port, health = await start_server(
         listen=settings.listen, register=register, credentials=credentials,
         operator_services=[ADMIN_SERVICE], narrow_methods=[VALIDATE_SESSION], metrics=metrics, domain=DOMAIN,
+        max_connection_age=True,  # so that the gateways' channels find authsvc pods added since
     )
     serve_metrics(metrics.registry, settings.listen.rsplit(":", 1)[0] or "127.0.0.1", settings.metrics_port)
     relay = None

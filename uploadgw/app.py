@@ -160,6 +160,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     channel = open_bare_channel(settings.authsvc_target)  # the upload check's hot path: no interceptors
+    channel.get_state(try_to_connect=True)  # connect to every authsvc pod now: the first checks spread
     gateway = build_gateway(settings, app[CLOCK], channel)
     app[GATEWAY] = gateway
     app[HANDLERS] = Handlers(
