@@ -71,14 +71,21 @@ class NameServer:
                 continue  # not a query this server understands: no answer
             self.queries.append(_question(packet)[:2])
 
-    def __enter__(self) -> NameServer:
+    def start(self) -> NameServer:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.is_alive():
+            self._thread.join(5)
         self._sock.close()
+
+    def __enter__(self) -> NameServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def loopback_addresses(count: int) -> list[str]:
