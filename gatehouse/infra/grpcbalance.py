@@ -71,7 +71,8 @@ def service_config() -> dict[str, Any]:
                 "retryableStatusCodes": ["UNAVAILABLE"],
             },
         }],
-        # Retries stop while more than half of recent calls failed: no retry storm on an outage.
+        # gRPC's retry throttling: each failed call takes a token, each success gives a tenth of one
+        # back, and below half of maxTokens nothing is retried: no retry storm in an outage.
         "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},
     }
 
