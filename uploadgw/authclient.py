@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 UNAVAILABLE_MESSAGE = ("The authentication service is unavailable, so the upload was not accepted. "
                        "Try again in a moment.")
 READ_UNAVAILABLE_MESSAGE = "The authentication service is unavailable. Try again in a moment."
-# More streams than most installations have authsvc pods: round_robin puts successive streams on
-# successive pods, so each pod carries a share of the checks.
+# round_robin puts streams opened one after another on successive pods: up to four authsvc pods
+# each carry a share of this gateway's checks; with more, each renewal moves its streams on.
 UPLOAD_CHECK_STREAMS = 4
 # Below authsvc's connection age grace (grpcbalance.MAX_CONNECTION_AGE_GRACE_MS): a stream is renewed
 # by the gateway before the server would cut it.

@@ -48,7 +48,7 @@ KEEPALIVE_TIMEOUT_MS = 10_000
 # Servers refuse pings more frequent than this (the clients' interval, with margin).
 MIN_PING_INTERVAL_MS = 10_000
 # authsvc ends a connection after about this long (gRPC adds ±10 % jitter), then lets its calls
-# finish for the grace: longer than the gateway's upload-check streams live (STREAM_MAX_AGE in
+# finish for the grace: longer than the gateway's upload-check streams live (UPLOAD_CHECK_STREAM_MAX_AGE in
 # uploadgw.authclient), so those are always renewed by the client, never cut.
 MAX_CONNECTION_AGE_MS = 300_000
 MAX_CONNECTION_AGE_GRACE_MS = 120_000

@@ -80,7 +80,7 @@ class Fleet:
         self.auth_ports = [free_port(), free_port()]
         self.audit_ports = [free_port(), free_port()]
         self.http_ports = [free_port(), free_port()]
-        # Like a Kubernetes Service in front of both auth replicas: pick_first over both addresses.
+        # Like a headless Service in front of both auth replicas: the channel balances over both addresses.
         self.auth_service_target = "ipv4:" + ",".join(f"127.0.0.1:{p}" for p in self.auth_ports)
 
     def _child_env(self, extra: dict[str, str]) -> dict[str, str]:
