@@ -102,6 +102,7 @@ async def create_server(settings: Settings, *, clock: Clock | None = None, migra
         listen=settings.listen, register=register, credentials=credentials,
         operator_services=[ADMIN_SERVICE], narrow_methods=[VALIDATE_SESSION], metrics=metrics, domain=DOMAIN,
         server_credentials=server_credentials(settings.tls),
+        max_connection_age=True,  # so that the gateways' channels find authsvc pods added since
     )
     serve_metrics(metrics.registry, settings.listen.rsplit(":", 1)[0] or "127.0.0.1", settings.metrics_port)
     probe = await serve_plaintext_health(settings.health_listen, health) if settings.health_listen else None

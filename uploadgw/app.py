@@ -164,6 +164,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     async with open_store(settings) as store:
         # The upload check's hot path: no interceptors.
         channel = open_bare_channel(settings.authsvc_target, tls=settings.tls)
+        channel.get_state(try_to_connect=True)  # connect to every authsvc pod now: the first checks spread
         gateway = build_gateway(settings, app[CLOCK], channel, store)
         app[GATEWAY] = gateway
         app[HANDLERS] = Handlers(

@@ -5,6 +5,11 @@ answer into a result object or one of its own errors. Any failure to get an answ
 upload is never accepted without a positive answer. Upload checks travel as messages of one
 long-lived stream (`VerifyUploadTokens`, see `gatehouse.infra.streamcalls`): about half the round
 trip of a call each; an authsvc without that method gets unary calls instead.
+
+The channel balances calls over every authsvc pod (`gatehouse.infra.grpcbalance`). The upload checks
+go over `UPLOAD_CHECK_STREAMS` streams, each renewed after `UPLOAD_CHECK_STREAM_MAX_AGE` seconds, so
+that they too spread over the pods and reach new ones; a check whose stream broke (its pod died) is
+sent again on a new stream, as the channel retries a unary check: the check may run twice.
 """
 
 from __future__ import annotations
@@ -35,6 +40,12 @@ log = logging.getLogger(__name__)
 UNAVAILABLE_MESSAGE = ("The authentication service is unavailable, so the upload was not accepted. "
                        "Try again in a moment.")
 READ_UNAVAILABLE_MESSAGE = "The authentication service is unavailable. Try again in a moment."
+# round_robin puts streams opened one after another on successive pods: up to four authsvc pods
+# each carry a share of this gateway's checks; with more, each renewal moves its streams on.
+UPLOAD_CHECK_STREAMS = 4
+# Below authsvc's connection age grace (grpcbalance.MAX_CONNECTION_AGE_GRACE_MS): a stream is renewed
+# by the gateway before the server would cut it.
+UPLOAD_CHECK_STREAM_MAX_AGE = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +88,8 @@ class AuthClient:
         self._projects = projects_pb2_grpc.ProjectServiceStub(channel)
         self._metadata = call_metadata(credential)
         self._upload_checks = StreamedCaller(lambda: self._tokens.VerifyUploadTokens(metadata=self._metadata),
-                                             tokens_pb2.VerifyUploadTokenCall)
+                                             tokens_pb2.VerifyUploadTokenCall, width=UPLOAD_CHECK_STREAMS,
+                                             max_age=UPLOAD_CHECK_STREAM_MAX_AGE, retry_lost=True)
         self._timeout = timeout
         self._index_cache_seconds = index_cache_seconds
         self._index_cache: dict[bytes, tuple[float, ReaderIdentity]] = {}

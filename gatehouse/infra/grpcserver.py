@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from gatehouse.diag.v1 import echo_pb2, echo_pb2_grpc
 from gatehouse.infra.errors import GatehouseError
+from gatehouse.infra.grpcbalance import channel_options, server_options
 from gatehouse.infra.metrics import GrpcMetrics
 from gatehouse.infra.rpcstatus import DEFAULT_DOMAIN, ErrorStatus
 from gatehouse.infra.tls import ReloadingChannel, TlsSettings
@@ -222,9 +223,11 @@ async def start_server(
     metrics: GrpcMetrics | None = None,
     server_credentials: grpc.ServerCredentials | None = None,
     domain: str = DEFAULT_DOMAIN,
+    max_connection_age: bool = False,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Build and start a server: `register` adds the servicers and returns their full names.
-    `domain` names the service in its errors' ErrorInfo ("gatehouse.authsvc").
+    `domain` names the service in its errors' ErrorInfo ("gatehouse.authsvc"); `max_connection_age`
+    ends each connection after a while so that clients resolve the name again (`grpcbalance`).
 
     Returns the server, the port it really bound (listen on port 0 for tests) and the health
     servicer (set NOT_SERVING on shutdown so that readiness probes drain traffic first).
@@ -232,7 +235,8 @@ async def start_server(
     server = grpc.aio.server(
         interceptors=[GatehouseInterceptor(credentials, operator_services=operator_services,
                                            narrow_methods=narrow_methods, metrics=metrics, domain=domain)],
-        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 4 * 1024 * 1024)],
+        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+                 *server_options(max_connection_age=max_connection_age)],
     )
     names = list(register(server))
     echo_pb2_grpc.add_EchoServiceServicer_to_server(EchoServicer(), server)
@@ -320,13 +324,15 @@ def open_bare_channel(target: str, *, channel_credentials: grpc.ChannelCredentia
                       tls: TlsSettings | None = None,
                       options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
     """A channel without the credential interceptors: each call passes `call_metadata(credential)`
-    and a timeout itself. For a hot path: an interceptor costs an extra turn of the event loop per call."""
+    and a timeout itself. For a hot path: an interceptor costs an extra turn of the event loop per call.
+    Every channel balances its calls over the addresses its target resolves to (`grpcbalance`)."""
     if tls is not None:
         return ReloadingChannel(tls, lambda credentials, tls_options: open_bare_channel(
             target, channel_credentials=credentials, interceptors=interceptors, options=[*options, *tls_options]))
+    all_options = [*channel_options(), *options]
     if channel_credentials is not None:
-        return grpc.aio.secure_channel(target, channel_credentials, options=options, interceptors=interceptors)
-    return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+        return grpc.aio.secure_channel(target, channel_credentials, options=all_options, interceptors=interceptors)
+    return grpc.aio.insecure_channel(target, options=all_options, interceptors=interceptors)
 
 
 def call_metadata(credential: str) -> tuple[tuple[str, str], ...]:

@@ -17,8 +17,12 @@ call's status would have had, built by the same `rpcstatus` code) and, when the 
 makes calls over it and raises what a failed unary call raises (`grpc.aio.AioRpcError`, with the
 status details and retry-after in its trailing metadata), so callers keep one error mapping. When
 the stream breaks, every call in flight on it fails UNAVAILABLE (a check may or may not have run,
-as when a unary call's connection drops) and the next call opens a new stream. A stopping server serves its streams
-through its grace period, then cancels them (calls in flight then fail, as unary ones would).
+as when a unary call's connection drops) and the next call opens a new stream; a caller whose
+requests may run twice has them sent again on a new stream instead (`retry_lost`), as the channel's
+retry policy does for an idempotent unary call. A stopping server serves its streams through its
+grace period, then cancels them (calls in flight then fail, as unary ones would). On a balanced
+channel a caller keeps several streams and renews each after a while (`width`, `max_age`), so that
+its calls spread over the service's pods as unary calls would.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import asyncio
 import dataclasses
 import itertools
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, Protocol, TypeVar, cast
@@ -173,59 +178,115 @@ def result_error(status: CallStatusMessage) -> grpc.aio.AioRpcError:
 
 
 class _Stream:
-    """One open stream: its call, the calls waiting for a result, the writer and the reader."""
+    """One open stream: its call, its place among the caller's streams, the calls waiting for a
+    result, the writer and the reader."""
 
-    def __init__(self, call: grpc.aio.StreamStreamCall[Any, Any]) -> None:
+    def __init__(self, call: grpc.aio.StreamStreamCall[Any, Any], slot: int) -> None:
         self.call = call
+        self.slot = slot
         self.waiting: dict[int, asyncio.Future[ResultMessage[Message]]] = {}
-        self.outgoing: asyncio.Queue[Message] = asyncio.Queue()
+        self.outgoing: asyncio.Queue[Message | None] = asyncio.Queue()  # None: no more calls, half-close
         self.tasks: list[asyncio.Task[None]] = []
 
 
 class StreamedCaller:
-    """Calls over a `StreamedCalls` stream that `open_stream()` opens (with the credential in its
+    """Calls over `StreamedCalls` streams that `open_stream()` opens (with the credential in its
     metadata and no deadline), opened on the first call and again after a failure. `call(request,
     timeout)` returns the response or raises `grpc.aio.AioRpcError` as the unary call would.
     `unimplemented` turns True when the server does not have the stream method (an older
     version): its calls fail UNIMPLEMENTED, nothing having run, and the caller should use the unary
-    method from then on."""
+    method from then on.
+
+    Spreading over a balanced channel: each stream is one gRPC call, so it stays on the pod the
+    channel picked when it opened. The caller keeps a set of `width` streams, opened one right after
+    another (so that round_robin puts them on successive pods), and takes them in turn. After
+    `max_age` seconds (less up to a fifth, so that callers do not renew in step) the set takes no
+    new calls, each of its streams closing once its answers are in, and the next call opens a new
+    set on the pods the channel has then (new ones included). A stream that breaks is opened again
+    alone. With `retry_lost`, a call whose stream ended before its answer (UNAVAILABLE: its pod went
+    away) is sent again on a new stream, within its deadline, at most `LOST_ATTEMPTS` times in all:
+    only for a request that may run twice."""
+
+    LOST_ATTEMPTS = 3
 
     def __init__(self, open_stream: Callable[[], grpc.aio.StreamStreamCall[Any, Any]],
-                 call_type: Callable[..., Message]) -> None:
+                 call_type: Callable[..., Message], *, width: int = 1, max_age: float | None = None,
+                 retry_lost: bool = False) -> None:
         self._open = open_stream
         self._call_type = call_type
         self._ids = itertools.count(1)
-        self._stream: _Stream | None = None
+        self._turns = itertools.count()
+        self._slots: list[_Stream | None] = [None] * width
+        self._renew_at: float | None = None  # when the set stops taking calls (loop time)
+        self._live: set[_Stream] = set()  # every stream not yet ended, retired ones included
+        self._max_age = max_age
+        self._retry_lost = retry_lost
         self.unimplemented = False
 
     async def call(self, request: Message, timeout: float) -> Message:
-        stream = self._stream if self._stream is not None else self._start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        slot = next(self._turns) % len(self._slots)
+        for attempt in range(1, self.LOST_ATTEMPTS + 1):
+            try:
+                result = await self._attempt(request, deadline, slot)
+            except grpc.aio.AioRpcError as lost:  # the stream ended before this call's result came
+                if (not self._retry_lost or attempt == self.LOST_ATTEMPTS or loop.time() >= deadline
+                        or lost.code() is not grpc.StatusCode.UNAVAILABLE):
+                    raise
+                log.debug("stream lost before its result: the call goes on a new stream", extra={"attempt": attempt})
+                continue
+            if result.status.code:
+                raise result_error(result.status)
+            return result.response
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
+    async def _attempt(self, request: Message, deadline: float, slot: int) -> ResultMessage[Message]:
+        """The call's result on the slot's stream, or the stream's end (DEADLINE_EXCEEDED: none in time)."""
+        stream = self._stream(slot)
         call_id = next(self._ids)
         answer: asyncio.Future[ResultMessage[Message]] = asyncio.get_running_loop().create_future()
         stream.waiting[call_id] = answer
+        timeout = max(deadline - asyncio.get_running_loop().time(), 0.0)
         stream.outgoing.put_nowait(self._call_type(id=call_id, request=request, timeout_ms=int(timeout * 1000)))
         try:
-            async with asyncio.timeout(timeout):
-                result = await answer
+            async with asyncio.timeout_at(deadline):
+                return await answer
         except TimeoutError:
             raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
         finally:
             stream.waiting.pop(call_id, None)
-        if result.status.code:
-            raise result_error(result.status)
-        return result.response
 
-    def _start(self) -> _Stream:
-        stream = self._stream = _Stream(self._open())
+    def _stream(self, slot: int) -> _Stream:
+        """The slot's stream: a new set when the set is old or every stream of it has ended, a new
+        stream in the slot when its own ended."""
+        now = asyncio.get_running_loop().time()
+        if self._renew_at is not None and now >= self._renew_at:
+            for old in self._slots:
+                if old is not None:
+                    old.outgoing.put_nowait(None)  # it answers the calls it has, then closes
+            self._slots = [None] * len(self._slots)
+        if all(stream is None for stream in self._slots):
+            self._renew_at = None if self._max_age is None else now + self._max_age * random.uniform(0.8, 1.0)
+            for each in range(len(self._slots)):
+                self._start(each)
+        stream = self._slots[slot]
+        return stream if stream is not None else self._start(slot)
+
+    def _start(self, slot: int) -> _Stream:
+        stream = self._slots[slot] = _Stream(self._open(), slot)
+        self._live.add(stream)
         stream.tasks = [asyncio.ensure_future(self._write(stream)), asyncio.ensure_future(self._read(stream))]
         return stream
 
     async def _write(self, stream: _Stream) -> None:
         """The calls go out in order, one write at a time; a caller that gives up does not cut a
-        write short. A write fails only on a stream that has ended: the reader reports it."""
+        write short. A write fails only on a stream that has ended: the reader reports it. A retired
+        stream is half-closed after its last call: the server ends it once it has answered them."""
         try:
-            while True:
-                await stream.call.write(await stream.outgoing.get())
+            while (message := await stream.outgoing.get()) is not None:
+                await stream.call.write(message)
+            await stream.call.done_writing()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -244,8 +305,8 @@ class StreamedCaller:
             raise
         except Exception:  # noqa: BLE001 - the stream's status says what happened
             pass
-        if self._stream is stream:  # new calls go to a new stream from now on
-            self._stream = None
+        if self._slots[stream.slot] is stream:  # new calls go to a new stream from now on
+            self._slots[stream.slot] = None
         self._fail(stream, await self._status(stream))
 
     @staticmethod
@@ -262,6 +323,7 @@ class StreamedCaller:
 
     def _fail(self, stream: _Stream, failure: grpc.aio.AioRpcError) -> None:
         """A stream that ended (its callers have already let go of it): its waiting calls fail."""
+        self._live.discard(stream)
         if failure.code() is grpc.StatusCode.UNIMPLEMENTED:
             self.unimplemented = True
         for answer in stream.waiting.values():
@@ -274,8 +336,7 @@ class StreamedCaller:
                 task.cancel()
 
     async def close(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is None:
-            return
-        self._fail(stream, rpc_error(grpc.StatusCode.UNAVAILABLE, "The client is shutting down."))
-        await asyncio.gather(*stream.tasks, return_exceptions=True)
+        streams, self._slots = list(self._live), [None] * len(self._slots)
+        for stream in streams:
+            self._fail(stream, rpc_error(grpc.StatusCode.UNAVAILABLE, "The client is shutting down."))
+        await asyncio.gather(*(task for stream in streams for task in stream.tasks), return_exceptions=True)

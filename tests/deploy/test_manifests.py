@@ -267,6 +267,25 @@ def test_services_select_pods_and_name_their_ports(overlay: Manifests):
         assert overlay.get("Service", name)["spec"]["clusterIP"] == "None", f"{name}: gRPC needs a headless Service"
 
 
+def test_grpc_clients_balance_over_every_pod_of_a_headless_service(overlay: Manifests):
+    """A client between pods names the service as `dns:///NAME:PORT`: DNS answers every ready pod of
+    the headless Service and the channel's round_robin spreads calls over them (grpcbalance).
+    The operator CLI in a pod talks to that pod (127.0.0.1)."""
+    checked = 0
+    for workload in overlay.gatehouse_workloads():
+        for container in workload.pod["containers"]:
+            for var, target in overlay.environment(container).items():
+                if not var.endswith(("_AUTHSVC_TARGET", "_AUDITSVC_TARGET")) or target.startswith("127.0.0.1:"):
+                    continue
+                found = re.fullmatch(r"dns:///([a-z0-9-]+):(\d+)", target)
+                assert found, f"{workload.name}: {var}={target} is not a dns:/// target"
+                service = overlay.get("Service", found[1])
+                assert service["spec"]["clusterIP"] == "None", f"{var}: {found[1]} is not headless"
+                assert int(found[2]) in {p["port"] for p in service["spec"]["ports"]}, (var, target)
+                checked += 1
+    assert checked >= 3  # the gateway's two, the audit service's one
+
+
 def test_the_file_store_is_one_volume_shared_by_every_gateway(rendered):
     claim = rendered["prod"].get("PersistentVolumeClaim", "uploadgw-files")
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]

@@ -51,7 +51,8 @@ def test_the_pods_allowed_into_authsvc_are_the_ones_configured_to_call_it(overla
         for container in workload.containers:
             if container["command"][:2] == ["python", "-m"]:
                 variable = f"{container['command'][2].upper()}_AUTHSVC_TARGET"
-                if overlay.environment(container).get(variable, "").startswith("authsvc:"):
+                target = overlay.environment(container).get(variable, "").removeprefix("dns:///")
+                if target.startswith("authsvc:"):
                     callers.add(workload.name)
     assert allowed == callers
 

@@ -43,6 +43,12 @@ def test_the_auth_service_accepts_its_environment(overlay: Manifests):
     assert overlay.workload("authsvc").port_number("grpc") == 50051
 
 
+def host_port(target: str) -> tuple[str, str]:
+    """A gRPC target's host and port (`dns:///authsvc:50051` -> authsvc, 50051)."""
+    host, port = target.removeprefix("dns:///").rsplit(":", 1)
+    return host, port
+
+
 def test_the_gateway_accepts_its_environment_and_finds_the_services(overlay: Manifests):
     from uploadgw.settings import Settings
 
@@ -50,10 +56,10 @@ def test_the_gateway_accepts_its_environment_and_finds_the_services(overlay: Man
     assert (settings.listen_host, settings.listen_port) == ("0.0.0.0", 8000)
     assert len(settings.session_key) >= 32, "replicas must share the key that signs the forms"
     assert settings.auditsvc_key and settings.auditsvc_target
-    host, port = settings.authsvc_target.rsplit(":", 1)
+    host, port = host_port(settings.authsvc_target)
     service = overlay.get("Service", host)
     assert int(port) in {p["port"] for p in service["spec"]["ports"]}
-    audit_host, audit_port = env_of(overlay, "uploadgw")["UPLOADGW_AUDITSVC_TARGET"].rsplit(":", 1)
+    audit_host, audit_port = host_port(env_of(overlay, "uploadgw")["UPLOADGW_AUDITSVC_TARGET"])
     assert int(audit_port) in {p["port"] for p in overlay.get("Service", audit_host)["spec"]["ports"]}
 
 
@@ -70,7 +76,7 @@ def test_the_audit_deployments_accept_their_environment(overlay: Manifests, name
         auth = env_of(overlay, "authsvc")
         assert settings.authsvc_key == auth["AUTHSVC_AUDIT_KEY"]
         assert settings.authsvc_key not in (auth["AUTHSVC_GATEWAY_KEY"], auth["AUTHSVC_OPERATOR_KEY"])
-        assert overlay.get("Service", settings.authsvc_target.rsplit(":", 1)[0])
+        assert overlay.get("Service", host_port(settings.authsvc_target)[0])
 
 
 def test_the_audit_consumer_accepts_the_events_each_producer_seals(overlay: Manifests):

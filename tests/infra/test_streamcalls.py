@@ -1,6 +1,8 @@
 """Unary calls as messages of one stream (gatehouse.infra.streamcalls), over a real gRPC server on
 a loopback port with the Gatehouse interceptor: results by id, statuses as a unary call's, deadlines,
-a stream that breaks, the credential, a server without the stream method."""
+a stream that breaks, the credential, a server without the stream method; and over servers on
+127.0.0.1-3 behind one name (tests/nameserver.py): streams that spread, renew, and carry a lost
+call to another server."""
 
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ from grpc_status import rpc_status
 
 from gatehouse.auth.v1 import tokens_pb2, tokens_pb2_grpc
 from gatehouse.infra.errors import PermissionDenied, ResourceExhausted
-from gatehouse.infra.grpcserver import CallerRole, Credentials, call_metadata, retry_after, start_server
+from gatehouse.diag.v1 import echo_pb2, echo_pb2_grpc
+from gatehouse.infra.grpcserver import (CallerRole, Credentials, call_metadata, open_bare_channel,
+                                        retry_after, start_server)
 from gatehouse.infra.metrics import GrpcMetrics
 from gatehouse.infra.rpcstatus import ErrorStatus
 from gatehouse.infra.streamcalls import StreamedCalls, StreamedCaller
+from tests.nameserver import NameServer, loopback_addresses, port_free_on
 
 KEY = "test-gateway-key"
 METHOD = "/gatehouse.auth.v1.TokenService/VerifyUploadToken"
@@ -51,10 +56,10 @@ class Tokens(tokens_pb2_grpc.TokenServiceServicer):
 
 
 class Served:
-    def __init__(self, *, streamed=True, port=0):
+    def __init__(self, *, streamed=True, port=0, host="127.0.0.1"):
         self.metrics = GrpcMetrics("test")
         self.tokens = Tokens(self.metrics, streamed=streamed)
-        self.streamed, self.port = streamed, port
+        self.streamed, self.port, self.host = streamed, port, host
 
     async def start(self):
         def register(server):
@@ -69,7 +74,7 @@ class Served:
             return ["gatehouse.auth.v1.TokenService"]
 
         self.server, self.port, _ = await start_server(
-            listen=f"127.0.0.1:{self.port}", register=register, credentials=Credentials({KEY: CallerRole.SERVICE}),
+            listen=f"{self.host}:{self.port}", register=register, credentials=Credentials({KEY: CallerRole.SERVICE}),
             metrics=self.metrics)
         return self
 
@@ -97,12 +102,13 @@ async def older():
 
 
 @contextlib.asynccontextmanager
-async def opened(port: int, key: str = KEY):
-    """(the channel's stub, a StreamedCaller on it); both closed afterwards."""
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+async def opened(port: int, key: str = KEY, *, target: str | None = None, **spread):
+    """(the channel's stub, a StreamedCaller on it); both closed afterwards. `spread`: the caller's
+    width, max_age and retry_lost, on a balanced channel to `target`."""
+    channel = open_bare_channel(target) if target else grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     stub = tokens_pb2_grpc.TokenServiceStub(channel)
     caller = StreamedCaller(lambda: stub.VerifyUploadTokens(metadata=call_metadata(key)),
-                            tokens_pb2.VerifyUploadTokenCall)
+                            tokens_pb2.VerifyUploadTokenCall, **spread)
     try:
         yield channel, stub, caller
     finally:
@@ -124,9 +130,9 @@ async def test_results_find_their_calls_whatever_order_they_come_in(served):
     async with opened(served.port) as (channel, _stub, caller):
         replies = await asyncio.gather(*(caller.call(request(f"slow-{ms}"), 5) for ms in (300, 10, 150, 0)))
         assert [r.project_id for r in replies] == ["p-slow-300", "p-slow-10", "p-slow-150", "p-slow-0"]
-        first = caller._stream
+        first = caller._slots[0]
         assert (await caller.call(request("again"), 5)).project_id == "p-again"
-        assert caller._stream is first  # one stream for all of them
+        assert caller._slots[0] is first  # one stream for all of them
         assert served.count("OK") == 5
 
 
@@ -225,3 +231,65 @@ async def test_a_streamed_refusal_carries_the_status_details_a_unary_call_does(s
                 status = rpc_status.from_call(err)
                 info = error_details_pb2.ErrorInfo()
                 assert status.details[0].Unpack(info) and info.reason == reason
+
+
+@pytest.fixture
+async def replicas():
+    """Three TokenServices on 127.0.0.1-3, one port, behind the name authsvc.test: (target, [Served])."""
+    addresses = loopback_addresses(3)
+    port = port_free_on(addresses)
+    servers = [await Served(port=port, host=address).start() for address in addresses]
+    try:
+        with NameServer({"authsvc.test": addresses}) as dns:
+            yield dns.target("authsvc.test", port), servers
+    finally:
+        for served in servers:
+            await served.server.stop(0)
+
+
+async def _connect_to_all(channel: grpc.aio.Channel, servers: list[Served]) -> None:
+    """Echo calls until each server has answered one: the channel has a connection to each (as
+    the gateway's has, connected at its start, by the time uploads come)."""
+    stub = echo_pb2_grpc.EchoServiceStub(channel)
+    for _ in range(100):
+        if all(s.metrics.registry.get_sample_value("gatehouse_grpc_requests_total", {
+                "service": "test", "method": "/gatehouse.diag.v1.EchoService/Echo", "code": "OK"}) for s in servers):
+            return
+        await stub.Echo(echo_pb2.EchoRequest(), metadata=call_metadata(KEY), timeout=5)
+    raise AssertionError("the channel did not reach every server")
+
+
+async def test_streams_spread_their_calls_over_every_server_behind_the_name(replicas):
+    target, servers = replicas
+    async with opened(0, target=target, width=4) as (channel, _stub, caller):
+        await _connect_to_all(channel, servers)
+        for i in range(40):
+            await asyncio.gather(*(caller.call(request(f"p{i}-{j}"), 5) for j in range(3)))
+    handled = [len(s.tokens.handled) for s in servers]
+    assert sum(handled) == 120 and min(handled) >= 120 * 0.2, handled
+
+
+async def test_a_call_whose_server_dies_is_answered_by_another_when_it_may_run_twice(replicas):
+    target, servers = replicas
+    async with opened(0, target=target, width=1, retry_lost=True) as (_channel, _stub, caller):
+        waiting = asyncio.ensure_future(caller.call(request("slow-1500"), 10))
+        while not any("slow-1500" in s.tokens.handled for s in servers):
+            await asyncio.sleep(0.01)
+        (holder,) = [s for s in servers if "slow-1500" in s.tokens.handled]
+        await holder.server.stop(0)  # a crash, as far as the stream can tell
+        assert (await waiting).project_id == "p-slow-1500"
+    assert sum(s.tokens.handled.count("slow-1500") for s in servers) == 2  # it ran twice, on two servers
+
+
+async def test_an_old_stream_takes_no_new_calls_and_answers_the_ones_it_has(served):
+    async with opened(served.port, width=1, max_age=0.3) as (_channel, _stub, caller):
+        slow = asyncio.ensure_future(caller.call(request("slow-600"), 5))
+        await asyncio.sleep(0.05)
+        first = caller._slots[0]
+        await asyncio.sleep(0.35)  # past its age (at most 0.3 s)
+        assert (await caller.call(request("next"), 5)).project_id == "p-next"
+        assert caller._slots[0] is not first  # the next call opened a new stream
+        assert (await slow).project_id == "p-slow-600"  # the old one still answered
+        await asyncio.wait_for(first.call.wait_for_connection(), 1)
+        assert await asyncio.wait_for(first.call.code(), 2) is grpc.StatusCode.OK  # then ended cleanly
+    assert served.count("OK") == 2 and served.count("UNAVAILABLE") == 0

@@ -1,4 +1,5 @@
-"""A Gatehouse fleet of separate processes (2 of each kind) on one PostgreSQL and one Redis.
+"""A Gatehouse fleet of separate processes (2 of each kind) on one PostgreSQL and one Redis; and
+`BalancedFleet`, three auth services behind one DNS name and a gateway balancing over them.
 
 `Fleet` owns every child it starts: it can SIGKILL one by name and always terminates the rest.
 Each child logs to `<tmp>/logs/<name>.log`; `Fleet.tails()` quotes the ends for failure messages.
@@ -19,6 +20,7 @@ import time
 from gatehouse.cli.up import grpc_ready, http_ready
 from gatehouse.infra.redis_embed import free_port
 from tests import eventkeys
+from tests.nameserver import NameServer, loopback_addresses, port_free_on
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -78,7 +80,7 @@ class Fleet:
         self.auth_ports = [free_port(), free_port()]
         self.audit_ports = [free_port(), free_port()]
         self.http_ports = [free_port(), free_port()]
-        # Like a Kubernetes Service in front of both auth replicas: pick_first over both addresses.
+        # Like a headless Service in front of both auth replicas: the channel balances over both addresses.
         self.auth_service_target = "ipv4:" + ",".join(f"127.0.0.1:{p}" for p in self.auth_ports)
 
     def _child_env(self, extra: dict[str, str]) -> dict[str, str]:
@@ -156,3 +158,51 @@ class Fleet:
                 proc.kill()
                 proc.wait(5)
 
+
+
+class BalancedFleet(Fleet):
+    """authsvc replicas on 127.0.0.1, .2, .3 (one gRPC port, one metrics port) behind one name that
+    a DNS server of the test resolves to all three, as a headless Service's name resolves to its
+    pods, and one gateway whose channel resolves that name (`dns://…` through gRPC's c-ares
+    resolver) and balances over them. No relays, no audit service: this fleet is about the calls."""
+
+    NAME = "authsvc.test"
+
+    def __init__(self, env: dict[str, str], root: pathlib.Path, replicas: int = 3):
+        super().__init__(env, root)
+        self.auth_addresses = loopback_addresses(replicas)
+        self.auth_port = port_free_on(self.auth_addresses)
+        self.metrics_port = port_free_on(self.auth_addresses)
+        self.http_ports = [free_port()]
+        self.nameserver = NameServer({self.NAME: self.auth_addresses})
+        self.auth_service_target = self.nameserver.target(self.NAME, self.auth_port)
+
+    def start(self) -> None:
+        self.nameserver.start()
+        for i, address in enumerate(self.auth_addresses):
+            self._spawn(f"authsvc-{i}", ["-m", "authsvc"], {
+                "AUTHSVC_LISTEN": f"{address}:{self.auth_port}", "AUTHSVC_METRICS_PORT": str(self.metrics_port)})
+        self._spawn("uploadgw-0", ["-m", "uploadgw"], {
+            "UPLOADGW_LISTEN": f"127.0.0.1:{self.http_ports[0]}",
+            "GATEHOUSE_PUBLIC_URL": f"http://127.0.0.1:{self.http_ports[0]}",
+            "UPLOADGW_AUTHSVC_TARGET": self.auth_service_target, "GRPC_DNS_RESOLVER": "ares",
+            "UPLOADGW_AUTHSVC_KEY": self.env["AUTHSVC_GATEWAY_KEY"]})
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        try:
+            for address in self.auth_addresses:
+                await grpc_ready(f"{address}:{self.auth_port}", deadline)
+            await asyncio.to_thread(http_ready, f"http://127.0.0.1:{self.http_ports[0]}/_health/ready", deadline)
+        except TimeoutError as exc:
+            raise AssertionError(f"fleet not ready: {exc}\n{self.tails()}") from None
+        self.assert_alive()
+
+    def metrics_url(self, replica: int) -> str:
+        return f"http://{self.auth_addresses[replica]}:{self.metrics_port}/metrics"
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            self.nameserver.close()
