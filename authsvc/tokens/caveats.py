@@ -186,7 +186,7 @@ class UserBound:
 def _network(text: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """One network in its canonical text ("192.0.2.0/24", "2001:db8::/32"; a bare address is /32 or
     /128): anything else, host bits set or another spelling of the same network, fails the token."""
-    if type(text) is not str or len(text) > 49:
+    if type(text) is not str or len(text) > 49 or "%" in text:  # no IPv6 zone ids: they name a host's interface
         raise CaveatError("expected a network")
     try:
         network = ipaddress.ip_network(text, strict=True)

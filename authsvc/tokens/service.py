@@ -218,6 +218,8 @@ def _restrictions(networks: Sequence[str], release_version: str) -> list[Caveat]
         canonical = []
         for text in texts:
             try:
+                if "%" in text:  # an IPv6 zone id names an interface of one host, not a network
+                    raise ValueError(text)
                 canonical.append(str(ipaddress.ip_network(text, strict=True)))
             except ValueError:
                 raise InvalidArgument(f"'{text[:60]}' is not an IP address or network (write 192.0.2.0/24 or "

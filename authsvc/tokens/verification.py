@@ -135,7 +135,9 @@ class TokenVerifier:
         # token still expires if its caveats were ever minted or parsed wrong: neither check
         # relies on the other (defence in depth, as for key_version and the deleted row).
         expires = row.expires_at
-        if expires is None or now >= expires:  # every token has an expiry: a missing one fails closed
+        if expires is None:  # every token has one (the column is NOT NULL): a row without fails closed
+            raise TokenDenied("This token has no expiry date: create a new token.", reason="expiry_missing")
+        if now >= expires:
             raise TokenDenied(f"This token expired at {expires:%Y-%m-%d %H:%M:%S} UTC.", reason="expired")
 
     async def verify_upload_token(self, token: str, origin: Origin | None = None) -> AuthenticToken:
