@@ -39,7 +39,7 @@ class Notifier:
     def __init__(self, mailer: Mailer, *, public_url: str):
         self.mailer = mailer
         self.public_url = public_url.rstrip("/")
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[bool]] = set()
 
     def send_later(self, messages: list[Message], *, purpose: str, user_id: str = "") -> None:
         messages = [m for m in messages if m.to]

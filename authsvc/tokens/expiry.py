@@ -19,6 +19,8 @@ import logging
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.elements import ColumnElement
 
 from authsvc.accounts.models import User
 from authsvc.mail import Message
@@ -54,7 +56,15 @@ class ExpirySweep:
         now = self.clock.now()
         return SweepResult(notices=await self._notices(now), expired=await self._expired(now))
 
-    async def _candidates(self, *conditions) -> list[str]:
+    @staticmethod
+    async def _claim(s: AsyncSession, column: InstrumentedAttribute[dt.datetime | None], token_id: str,
+                     now: dt.datetime) -> bool:
+        """Set `column` of one token if it is still unset: True for the one replica that did."""
+        result = await (await s.connection()).execute(
+            update(ApiToken).where(ApiToken.id == token_id, column.is_(None)).values({column: now}))
+        return result.rowcount == 1
+
+    async def _candidates(self, *conditions: ColumnElement[bool]) -> list[str]:
         async with self.db() as s:
             return list(await s.scalars(select(ApiToken.id).where(*conditions)
                                         .order_by(ApiToken.expires_at).limit(BATCH)))
@@ -72,10 +82,7 @@ class ExpirySweep:
 
     async def _notice(self, token_id: str, now: dt.datetime) -> int:
         async with self.db() as s, s.begin():
-            claimed = await s.execute(update(ApiToken).where(ApiToken.id == token_id,
-                                                             ApiToken.expiry_notice_at.is_(None))
-                                      .values(expiry_notice_at=now))
-            if claimed.rowcount != 1:
+            if not await self._claim(s, ApiToken.expiry_notice_at, token_id, now):
                 return 0  # another replica has it
             message = await self._notice_message(s, token_id)
         if message is None:
@@ -104,10 +111,7 @@ class ExpirySweep:
         while ids := await self._candidates(ApiToken.expired_recorded_at.is_(None), ApiToken.expires_at <= now):
             for token_id in ids:
                 async with self.db() as s, s.begin():
-                    claimed = await s.execute(update(ApiToken).where(ApiToken.id == token_id,
-                                                                     ApiToken.expired_recorded_at.is_(None))
-                                              .values(expired_recorded_at=now))
-                    if claimed.rowcount != 1:
+                    if not await self._claim(s, ApiToken.expired_recorded_at, token_id, now):
                         continue
                     token, username = (await s.execute(select(ApiToken, User.username)
                                                        .join(User, User.id == ApiToken.user_id)
