@@ -156,7 +156,10 @@ class AccountsService:
 
     async def change_password(self, session_token: str, old_password: str, new_password: str,
                               origin: Origin | None = None) -> None:
-        user = await self.logins.change_password(session_token, old_password, new_password, origin)
+        self._password_changed(await self.logins.change_password(session_token, old_password, new_password, origin))
+
+    def _password_changed(self, user: User) -> None:
+        """The notice of a new password (changed, or set with a reset link) to the verified primary address."""
         if self.notifier is not None:
             self.notifier.send_later([self.notifier.password_changed(to=notice_address(user.emails),
                                                                      username=user.username)],
@@ -166,7 +169,9 @@ class AccountsService:
         await self.resets.request_password_reset(login, origin)
 
     async def reset_password(self, token: str, new_password: str, origin: Origin | None = None) -> ResetResult:
-        return await self.resets.reset_password(token, new_password, origin)
+        result = await self.resets.reset_password(token, new_password, origin)
+        self._password_changed(result.user)
+        return result
 
     # -- users -------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from gatehouse.auth.v1 import accounts_pb2, common_pb2, projects_pb2
-from tests.authsvc.accounts_support import wait_for_mail
+from tests.authsvc.accounts_support import link_token, wait_for_mail
 from tests.authsvc.project_token_factories import PASSWORD, add_role, create_token, make_project, make_user
 
 CLIENT = common_pb2.ClientInfo(ip_address="192.0.2.7", user_agent="pytest")
@@ -49,6 +49,17 @@ async def test_password_changed(auth, mailbox):
         session_token=alice, old_password=PASSWORD, new_password=new, client=CLIENT))
     body = await notice(mailbox, "alice@example.org", "Your password was changed", PASSWORD, new, alice)
     assert "'alice'" in body and "logged out" in body
+
+
+async def test_a_password_set_with_a_reset_link_is_told_too(auth, mailbox):
+    await make_user(auth, "alice")
+    await auth.accounts.RequestPasswordReset(accounts_pb2.RequestPasswordResetRequest(
+        username_or_email="alice", client=CLIENT))
+    [reset] = await wait_for_mail(mailbox, "alice@example.org")
+    token = link_token(reset, "/account/reset-password")
+    new = "a reset passphrase of mine 9"
+    await auth.accounts.ResetPassword(accounts_pb2.ResetPasswordRequest(token=token, new_password=new, client=CLIENT))
+    await notice(mailbox, "alice@example.org", "Your password was changed", new, token)
 
 
 async def test_email_added_is_told_to_the_primary_address(auth, mailbox):
