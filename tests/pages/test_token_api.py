@@ -3,6 +3,7 @@ expiry policy and the IP-network and release-version restrictions, over real HTT
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import secrets
@@ -113,3 +114,24 @@ async def test_the_token_page_offers_networks_and_a_release_version(system, clie
         "release_version": "2.0"})
     assert reply.status == 200, body[:500]
     assert "from 192.0.2.0/24, 2001:db8::/32 only" in body and "release 2.0 only" in body and ", until " in body
+
+
+async def test_a_token_ending_is_in_its_owners_log_and_its_projects_log(system):
+    """Last in the module: it moves the system's clock past the tokens' lifetime."""
+    from gatehouse.audit.v1 import audit_pb2
+
+    person = await system.person("ends")
+    project = await system.project(person)
+    await system.mint(person, projects=[project])
+    system.clock.advance(days=91)
+    assert (await system.auth_running.app.expiry.run_once()).expired >= 1
+    await system.wait_for_user_tags(person.user_id, "account:api_token:expired")
+    project_id = (await system.auth_running.app.projects.get_project(project)).id
+    for _ in range(100):
+        reply = await system.audit.ListProjectEvents(audit_pb2.ListProjectEventsRequest(project_id=project_id,
+                                                                                        page_size=100))
+        if "project:api_token:expired" in [e.tag for e in reply.events]:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("no project:api_token:expired in the project's log")
