@@ -114,7 +114,7 @@ class TokensService:
         """Mint a token for `user`; returns (the secret, shown this once; its listing). Optional
         restrictions: the client networks it may be used from, the one release version it may upload."""
         description = check_description(description)
-        restrictions = _restrictions(networks, release_version)
+        restrictions = Restrictions.parse(networks, release_version)
         now = self.clock.now()
         if all_projects == bool(project_names):
             raise InvalidArgument("Choose the token's scope: the whole account, or one or more projects.",
@@ -143,10 +143,8 @@ class TokensService:
             scoped = [await self._scoped_project(s, owner, name) for name in normalized]
             token = ApiToken(user_id=owner.id, description=description, key_version=self.codec.current_version,
                              scope_all_projects=all_projects, created_at=now, expires_at=expires,
-                             allowed_networks=",".join(n for r in restrictions if isinstance(r, ClientNetworks)
-                                                       for n in r.networks),
-                             release_version="".join(r.version for r in restrictions
-                                                     if isinstance(r, ReleaseVersion)),
+                             allowed_networks=",".join(restrictions.networks),
+                             release_version=restrictions.version,
                              projects=[ApiTokenProject(project_id=p.id, project_name=p.name) for p in scoped])
             s.add(token)
             try:
@@ -158,15 +156,15 @@ class TokensService:
             if scoped:
                 caveats.append(Projects(tuple(p.normalized_name for p in scoped), tuple(p.id for p in scoped)))
             caveats.append(Expiry(int(now.timestamp()), int(expires.timestamp())))
-            secret = self.codec.mint(token.id, [*caveats, *restrictions])
+            secret = self.codec.mint(token.id, [*caveats, *restrictions.caveats()])
             await emit_token_events(s, self.events, "added", token, (owner.id, owner.username),
                                     actor=actor, origin=origin)
             view = TokenView.of(token, owner.username)
-            notice = (self.notifier.token_created(to=primary.address, username=owner.username,
-                                                  description=description, scope=scope_text(token),
-                                                  expires_at=expires) if self.notifier else None)
-        if self.notifier is not None and notice is not None:
-            self.notifier.send_later([notice], purpose="token_created", user_id=owner.id)
+            scope = scope_text(token)
+        if self.notifier is not None:
+            self.notifier.send_later([self.notifier.token_created(
+                to=primary.address, username=owner.username, description=description, scope=scope,
+                expires_at=expires)], purpose="token_created", user_id=owner.id)
         return secret, view
 
     async def _scoped_project(self, s: AsyncSession, owner: User, normalized: str) -> Project:
@@ -207,14 +205,20 @@ class TokensService:
             return view
 
 
-def _restrictions(networks: Sequence[str], release_version: str) -> list[Caveat]:
-    """The caveats a creator chose, from what they typed, or InvalidArgument naming the bad entry."""
-    out: list[Caveat] = []
-    texts = [n.strip() for n in networks if n.strip()]
-    if len(texts) > MAX_NETWORKS:
-        raise InvalidArgument(f"A token can be limited to at most {MAX_NETWORKS} IP networks.",
-                              reason="networks_too_many")
-    if texts:
+@dataclasses.dataclass(frozen=True)
+class Restrictions:
+    """What a creator may narrow a token to, signed into it as caveats and kept on its row for listing."""
+
+    networks: tuple[str, ...] = ()
+    version: str = ""
+
+    @classmethod
+    def parse(cls, networks: Sequence[str], release_version: str) -> "Restrictions":
+        """From what the creator typed, or InvalidArgument naming the bad entry."""
+        texts = [n.strip() for n in networks if n.strip()]
+        if len(texts) > MAX_NETWORKS:
+            raise InvalidArgument(f"A token can be limited to at most {MAX_NETWORKS} IP networks.",
+                                  reason="networks_too_many")
         canonical = []
         for text in texts:
             try:
@@ -225,12 +229,14 @@ def _restrictions(networks: Sequence[str], release_version: str) -> list[Caveat]
                 raise InvalidArgument(f"'{text[:60]}' is not an IP address or network (write 192.0.2.0/24 or "
                                       "2001:db8::/32, with no host bits set after the prefix).",
                                       reason="network_invalid") from None
-        out.append(ClientNetworks(tuple(dict.fromkeys(canonical))))
-    version = release_version.strip()
-    if version:
+        version = release_version.strip()
         try:
-            out.append(ReleaseVersion(normalize_version(version[:100])))
+            normal = normalize_version(version[:100]) if version else ""
         except CaveatError:
             raise InvalidArgument(f"'{version[:60]}' is not a release version (PEP 440, for example 1.4.2, "
                                   "with no local part).", reason="version_invalid") from None
-    return out
+        return cls(tuple(dict.fromkeys(canonical)), normal)
+
+    def caveats(self) -> list[Caveat]:
+        return [*([ClientNetworks(self.networks)] if self.networks else []),
+                *([ReleaseVersion(self.version)] if self.version else [])]

@@ -15,7 +15,14 @@ from authsvc.tokens.models import ApiToken
 from gatehouse.auth.v1 import admin_pb2, common_pb2, tokens_pb2
 from gatehouse.infra.clock import as_utc
 from gatehouse.infra.settings import SettingsError
-from tests.authsvc.project_token_factories import create_token, list_tokens, make_project, make_user, refused
+from tests.authsvc.project_token_factories import (
+    create_token,
+    events,
+    list_tokens,
+    make_project,
+    make_user,
+    refused,
+)
 from tests.authsvc.test_token_properties import attenuate
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -250,3 +257,5 @@ async def test_restrictions_are_kept_on_the_row_for_listing(auth):
     async with auth.running.app.db() as s:
         row = await s.scalar(select(ApiToken).where(ApiToken.id == created.info.id))
     assert (row.allowed_networks, row.release_version) == ("10.0.0.0/8", "3.0")
+    [added] = await events(auth, "account:api_token:added")  # the owner's log says what it was limited to
+    assert (added.details["networks"], added.details["release_version"]) == ("10.0.0.0/8", "3.0")
