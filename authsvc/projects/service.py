@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from authsvc.accounts.models import User
 from authsvc.accounts.service import canonical_username
 from authsvc.db import new_id
+from authsvc.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from authsvc.mail import Message
 from authsvc.notices import Notifier, notice_address
-from authsvc.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from authsvc.projects.models import MAINTAINER, OWNER, Project, Role
 from authsvc.projects.names import check_project_name
 from authsvc.twofactor.pending import has_second_factor, users_with_second_factor

@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authsvc.accounts.models import User
-from authsvc.notices import Notifier
 from authsvc.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from authsvc.notices import Notifier
 from authsvc.projects.models import Project, Role
 from authsvc.projects.names import check_project_name
 from authsvc.tokens.caveats import (

@@ -12,7 +12,8 @@ from uploadgw.pages.services.errors import NotFoundError
 from uploadgw.pages.services.rpc import Caller, client_info
 from uploadgw.pages.services.views import NewToken, Token
 
-CREATE_FIELDS = ("description", "expires", "scope", "projects", "networks", "release_version")  # that may show a refusal, by its reason
+# The fields that may show a refusal, by its reason.
+CREATE_FIELDS = ("description", "expires", "scope", "projects", "networks", "release_version")
 
 
 class TokenPages:
