@@ -44,9 +44,11 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise PageError("Send the request body as JSON (Content-Type: application/json).", status=415)
     if (request.content_length or 0) > MAX_BODY:
         raise PageError(f"The request body is too large: at most {MAX_BODY} bytes.", status=413)
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise PageError(f"The request body is too large: at most {MAX_BODY} bytes.", status=413)
+    raw = b""
+    while chunk := await request.content.read(MAX_BODY + 1 - len(raw)):  # read() may return less than asked
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise PageError(f"The request body is too large: at most {MAX_BODY} bytes.", status=413)
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, ValueError):
