@@ -12,6 +12,7 @@ from authsvc.accounts.passwords import PasswordHasher, PasswordPolicy
 from authsvc.accounts.service import AccountsConfig, AccountsService
 from authsvc.db import outbox
 from authsvc.mail import build_mailer
+from authsvc.notices import Notifier
 from authsvc.projects.service import ProjectsService, projects_requiring_second_factor
 from authsvc.ratelimit import RateLimiter
 from authsvc.settings import Settings
@@ -19,8 +20,9 @@ from authsvc.tokens.codec import TokenCodec
 from authsvc.tokens.disclosure import DisclosureService
 from authsvc.tokens.lookup import make_lookup
 from authsvc.tokens.revocation import revoke_for_deleted_project
+from authsvc.tokens.expiry import ExpirySweep
 from authsvc.tokens.scannerkeys import ReportVerifier
-from authsvc.tokens.service import TokensService
+from authsvc.tokens.service import TokenLifetime, TokensService
 from authsvc.tokens.verification import TokenVerifier
 from authsvc.twofactor.policy import TwoFactorPolicy
 from authsvc.twofactor import totp, webauthn
@@ -48,9 +50,13 @@ class AuthApp:
     verifier: TokenVerifier
     twofactor: TwoFactorService
     disclosures: DisclosureService
+    notifier: Notifier
+    expiry: ExpirySweep
 
     async def close(self) -> None:
+        await self.expiry.stop()
         await self.disclosures.close()
+        await self.notifier.close()
         await self.twofactor.close()
         await self.verifier.close()
         await self.accounts.close()
@@ -73,36 +79,45 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
     )
     limiter = RateLimiter(clock)
     mailer = build_mailer(smtp_url=settings.smtp_url, mailbox_dir=settings.mailbox_dir, sender=settings.mail_from)
+    notifier = Notifier(mailer, public_url=settings.public_url)
     pending_logins = build_pending_logins(settings, clock)
     accounts_config = AccountsConfig.from_settings(settings)
     accounts = AccountsService(
         db=db, clock=clock, hasher=hasher, policy=PasswordPolicy(), events=events,
         limiter=limiter, config=accounts_config, mailer=mailer, second_factor=pending_logins,
         devices=DeviceTokens(settings.token_secrets, clock=clock, lifetime=accounts_config.device_token_lifetime),
+        notifier=notifier,
     )
     policy = TwoFactorPolicy(require_for_upload=settings.require_2fa_for_upload, public_url=settings.public_url,
                              projects_requiring=projects_requiring_second_factor)
     twofactor = build_twofactor_service(settings, db=db, tx=tx, clock=clock, events=events, accounts=accounts,
                                         pending=pending_logins, limiter=limiter, mailer=mailer, policy=policy)
     projects, tokens, verifier = build_token_services(settings, clock, db, tx, events,
-                                                      policy=twofactor.policy)
+                                                      policy=twofactor.policy, notifier=notifier)
+    expiry = ExpirySweep(db=db, clock=clock, events=events, notifier=notifier,
+                         notice_before=dt.timedelta(days=settings.token_expiry_notice_days),
+                         interval=settings.token_expiry_sweep_seconds)
     disclosures = DisclosureService(
         tx=tx, codec=tokens.codec, events=events, mailer=mailer, public_url=settings.public_url,
         verifier=ReportVerifier(settings.leak_scanners, ttl=settings.leak_keys_cache_seconds))
     return AuthApp(settings=settings, clock=clock, engine=engine, db=db, tx=tx, events=events,
                    hasher=hasher, accounts=accounts, projects=projects, tokens=tokens, verifier=verifier,
-                   twofactor=twofactor, disclosures=disclosures)
+                   twofactor=twofactor, disclosures=disclosures, notifier=notifier, expiry=expiry)
 
 
 def build_token_services(settings: Settings, clock: Clock, db: async_sessionmaker,
                          tx: Transactions, events: EventEmitter, *, policy: TwoFactorPolicy | None = None,
-                         limiter: RateLimiter | None = None,
+                         limiter: RateLimiter | None = None, notifier: Notifier | None = None,
                          ) -> tuple[ProjectsService, TokensService, TokenVerifier]:
     """Projects and roles, API tokens, and the token verifier the gateway calls on every upload."""
-    projects = ProjectsService(db=db, clock=clock, events=events, revoke_tokens=revoke_for_deleted_project)
+    projects = ProjectsService(db=db, clock=clock, events=events, revoke_tokens=revoke_for_deleted_project,
+                               notifier=notifier)
     codec = TokenCodec(prefix=settings.token_prefix, location=settings.token_location,
                        secrets_by_version=settings.token_secrets)
-    tokens = TokensService(db=db, clock=clock, events=events, codec=codec, policy=policy)
+    lifetime = TokenLifetime(default=dt.timedelta(days=settings.token_default_days),
+                             maximum=dt.timedelta(days=settings.token_max_days))
+    tokens = TokensService(db=db, clock=clock, events=events, codec=codec, policy=policy, lifetime=lifetime,
+                           notifier=notifier)
     verifier = TokenVerifier(
         tx=tx, lookup=make_lookup(settings.database_url, tx), clock=clock, codec=codec, projects=projects,
         allow_project_creation=settings.allow_project_creation,

@@ -113,5 +113,6 @@ async def create_server(settings: Settings, *, clock: Clock | None = None, migra
         relay.notify_on_commit(app.db)
         app.tx.after_commit = relay.notify
         relay.start()
+    app.expiry.start()  # on every replica: each notice and expiry event is claimed once (tokens/expiry.py)
     log.info("authsvc listening", extra={"port": port})
     return RunningServer(app=app, server=server, port=port, health=health, metrics=metrics, relay=relay, probe=probe)

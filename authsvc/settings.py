@@ -63,6 +63,13 @@ class Settings:
     allow_project_creation: bool = True
     # VerifyUploadToken/VerifyIndexToken record a token's last use at most this often.
     token_last_used_interval_seconds: int = 60
+    # Every token expires: a token created without an expiry gets the default, longer is refused.
+    token_default_days: int = 90
+    token_max_days: int = 365
+    # The notice mail goes this long before a token ends; the sweep that sends it (and records the
+    # expiry event) runs this often on every replica (each mail and event once: see tokens/expiry.py).
+    token_expiry_notice_days: int = 7
+    token_expiry_sweep_seconds: int = 300
     metrics_port: int = 0
     log_level: str = "INFO"
     # Two-factor authentication (authsvc/twofactor). TOTP seeds are encrypted at rest with these
@@ -146,6 +153,10 @@ class Settings:
             hash_queue=env.int("AUTHSVC_HASH_QUEUE", 16, minimum=0),
             allow_project_creation=env.bool("AUTHSVC_ALLOW_PROJECT_CREATION", True),
             token_last_used_interval_seconds=env.int("AUTHSVC_TOKEN_LAST_USED_INTERVAL", 60, minimum=0),
+            token_default_days=env.int("AUTHSVC_TOKEN_DEFAULT_DAYS", 90, minimum=1),
+            token_max_days=env.int("AUTHSVC_TOKEN_MAX_DAYS", 365, minimum=1),
+            token_expiry_notice_days=env.int("AUTHSVC_TOKEN_EXPIRY_NOTICE_DAYS", 7, minimum=1),
+            token_expiry_sweep_seconds=env.int("AUTHSVC_TOKEN_EXPIRY_SWEEP", 300, minimum=0),
             metrics_port=env.int("AUTHSVC_METRICS_PORT", 0, minimum=0),
             log_level=env.str("GATEHOUSE_LOG_LEVEL", "INFO"),
             leak_scanners=_leak_scanners(env.str("AUTHSVC_LEAK_SCANNERS", "")),
@@ -164,6 +175,8 @@ class Settings:
         if settings.reset_token_lifetime_seconds > 3600:
             raise SettingsError("AUTHSVC_RESET_TOKEN_LIFETIME must be at most 3600 (a reset link "
                                 "expires within an hour)")
+        if settings.token_default_days > settings.token_max_days:
+            raise SettingsError("AUTHSVC_TOKEN_DEFAULT_DAYS must not be more than AUTHSVC_TOKEN_MAX_DAYS")
         if not service_keys(settings.gateway_key):
             raise SettingsError("AUTHSVC_GATEWAY_KEY is required but empty")
         if settings.operator_key in service_keys(settings.gateway_key):

@@ -94,8 +94,9 @@ class AuthClient:
         self._index_cache_seconds = index_cache_seconds
         self._index_cache: dict[bytes, tuple[float, ReaderIdentity]] = {}
 
-    async def verify_upload(self, token: str, project_name: str, origin: Origin) -> UploadIdentity:
-        request = tokens_pb2.VerifyUploadTokenRequest(token=token, project_name=project_name,
+    async def verify_upload(self, token: str, project_name: str, origin: Origin, version: str = "") -> UploadIdentity:
+        """May this token upload `version` of `project_name` from `origin`'s address (authsvc decides)."""
+        request = tokens_pb2.VerifyUploadTokenRequest(token=token, project_name=project_name, version=version,
                                                       client=client_info(origin))
         try:
             reply = await self._verify_upload(request)
@@ -146,7 +147,8 @@ class AuthClient:
         return reply.project.id or None
 
     async def verify_index(self, token: str, origin: Origin) -> ReaderIdentity:
-        key = hashlib.sha256(token.encode()).digest()
+        # Keyed by the client address too: a token may be restricted to some networks.
+        key = hashlib.sha256(token.encode() + b"\x00" + origin.ip_address.encode()).digest()
         if self._index_cache_seconds > 0:
             hit = self._index_cache.get(key)
             if hit is not None and hit[0] > time.monotonic():

@@ -213,8 +213,9 @@ class PasswordLogin:
         return auth
 
     async def change_password(self, session_token: str, old_password: str, new_password: str,
-                              origin: Origin | None = None) -> None:
-        """Needs the current password. Ends every other session and voids pending reset links."""
+                              origin: Origin | None = None) -> User:
+        """Needs the current password. Ends every other session and voids pending reset links.
+        Returns the user (for the notice mail)."""
         auth = await self.sessions.authenticate_session(session_token)
         user = auth.user
         primary = next((e.address for e in sorted_emails(user) if e.primary), "")
@@ -231,3 +232,4 @@ class PasswordLogin:
             await self.events.emit(s, "account:password:change", actor=as_actor(user), user=who(user),
                                    origin=origin, details={"sessions_ended": ended})
         log.info("password changed", extra={"user_id": user.id, "sessions_ended": ended})
+        return user

@@ -59,6 +59,7 @@ from authsvc.errors import (
     NotFound,
 )
 from authsvc.mail import DroppingMailer, Mailer
+from authsvc.notices import Notifier, notice_address
 from authsvc.ratelimit import RateLimiter
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.errors import Unavailable
@@ -87,6 +88,7 @@ class AccountsService:
         config: AccountsConfig | None = None,
         second_factor: SecondFactor | None = None,
         devices: DeviceTokens | None = None,
+        notifier: Notifier | None = None,
     ):
         self.db = db
         self.clock = clock
@@ -96,6 +98,7 @@ class AccountsService:
         self.limiter = limiter or RateLimiter(clock)
         self.config = config or AccountsConfig()
         self.mail = MailDelivery(mailer or DroppingMailer())
+        self.notifier = notifier  # security notices (password changed, address added)
         self.tokens = OneTimeTokens(clock)
         self.background = Background()  # what is done after answering (password-reset requests)
         devices = devices or DeviceTokens([(1, secrets.token_bytes(32))], clock=clock,
@@ -153,13 +156,22 @@ class AccountsService:
 
     async def change_password(self, session_token: str, old_password: str, new_password: str,
                               origin: Origin | None = None) -> None:
-        await self.logins.change_password(session_token, old_password, new_password, origin)
+        self._password_changed(await self.logins.change_password(session_token, old_password, new_password, origin))
+
+    def _password_changed(self, user: User) -> None:
+        """The notice of a new password (changed, or set with a reset link) to the verified primary address."""
+        if self.notifier is not None:
+            self.notifier.send_later([self.notifier.password_changed(to=notice_address(user.emails),
+                                                                     username=user.username)],
+                                     purpose="password_changed", user_id=user.id)
 
     async def request_password_reset(self, login: str, origin: Origin | None = None) -> None:
         await self.resets.request_password_reset(login, origin)
 
     async def reset_password(self, token: str, new_password: str, origin: Origin | None = None) -> ResetResult:
-        return await self.resets.reset_password(token, new_password, origin)
+        result = await self.resets.reset_password(token, new_password, origin)
+        self._password_changed(result.user)
+        return result
 
     # -- users -------------------------------------------------------------------------------
 
@@ -319,6 +331,10 @@ class AccountsService:
             await self.events.emit(s, "account:email:add", actor=as_actor(user), user=who(user), origin=origin,
                                    details={"email": address})
         await self._send_verification(user, email, enforce_limit=False)
+        if self.notifier is not None:  # to the address that was already there, not the one added
+            self.notifier.send_later([self.notifier.email_added(to=notice_address(user.emails), username=user.username,
+                                                                added=address)],
+                                     purpose="email_added", user_id=user.id)
         async with self.db() as s:
             fresh = await s.get(User, user.id)
             return sorted_emails(fresh)

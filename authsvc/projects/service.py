@@ -22,6 +22,8 @@ from authsvc.accounts.models import User
 from authsvc.accounts.service import canonical_username
 from authsvc.db import new_id
 from authsvc.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from authsvc.mail import Message
+from authsvc.notices import Notifier, notice_address
 from authsvc.projects.models import MAINTAINER, OWNER, Project, Role
 from authsvc.projects.names import check_project_name
 from authsvc.twofactor.pending import has_second_factor, users_with_second_factor
@@ -78,11 +80,33 @@ async def projects_requiring_second_factor(s: AsyncSession, user_id: str) -> lis
 
 
 class ProjectsService:
-    def __init__(self, *, db: async_sessionmaker, clock: Clock, events: EventEmitter, revoke_tokens: RevokeTokens):
+    def __init__(self, *, db: async_sessionmaker, clock: Clock, events: EventEmitter, revoke_tokens: RevokeTokens,
+                 notifier: Notifier | None = None):
         self.db = db
         self.clock = clock
         self.events = events
         self.revoke_tokens = revoke_tokens
+        self.notifier = notifier
+
+    # -- notices (built in the transaction, sent after it committed) ---------------------------
+
+    async def _owners(self, s: AsyncSession, project_id: str) -> list[User]:
+        return list(await s.scalars(select(User).join(Role, Role.user_id == User.id)
+                                    .where(Role.project_id == project_id, Role.role_name == OWNER)))
+
+    async def _role_notices(self, s: AsyncSession, project: Project, target: User, role: str, actor: ActorRef,
+                            *, added: bool) -> list[Message]:
+        """To the collaborator, and to every other Owner of the project (as PyPI does)."""
+        if self.notifier is None:
+            return []
+        people = [target, *(o for o in await self._owners(s, project.id) if o.id != target.id)]
+        return [self.notifier.role_changed(to=notice_address(p.emails), recipient=p.username,
+                                           username=target.username, project=project.name, role=role,
+                                           by=_by(actor), added=added) for p in people]
+
+    def _send(self, messages: list[Message], purpose: str) -> None:
+        if self.notifier is not None:
+            self.notifier.send_later(messages, purpose=purpose)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -176,16 +200,20 @@ class ProjectsService:
         """Give `username` a role. Operators may create the project (with an Owner) and, with
         `replace`, change an existing role instead of failing."""
         _check_role(role)
+        sent: list[Message] = []
         try:
             async with self.db() as s, s.begin():
-                return await self._add_role(s, project_name, username, role, as_user=as_user, actor=actor,
-                                            origin=origin, create_project=create_project, replace=replace)
+                result = await self._add_role(s, project_name, username, role, as_user=as_user, actor=actor,
+                                              origin=origin, create_project=create_project, replace=replace,
+                                              sent=sent)
+            self._send(sent, "role_added")
+            return result
         except IntegrityError:  # a concurrent request created the same project or role first
             raise AlreadyExists(f"'{project_name}' or its role for '{username}' was just changed by another "
                                 "request; check and try again.", reason="concurrent_change") from None
 
     async def _add_role(self, s, project_name, username, role, *, as_user, actor, origin, create_project,
-                        replace) -> tuple[Project, RoleView]:
+                        replace, sent: list[Message]) -> tuple[Project, RoleView]:
         try:
             project = await self._project(s, project_name, lock=True)
         except NotFound:
@@ -213,6 +241,7 @@ class ProjectsService:
         await self.events.emit(s, "project:role:add", actor=actor, user=(target.id, target.username),
                                project=(project.id, project.name), origin=origin,
                                details={"role": role, "target_username": target.username})
+        sent += await self._role_notices(s, project, target, role, actor, added=True)
         return project, RoleView(target.username, target.id, role)
 
     async def change_role(self, project_name: str, username: str, role: str, *, as_user: User | None,
@@ -254,6 +283,8 @@ class ProjectsService:
             await self.events.emit(s, "project:role:remove", actor=actor, user=(target.id, target.username),
                                    project=(project.id, project.name), origin=origin,
                                    details={"role": current, "target_username": target.username})
+            sent = await self._role_notices(s, project, target, current, actor, added=False)
+        self._send(sent, "role_removed")
 
     async def set_two_factor_required(self, project_name: str, required: bool, *, as_user: User | None,
                                       actor: ActorRef, origin: Origin | None = None) -> tuple[Project, list[str]]:
@@ -297,13 +328,22 @@ class ProjectsService:
                 raise InvalidArgument(f"Type the project's name '{project.name}' to confirm its deletion.",
                                       reason="confirm_name_mismatch")
             ref = (project.id, project.name)
+            by = _by(actor)
+            sent = [self.notifier.project_deleted(to=notice_address(o.emails), recipient=o.username,
+                                                  project=project.name, by=by)
+                    for o in await self._owners(s, project.id)] if self.notifier is not None else []
             await self.revoke_tokens(s, self.events, ref, actor=actor, origin=origin)
             await self.events.emit(s, "project:delete", actor=actor,
                                    user=(as_user.id, as_user.username) if as_user else None,
                                    project=ref, origin=origin, details={"deleted_by": actor.username})
             await s.execute(delete(Role).where(Role.project_id == project.id))
             await s.delete(project)
-            return project.id
+        self._send(sent, "project_deleted")
+        return project.id
+
+
+def _by(actor: ActorRef) -> str:
+    return repr(actor.username) if actor.kind == "user" else "an administrator of this index"
 
 
 def _check_role(role: str) -> None:

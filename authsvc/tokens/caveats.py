@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import ipaddress
 import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import NoReturn
 
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from authsvc.projects.names import is_project_name
 
@@ -72,6 +74,8 @@ class Context:
     purpose: Purpose
     project_name: str = ""      # as requested (shown in messages)
     project: ProjectRef | None = None  # the existing project of that name, None when there is none
+    client_ip: str = ""         # the client's address as the gateway established it; "" when not known
+    version: str = ""           # the upload's release version (PEP 440), "" before the fields are read
 
     @property
     def normalized_name(self) -> str:
@@ -176,11 +180,103 @@ class UserBound:
         return SUCCESS
 
 
-Caveat = Expiry | Projects | UserBound
-_TYPES: dict[str, tuple[type[Expiry] | type[Projects] | type[UserBound], frozenset[str]]] = {
+# -- restrictions a holder chooses (the token page offers them; anyone may append them offline) ----
+
+
+def _network(text: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """One network in its canonical text ("192.0.2.0/24", "2001:db8::/32"; a bare address is /32 or
+    /128): anything else, host bits set or another spelling of the same network, fails the token."""
+    if type(text) is not str or len(text) > 49 or "%" in text:  # no IPv6 zone ids: they name a host's interface
+        raise CaveatError("expected a network")
+    try:
+        network = ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        raise CaveatError("bad network") from None
+    if str(network) != text:
+        raise CaveatError("network not in canonical form")
+    return network
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClientNetworks:
+    """Every use of the token must come from one of these networks (IPv4 or IPv6, CIDR), by the client
+    address the gateway established. An unknown client address fails (fail closed)."""
+
+    TYPE = "ips"
+    networks: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"nets": list(self.networks)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> "ClientNetworks":
+        nets = _str_list(data["nets"])
+        for net in nets:
+            _network(net)
+        return cls(tuple(nets))
+
+    def check(self, ctx: Context) -> Result:
+        allowed = ", ".join(self.networks)
+        try:
+            address = ipaddress.ip_address(ctx.client_ip)
+        except ValueError:
+            return Failure(f"This token is restricted to IP addresses {allowed}, and this request's address "
+                           "is not known.", "ip_not_allowed")
+        if any(address in ipaddress.ip_network(net) for net in self.networks):
+            return SUCCESS
+        return Failure(f"This token is restricted to IP addresses {allowed}; this request came from "
+                       f"{address}.", "ip_not_allowed")
+
+
+def normalize_version(text: str) -> str:
+    """A release version in its PEP 440 normal form, or CaveatError (local versions are never uploaded)."""
+    try:
+        version = Version(text)
+    except InvalidVersion:
+        raise CaveatError("not a PEP 440 version") from None
+    if version.local is not None:
+        raise CaveatError("local versions cannot be uploaded")
+    return str(version)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReleaseVersion:
+    """Uploads only of files of this release: the upload's version must equal it under PEP 440
+    (so "1.0" and "1.0.0" are one release, as the index itself treats them). Index reads are not uploads."""
+
+    TYPE = "version"
+    version: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"version": self.version}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> "ReleaseVersion":
+        value = data["version"]
+        if type(value) is not str or len(value) > 100 or normalize_version(value) != value:
+            raise CaveatError("version not in PEP 440 normal form")
+        return cls(value)
+
+    def check(self, ctx: Context) -> Result:
+        if ctx.purpose is Purpose.INDEX:
+            return SUCCESS
+        try:
+            matches = Version(ctx.version) == Version(self.version)
+        except InvalidVersion:
+            matches = False
+        if matches:
+            return SUCCESS
+        return Failure(f"This token is restricted to release version {self.version}; this upload is version "
+                       f"'{ctx.version}'.", "version_not_allowed")
+
+
+Caveat = Expiry | Projects | UserBound | ClientNetworks | ReleaseVersion
+_TYPES: dict[str, tuple[type[Caveat], frozenset[str]]] = {
     Expiry.TYPE: (Expiry, frozenset({"v", "t", "nbf", "exp"})),
     Projects.TYPE: (Projects, frozenset({"v", "t", "names", "ids"})),
     UserBound.TYPE: (UserBound, frozenset({"v", "t", "id"})),
+    ClientNetworks.TYPE: (ClientNetworks, frozenset({"v", "t", "nets"})),
+    ReleaseVersion.TYPE: (ReleaseVersion, frozenset({"v", "t", "version"})),
 }
 
 

@@ -26,7 +26,8 @@ _Context = grpc.aio.ServicerContext
 def token_info_pb(view: TokenView) -> common_pb2.TokenInfo:
     return common_pb2.TokenInfo(
         id=view.id, description=view.description,
-        scope=common_pb2.TokenScope(all_projects=view.all_projects, project_names=list(view.project_names)),
+        scope=common_pb2.TokenScope(all_projects=view.all_projects, project_names=list(view.project_names),
+                                    allowed_networks=list(view.networks), release_version=view.release_version),
         created_at=ts(view.created_at), last_used_at=ts(view.last_used_at), expires_at=ts(view.expires_at),
         username=view.username)
 
@@ -45,12 +46,15 @@ class ScopeArgs(TypedDict):
     all_projects: bool
     project_names: list[str]
     expires_at: dt.datetime | None
+    networks: list[str]
+    release_version: str
 
 
 def scope_args(request: ScopedRequest) -> ScopeArgs:
     scope = request.scope
     return {"all_projects": scope.all_projects, "project_names": list(scope.project_names),
-            "expires_at": from_ts(request, "expires_at")}
+            "expires_at": from_ts(request, "expires_at"), "networks": list(scope.allowed_networks),
+            "release_version": scope.release_version}
 
 
 class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
@@ -106,7 +110,8 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
         if request.token_only:  # the gateway's check at the headers: what the token alone decides
             authentic = await self.verifier.verify_upload_token(request.token, origin(request.client))
             return tokens_pb2.VerifyUploadTokenResponse(token_id=authentic.token_id)
-        grant = await self.verifier.verify_upload(request.token, request.project_name, origin(request.client))
+        grant = await self.verifier.verify_upload(request.token, request.project_name, origin(request.client),
+                                                  request.version)
         return tokens_pb2.VerifyUploadTokenResponse(
             user_id=grant.user_id, username=grant.username, project_id=grant.project_id,
             project_name=grant.project_name, token_id=grant.token_id, project_created=grant.project_created,
@@ -116,7 +121,7 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
             self, request: tokens_pb2.VerifyIndexTokenRequest,
             context: _Context[tokens_pb2.VerifyIndexTokenRequest, tokens_pb2.VerifyIndexTokenResponse],
     ) -> tokens_pb2.VerifyIndexTokenResponse:
-        origin(request.client)  # not recorded, but a caller's invalid client IP is refused on every call
-        grant = await self.verifier.verify_index(request.token)
+        # Not recorded; checked against a token's network restriction (an invalid client IP is refused).
+        grant = await self.verifier.verify_index(request.token, origin(request.client))
         return tokens_pb2.VerifyIndexTokenResponse(user_id=grant.user_id, username=grant.username,
                                                    token_id=grant.token_id)

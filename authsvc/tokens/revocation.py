@@ -31,6 +31,10 @@ async def emit_token_events(s: AsyncSession, events: EventEmitter, verb: str, to
     if verb == "added":
         expires = as_utc(token.expires_at)
         details["expires_at"] = expires.isoformat() if expires else ""
+        if token.allowed_networks:
+            details["networks"] = token.allowed_networks
+        if token.release_version:
+            details["release_version"] = token.release_version
     if reason:
         details["reason"] = reason
     await events.emit(s, f"account:api_token:{verb}", actor=actor, user=owner, origin=origin, details=details)

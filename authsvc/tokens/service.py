@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import ipaddress
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -11,18 +13,49 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authsvc.accounts.models import User
 from authsvc.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from authsvc.notices import Notifier
 from authsvc.projects.models import Project, Role
 from authsvc.projects.names import check_project_name
-from authsvc.tokens.caveats import Caveat, Expiry, Projects, UserBound
+from authsvc.tokens.caveats import (
+    Caveat,
+    CaveatError,
+    ClientNetworks,
+    Expiry,
+    Projects,
+    ReleaseVersion,
+    UserBound,
+    normalize_version,
+)
 from authsvc.tokens.codec import TokenCodec
 from authsvc.tokens.models import ApiToken, ApiTokenProject
-from authsvc.tokens.revocation import delete_token, emit_token_events
+from authsvc.tokens.revocation import delete_token, emit_token_events, scope_text
 from authsvc.twofactor.policy import TwoFactorPolicy
 from gatehouse.infra.clock import Clock, as_utc
 from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
 
 MAX_DESCRIPTION = 100
 MAX_SCOPED_PROJECTS = 50
+MAX_NETWORKS = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenLifetime:
+    """Every token expires: `default` when its creator chose no date, never later than `maximum`."""
+
+    default: dt.timedelta = dt.timedelta(days=90)
+    maximum: dt.timedelta = dt.timedelta(days=365)
+
+    def expiry(self, chosen: dt.datetime | None, now: dt.datetime) -> dt.datetime:
+        if chosen is None:
+            return (now + self.default).replace(microsecond=0)
+        expires = as_utc(chosen).replace(microsecond=0)
+        if int(expires.timestamp()) <= int(now.timestamp()):
+            raise InvalidArgument("The expiry date must be in the future.", reason="expiry_in_past")
+        if expires > now + self.maximum:
+            raise InvalidArgument(f"A token can be valid for at most {self.maximum.days} days on this index: "
+                                  f"choose an expiry before {(now + self.maximum):%Y-%m-%d}.",
+                                  reason="expiry_too_far")
+        return expires
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,13 +70,17 @@ class TokenView:
     last_used_at: dt.datetime | None
     expires_at: dt.datetime | None
     username: str
+    networks: tuple[str, ...] = ()
+    release_version: str = ""
 
     @classmethod
     def of(cls, token: ApiToken, username: str) -> "TokenView":
         return cls(id=token.id, description=token.description, all_projects=token.scope_all_projects,
                    project_names=tuple(sorted(p.project_name for p in token.projects)),
                    created_at=as_utc(token.created_at), last_used_at=as_utc(token.last_used_at),
-                   expires_at=as_utc(token.expires_at), username=username)
+                   expires_at=as_utc(token.expires_at), username=username,
+                   networks=tuple(n for n in (token.allowed_networks or "").split(",") if n),
+                   release_version=token.release_version or "")
 
 
 def check_description(description: str) -> str:
@@ -60,18 +97,24 @@ def check_description(description: str) -> str:
 
 class TokensService:
     def __init__(self, *, db: async_sessionmaker[AsyncSession], clock: Clock, events: EventEmitter,
-                 codec: TokenCodec, policy: TwoFactorPolicy | None = None) -> None:
+                 codec: TokenCodec, policy: TwoFactorPolicy | None = None, lifetime: TokenLifetime | None = None,
+                 notifier: Notifier | None = None) -> None:
         self.db = db
         self.clock = clock
         self.events = events
         self.codec = codec
         self.policy = policy
+        self.lifetime = lifetime or TokenLifetime()
+        self.notifier = notifier
 
     async def create_token(self, user: User, description: str, *, all_projects: bool,
                            project_names: list[str] | tuple[str, ...] = (), expires_at: dt.datetime | None = None,
+                           networks: Sequence[str] = (), release_version: str = "",
                            actor: ActorRef, origin: Origin | None = None) -> tuple[str, TokenView]:
-        """Mint a token for `user`; returns (the secret, shown this once; its listing)."""
+        """Mint a token for `user`; returns (the secret, shown this once; its listing). Optional
+        restrictions: the client networks it may be used from, the one release version it may upload."""
         description = check_description(description)
+        restrictions = Restrictions.parse(networks, release_version)
         now = self.clock.now()
         if all_projects == bool(project_names):
             raise InvalidArgument("Choose the token's scope: the whole account, or one or more projects.",
@@ -80,7 +123,7 @@ class TokensService:
             raise InvalidArgument(f"A token can be scoped to at most {MAX_SCOPED_PROJECTS} projects.",
                                   reason="scope_too_large")
         normalized = list(dict.fromkeys(check_project_name(n) for n in project_names))
-        expires = _check_expiry(expires_at, now)
+        expires = self.lifetime.expiry(expires_at, now)
         async with self.db() as s, s.begin():
             owner = await s.get(User, user.id)
             if owner is None or not owner.is_active:
@@ -100,6 +143,8 @@ class TokensService:
             scoped = [await self._scoped_project(s, owner, name) for name in normalized]
             token = ApiToken(user_id=owner.id, description=description, key_version=self.codec.current_version,
                              scope_all_projects=all_projects, created_at=now, expires_at=expires,
+                             allowed_networks=",".join(restrictions.networks),
+                             release_version=restrictions.version,
                              projects=[ApiTokenProject(project_id=p.id, project_name=p.name) for p in scoped])
             s.add(token)
             try:
@@ -110,12 +155,17 @@ class TokensService:
             caveats: list[Caveat] = [UserBound(owner.id)]
             if scoped:
                 caveats.append(Projects(tuple(p.normalized_name for p in scoped), tuple(p.id for p in scoped)))
-            if expires is not None:
-                caveats.append(Expiry(int(now.timestamp()), int(expires.timestamp())))
-            secret = self.codec.mint(token.id, caveats)
+            caveats.append(Expiry(int(now.timestamp()), int(expires.timestamp())))
+            secret = self.codec.mint(token.id, [*caveats, *restrictions.caveats()])
             await emit_token_events(s, self.events, "added", token, (owner.id, owner.username),
                                     actor=actor, origin=origin)
-            return secret, TokenView.of(token, owner.username)
+            view = TokenView.of(token, owner.username)
+            scope = scope_text(token)
+        if self.notifier is not None:
+            self.notifier.send_later([self.notifier.token_created(
+                to=primary.address, username=owner.username, description=description, scope=scope,
+                expires_at=expires)], purpose="token_created", user_id=owner.id)
+        return secret, view
 
     async def _scoped_project(self, s: AsyncSession, owner: User, normalized: str) -> Project:
         project = await s.scalar(select(Project).where(Project.normalized_name == normalized))
@@ -155,10 +205,38 @@ class TokensService:
             return view
 
 
-def _check_expiry(expires_at: dt.datetime | None, now: dt.datetime) -> dt.datetime | None:
-    if expires_at is None:
-        return None
-    expires = as_utc(expires_at).replace(microsecond=0)
-    if int(expires.timestamp()) <= int(now.timestamp()):
-        raise InvalidArgument("The expiry date must be in the future.", reason="expiry_in_past")
-    return expires
+@dataclasses.dataclass(frozen=True)
+class Restrictions:
+    """What a creator may narrow a token to, signed into it as caveats and kept on its row for listing."""
+
+    networks: tuple[str, ...] = ()
+    version: str = ""
+
+    @classmethod
+    def parse(cls, networks: Sequence[str], release_version: str) -> "Restrictions":
+        """From what the creator typed, or InvalidArgument naming the bad entry."""
+        texts = [n.strip() for n in networks if n.strip()]
+        if len(texts) > MAX_NETWORKS:
+            raise InvalidArgument(f"A token can be limited to at most {MAX_NETWORKS} IP networks.",
+                                  reason="networks_too_many")
+        canonical = []
+        for text in texts:
+            try:
+                if "%" in text:  # an IPv6 zone id names an interface of one host, not a network
+                    raise ValueError(text)
+                canonical.append(str(ipaddress.ip_network(text, strict=True)))
+            except ValueError:
+                raise InvalidArgument(f"'{text[:60]}' is not an IP address or network (write 192.0.2.0/24 or "
+                                      "2001:db8::/32, with no host bits set after the prefix).",
+                                      reason="network_invalid") from None
+        version = release_version.strip()
+        try:
+            normal = normalize_version(version[:100]) if version else ""
+        except CaveatError:
+            raise InvalidArgument(f"'{version[:60]}' is not a release version (PEP 440, for example 1.4.2, "
+                                  "with no local part).", reason="version_invalid") from None
+        return cls(tuple(dict.fromkeys(canonical)), normal)
+
+    def caveats(self) -> list[Caveat]:
+        return [*([ClientNetworks(self.networks)] if self.networks else []),
+                *([ReleaseVersion(self.version)] if self.version else [])]

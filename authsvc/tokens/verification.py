@@ -52,6 +52,7 @@ from authsvc.tokens.caveats import (
     ProjectRef,
     Projects,
     Purpose,
+    ReleaseVersion,
     Success,
     UserBound,
     check_all,
@@ -134,7 +135,9 @@ class TokenVerifier:
         # token still expires if its caveats were ever minted or parsed wrong: neither check
         # relies on the other (defence in depth, as for key_version and the deleted row).
         expires = row.expires_at
-        if expires is not None and now >= expires:
+        if expires is None:  # every token has one (the column is NOT NULL): a row without fails closed
+            raise TokenDenied("This token has no expiry date: create a new token.", reason="expiry_missing")
+        if now >= expires:
             raise TokenDenied(f"This token expired at {expires:%Y-%m-%d %H:%M:%S} UTC.", reason="expired")
 
     async def verify_upload_token(self, token: str, origin: Origin | None = None) -> AuthenticToken:
@@ -147,32 +150,36 @@ class TokenVerifier:
         row: TokenRow | None = None
         try:
             row = await self._lookup(authentic, "")
-            # Every caveat but the project scope, which needs the project (the fields name it).
-            unscoped = tuple(c for c in authentic.caveats if not isinstance(c, Projects))
-            self._check(unscoped, row, now, Context(now=now, user_id=row.user_id, purpose=Purpose.UPLOAD))
+            # Every caveat but the project scope and the release version, which need the fields.
+            unscoped = tuple(c for c in authentic.caveats if not isinstance(c, (Projects, ReleaseVersion)))
+            self._check(unscoped, row, now, Context(now=now, user_id=row.user_id, purpose=Purpose.UPLOAD,
+                                                    client_ip=origin.ip_address if origin else ""))
         except (TokenInvalid, TokenDenied) as refusal:
             await self._record_header_refusal(authentic, row, refusal, origin)
             raise
         return authentic
 
-    async def verify_upload(self, token: str, project_name: str, origin: Origin | None = None) -> UploadGrant:
-        """May this token upload to `project_name`? Creates the project on a first upload by an
+    async def verify_upload(self, token: str, project_name: str, origin: Origin | None = None,
+                            version: str = "") -> UploadGrant:
+        """May this token upload `version` of `project_name`? Creates the project on a first upload by an
         all-projects token when creation is allowed; records the token's last use."""
         authentic = self._authentic(token)
         normalized = check_project_name(project_name)
         try:
-            return await self._verify_upload(authentic, project_name, normalized, origin)
+            return await self._verify_upload(authentic, project_name, normalized, origin, version)
         except (TokenInvalid, TokenDenied) as refusal:
             await self._record_refusal(authentic, normalized, refusal, origin)
             raise
 
     async def _verify_upload(self, authentic: AuthenticToken, project_name: str, normalized: str,
-                             origin: Origin | None) -> UploadGrant:
+                             origin: Origin | None, version: str) -> UploadGrant:
         now = self.clock.now()
         row = await self._lookup(authentic, normalized)
         project = ProjectRef(row.project_id, normalized) if row.project_id else None
         self._check(authentic.caveats, row, now, Context(now=now, user_id=row.user_id, purpose=Purpose.UPLOAD,
-                                              project_name=project_name, project=project))
+                                                         project_name=project_name, project=project,
+                                                         client_ip=origin.ip_address if origin else "",
+                                                         version=version))
         if not row.verified:
             raise TokenDenied("The account that owns this token has no verified primary email address: "
                               "verify it, then upload again.", reason="email_unverified")
@@ -278,12 +285,14 @@ class TokenVerifier:
             self.policy.check_upload(has_second_factor=row.has_second_factor, username=row.username,
                                      project_name=project_name, project_requires=project_requires)
 
-    async def verify_index(self, token: str) -> IndexGrant:
-        """A valid, undeleted, unexpired token of an active user may read a private index."""
+    async def verify_index(self, token: str, origin: Origin | None = None) -> IndexGrant:
+        """A valid, undeleted, unexpired token of an active user may read a private index (from the
+        networks it is restricted to, if any)."""
         authentic = self._authentic(token)
         now = self.clock.now()
         row = await self._lookup(authentic, "")
-        self._check(authentic.caveats, row, now, Context(now=now, user_id=row.user_id, purpose=Purpose.INDEX))
+        self._check(authentic.caveats, row, now, Context(now=now, user_id=row.user_id, purpose=Purpose.INDEX,
+                                                         client_ip=origin.ip_address if origin else ""))
         token_id = authentic.token_id
         await self._touch(token_id, row.last_used_at, now)
         return IndexGrant(user_id=row.user_id, username=row.username, token_id=token_id)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
-import logging
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,12 +13,11 @@ from authsvc.accounts.service import AccountsService
 from authsvc.accounts.sessions import Authenticated
 from authsvc.errors import FailedPrecondition, PermissionDenied
 from authsvc.mail import Mailer, Message
+from authsvc.notices import Notifier
 from authsvc.ratelimit import Limit
 from authsvc.twofactor import notices, recovery
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
-
-log = logging.getLogger("authsvc.twofactor")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +94,7 @@ class Notices:
         self.events = events
         self.mailer = mailer
         self.config = config
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.delivery = Notifier(mailer, public_url=config.public_url)
 
     async def issue_first_codes(self, s: AsyncSession, user: User, origin: Origin | None,
                                 sent: list[Message]) -> list[str]:
@@ -113,20 +110,7 @@ class Notices:
                                              regenerated=regenerated, public_url=self.config.public_url)
 
     def send_later(self, messages: list[Message], *, user_id: str) -> None:
-        messages = [m for m in messages if m.to]
-        if messages:
-            task = asyncio.get_running_loop().create_task(self._deliver(messages, user_id=user_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _deliver(self, messages: list[Message], *, user_id: str) -> None:
-        for message in messages:
-            try:
-                await self.mailer.send(message)
-            except Exception as exc:
-                log.error("two-factor notice not delivered", extra={"user_id": user_id, "subject": message.subject,
-                                                                    "error": str(exc)[:200]})
+        self.delivery.send_later(messages, purpose="two_factor", user_id=user_id)
 
     async def close(self, timeout: float = 5.0) -> None:
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+        await self.delivery.close(timeout)

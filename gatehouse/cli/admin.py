@@ -65,7 +65,10 @@ def add_parser(sub) -> None:
     p.add_argument("username")
     p.add_argument("--description", required=True)
     p.add_argument("--project", action="append", default=[], help="scope to this project (repeatable)")
-    p.add_argument("--expires-in", help="e.g. 30d, 12h, 2w")
+    p.add_argument("--expires-in", help="e.g. 30d, 12h, 2w (default: the site's default lifetime; at most its maximum)")
+    p.add_argument("--ip", action="append", default=[], dest="networks",
+                   help="only from this IP address or CIDR network (repeatable)")
+    p.add_argument("--release-version", default="", help="only uploads of this release version (PEP 440)")
     p.set_defaults(run=_token_mint)
     p = token.add_parser("list", help="list a user's tokens (never the secrets)")
     p.add_argument("username")
@@ -189,7 +192,8 @@ def parse_duration(text: str) -> dt.timedelta:
 async def _token_mint(args, stub):
     request = admin_pb2.AdminMintTokenRequest(
         username=args.username, description=args.description,
-        scope=common_pb2.TokenScope(all_projects=not args.project, project_names=args.project))
+        scope=common_pb2.TokenScope(all_projects=not args.project, project_names=args.project,
+                                    allowed_networks=args.networks, release_version=args.release_version))
     if args.expires_in:
         try:
             delta = parse_duration(args.expires_in)
@@ -199,7 +203,7 @@ async def _token_mint(args, stub):
     reply = await stub.MintToken(request)
     emit(args, {"token": reply.token, "info": to_dict(reply.info)}, reply.token)
     if not args.json:  # stdout is the token alone: TOKEN=$(gatehouse admin token mint …)
-        note(f"token id {reply.info.id}; shown once — store it now")
+        note(f"token id {reply.info.id}; expires {reply.info.expires_at.ToJsonString()}; shown once — store it now")
 
 
 async def _token_list(args, stub):

@@ -33,13 +33,21 @@ TARGETS += [("alpha", ProjectRef(str(uuid.UUID(int=99)), "alpha")), ("delta", No
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+# Client addresses (and one unknown) and release versions, for the network and version caveats.
+CLIENTS = ["192.0.2.5", "2001:db8::1", ""]
+VERSIONS = ["1.0", ""]
+
+
 def contexts():
     for when in TIMES:
         now = dt.datetime.fromtimestamp(when, dt.timezone.utc)
         for user in (USER, OTHER_USER):
-            yield Context(now=now, user_id=user, purpose=Purpose.INDEX)
-            for name, project in TARGETS:
-                yield Context(now=now, user_id=user, purpose=Purpose.UPLOAD, project_name=name, project=project)
+            for ip in CLIENTS:
+                yield Context(now=now, user_id=user, purpose=Purpose.INDEX, client_ip=ip)
+                for name, project in TARGETS:
+                    for version in VERSIONS:
+                        yield Context(now=now, user_id=user, purpose=Purpose.UPLOAD, project_name=name,
+                                      project=project, client_ip=ip, version=version)
 
 
 CONTEXTS = list(contexts())
@@ -87,6 +95,11 @@ appended_caveats = st.one_of(
     st.builds(lambda n, i: _json({"v": 1, "t": "projects", "names": n, "ids": i}),
               st.lists(names, max_size=3), st.lists(ids, max_size=3)),
     st.builds(lambda u: _json({"v": 1, "t": "user", "id": u}), st.sampled_from([USER, OTHER_USER, ""])),
+    st.builds(lambda nets: _json({"v": 1, "t": "ips", "nets": nets}),
+              st.lists(st.sampled_from(["192.0.2.0/24", "192.0.2.5/32", "2001:db8::/32", "0.0.0.0/0", "::/0",
+                                        "198.51.100.0/24", "192.0.2.1/24", "2001:0db8::/32", ""]), max_size=3)),
+    st.builds(lambda v: _json({"v": 1, "t": "version", "version": v}),
+              st.sampled_from(["1.0", "1.0.0", "2.0", "1.0+local", "v1.0", "", "1.0rc1"])),
     st.builds(lambda v, t: _json({"v": v, "t": t}), st.integers(0, 3), st.text(max_size=10)),
     st.builds(_json, st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
                                   lambda inner: st.lists(inner, max_size=3)

@@ -29,7 +29,9 @@ async def test_create_returns_the_secret_once_and_listing_never_does(auth):
     assert created.token.startswith("pypi-") and len(created.token) > 100
     assert created.info.scope.all_projects and created.info.username == "alice"
     assert created.info.HasField("created_at") and not created.info.HasField("last_used_at")
-    assert not created.info.HasField("expires_at")
+    # No expiry asked for: the site default (90 days), to the second.
+    lifetime = created.info.expires_at.seconds - created.info.created_at.seconds
+    assert lifetime == 90 * 86400
     auth.clock.advance(1)
     scoped = await create_token(auth, alice, "ci", projects=["PROJ"])
     assert list(scoped.info.scope.project_names) == ["proj"] and not scoped.info.scope.all_projects

@@ -288,8 +288,8 @@ async def test_sqlite_lookup_never_blocks_the_loop_on_a_lock(make_database_url):
     setup.execute("INSERT INTO users (id, username, username_canonical, name, is_active, disabled_reason, "
                   "is_admin, created_at) VALUES ('u1', 'alice', 'alice', '', 1, '', 0, '2026-01-01 00:00:00')")
     setup.execute("INSERT INTO api_tokens (id, user_id, description, key_version, scope_all_projects, "
-                  "created_at, last_used_at) VALUES ('t1', 'u1', 'ci', 1, 1, '2026-01-01 00:00:00', "
-                  "'2026-01-02 03:04:05.000006')")
+                  "created_at, last_used_at, expires_at, allowed_networks, release_version) VALUES ('t1', 'u1', "
+                  "'ci', 1, 1, '2026-01-01 00:00:00', '2026-01-02 03:04:05.000006', '2026-04-01 00:00:00', '', '')")
     setup.close()
     locker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     locker.execute("PRAGMA locking_mode=EXCLUSIVE")

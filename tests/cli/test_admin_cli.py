@@ -118,6 +118,18 @@ async def test_token_mint_list_revoke(system):
     assert removed[0].details["token_id"] == info["id"] and token not in str(removed[0])
 
 
+async def test_token_mint_shows_the_expiry_and_takes_restrictions(system):
+    owner = await system.person("tokexp")
+    rc, out, err = await gh(system, "token", "mint", owner.username, "--description", "default life")
+    assert rc == 0 and out.startswith("pypi-") and "; expires 20" in err and "shown once" in err
+    minted = await gh_json(system, "token", "mint", owner.username, "--description", "narrow", "--ip", "192.0.2.0/24",
+                           "--ip", "2001:db8::/32", "--release-version", "1.0")
+    assert minted["info"]["scope"]["allowed_networks"] == ["192.0.2.0/24", "2001:db8::/32"]
+    assert minted["info"]["scope"]["release_version"] == "1.0" and minted["info"]["expires_at"]
+    rc, _, err = await gh(system, "token", "mint", owner.username, "--description", "long", "--expires-in", "400d")
+    assert rc == 2 and "at most 365 days" in err
+
+
 async def test_token_errors(system):
     unverified, owner = await system.person("unv", verified=False), await system.person("tokerr")
     unverified_rc, duration, ghost, no_project = await asyncio.gather(

@@ -4,6 +4,7 @@ again); deleting a project. Each action is then found in the security history.""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import aiohttp
@@ -36,7 +37,11 @@ async def test_project_scoped_token_made_on_the_page_uploads_with_twine(system, 
     assert "Choose at least one project" in await page.locator("#f-projects-error").inner_text()
     assert await page.get_by_label("Token name").input_value() == f"CI for {project}"
     await page.get_by_label(re.compile(f"^{project}")).check()
-    await page.get_by_label("Expires on").fill("2099-12-31")
+    await page.get_by_label("Expires on").fill((system.clock.now().date() + dt.timedelta(days=400)).isoformat())
+    await page.get_by_role("button", name="Create token").click()  # past the site's maximum (365 days)
+    assert "at most 365 days" in await page.locator("#f-expires-error").inner_text()
+    expires = (system.clock.now().date() + dt.timedelta(days=200)).isoformat()
+    await page.get_by_label("Expires on").fill(expires)
     await page.get_by_role("button", name="Create token").click()
     await page.get_by_role("heading", name="Your new API token").wait_for()
     await shot(page, "token-created-desktop")
@@ -58,7 +63,7 @@ async def test_project_scoped_token_made_on_the_page_uploads_with_twine(system, 
     await page.goto("/account/tokens")
     row = page.get_by_role("row", name=re.compile(f"CI for {project}"))
     assert project in await row.locator('td[data-label="Scope"]').inner_text()
-    assert "2099-12-31" in await row.locator('td[data-label="Expires"]').inner_text()
+    assert expires in await row.locator('td[data-label="Expires"]').inner_text()
     assert (await row.locator('td[data-label="Last used"]').inner_text()).endswith("UTC")  # not "never"
     await page.goto(f"/projects/{project}/")
     assert wheel.name in await page.locator(".release-list").inner_text()

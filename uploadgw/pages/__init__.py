@@ -17,7 +17,7 @@ from aiohttp.typedefs import Handler
 
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.grpcserver import open_channel
-from uploadgw.pages import account, admin, auth, history, passwords, projects, register, tokens, twofactor
+from uploadgw.pages import account, admin, api, auth, history, passwords, projects, register, tokens, twofactor
 from uploadgw.pages.security import CookiePolicy, Signer, add_security_headers, derive_key
 from uploadgw.pages.services.accounts import AccountPages
 from uploadgw.pages.services.history import HistoryPages
@@ -98,6 +98,9 @@ def setup_pages(app: web.Application, *, settings: Settings, clock: Clock, gatew
     projects_app = web.Application(middlewares=[make_middleware()])
     projects.add_routes(projects_app.router)
     app.add_subapp("/projects", projects_app)
+
+    # The JSON API for a logged-in user's tooling (same session and re-authentication, JSON errors).
+    app.add_subapp("/api", api.build_api_app())
 
     static_app = web.Application(middlewares=[make_middleware(static=True), _unusable_file_names])
     static_app.router.add_static("/", STATIC, name="static", append_version=False)

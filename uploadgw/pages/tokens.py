@@ -34,7 +34,7 @@ async def new_page(request: web.Request) -> web.Response:
     return await _new_form(request, Form({"scope": "all"}))
 
 
-def _expiry(value: str, today: dt.date) -> dt.datetime | None:
+def parse_expiry(value: str, today: dt.date) -> dt.datetime | None:
     """The end (UTC) of the chosen day; None when no date was chosen."""
     value = value.strip()
     if not value:
@@ -55,13 +55,15 @@ async def create(request: web.Request) -> web.Response:
     chosen = [p.strip() for p in data.getall("projects", []) if p.strip()][:100]
     scope = "projects" if data.get("scope") == "projects" else "all"
     form = Form({"description": data.get("description", "").strip(), "scope": scope,
-                 "expires": data.get("expires", "").strip()[:20], "projects_list": "\n".join(chosen)})
+                 "expires": data.get("expires", "").strip()[:20], "projects_list": "\n".join(chosen),
+                 "networks": data.get("networks", "").strip()[:2000],
+                 "release_version": data.get("release_version", "").strip()[:100]})
     form.require("description", "Enter a name for the token, for example what it is for.")
     if scope == "projects" and not chosen:
         form.errors["projects"] = "Choose at least one project, or give the token the whole account."
     expires = None
     try:
-        expires = _expiry(form.get("expires"), pages.clock.now().date())
+        expires = parse_expiry(form.get("expires"), pages.clock.now().date())
     except PageError as exc:
         form.fail(exc)
     if not form.ok:
@@ -69,7 +71,9 @@ async def create(request: web.Request) -> web.Response:
     try:
         created = await pages.tokens.create(pages.session_token(request), form.get("description"),
                                             all_projects=scope == "all", project_names=chosen if scope == "projects"
-                                            else [], expires_at=expires, origin=origin_of(request))
+                                            else [], expires_at=expires, origin=origin_of(request),
+                                            networks=form.get("networks").replace(",", " ").split(),
+                                            release_version=form.get("release_version"))
     except PageError as exc:
         form.fail(exc)
         return await _new_form(request, form, status=exc.status)

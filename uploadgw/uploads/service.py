@@ -160,7 +160,7 @@ class UploadService:
         """Validate the filename, ask authsvc (and, meanwhile, the database), refuse what can be
         refused before the bytes are used."""
         check_filename(filename, form)
-        verification = asyncio.ensure_future(self.auth.verify_upload(token, form.name, origin))
+        verification = asyncio.ensure_future(self.auth.verify_upload(token, form.name, origin, form.version))
         try:
             state = await self._precheck(form, filename)
         except BaseException:

@@ -64,12 +64,16 @@ class Project(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., normalized_name: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., two_factor_required: _Optional[bool] = ...) -> None: ...
 
 class TokenScope(_message.Message):
-    __slots__ = ("all_projects", "project_names")
+    __slots__ = ("all_projects", "project_names", "allowed_networks", "release_version")
     ALL_PROJECTS_FIELD_NUMBER: _ClassVar[int]
     PROJECT_NAMES_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_VERSION_FIELD_NUMBER: _ClassVar[int]
     all_projects: bool
     project_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, all_projects: _Optional[bool] = ..., project_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    allowed_networks: _containers.RepeatedScalarFieldContainer[str]
+    release_version: str
+    def __init__(self, all_projects: _Optional[bool] = ..., project_names: _Optional[_Iterable[str]] = ..., allowed_networks: _Optional[_Iterable[str]] = ..., release_version: _Optional[str] = ...) -> None: ...
 
 class TokenInfo(_message.Message):
     __slots__ = ("id", "description", "scope", "created_at", "last_used_at", "expires_at", "username")

@@ -59,16 +59,18 @@ class DeleteTokenResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class VerifyUploadTokenRequest(_message.Message):
-    __slots__ = ("token", "project_name", "client", "token_only")
+    __slots__ = ("token", "project_name", "client", "token_only", "version")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_ONLY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     token: str
     project_name: str
     client: _common_pb2.ClientInfo
     token_only: bool
-    def __init__(self, token: _Optional[str] = ..., project_name: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ..., token_only: _Optional[bool] = ...) -> None: ...
+    version: str
+    def __init__(self, token: _Optional[str] = ..., project_name: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ..., token_only: _Optional[bool] = ..., version: _Optional[str] = ...) -> None: ...
 
 class VerifyUploadTokenResponse(_message.Message):
     __slots__ = ("user_id", "username", "project_id", "project_name", "token_id", "project_created", "role")

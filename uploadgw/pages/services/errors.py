@@ -24,9 +24,11 @@ class PageError(Exception):
 
     status = 400
 
-    def __init__(self, message: str, *, status: int | None = None, field: str = "", retry_after: int | None = None):
+    def __init__(self, message: str, *, status: int | None = None, field: str = "", retry_after: int | None = None,
+                 reason: str = ""):
         super().__init__(message)
         self.message = message
+        self.reason = reason  # the service's machine-readable reason ("expiry_too_far"), when it gave one
         if status is not None:
             self.status = status
         self.field = field
@@ -83,4 +85,4 @@ def from_rpc(err: grpc.aio.AioRpcError, *, fields: Collection[str] = (), field: 
         return ReauthRequired(refusal.message)
     kind = {404: NotFoundError, 403: NotAllowed}.get(refusal.http_status, PageError)
     return kind(refusal.message or "The request was refused.", status=refusal.http_status,
-                field=field or refusal.field(fields), retry_after=refusal.retry_after)
+                field=field or refusal.field(fields), retry_after=refusal.retry_after, reason=refusal.reason.lower())

@@ -12,7 +12,8 @@ from uploadgw.pages.services.errors import NotFoundError
 from uploadgw.pages.services.rpc import Caller, client_info
 from uploadgw.pages.services.views import NewToken, Token
 
-CREATE_FIELDS = ("description", "expires", "scope", "projects")  # that may show a refusal, by its reason
+# The fields that may show a refusal, by its reason.
+CREATE_FIELDS = ("description", "expires", "scope", "projects", "networks", "release_version")
 
 
 class TokenPages:
@@ -31,10 +32,12 @@ class TokenPages:
         raise NotFoundError("You have no API token with that id.")
 
     async def create(self, session_token: str, description: str, *, all_projects: bool, project_names: list[str],
-                     expires_at: dt.datetime | None, origin: Origin | None) -> NewToken:
+                     expires_at: dt.datetime | None, origin: Origin | None, networks: list[str] | None = None,
+                     release_version: str = "") -> NewToken:
         request = tokens_pb2.CreateTokenRequest(
             session_token=session_token, description=description,
-            scope=common_pb2.TokenScope(all_projects=all_projects, project_names=project_names),
+            scope=common_pb2.TokenScope(all_projects=all_projects, project_names=project_names,
+                                        allowed_networks=networks or [], release_version=release_version),
             client=client_info(origin))
         if expires_at is not None:
             request.expires_at.FromDatetime(expires_at.astimezone(dt.timezone.utc).replace(tzinfo=None))

@@ -113,12 +113,15 @@ class Token:
     created_at: dt.datetime | None
     last_used_at: dt.datetime | None
     expires_at: dt.datetime | None
+    networks: list[str] = dataclasses.field(default_factory=list)
+    release_version: str = ""
 
     @classmethod
     def of(cls, pb: common_pb2.TokenInfo) -> "Token":
         return cls(id=pb.id, description=pb.description, all_projects=pb.scope.all_projects,
                    project_names=list(pb.scope.project_names), created_at=when(pb, "created_at"),
-                   last_used_at=when(pb, "last_used_at"), expires_at=when(pb, "expires_at"))
+                   last_used_at=when(pb, "last_used_at"), expires_at=when(pb, "expires_at"),
+                   networks=list(pb.scope.allowed_networks), release_version=pb.scope.release_version)
 
 
 @dataclasses.dataclass(frozen=True)
