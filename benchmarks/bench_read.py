@@ -11,7 +11,8 @@ WHEEL_MIB), then in the same run:
               in its directory
   private     a second gateway replica on the same database and file store with
               UPLOADGW_INDEX_PRIVATE=true, every request carrying the API token (the price of the
-              per-request token check)
+              per-request token check), and a third that remembers a checked token for 5 s
+              (UPLOADGW_INDEX_AUTH_CACHE_SECONDS: a revoked token reads on for at most that long)
 
 Each row is wrk (Debian's package) with CONNECTIONS connections for SECONDS seconds, wrk pinned to
 one CPU and every server to another (when the machine has two). The table prints requests/s and
@@ -44,6 +45,7 @@ PROJECT = "bench-read"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 TARGETS = {"json page": 0.25, "html page": 0.25, "wheel": 0.5}  # minimum ratio to nginx
 PEER_FACTOR = 10.0  # minimum ratio to pypiserver
+PRIVATE_CACHE_S = "5"  # UPLOADGW_INDEX_AUTH_CACHE_SECONDS of the third replica
 NGINX_CONF = """\
 worker_processes 1;
 daemon off;
@@ -177,12 +179,14 @@ def main() -> int:
                                                            "If-None-Match": json_page.headers["ETag"]}),
                    "wheel": (requests.compat.urljoin(page, wheel_url), {})}
 
-        private_port = free_port()
-        gateway.start_gateway(os.path.join(work, "gatehouse"), procs, private_port, UPLOADGW_INDEX_PRIVATE="true")
-        private = f"http://127.0.0.1:{private_port}"
         basic = {"Authorization": "Basic " + base64.b64encode(f"__token__:{gateway.password}".encode()).decode()}
-        private_urls = {row: (url.replace(gateway.simple_url.removesuffix("/simple/"), private), dict(h, **basic))
-                        for row, (url, h) in gw_urls.items()}
+        servers = {"gatehouse": gw_urls}
+        for name, cache in (("gatehouse private", "0"), (f"private, {PRIVATE_CACHE_S} s token cache", PRIVATE_CACHE_S)):
+            port = free_port()
+            gateway.start_gateway(os.path.join(work, "gatehouse"), procs, port, UPLOADGW_INDEX_PRIVATE="true",
+                                  UPLOADGW_INDEX_AUTH_CACHE_SECONDS=cache)
+            servers[name] = {row: (url.replace(gateway.simple_url.removesuffix("/simple/"), f"http://127.0.0.1:{port}"),
+                                   dict(h, **basic)) for row, (url, h) in gw_urls.items()}
 
         nginx = start_nginx(os.path.join(work, "nginx"), procs,
                             {"index.json": json_page.content, "index.html": html_page.content}, wheel)
@@ -193,7 +197,7 @@ def main() -> int:
                                                        {"If-None-Match": nginx_etag}),
                       "wheel": (f"{nginx}/files/{wheel_name}", {})}
 
-        servers = {"gatehouse": gw_urls, "gatehouse private": private_urls, "nginx": nginx_urls}
+        servers["nginx"] = nginx_urls
         if ensure_pypiserver():
             peer = PyPIServer()
             os.makedirs(os.path.join(work, "pypiserver"))
@@ -211,7 +215,7 @@ def main() -> int:
             for name, urls in servers.items():
                 if row in urls:
                     rates[(row, name)] = wrk(urls[row][0], client_cpu, args.seconds, args.connections, urls[row][1])
-                    print(f"  {row:30} {name:18} {rates[(row, name)]:10.0f} req/s", flush=True)
+                    print(f"  {row:30} {name:30} {rates[(row, name)]:10.0f} req/s", flush=True)
         print(f"load average after: {os.getloadavg()}")
     finally:
         procs.stop_all()
@@ -222,7 +226,7 @@ def main() -> int:
 
 
 def report(rates: dict[tuple[str, str], float], rows: list[str], args) -> str:
-    names = ["gatehouse", "gatehouse private", "nginx", "pypiserver"]
+    names = ["gatehouse", "gatehouse private", f"private, {PRIVATE_CACHE_S} s token cache", "nginx", "pypiserver"]
     lines = [f"| row ({args.files} files, {args.wheel_mib} MiB wheel) | " + " | ".join(names)
              + " | gatehouse / nginx | private / nginx | gatehouse / pypiserver |",
              "|" + "---|" * (len(names) + 4)]

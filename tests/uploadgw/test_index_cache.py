@@ -78,7 +78,7 @@ async def test_pages_carry_validators_and_answer_304(gw, published):
 async def test_a_change_made_here_shows_at_once(gw, published, tmp_path):
     """Upload, yank and delete through this gateway, each read back at once (with a recheck window
     of a minute: only the commit itself can have made the cached page stale)."""
-    up, wheels = published
+    up, _ = published
     _, headers, _ = await get(gw, PAGE, Accept=JSON)
     first = headers["ETag"]
     newer = make_wheel(tmp_path, "cache-pkg", "3.0")
@@ -106,7 +106,6 @@ async def test_a_change_made_by_another_replica_shows_within_the_window(gw, publ
     (its blob is)."""
     window = 0.5
     gw.gateway.index.recheck_seconds = window
-    _, wheels = published
     urls = await file_urls(gw)
     name = "cache_pkg-2.0-py3-none-any.whl"
     assert (await get(gw, urls[name]))[0] == 200
@@ -123,7 +122,8 @@ async def test_a_change_made_by_another_replica_shows_within_the_window(gw, publ
                 break
             assert time.monotonic() - changed < window + 2.0, "the yank never showed"
             await asyncio.sleep(0.05)
-        assert {f["filename"]: f["yanked"] for f in json.loads(body)["files"]}["cache_pkg-1.0-py3-none-any.whl"] == "old"
+        yanked = {f["filename"]: f["yanked"] for f in json.loads(body)["files"]}
+        assert yanked["cache_pkg-1.0-py3-none-any.whl"] == "old"
 
         await other.gateway.releases.delete_file("cache-pkg", name, actor=ActorRef.operator())
         assert (await get(gw, urls[name]))[0] == 404
@@ -215,7 +215,7 @@ class TestPrivateIndex:
         return {"index_private": True, "index_recheck_seconds": WINDOW}
 
     async def test_every_read_is_checked_after_caching(self, gw, published):
-        up, wheels = published
+        up, _ = published
         token = {"Authorization": basic(up.token)}
         urls = await file_urls(gw, **token)
         url = urls["cache_pkg-1.0-py3-none-any.whl"]
