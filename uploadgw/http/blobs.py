@@ -22,7 +22,8 @@ from aiohttp import web
 
 from uploadgw.errors import NotFound
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.IGNORECASE)
+# Positions of up to 18 digits (a longer one is malformed here, and int() of thousands of digits fails).
+_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})", re.IGNORECASE)
 _CHUNK = 256 * 1024
 
 
