@@ -152,6 +152,9 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--files", type=int, default=101, help="files of the project (the last one is the big wheel)")
     ap.add_argument("--wheel-mib", type=float, default=0.6)
+    ap.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="extra environment for the gateways, e.g. UPLOADGW_ACCESS_LOG=false")
+    ap.add_argument("--rows", help="only these rows (comma-separated, e.g. 'json page,wheel')")
     args = ap.parse_args()
     require_tools()
     client_cpu, server_cpu = pin_servers()
@@ -161,6 +164,7 @@ def main() -> int:
     rates: dict[tuple[str, str], float] = {}
     try:
         gateway = Gateway()
+        gateway.extra_env = dict(item.split("=", 1) for item in args.gateway_env)
         os.makedirs(os.path.join(work, "gatehouse"))
         gateway.start(os.path.join(work, "gatehouse"), procs)
         dist_dir = os.path.join(work, "dists")
@@ -211,7 +215,8 @@ def main() -> int:
             assert len(fetch(*urls["wheel"]).content) == os.path.getsize(wheel), name
         print(f"wrk: {args.connections} connections, {args.seconds}s a row, client on CPU {client_cpu}, "
               f"servers on CPU {server_cpu}; load average before: {os.getloadavg()}", flush=True)
-        for row in gw_urls:
+        rows = args.rows.split(",") if args.rows else list(gw_urls)
+        for row in rows:
             for name, urls in servers.items():
                 if row in urls:
                     rates[(row, name)] = wrk(urls[row][0], client_cpu, args.seconds, args.connections, urls[row][1])
@@ -221,7 +226,7 @@ def main() -> int:
         procs.stop_all()
         shutil.rmtree(work, ignore_errors=True)
     print()
-    print(report(rates, list(gw_urls), args))
+    print(report(rates, [row for row in gw_urls if any((row, n) in rates for n in ("gatehouse", "nginx"))], args))
     return 0
 
 

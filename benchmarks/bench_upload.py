@@ -181,8 +181,8 @@ class Gateway(Target):
                       UPLOADGW_STORAGE_DIR=f"{work}/store", UPLOADGW_AUTHSVC_TARGET=f"127.0.0.1:{auth_port}",
                       UPLOADGW_AUTHSVC_KEY=gateway_key, UPLOADGW_LISTEN=f"127.0.0.1:{gw_port}",
                       UPLOADGW_MAX_FILE_SIZE=str(4 * 1024 ** 3), UPLOADGW_MAX_PROJECT_SIZE=str(64 * 1024 ** 3),
-                      UPLOADGW_ACCESS_LOG="true", UPLOADGW_EVENT_KEYS="1:" + secrets.token_hex(32),
-                      **self.extra_env)
+                      UPLOADGW_ACCESS_LOG="true", UPLOADGW_EVENT_KEYS="1:" + secrets.token_hex(32))
+        gw_env.update(self.extra_env)  # may replace any of the above
         self.gateway_env = gw_env
         self.pid = self.start_gateway(work, procs, gw_port)
         self.upload_url = f"http://127.0.0.1:{gw_port}/legacy/"
