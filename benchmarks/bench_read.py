@@ -15,8 +15,10 @@ WHEEL_MIB), then in the same run:
               (UPLOADGW_INDEX_AUTH_CACHE_SECONDS: a revoked token reads on for at most that long)
 
 Each row is wrk (Debian's package) with CONNECTIONS connections for SECONDS seconds, wrk pinned to
-one CPU and every server to another (when the machine has two). The table prints requests/s and
-each gateway figure's ratio to nginx and to pypiserver on the same row, then the targets.
+one CPU and every server to another (when the machine has two). Two tables: requests/s, and
+requests per CPU-second of the server's processes (authsvc's included for the gateway: a private
+read costs its CPU too), which swings less on a machine others share; each with the gateway's
+ratios to nginx and to pypiserver on the same row, then the targets.
 
   apt-get install -y nginx wrk      # once, if missing (the script says so and stops)
   python benchmarks/bench_read.py [--seconds 5] [--connections 32] [--files 101] [--wheel-mib 0.6]
@@ -99,8 +101,9 @@ def pin_servers() -> tuple[str, str]:
     return str(cpus[0]), str(cpus[1])
 
 
-def start_nginx(work: str, procs: Processes, pages: dict[str, bytes], wheel: str) -> str:
-    """nginx serving `pages` (the gateway's bodies, by file name) and the wheel under /files/."""
+def start_nginx(work: str, procs: Processes, pages: dict[str, bytes], wheel: str) -> tuple[str, list[int]]:
+    """nginx serving `pages` (the gateway's bodies, by file name) and the wheel under /files/:
+    (its URL, [its master's pid])."""
     port = free_port()
     os.makedirs(work)
     static = os.path.join(work, "static")
@@ -114,21 +117,39 @@ def start_nginx(work: str, procs: Processes, pages: dict[str, bytes], wheel: str
     conf = os.path.join(work, "nginx.conf")
     with open(conf, "w") as f:
         f.write(NGINX_CONF.format(work=work, port=port, json_type=JSON_TYPE))
-    procs.start(["nginx", "-c", conf, "-p", work], log=os.path.join(work, "nginx.log"))
+    proc = procs.start(["nginx", "-c", conf, "-p", work], log=os.path.join(work, "nginx.log"))
     base = f"http://127.0.0.1:{port}"
     wait_http(base + f"/simple/{PROJECT}/index.html")
-    return base
+    return base, [proc.pid]
 
 
-def wrk(url: str, cpu: str, seconds: float, connections: int, headers: dict[str, str]) -> float:
-    """Requests per second, after checking that every answer was a 2xx or 304."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of these processes and all their descendants (nginx's workers)."""
+    total, todo = 0.0, list(pids)
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    todo += [int(child) for child in f.read().split()]
+        except FileNotFoundError:
+            continue
+    return total
+
+
+def wrk(url: str, cpu: str, seconds: float, connections: int, headers: dict[str, str]) -> tuple[float, int]:
+    """(requests per second, requests), after checking that every answer was a 2xx or 304."""
     cmd = ["taskset", "-c", cpu, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
     for name, value in headers.items():
         cmd += ["-H", f"{name}: {value}"]
     out = subprocess.run(cmd + [url], check=True, capture_output=True, text=True).stdout
     if "Non-2xx or 3xx responses" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw errors on {url}:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return (float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            int(re.search(r"(\d+) requests in", out).group(1)))
 
 
 def fill(gateway: Gateway, dist_dir: str, files: int, wheel_mib: float) -> tuple[list[str], str]:
@@ -162,6 +183,7 @@ def main() -> int:
     os.chmod(work, 0o755)  # nginx's worker runs as an unprivileged user and reads the static files here
     procs = Processes()
     rates: dict[tuple[str, str], float] = {}
+    per_cpu: dict[tuple[str, str], float] = {}  # requests per CPU-second of the server's processes
     try:
         gateway = Gateway()
         gateway.extra_env = dict(item.split("=", 1) for item in args.gateway_env)
@@ -185,14 +207,17 @@ def main() -> int:
 
         basic = {"Authorization": "Basic " + base64.b64encode(f"__token__:{gateway.password}".encode()).decode()}
         servers = {"gatehouse": gw_urls}
+        auth_pid = procs.procs[0].pid  # Gateway.start starts authsvc first; private reads cost its CPU too
+        pids = {"gatehouse": [gateway.pid, auth_pid]}
         for name, cache in (("gatehouse private", "0"), (f"private, {PRIVATE_CACHE_S} s token cache", PRIVATE_CACHE_S)):
             port = free_port()
-            gateway.start_gateway(os.path.join(work, "gatehouse"), procs, port, UPLOADGW_INDEX_PRIVATE="true",
-                                  UPLOADGW_INDEX_AUTH_CACHE_SECONDS=cache)
+            pids[name] = [auth_pid, gateway.start_gateway(os.path.join(work, "gatehouse"), procs, port,
+                                                          UPLOADGW_INDEX_PRIVATE="true",
+                                                          UPLOADGW_INDEX_AUTH_CACHE_SECONDS=cache)]
             servers[name] = {row: (url.replace(gateway.simple_url.removesuffix("/simple/"), f"http://127.0.0.1:{port}"),
                                    dict(h, **basic)) for row, (url, h) in gw_urls.items()}
 
-        nginx = start_nginx(os.path.join(work, "nginx"), procs,
+        nginx, pids["nginx"] = start_nginx(os.path.join(work, "nginx"), procs,
                             {"index.json": json_page.content, "index.html": html_page.content}, wheel)
         nginx_etag = fetch(f"{nginx}/simple/{PROJECT}/index.json", {}).headers["ETag"]
         nginx_urls = {"json page": (f"{nginx}/simple/{PROJECT}/index.json", {}),
@@ -206,6 +231,7 @@ def main() -> int:
             peer = PyPIServer()
             os.makedirs(os.path.join(work, "pypiserver"))
             peer.start(os.path.join(work, "pypiserver"), procs)
+            pids["pypiserver"] = [peer.pid]
             for path in paths:
                 shutil.copy(path, peer.packages)
             servers["pypiserver"] = {"json page": (peer.simple_url + PROJECT + "/", {"Accept": PIP_ACCEPT}),
@@ -219,20 +245,28 @@ def main() -> int:
         for row in rows:
             for name, urls in servers.items():
                 if row in urls:
-                    rates[(row, name)] = wrk(urls[row][0], client_cpu, args.seconds, args.connections, urls[row][1])
-                    print(f"  {row:30} {name:30} {rates[(row, name)]:10.0f} req/s", flush=True)
+                    before = cpu_seconds(pids[name])
+                    rates[(row, name)], done = wrk(urls[row][0], client_cpu, args.seconds, args.connections,
+                                                   urls[row][1])
+                    per_cpu[(row, name)] = done / max(cpu_seconds(pids[name]) - before, 0.01)
+                    print(f"  {row:30} {name:30} {rates[(row, name)]:10.0f} req/s "
+                          f"{per_cpu[(row, name)]:10.0f} req/CPU-s", flush=True)
         print(f"load average after: {os.getloadavg()}")
     finally:
         procs.stop_all()
         shutil.rmtree(work, ignore_errors=True)
     print()
-    print(report(rates, [row for row in gw_urls if any((row, n) in rates for n in ("gatehouse", "nginx"))], args))
+    measured = [row for row in gw_urls if any((row, n) in rates for n in ("gatehouse", "nginx"))]
+    print(report(rates, measured, args, "requests/s"))
+    print()
+    print(report(per_cpu, measured, args, "requests per CPU-second of the server's processes (steadier on a "
+                                           "shared machine)"))
     return 0
 
 
-def report(rates: dict[tuple[str, str], float], rows: list[str], args) -> str:
+def report(rates: dict[tuple[str, str], float], rows: list[str], args, measure: str) -> str:
     names = ["gatehouse", "gatehouse private", f"private, {PRIVATE_CACHE_S} s token cache", "nginx", "pypiserver"]
-    lines = [f"| row ({args.files} files, {args.wheel_mib} MiB wheel) | " + " | ".join(names)
+    lines = [measure + ":", "", f"| row ({args.files} files, {args.wheel_mib} MiB wheel) | " + " | ".join(names)
              + " | gatehouse / nginx | private / nginx | gatehouse / pypiserver |",
              "|" + "---|" * (len(names) + 4)]
     verdicts = []

@@ -198,6 +198,18 @@ async def test_a_slow_reader_and_a_hundred_at_once_get_every_byte(gw, tmp_path):
 
     assert await asyncio.to_thread(slow_read) == data
 
+    def hang_up() -> None:  # a reader that leaves half way
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", gw.running.port))
+            sock.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.recv(1024)
+            time.sleep(0.3)
+
+    await asyncio.to_thread(hang_up)
+    await asyncio.sleep(0.3)
+    assert gw.requests_to("file", 500) == 0
+
     async def one(i: int) -> None:
         if i % 2:
             status, _, body = await get(gw, url)

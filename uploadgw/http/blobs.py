@@ -8,9 +8,9 @@ for one range at a time); so does a malformed `Range`.
 
 aiohttp's FileResponse would do the same through `loop.sendfile`, which uvloop does not implement:
 it falls back to reading chunks in worker threads. Here the bytes go with `os.sendfile` from the
-blob to the socket while the socket takes them without waiting (a client that reads as fast as we
-send: loopback, a proxy or CDN beside us), and the rest through the transport's own buffered and
-flow-controlled writes.
+blob to the socket for as long as the socket takes them; when it is full, one chunk goes through
+the transport (whose flow control waits for the socket to have room) and sendfile goes on once
+that chunk has left.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from uploadgw.errors import NotFound
 # Positions of up to 18 digits (a longer one is malformed here, and int() of thousands of digits fails).
 _RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})", re.IGNORECASE)
 _CHUNK = 256 * 1024
+_WAKE_CHUNK = 64 * 1024  # sent through the transport when the socket is full, to learn when it has room
 
 
 def etag_matches(request: web.Request, etag: str) -> bool:
@@ -96,20 +97,40 @@ async def send_file(request: web.Request, path: str, *, etag: str, headers: dict
 
 
 async def _send_bytes(request: web.Request, response: web.StreamResponse, fd: int, offset: int, count: int) -> None:
-    writer, transport = request.writer, request.transport
+    transport = request.transport
     sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is not None and transport is not None and transport.get_extra_info("sslcontext") is None:
-        writer.send_headers()  # type: ignore[attr-defined]  # aiohttp holds them back for the first write
-        if transport.get_write_buffer_size() == 0:  # nothing queued before our bytes
+    if transport is None or sock is None or transport.get_extra_info("sslcontext") is not None:
+        await _write_chunks(response, fd, offset, count, _CHUNK)
+        return
+    writer = request.writer
+    writer.send_headers()  # type: ignore[attr-defined]  # aiohttp holds them back for the first write
+    # While the file goes out, the transport counts as full whenever anything is queued in it, so
+    # drain() returns only once the queue is empty: then sendfile may go on where it stopped.
+    transport.set_write_buffer_limits(high=0)
+    try:
+        while count > 0:
+            await writer.drain()
             sent = _sendfile_now(sock.fileno(), fd, offset, count)
             writer.output_size += sent  # the access log's byte count (aiohttp counts what it writes)
             offset, count = offset + sent, count - sent
-    while count > 0:
-        chunk = os.pread(fd, min(_CHUNK, count), offset)
+            if count > 0:  # the socket is full: one chunk through the transport, which waits for room
+                written = await _write_chunks(response, fd, offset, min(count, _WAKE_CHUNK), _WAKE_CHUNK)
+                offset, count = offset + written, count - written
+    finally:
+        if not transport.is_closing():
+            transport.set_write_buffer_limits()
+
+
+async def _write_chunks(response: web.StreamResponse, fd: int, offset: int, count: int, chunk_size: int) -> int:
+    """`count` bytes from `offset` through the response's buffered writes; returns `count`."""
+    done = 0
+    while done < count:
+        chunk = os.pread(fd, min(chunk_size, count - done), offset + done)
         if not chunk:
             raise ConnectionResetError("the file is shorter than it was")  # ends the connection
         await response.write(chunk)
-        offset, count = offset + len(chunk), count - len(chunk)
+        done += len(chunk)
+    return done
 
 
 def _sendfile_now(sock_fd: int, fd: int, offset: int, count: int) -> int:
