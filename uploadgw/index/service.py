@@ -11,10 +11,12 @@ once: serving it opens the blob.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import time
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -102,6 +104,7 @@ class IndexService:
         self._pages: _Recent[_ProjectPages] = _Recent(cache_projects)
         self._files: _Recent[StoredFile] = _Recent(cache_files)
         self._commits = 0
+        self._checks: dict[Hashable, asyncio.Future[Any]] = {}
 
     def changed_here(self) -> None:
         """A transaction of this process committed: every cached answer is checked again before use."""
@@ -109,6 +112,23 @@ class IndexService:
 
     def _fresh(self, entry: _Checked) -> bool:
         return entry.commits == self._commits and time.monotonic() - entry.checked_at < self.recheck_seconds
+
+    async def _shared(self, key: Hashable, check: Callable[[], Awaitable[T]]) -> T:
+        """`check()`, run once for every caller that asks for `key` while it runs: a burst of
+        requests for a page whose entry just expired makes one trip to the database. The key holds
+        the commit count, so a check begun before a commit of this process serves nobody after it."""
+        key = (key, self._commits)
+        running = self._checks.get(key)
+        if running is None:
+            running = asyncio.ensure_future(check())
+            self._checks[key] = running
+            running.add_done_callback(lambda done: self._checked(key, done))
+        return await asyncio.shield(running)
+
+    def _checked(self, key: Hashable, done: asyncio.Future[Any]) -> None:
+        self._checks.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here too: every caller may have gone
 
     def _stamp(self) -> tuple[float, int]:
         """(time, commits) as of now: taken before asking the database, kept with its answer."""
@@ -123,7 +143,8 @@ class IndexService:
         kind = "json" if fmt == "json" else "html"
         entry = self._pages.get(normalized_name)
         if entry is None or not self._fresh(entry) or kind not in entry.value.bodies:
-            entry = await self._check_page(normalized_name, entry, kind)
+            entry = await self._shared(("page", normalized_name, kind),
+                                       lambda: self._check_page(normalized_name, entry, kind))
             if entry is None:
                 return None
         pages = entry.value
@@ -184,10 +205,14 @@ class IndexService:
     async def find_file(self, path: str, filename: str, *, with_metadata: bool = False) -> StoredFile | None:
         """The live file stored under `path` with this filename (downloads and `.metadata`). Lookups
         for downloads are cached (their metadata, up to megabytes each, is not)."""
-        if not with_metadata:
-            entry = self._files.get((path, filename))
-            if entry is not None and self._fresh(entry):
-                return entry.value
+        if with_metadata:
+            return await self._find_file(path, filename, with_metadata=True)
+        entry = self._files.get((path, filename))
+        if entry is not None and self._fresh(entry):
+            return entry.value
+        return await self._shared(("file", path, filename), lambda: self._find_file(path, filename))
+
+    async def _find_file(self, path: str, filename: str, *, with_metadata: bool = False) -> StoredFile | None:
         stamp = self._stamp()
         columns = [File.filename, File.path, File.size, File.sha256, File.metadata_sha256]
         if with_metadata:
