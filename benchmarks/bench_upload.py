@@ -164,6 +164,7 @@ class Target:
 class Gateway(Target):
     name = "gatehouse"
     extra_env: dict[str, str] = {}
+    gateway_env: dict[str, str] = {}
 
     def start(self, work: str, procs: Processes) -> None:
         auth_port, gw_port = free_port(), free_port()
@@ -184,17 +185,24 @@ class Gateway(Target):
                       UPLOADGW_STORAGE_DIR=f"{work}/store", UPLOADGW_AUTHSVC_TARGET=f"127.0.0.1:{auth_port}",
                       UPLOADGW_AUTHSVC_KEY=gateway_key, UPLOADGW_LISTEN=f"127.0.0.1:{gw_port}",
                       UPLOADGW_MAX_FILE_SIZE=str(4 * 1024 ** 3), UPLOADGW_MAX_PROJECT_SIZE=str(64 * 1024 ** 3),
-                      UPLOADGW_ACCESS_LOG="true", UPLOADGW_EVENT_KEYS="1:" + secrets.token_hex(32),
-                      **self.extra_env)
-        proc = procs.start([sys.executable, "-m", "uploadgw"], env=gw_env, log=f"{work}/uploadgw.log")
-        wait_http(f"http://127.0.0.1:{gw_port}/healthz")
-        self.pid = proc.pid
+                      UPLOADGW_ACCESS_LOG="true", UPLOADGW_EVENT_KEYS="1:" + secrets.token_hex(32))
+        gw_env.update(self.extra_env)  # may replace any of the above
+        self.gateway_env = gw_env
+        self.pid = self.start_gateway(work, procs, gw_port)
         self.upload_url = f"http://127.0.0.1:{gw_port}/legacy/"
         self.simple_url = f"http://127.0.0.1:{gw_port}/simple/"
         self.user = "__token__"
         store = "an S3 bucket" if self.extra_env.get("UPLOADGW_STORAGE_BACKEND") == "s3" else "local file store"
         self.notes = (f"authsvc + uploadgw processes, SQLite, {store}, API token"
                       + (f" ({', '.join(f'{k}={v}' for k, v in self.extra_env.items())})" if self.extra_env else ""))
+
+    def start_gateway(self, work: str, procs: Processes, port: int, **overrides: str) -> int:
+        """A gateway process on `port` with this target's settings and `overrides` (a second replica
+        shares the database and the file store); returns its pid once it answers."""
+        env = dict(self.gateway_env, UPLOADGW_LISTEN=f"127.0.0.1:{port}", **overrides)
+        proc = procs.start([sys.executable, "-m", "uploadgw"], env=env, log=f"{work}/uploadgw-{port}.log")
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        return proc.pid
 
 
 def start_bucket(work: str, procs: Processes) -> dict[str, str]:

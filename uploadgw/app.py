@@ -20,7 +20,7 @@ from aiohttp.typedefs import Handler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gatehouse.infra.clock import Clock, SystemClock
-from gatehouse.infra.db import make_engine, make_session_factory, upgrade_async
+from gatehouse.infra.db import call_after_commit, make_engine, make_session_factory, upgrade_async
 from gatehouse.infra.errors import GatehouseError
 from gatehouse.infra.grpcserver import open_bare_channel
 from gatehouse.infra.outbox import EventEmitter, event_signer
@@ -105,7 +105,8 @@ def build_gateway(settings: Settings, clock: Clock, channel: grpc.aio.Channel, s
             max_members=settings.max_archive_members, max_metadata_size=settings.max_metadata_file_size,
             ratio_min_size=settings.compression_ratio_min_size, max_ratio=settings.max_compression_ratio),
     )
-    index = IndexService(db=db, transactions=transactions, cache_projects=settings.index_cache_projects)
+    index = IndexService(db=db, transactions=transactions, cache_projects=settings.index_cache_projects,
+                         recheck_seconds=settings.index_recheck_seconds)
     return Gateway(settings=settings, clock=clock, engine=engine, db=db, store=store, auth=auth, events=events,
                    uploads=uploads, releases=releases, index=index, transactions=transactions)
 
@@ -177,13 +178,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         sweeper = relay = None
         if settings.sweep_interval_seconds > 0:
             sweeper = asyncio.create_task(_sweeper(gateway), name="uploadgw-sweeper")
+        after_commit = [gateway.index.changed_here]
         if settings.relay_enabled and settings.redis_url:
             # In-process relay, woken after every commit; on Kubernetes it may run as its own Deployment.
             relay = OutboxRelay(gateway.db, outbox, settings.redis_url, settings.event_stream, clock=gateway.clock,
                                 name="uploadgw-relay")
-            relay.notify_on_commit(gateway.db)
-            gateway.transactions.after_commit = relay.notify
+            after_commit.append(relay.notify)
             relay.start()
+        _call_after_every_commit(gateway, after_commit)
         app[RELAY] = relay
         listener = None
         if settings.project_events and settings.redis_url:
@@ -207,6 +209,17 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             await channel.close()
             gateway.transactions.dispose()
             await gateway.engine.dispose()
+
+
+def _call_after_every_commit(gateway: Gateway, hooks: list[Callable[[], None]]) -> None:
+    """Each hook after every commit this process makes, through the session factory or `Transactions`."""
+
+    def after_commit() -> None:
+        for hook in hooks:
+            hook()
+
+    call_after_commit(gateway.db, after_commit)
+    gateway.transactions.after_commit = after_commit
 
 
 def _delegate(pick: Callable[[Handlers], Handler]) -> Handler:

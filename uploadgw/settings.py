@@ -59,6 +59,9 @@ class Settings:
     # Seconds a successful private-index token check is remembered (0: every read asks authsvc).
     index_auth_cache_seconds: float = 0.0
     index_cache_projects: int = 2048
+    # Seconds a cached simple page or file lookup is used before the database confirms it again
+    # (uploadgw/index/service.py): how late a change made by another replica may show (0: always ask).
+    index_recheck_seconds: float = 1.0
     fsync: bool = True
     temp_max_age_seconds: int = 6 * 3600
     sweep_interval_seconds: int = 300
@@ -120,6 +123,7 @@ class Settings:
             max_archive_members=env.int("UPLOADGW_MAX_ARCHIVE_MEMBERS", 100_000, minimum=10),
             index_private=env.bool("UPLOADGW_INDEX_PRIVATE", False),
             index_auth_cache_seconds=env.float("UPLOADGW_INDEX_AUTH_CACHE_SECONDS", 0.0),
+            index_recheck_seconds=env.float("UPLOADGW_INDEX_RECHECK_SECONDS", 1.0),
             fsync=env.bool("UPLOADGW_FSYNC", True),
             temp_max_age_seconds=env.int("UPLOADGW_TEMP_MAX_AGE", 6 * 3600, minimum=60),
             sweep_interval_seconds=env.int("UPLOADGW_SWEEP_INTERVAL", 300, minimum=0),
@@ -154,8 +158,10 @@ class Settings:
                             ("UPLOADGW_BODY_RATE_WINDOW", settings.body_rate_window)):
             if value <= 0:
                 raise SettingsError(f"{name} must be a positive number of seconds")
-        if settings.body_rate_grace < 0:
-            raise SettingsError("UPLOADGW_BODY_RATE_GRACE must be zero or more seconds")
+        for name, value in (("UPLOADGW_BODY_RATE_GRACE", settings.body_rate_grace),
+                            ("UPLOADGW_INDEX_RECHECK_SECONDS", settings.index_recheck_seconds)):
+            if value < 0:
+                raise SettingsError(f"{name} must be zero or more seconds")
         return settings
 
 

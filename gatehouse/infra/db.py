@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import MetaData, event
@@ -15,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 if TYPE_CHECKING:
@@ -118,3 +120,12 @@ def schema_drift(url: str, script_location: pathlib.Path, metadata: MetaData) ->
             await engine.dispose()
 
     return asyncio.run(main())
+
+
+def call_after_commit(session_factory: async_sessionmaker[AsyncSession], hook: Callable[[], None]) -> None:
+    """Call `hook()` after every commit of a session from `session_factory`, through a Session
+    subclass of that factory's own (other factories in the same process are not affected)."""
+    base = session_factory.kw.get("sync_session_class", Session)
+    hooked = type(f"{base.__name__}AfterCommit", (base,), {})
+    event.listen(hooked, "after_commit", lambda _session: hook())
+    session_factory.configure(sync_session_class=hooked)

@@ -31,13 +31,13 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
-from sqlalchemy import ColumnElement, CursorResult, Integer, Row, Table, any_, bindparam, delete, event, select, update
+from sqlalchemy import ColumnElement, CursorResult, Integer, Row, Table, any_, bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
 
 from gatehouse.infra.clock import Clock, SystemClock
+from gatehouse.infra.db import call_after_commit
 # connect_redis and trim_acknowledged (consumer side) live in consumergroup; still importable here.
 from gatehouse.infra.consumergroup import Backoff, Outage, connect_redis, trim_acknowledged  # noqa: F401
 
@@ -118,10 +118,7 @@ class OutboxRelay:
         Gives that factory its own Session subclass with an `after_commit` listener, so that
         other factories (other services in the same process) are not affected.
         """
-        base = session_factory.kw.get("sync_session_class", Session)
-        notifying = type(f"{base.__name__}NotifyingRelay", (base,), {})
-        event.listen(notifying, "after_commit", lambda _session: self.notify())
-        session_factory.configure(sync_session_class=notifying)
+        call_after_commit(session_factory, self.notify)
 
     def start(self) -> asyncio.Task[None]:
         """Run `run_forever` in a background task until `stop()`."""

@@ -60,7 +60,10 @@ def gateway_settings(database_url: str, storage_dir: str, auth: AuthHarness, **o
     base = dict(database_url=database_url, storage_dir=storage_dir, authsvc_target=auth.target,
                 authsvc_key=auth.settings.gateway_key, listen_host="127.0.0.1", listen_port=0,
                 auth_timeout=2.0, sweep_interval_seconds=0, access_log=False,
-                event_keys=eventkeys.producer_keys("uploadgw"))
+                event_keys=eventkeys.producer_keys("uploadgw"),
+                # The admin CLI these tests use acts as another replica would, and its changes must
+                # show at once; the tests of the index's cache (test_index_cache.py) set a window.
+                index_recheck_seconds=0.0)
     base.update(overrides)
     return Settings(**base)
 

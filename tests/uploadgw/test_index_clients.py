@@ -13,6 +13,12 @@ from tests.uploadgw.dists import make_wheel
 from tests.uploadgw.http_support import basic, post_upload
 
 
+@pytest.fixture
+def gw_overrides():
+    """pip and uv read through the index's cache as deployed (uploads here show at once)."""
+    return {"index_recheck_seconds": 1.0}
+
+
 async def publish(gw, tmp_path, name="client-pkg", versions=("1.0", "1.1")):
     up = await make_uploader(gw.auth)
     for version in versions:
@@ -49,7 +55,7 @@ async def test_uv_installs(gw, tmp_path):
 class TestPrivateIndex:
     @pytest.fixture
     def gw_overrides(self):
-        return {"index_private": True}
+        return {"index_private": True, "index_recheck_seconds": 1.0}
 
     async def test_reads_need_a_valid_token(self, gw, tmp_path):
         up = await publish(gw, tmp_path)
