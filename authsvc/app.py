@@ -13,6 +13,11 @@ from authsvc.accounts.service import AccountsConfig, AccountsService
 from authsvc.db import outbox
 from authsvc.mail import build_mailer
 from authsvc.projects.service import ProjectsService, projects_requiring_second_factor
+from authsvc.publishing.exchange import Exchange
+from authsvc.publishing.identity import IdentityVerifier
+from authsvc.publishing.keys import KeySets
+from authsvc.publishing.service import PublishersService
+from authsvc.publishing.uploads import PublisherTokenUploads
 from authsvc.ratelimit import RateLimiter
 from authsvc.settings import Settings
 from authsvc.tokens.codec import TokenCodec
@@ -45,8 +50,12 @@ class AuthApp:
     tokens: TokensService
     verifier: TokenVerifier
     twofactor: TwoFactorService
+    publishers: PublishersService
+    exchange: Exchange
+    keys: KeySets
 
     async def close(self) -> None:
+        await self.keys.close()
         await self.twofactor.close()
         await self.verifier.close()
         await self.accounts.close()
@@ -82,9 +91,26 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
                                         pending=pending_logins, limiter=limiter, mailer=mailer, policy=policy)
     projects, tokens, verifier = build_token_services(settings, clock, db, tx, events,
                                                       policy=twofactor.policy)
+    keys, exchange = build_exchange(settings, clock, db, events, projects, tokens.codec)
     return AuthApp(settings=settings, clock=clock, engine=engine, db=db, tx=tx, events=events,
                    hasher=hasher, accounts=accounts, projects=projects, tokens=tokens, verifier=verifier,
-                   twofactor=twofactor)
+                   twofactor=twofactor, keys=keys, exchange=exchange,
+                   publishers=PublishersService(db=db, clock=clock, events=events, issuers=settings.oidc_issuers))
+
+
+def build_exchange(settings: Settings, clock: Clock, db: async_sessionmaker, events: EventEmitter,
+                   projects: ProjectsService, codec: TokenCodec) -> tuple[KeySets, Exchange]:
+    """Trusted publishing's exchange: the issuers' key sets, the identity-token verifier, minting."""
+    keys = KeySets(clock=clock, refresh_interval=dt.timedelta(seconds=settings.oidc_keys_refresh_seconds),
+                   max_age=dt.timedelta(seconds=settings.oidc_keys_max_age_seconds),
+                   stale_for=dt.timedelta(seconds=settings.oidc_keys_stale_seconds), ca_file=settings.oidc_ca_file)
+    leeway = dt.timedelta(seconds=settings.oidc_leeway_seconds)
+    identity = IdentityVerifier(issuers=settings.oidc_issuers, audience=settings.oidc_audience, leeway=leeway,
+                                keys=keys, clock=clock)
+    exchange = Exchange(db=db, clock=clock, events=events, identity=identity, codec=codec, projects=projects,
+                        token_lifetime=dt.timedelta(seconds=settings.oidc_token_seconds), leeway=leeway,
+                        audience=settings.oidc_audience)
+    return keys, exchange
 
 
 def build_token_services(settings: Settings, clock: Clock, db: async_sessionmaker,
@@ -100,7 +126,7 @@ def build_token_services(settings: Settings, clock: Clock, db: async_sessionmake
         tx=tx, lookup=make_lookup(settings.database_url, tx), clock=clock, codec=codec, projects=projects,
         allow_project_creation=settings.allow_project_creation,
         last_used_interval=dt.timedelta(seconds=settings.token_last_used_interval_seconds), policy=policy,
-        limiter=limiter)
+        limiter=limiter, publisher_uploads=PublisherTokenUploads(db=db, clock=clock))
     return projects, tokens, verifier
 
 

@@ -29,6 +29,7 @@ from gatehouse.infra.transactions import Transactions
 from uploadgw.authclient import AuthClient
 from uploadgw.http.index import IndexHandlers
 from uploadgw.http.health import HealthHandlers
+from uploadgw.http.oidc import OidcHandlers
 from uploadgw.http.edge import BodyLimits, UploadSlots, finish_and_close, make_body_guard
 from uploadgw.http.middleware import (HttpMetrics, make_forwarded_middleware, make_middleware, response_for,
                                       serve_readable_headers)
@@ -70,6 +71,7 @@ class Handlers:
     upload: UploadHandler
     index: IndexHandlers
     health: HealthHandlers
+    oidc: OidcHandlers
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -167,6 +169,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                              max_form_size=settings.max_form_size),
         index=IndexHandlers(gateway.index, gateway.store, gateway.auth, private=settings.index_private),
         health=HealthHandlers(gateway.engine),
+        oidc=OidcHandlers(gateway.auth, settings.public_url),
     )
     sweeper = relay = None
     if settings.sweep_interval_seconds > 0:
@@ -257,3 +260,9 @@ def _routes(app: web.Application, slots: UploadSlots) -> None:
     router.add_get("/healthz", _delegate(lambda h: h.index.healthz), name="healthz")
     router.add_get("/_health/live", _delegate(lambda h: h.health.live), name="health_live")
     router.add_get("/_health/ready", _delegate(lambda h: h.health.ready), name="health_ready")
+    # Trusted publishing (uploadgw/http/oidc.py).
+    router.add_get("/_/oidc/audience", _delegate(lambda h: h.oidc.audience), name="oidc_audience")
+    router.add_post("/_/oidc/mint-token", _delegate(lambda h: h.oidc.mint_token), name="oidc_mint_token")
+    router.add_post("/_/oidc/github/mint-token", _delegate(lambda h: h.oidc.mint_token), name="oidc_mint_token_github")
+    router.add_get("/.well-known/pytp", _delegate(lambda h: h.oidc.discover), name="pytp_discover")
+    router.add_get("/.well-known/pytp/{key:[0-9a-f]{64}}", _delegate(lambda h: h.oidc.discover), name="pytp_key")

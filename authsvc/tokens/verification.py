@@ -33,7 +33,7 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -55,6 +55,7 @@ from authsvc.tokens.caveats import (
     Success,
     UserBound,
     check_all,
+    minted_for_publisher,
     scoped_projects,
 )
 from authsvc.tokens.codec import AuthenticToken, TokenCodec
@@ -73,14 +74,35 @@ _TOUCH = update(ApiToken).where(ApiToken.id == bindparam("tid")).values(last_use
 
 
 @dataclasses.dataclass(frozen=True)
+class PublisherGrant:
+    """The trusted publisher a token was minted for, and the claims identifying its CI run."""
+
+    id: str
+    kind: str
+    display: str
+    issuer_url: str
+    run_claims: dict[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
 class UploadGrant:
-    user_id: str
-    username: str
+    user_id: str   # a publisher's token: the publisher's id
+    username: str  # a publisher's token: its display
     project_id: str
     project_name: str
     token_id: str
     project_created: bool
-    role: str
+    role: str      # a publisher's token: ""
+    publisher: PublisherGrant | None = None
+
+
+class PublisherUploads(Protocol):
+    """Checks tokens minted for trusted publishers (the publishing area's, passed in from app.py,
+    so that this package does not import the one above it). Both raise TokenInvalid/TokenDenied."""
+
+    async def check_token(self, token: AuthenticToken) -> None: ...
+
+    async def verify_upload(self, token: AuthenticToken, project_name: str, normalized: str) -> UploadGrant: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +119,8 @@ def _raise(failure: Failure) -> NoReturn:
 class TokenVerifier:
     def __init__(self, *, tx: Transactions, lookup: PostgresLookup | SqliteLookup, clock: Clock, codec: TokenCodec,
                  projects: ProjectsService, allow_project_creation: bool, last_used_interval: dt.timedelta,
-                 policy: TwoFactorPolicy | None = None, limiter: RateLimiter | None = None):
+                 policy: TwoFactorPolicy | None = None, limiter: RateLimiter | None = None,
+                 publisher_uploads: PublisherUploads | None = None):
         self.tx = tx  # every query but the lookup
         self.lookup = lookup  # the hot read (see lookup.py for why it keeps its own way)
         self.clock = clock
@@ -107,6 +130,12 @@ class TokenVerifier:
         self.last_used_interval = last_used_interval
         self.policy = policy
         self.limiter = limiter or RateLimiter(clock)  # only rates the refusal events
+        self.publisher_uploads = publisher_uploads
+
+    def _publisher_uploads(self) -> PublisherUploads:
+        if self.publisher_uploads is None:
+            raise TokenInvalid("This index does not accept trusted publishers' tokens.", reason="publisher_disabled")
+        return self.publisher_uploads
 
     def _authentic(self, token: str) -> AuthenticToken:
         authentic = self.codec.authenticate(token)
@@ -143,6 +172,9 @@ class TokenVerifier:
         and the refusal's event for an authentic token). Records no use; never an authorisation:
         `verify_upload` decides once the project is known (scope, role, email, second factor)."""
         authentic = self._authentic(token)
+        if minted_for_publisher(authentic.caveats):
+            await self._publisher_uploads().check_token(authentic)
+            return authentic
         now = self.clock.now()
         row: TokenRow | None = None
         try:
@@ -160,6 +192,8 @@ class TokenVerifier:
         all-projects token when creation is allowed; records the token's last use."""
         authentic = self._authentic(token)
         normalized = check_project_name(project_name)
+        if minted_for_publisher(authentic.caveats):
+            return await self._publisher_uploads().verify_upload(authentic, project_name, normalized)
         try:
             return await self._verify_upload(authentic, project_name, normalized, origin)
         except (TokenInvalid, TokenDenied) as refusal:
@@ -282,6 +316,9 @@ class TokenVerifier:
         """A valid, undeleted, unexpired token of an active user may read a private index."""
         authentic = self._authentic(token)
         now = self.clock.now()
+        if minted_for_publisher(authentic.caveats):  # before the lookup: no user's token row to find
+            _raise(Failure("This token was minted for a trusted publisher: it may only upload.",
+                           "publisher_upload_only"))
         row = await self._lookup(authentic, "")
         self._check(authentic.caveats, row, now, Context(now=now, user_id=row.user_id, purpose=Purpose.INDEX))
         token_id = authentic.token_id

@@ -100,3 +100,24 @@ class CallStatus(_message.Message):
     retry_after_seconds: int
     details: bytes
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., retry_after_seconds: _Optional[int] = ..., details: _Optional[bytes] = ...) -> None: ...
+
+class PublisherRef(_message.Message):
+    __slots__ = ("id", "kind", "display", "issuer_url", "run_claims")
+    class RunClaimsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_URL_FIELD_NUMBER: _ClassVar[int]
+    RUN_CLAIMS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: str
+    display: str
+    issuer_url: str
+    run_claims: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., display: _Optional[str] = ..., issuer_url: _Optional[str] = ..., run_claims: _Optional[_Mapping[str, str]] = ...) -> None: ...
