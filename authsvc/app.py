@@ -16,6 +16,8 @@ from authsvc.projects.service import ProjectsService, projects_requiring_second_
 from authsvc.publishing.exchange import Exchange
 from authsvc.publishing.identity import IdentityVerifier
 from authsvc.publishing.keys import KeySets
+from authsvc.publishing.notices import OwnerNotices
+from authsvc.publishing.policy import LongLivedTokenPolicy
 from authsvc.publishing.service import PublishersService
 from authsvc.publishing.uploads import PublisherTokenUploads
 from authsvc.ratelimit import RateLimiter
@@ -53,9 +55,11 @@ class AuthApp:
     publishers: PublishersService
     exchange: Exchange
     keys: KeySets
+    owner_notices: OwnerNotices
 
     async def close(self) -> None:
         await self.keys.close()
+        await self.owner_notices.close()
         await self.twofactor.close()
         await self.verifier.close()
         await self.accounts.close()
@@ -89,13 +93,17 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
                              projects_requiring=projects_requiring_second_factor)
     twofactor = build_twofactor_service(settings, db=db, tx=tx, clock=clock, events=events, accounts=accounts,
                                         pending=pending_logins, limiter=limiter, mailer=mailer, policy=policy)
-    projects, tokens, verifier = build_token_services(settings, clock, db, tx, events,
-                                                      policy=twofactor.policy)
+    owner_notices = OwnerNotices(db=db, mailer=mailer, limiter=limiter, public_url=settings.public_url)
+    projects, tokens, verifier = build_token_services(
+        settings, clock, db, tx, events, policy=twofactor.policy,
+        long_lived=LongLivedTokenPolicy(db=db, notices=owner_notices))
     keys, exchange = build_exchange(settings, clock, db, events, projects, tokens.codec)
     return AuthApp(settings=settings, clock=clock, engine=engine, db=db, tx=tx, events=events,
                    hasher=hasher, accounts=accounts, projects=projects, tokens=tokens, verifier=verifier,
                    twofactor=twofactor, keys=keys, exchange=exchange,
-                   publishers=PublishersService(db=db, clock=clock, events=events, issuers=settings.oidc_issuers))
+                   publishers=PublishersService(db=db, clock=clock, events=events, issuers=settings.oidc_issuers,
+                                                notices=owner_notices),
+                   owner_notices=owner_notices)
 
 
 def build_exchange(settings: Settings, clock: Clock, db: async_sessionmaker, events: EventEmitter,
@@ -115,7 +123,7 @@ def build_exchange(settings: Settings, clock: Clock, db: async_sessionmaker, eve
 
 def build_token_services(settings: Settings, clock: Clock, db: async_sessionmaker,
                          tx: Transactions, events: EventEmitter, *, policy: TwoFactorPolicy | None = None,
-                         limiter: RateLimiter | None = None,
+                         limiter: RateLimiter | None = None, long_lived: LongLivedTokenPolicy | None = None,
                          ) -> tuple[ProjectsService, TokensService, TokenVerifier]:
     """Projects and roles, API tokens, and the token verifier the gateway calls on every upload."""
     projects = ProjectsService(db=db, clock=clock, events=events, revoke_tokens=revoke_for_deleted_project)
@@ -126,7 +134,7 @@ def build_token_services(settings: Settings, clock: Clock, db: async_sessionmake
         tx=tx, lookup=make_lookup(settings.database_url, tx), clock=clock, codec=codec, projects=projects,
         allow_project_creation=settings.allow_project_creation,
         last_used_interval=dt.timedelta(seconds=settings.token_last_used_interval_seconds), policy=policy,
-        limiter=limiter, publisher_uploads=PublisherTokenUploads(db=db, clock=clock))
+        limiter=limiter, publisher_uploads=PublisherTokenUploads(db=db, clock=clock), long_lived=long_lived)
     return projects, tokens, verifier
 
 

@@ -110,3 +110,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def RemovePendingPublisher(self, request, context):
         await self.publishers.remove_pending(request.pending_publisher_id, owner_id=None, actor=OPERATOR)
         return publishing_pb2.RemovePendingPublisherResponse()
+
+    async def SetProjectTrustedPublishingOnly(self, request, context):
+        project = await self.publishers.set_trusted_publishing_only(request.project_name, request.enabled,
+                                                                    as_user=None, actor=OPERATOR)
+        return publishing_pb2.SetTrustedPublishingOnlyResponse(project=project_pb(project))

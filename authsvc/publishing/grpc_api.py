@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from authsvc.accounts.service import AccountsService
 from authsvc.grpc_common import origin, ts
+from authsvc.projects.grpc_api import project_pb
 from authsvc.publishing.exchange import Exchange
 from authsvc.publishing.kinds import Spec
 from authsvc.publishing.service import PendingView, PublishersService, PublisherView, SpecInput
@@ -106,3 +107,10 @@ class PublishingServicer(publishing_pb2_grpc.PublishingServiceServicer):
         await self.publishers.remove_pending(request.pending_publisher_id, owner_id=user.id, actor=actor,
                                              origin=where)
         return publishing_pb2.RemovePendingPublisherResponse()
+
+    async def SetTrustedPublishingOnly(self, request, context):
+        where = origin(request.client)
+        user, actor = await self._user(request.session_token)
+        project = await self.publishers.set_trusted_publishing_only(request.project_name, request.enabled,
+                                                                    as_user=user, actor=actor, origin=where)
+        return publishing_pb2.SetTrustedPublishingOnlyResponse(project=project_pb(project))

@@ -24,6 +24,7 @@ from authsvc.projects.models import OWNER, Project, Role
 from authsvc.projects.names import check_project_name
 from authsvc.publishing.kinds import Spec, make_spec
 from authsvc.publishing.models import PendingPublisher, Publisher
+from authsvc.publishing.notices import OwnerNotices
 from authsvc.settings import OidcIssuer
 from gatehouse.infra.clock import Clock, as_utc
 from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
@@ -103,11 +104,12 @@ def publisher_details(view: PublisherView | PendingView) -> dict[str, str]:
 
 class PublishersService:
     def __init__(self, *, db: async_sessionmaker[AsyncSession], clock: Clock, events: EventEmitter,
-                 issuers: tuple[OidcIssuer, ...]) -> None:
+                 issuers: tuple[OidcIssuer, ...], notices: OwnerNotices | None = None) -> None:
         self.db = db
         self.clock = clock
         self.events = events
         self.issuers = issuers
+        self.notices = notices  # mails the project's Owners about each change, once committed
 
     @property
     def enabled(self) -> bool:
@@ -163,10 +165,11 @@ class PublishersService:
                 view = publisher_view(row, project.name)
                 await self.events.emit(s, "project:publisher:add", actor=actor, project=(project.id, project.name),
                                        origin=origin, details=publisher_details(view))
-                return view
         except IntegrityError:
             raise AlreadyExists(f"'{project_name}' already has this trusted publisher.",
                                 reason="publisher_exists") from None
+        self._tell_owners(view, added=True, actor=actor)
+        return view
 
     async def remove_publisher(self, project_name: str, publisher_id: str, *, as_user: User | None,
                                actor: ActorRef, origin: Origin | None = None) -> PublisherView:
@@ -182,7 +185,32 @@ class PublishersService:
             await self.events.emit(s, "project:publisher:remove", actor=actor, project=(project.id, project.name),
                                    origin=origin, details=publisher_details(view))
             await s.execute(delete(Publisher).where(Publisher.id == row.id))
-            return view
+        self._tell_owners(view, added=False, actor=actor)
+        return view
+
+    def _tell_owners(self, view: PublisherView, *, added: bool, actor: ActorRef) -> None:
+        if self.notices is not None:
+            self.notices.publisher_changed(view.project_id, view.project_name, view.display, added=added,
+                                           by=actor.username or "An operator")
+
+    async def set_trusted_publishing_only(self, project_name: str, enabled: bool, *, as_user: User | None,
+                                          actor: ActorRef, origin: Origin | None = None) -> Project:
+        """Owners (or an operator) refuse uploads with long-lived API tokens, or stop refusing them.
+        Turning it on needs a publisher, so that the project can still publish."""
+        async with self.db() as s, s.begin():
+            project = await self._project(s, project_name, as_user)
+            if enabled and not await s.scalar(select(func.count()).select_from(Publisher)
+                                              .where(Publisher.project_id == project.id)):
+                raise FailedPrecondition(f"Add a trusted publisher to '{project.name}' first: with trusted "
+                                         "publishing only and no publisher, nothing could upload.",
+                                         reason="no_publisher")
+            if project.trusted_publishing_only != enabled:
+                project.trusted_publishing_only = enabled
+                await s.flush()
+                await self.events.emit(s, f"project:trusted_publishing_only:{'enabled' if enabled else 'disabled'}",
+                                       actor=actor, project=(project.id, project.name), origin=origin,
+                                       details={"changed_by": actor.username})
+            return project
 
     # -- pending publishers ----------------------------------------------------------------------
 

@@ -96,6 +96,13 @@ class UploadGrant:
     publisher: PublisherGrant | None = None
 
 
+class LongLivedUploads(Protocol):
+    """What the project's trusted-publishing settings ask of an upload with a long-lived token (the
+    publishing area's, passed in from app.py). Raises TokenDenied to refuse it."""
+
+    async def check_upload(self, *, project_id: str, project_name: str, token_id: str, username: str) -> None: ...
+
+
 class PublisherUploads(Protocol):
     """Checks tokens minted for trusted publishers (the publishing area's, passed in from app.py,
     so that this package does not import the one above it). Both raise TokenInvalid/TokenDenied."""
@@ -120,7 +127,7 @@ class TokenVerifier:
     def __init__(self, *, tx: Transactions, lookup: PostgresLookup | SqliteLookup, clock: Clock, codec: TokenCodec,
                  projects: ProjectsService, allow_project_creation: bool, last_used_interval: dt.timedelta,
                  policy: TwoFactorPolicy | None = None, limiter: RateLimiter | None = None,
-                 publisher_uploads: PublisherUploads | None = None):
+                 publisher_uploads: PublisherUploads | None = None, long_lived: LongLivedUploads | None = None):
         self.tx = tx  # every query but the lookup
         self.lookup = lookup  # the hot read (see lookup.py for why it keeps its own way)
         self.clock = clock
@@ -131,6 +138,7 @@ class TokenVerifier:
         self.policy = policy
         self.limiter = limiter or RateLimiter(clock)  # only rates the refusal events
         self.publisher_uploads = publisher_uploads
+        self.long_lived = long_lived
 
     def _publisher_uploads(self) -> PublisherUploads:
         if self.publisher_uploads is None:
@@ -235,6 +243,9 @@ class TokenVerifier:
                               f"project '{row.project_name}'.", reason="no_role")
         if not created:  # a project this upload created was checked above, before creating it
             self._check_policy(row, found_name, project_requires=row.project_two_factor_required)
+            if self.long_lived is not None:
+                await self.long_lived.check_upload(project_id=project_id, project_name=found_name,
+                                                   token_id=authentic.token_id, username=row.username)
         token_id = authentic.token_id
         await self._touch(token_id, row.last_used_at, now)
         return UploadGrant(user_id=row.user_id, username=row.username, project_id=project_id,

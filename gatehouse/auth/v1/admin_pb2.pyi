@@ -195,3 +195,11 @@ class AdminRemovePendingPublisherRequest(_message.Message):
     PENDING_PUBLISHER_ID_FIELD_NUMBER: _ClassVar[int]
     pending_publisher_id: str
     def __init__(self, pending_publisher_id: _Optional[str] = ...) -> None: ...
+
+class AdminSetTrustedPublishingOnlyRequest(_message.Message):
+    __slots__ = ("project_name", "enabled")
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    project_name: str
+    enabled: bool
+    def __init__(self, project_name: _Optional[str] = ..., enabled: _Optional[bool] = ...) -> None: ...

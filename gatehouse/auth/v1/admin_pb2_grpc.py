@@ -121,6 +121,11 @@ class AdminServiceStub:
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRemovePendingPublisherRequest.SerializeToString,
                 response_deserializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.RemovePendingPublisherResponse.FromString,
                 _registered_method=True)
+        self.SetProjectTrustedPublishingOnly = channel.unary_unary(
+                '/gatehouse.auth.v1.AdminService/SetProjectTrustedPublishingOnly',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminSetTrustedPublishingOnlyRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.SetTrustedPublishingOnlyResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -229,6 +234,12 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetProjectTrustedPublishingOnly(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -316,6 +327,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RemovePendingPublisher,
                     request_deserializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRemovePendingPublisherRequest.FromString,
                     response_serializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.RemovePendingPublisherResponse.SerializeToString,
+            ),
+            'SetProjectTrustedPublishingOnly': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetProjectTrustedPublishingOnly,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminSetTrustedPublishingOnlyRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.SetTrustedPublishingOnlyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -777,6 +793,33 @@ class AdminService:
             '/gatehouse.auth.v1.AdminService/RemovePendingPublisher',
             gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRemovePendingPublisherRequest.SerializeToString,
             gatehouse_dot_auth_dot_v1_dot_publishing__pb2.RemovePendingPublisherResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetProjectTrustedPublishingOnly(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.AdminService/SetProjectTrustedPublishingOnly',
+            gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminSetTrustedPublishingOnlyRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_publishing__pb2.SetTrustedPublishingOnlyResponse.FromString,
             options,
             channel_credentials,
             insecure,

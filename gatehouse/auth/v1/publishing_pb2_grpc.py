@@ -79,6 +79,11 @@ class PublishingServiceStub:
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.RemovePendingPublisherRequest.SerializeToString,
                 response_deserializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.RemovePendingPublisherResponse.FromString,
                 _registered_method=True)
+        self.SetTrustedPublishingOnly = channel.unary_unary(
+                '/gatehouse.auth.v1.PublishingService/SetTrustedPublishingOnly',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.SetTrustedPublishingOnlyRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.SetTrustedPublishingOnlyResponse.FromString,
+                _registered_method=True)
 
 
 class PublishingServiceServicer:
@@ -148,6 +153,13 @@ class PublishingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetTrustedPublishingOnly(self, request, context):
+        """Owners: "trusted publishing only" refuses uploads with long-lived API tokens (or stop refusing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PublishingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -195,6 +207,11 @@ def add_PublishingServiceServicer_to_server(servicer, server):
                     servicer.RemovePendingPublisher,
                     request_deserializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.RemovePendingPublisherRequest.FromString,
                     response_serializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.RemovePendingPublisherResponse.SerializeToString,
+            ),
+            'SetTrustedPublishingOnly': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTrustedPublishingOnly,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.SetTrustedPublishingOnlyRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.SetTrustedPublishingOnlyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -440,6 +457,33 @@ class PublishingService:
             '/gatehouse.auth.v1.PublishingService/RemovePendingPublisher',
             gatehouse_dot_auth_dot_v1_dot_publishing__pb2.RemovePendingPublisherRequest.SerializeToString,
             gatehouse_dot_auth_dot_v1_dot_publishing__pb2.RemovePendingPublisherResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTrustedPublishingOnly(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.PublishingService/SetTrustedPublishingOnly',
+            gatehouse_dot_auth_dot_v1_dot_publishing__pb2.SetTrustedPublishingOnlyRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_publishing__pb2.SetTrustedPublishingOnlyResponse.FromString,
             options,
             channel_credentials,
             insecure,
