@@ -55,6 +55,7 @@ class OidcIssuer:
         self.discovery_fetches = 0
         self.fail = False
         self.issuer_override: str | None = None  # a discovery document naming another issuer
+        self.redirect_discovery: str | None = None  # answer the discovery request with a redirect there
         self.actions_claims: dict[str, Any] = {}
         self.request_token = secrets.token_urlsafe(16)
         self._loop = asyncio.new_event_loop()
@@ -102,6 +103,8 @@ class OidcIssuer:
         self.discovery_fetches += 1
         if self.fail:
             return web.Response(status=503)
+        if self.redirect_discovery:
+            raise web.HTTPFound(self.redirect_discovery)
         return web.json_response({"issuer": self.issuer_override or self.url, "jwks_uri": self.url + "/jwks",
                                   "id_token_signing_alg_values_supported": ["RS256", "ES256"]})
 

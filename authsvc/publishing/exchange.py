@@ -221,6 +221,8 @@ def _binding(publisher: Publisher, claims: Mapping[str, Any]) -> tuple[str | Non
     if ids is None:
         return None, None
     if not all(ids):
+        if publisher.kind == "forgejo":  # older Forgejo and Gitea tokens carry no ids: nothing to bind
+            return None, None
         return "the token has no repository and owner ids", None
     if not publisher.bound_repository_id:
         return None, ids

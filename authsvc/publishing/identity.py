@@ -64,7 +64,8 @@ class IdentityVerifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise _refuse("The identity token's header names no key (kid).")
-        issuer = self.issuers.get(unverified.get("iss")) if isinstance(unverified.get("iss"), str) else None
+        claimed = unverified.get("iss")
+        issuer = self.issuers.get(claimed) if isinstance(claimed, str) else None
         if issuer is None:
             raise _refuse(f"The identity token's issuer {str(unverified.get('iss'))[:200]!r} is not one this "
                           "index trusts; ask its operators to configure it.")

@@ -74,18 +74,21 @@ class KeySets:
             fresh = entry.fetched_at is not None and now - entry.fetched_at < self.max_age
             if fresh and kid in entry.keys:
                 return entry.keys[kid]  # another call refreshed while this one waited
-            may_refresh = entry.tried_at is None or now - entry.tried_at >= self.refresh_interval or not fresh
-            if may_refresh:
+            if entry.tried_at is None or now - entry.tried_at >= self.refresh_interval:
                 entry.tried_at = now
                 try:
                     entry.keys = await self._fetch(issuer)
                     entry.fetched_at = now
+                    return entry.keys.get(kid)
                 except KeysUnavailable as exc:
-                    usable = entry.fetched_at is not None and now - entry.fetched_at < self.max_age + self.stale_for
-                    log.warning("issuer keys not refreshed", extra={"issuer": issuer.url, "reason": exc.reason,
-                                                                    "using_stale": usable})
-                    if not usable:
-                        raise
+                    log.warning("issuer keys not refreshed", extra={"issuer": issuer.url, "reason": exc.reason})
+                    failure: KeysUnavailable = exc
+            else:
+                failure = KeysUnavailable(f"{issuer.url} could not be reached for its keys a moment ago; try again "
+                                          "in a minute.", reason="fetch_failed")
+            usable = entry.fetched_at is not None and now - entry.fetched_at < self.max_age + self.stale_for
+            if not usable:
+                raise failure
         return entry.keys.get(kid)
 
     async def _fetch(self, issuer: OidcIssuer) -> dict[str, jwt.PyJWK]:

@@ -28,10 +28,18 @@ def gitlab():
 
 
 @pytest.fixture
-def auth_overrides(github, gitlab):
+def ghes():
+    """A GitHub Enterprise Server-like issuer (its URL has a path), trusted beside `github`."""
+    with OidcIssuer(path="/_services/token") as issuer:
+        yield issuer
+
+
+@pytest.fixture
+def auth_overrides(github, gitlab, ghes):
     return dict(oidc_audience=AUDIENCE, oidc_issuers=(
         IssuerSetting(url=github.url, kind="github", name="GitHub"),
-        IssuerSetting(url=gitlab.url, kind="gitlab", name="GitLab")))
+        IssuerSetting(url=gitlab.url, kind="gitlab", name="GitLab"),
+        IssuerSetting(url=ghes.url, kind="github", name="GitHub Enterprise")))
 
 
 def publishing(auth) -> publishing_pb2_grpc.PublishingServiceStub:

@@ -13,8 +13,8 @@ import pytest
 from gatehouse.auth.v1 import publishing_pb2
 from tests.authsvc.project_token_factories import events, make_project, make_user, refused, verify
 from tests.authsvc.publishing_support import (  # noqa: F401  (fixtures)
-    AUDIENCE, add_publisher, auth_overrides, claims_of, github, github_spec, gitlab, gitlab_spec, mint, publishing,
-    reason_of,
+    AUDIENCE, add_publisher, auth_overrides, claims_of, ghes, github, github_spec, gitlab, gitlab_spec, mint,
+    publishing, reason_of,
 )
 
 UNAUTH, DENIED = grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED
@@ -174,10 +174,45 @@ async def test_a_token_larger_than_the_bound_is_refused(auth, github, widget):
     await _refused_token(auth, github.token(claims), "longer than")
 
 
-async def test_one_issuers_token_never_matches_another_issuers_publisher(auth, github, gitlab, widget):
-    """The GHES isolation finding: claims that name octo/widget, signed by another trusted issuer."""
-    claims = gitlab.github_claims(audience=AUDIENCE)  # GitHub-shaped, from the GitLab issuer
-    await _refused_token(auth, gitlab.token(claims), reason="INVALID_PUBLISHER")
+async def test_one_issuers_token_never_matches_another_issuers_publisher(auth, github, gitlab, ghes, widget):
+    """The GHES isolation finding: the same repository name, claims shaped exactly as github.com's,
+    signed by another trusted issuer of the same kind (or of another kind), never match."""
+    for issuer in (ghes, gitlab):
+        await _refused_token(auth, issuer.token(issuer.github_claims(audience=AUDIENCE)), reason="INVALID_PUBLISHER")
+    # A GHES publisher of that name is its own publisher, bound to the GHES repository's ids.
+    await add_publisher(auth, widget[0], "widget", github_spec(ghes))
+    minted = await mint(auth, ghes.token(ghes.github_claims(audience=AUDIENCE, repository_id="5")))
+    grant = await verify(auth, minted.token, "widget")
+    assert grant.publisher.issuer_url == ghes.url and grant.publisher.id != widget[1].id
+    # github.com's publisher is still unbound: the GHES exchange bound only its own.
+    await mint(auth, github.token(github.github_claims(audience=AUDIENCE, repository_id="1001")))
+
+
+async def test_the_discovery_document_is_not_followed_through_a_redirect(auth, github, ghes, widget):
+    github.redirect_discovery = ghes.url + "/.well-known/openid-configuration"
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await mint(auth, github.token(github.github_claims(audience=AUDIENCE)))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert ghes.discovery_fetches == 0
+
+
+async def test_consumed_identity_tokens_are_kept_until_exp_plus_leeway_then_swept(auth, github, widget):
+    from sqlalchemy import func, select
+
+    from authsvc.publishing.models import ConsumedIdentityToken
+
+    async def kept() -> int:
+        async with auth.running.app.db() as s:
+            return await s.scalar(select(func.count()).select_from(ConsumedIdentityToken))
+
+    old = github.token(github.github_claims(audience=AUDIENCE, lifetime=300))
+    await mint(auth, old)
+    auth.clock.advance(300 + 29)  # within the leeway: still refused as a replay
+    await _refused_token(auth, old, reason="INVALID_REUSE_TOKEN")
+    assert await kept() == 1
+    auth.clock.advance(2)
+    await mint(auth, github.token(github.github_claims(audience=AUDIENCE, now=auth.clock.now().timestamp())))
+    assert await kept() == 1, "the expired identity token's row was swept"
 
 
 async def test_missing_jti_is_refused_and_a_replay_mints_once(auth, github, widget):
