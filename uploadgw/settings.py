@@ -72,6 +72,9 @@ class Settings:
     # Uploads running at once per API token and per client address, in one replica (0: no cap).
     max_uploads_per_token: int = 4
     max_uploads_per_ip: int = 8
+    # Serve HTTPS directly (PEM files; both or neither). Behind a TLS-terminating proxy, leave empty.
+    tls_cert: str = ""
+    tls_key: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -116,7 +119,11 @@ class Settings:
             body_rate_grace=env.float("UPLOADGW_BODY_RATE_GRACE", 30.0),
             max_uploads_per_token=env.int("UPLOADGW_MAX_UPLOADS_PER_TOKEN", 4, minimum=0),
             max_uploads_per_ip=env.int("UPLOADGW_MAX_UPLOADS_PER_IP", 8, minimum=0),
+            tls_cert=env.str("UPLOADGW_TLS_CERT", ""),
+            tls_key=env.str("UPLOADGW_TLS_KEY", ""),
         )
+        if bool(settings.tls_cert) != bool(settings.tls_key):
+            raise SettingsError("UPLOADGW_TLS_CERT and UPLOADGW_TLS_KEY go together: set both (HTTPS) or neither")
         for name, value in (("UPLOADGW_AUTH_TIMEOUT", settings.auth_timeout),
                             ("UPLOADGW_HEADER_TIMEOUT", settings.header_timeout),
                             ("UPLOADGW_KEEPALIVE_TIMEOUT", settings.keepalive_timeout),
