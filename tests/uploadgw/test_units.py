@@ -43,6 +43,15 @@ def test_settings_from_env():
         Settings.from_env({**REQUIRED, "UPLOADGW_LISTEN": "nope"})
 
 
+def test_tls_settings_go_together():
+    both = Settings.from_env({**REQUIRED, "UPLOADGW_TLS_CERT": "/c.pem", "UPLOADGW_TLS_KEY": "/k.pem"})
+    assert (both.tls_cert, both.tls_key) == ("/c.pem", "/k.pem")
+    assert Settings.from_env(REQUIRED).tls_cert == ""
+    for name in ("UPLOADGW_TLS_CERT", "UPLOADGW_TLS_KEY"):
+        with pytest.raises(SettingsError, match="set both"):
+            Settings.from_env({**REQUIRED, name: "/x.pem"})
+
+
 def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 

@@ -49,7 +49,7 @@ async def _detail(request: web.Request, name: str, *, status: int = 200, forms: 
     people = await pages.projects.collaborators(token, name)
     releases = await pages.projects.releases(access.project.id)
     issuers = await pages.publishing.issuers() if access.is_owner else []
-    publishers = await pages.publishing.list(token, name) if issuers else []
+    publishers = await pages.publishing.publishers(token, name) if issuers else []
     return await pages.render(request, "project.html", status=status, access=access, people=people,
                               releases=releases, issuers=issuers, publishers=publishers, forms=forms or {},
                               url=_url)

@@ -94,14 +94,16 @@ class PublishingPages:
         for name in used:
             if name in required and not values.get(name, "").strip():
                 raise PageError(required[name], field=name)
-        spec = publishing_pb2.PublisherSpec(issuer_url=issuer.url, **{
-            name: values.get(name, "").strip() for name in used if name != "claims"})
-        if "claims" in used:
-            spec.claims.update(parse_claims(values.get("claims", "")))
+        spec = publishing_pb2.PublisherSpec(issuer_url=issuer.url)
+        for name in used:
+            if name == "claims":
+                spec.claims.update(parse_claims(values.get("claims", "")))
+            else:
+                setattr(spec, name, values.get(name, "").strip())
         return spec
 
     # -- a project's publishers (Owners) ---------------------------------------------------------
-    async def list(self, session_token: str, project_name: str) -> list[PublisherRow]:
+    async def publishers(self, session_token: str, project_name: str) -> list[PublisherRow]:
         reply = await self._call(self._stub.ListPublishers, publishing_pb2.ListPublishersRequest(
             session_token=session_token, project_name=project_name))
         return [PublisherRow(id=p.id, display=p.display, bound=bool(p.bound_repository_id),
