@@ -42,6 +42,7 @@ from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
 
 log = logging.getLogger(__name__)
 MAX_MATCHED = 50  # publishers one run may match (the Projects caveat holds at most 100)
+SWEEP_EVERY = dt.timedelta(minutes=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Exchange:
         self.token_lifetime = token_lifetime
         self.leeway = leeway
         self.audience = audience
+        self._next_sweep: dt.datetime | None = None
 
     @property
     def enabled(self) -> bool:
@@ -91,6 +93,7 @@ class Exchange:
             raise ExchangeRefused('The request has no identity token: send {"token": "<the CI job\'s OIDC token>"}.',
                                   reason="invalid_payload")
         identity = await self.identity.verify(token)
+        await self._sweep(self.clock.now())
         try:
             async with self.db() as s, s.begin():
                 return await self._mint(s, identity, single_use, origin)
@@ -103,7 +106,6 @@ class Exchange:
     async def _mint(self, s: AsyncSession, identity: IdentityToken, single_use: bool,
                     origin: Origin | None) -> Minted:
         now = self.clock.now()
-        await self._sweep(s, now)
         # First, so that concurrent exchanges of one token serialise on its key: one inserts, the
         # rest fail (IntegrityError) and mint nothing.
         s.add(ConsumedIdentityToken(issuer_url=identity.issuer.url, jti=identity.jti,
@@ -139,10 +141,16 @@ class Exchange:
         return Minted(token=secret, expires_at=expires, project_names=tuple(m.project.name for m in matches),
                       single_use=single_use)
 
-    async def _sweep(self, s: AsyncSession, now: dt.datetime) -> None:
-        """Forget consumed identity tokens past their exp + leeway, and minted tokens long expired."""
-        await s.execute(delete(ConsumedIdentityToken).where(ConsumedIdentityToken.keep_until < now))
-        await s.execute(delete(PublisherToken).where(PublisherToken.expires_at < now - dt.timedelta(hours=1)))
+    async def _sweep(self, now: dt.datetime) -> None:
+        """Forget consumed identity tokens past their exp + leeway, and minted tokens long expired: in
+        a transaction of its own (a refused exchange does not undo it), at most once a minute per
+        replica (a row kept a little longer changes nothing)."""
+        if self._next_sweep is not None and now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_EVERY
+        async with self.db() as s, s.begin():
+            await s.execute(delete(ConsumedIdentityToken).where(ConsumedIdentityToken.keep_until < now))
+            await s.execute(delete(PublisherToken).where(PublisherToken.expires_at < now - dt.timedelta(hours=1)))
 
     async def _matches(self, s: AsyncSession, identity: IdentityToken) -> list[_Match]:
         issuer, claims = identity.issuer, identity.claims

@@ -21,7 +21,7 @@ from authsvc.publishing.models import Publisher, PublisherToken, PublisherTokenS
 from authsvc.publishing.service import publisher_view
 from authsvc.tokens.caveats import Context, Failure, ProjectRef, Projects, Purpose, Success, check_all
 from authsvc.tokens.codec import AuthenticToken
-from authsvc.tokens.verification import PublisherGrant, UploadGrant
+from authsvc.tokens.verification import PublisherGrant, UploadGrant, raise_failure
 from gatehouse.infra.clock import Clock, as_utc
 
 
@@ -86,5 +86,4 @@ class PublisherTokenUploads:
         caveats = tuple(c for c in token.caveats if not (skip_projects and isinstance(c, Projects)))
         result = check_all(caveats, ctx)
         if not isinstance(result, Success):
-            failure = result if isinstance(result, Failure) else Failure("Token check failed.", "internal", True)
-            raise (TokenInvalid if failure.invalid else TokenDenied)(failure.reason, reason=failure.code)
+            raise_failure(result if isinstance(result, Failure) else Failure("Token check failed.", "internal", True))

@@ -191,12 +191,10 @@ class PublisherOnly:
         return cls()
 
     def check(self, ctx: Context) -> Result:
-        if ctx.purpose is not Purpose.UPLOAD:
-            return Failure("This token was minted for a trusted publisher: it may only upload.",
-                           "publisher_upload_only")
-        return SUCCESS
+        return SUCCESS if ctx.purpose is Purpose.UPLOAD else UPLOAD_ONLY
 
 
+UPLOAD_ONLY = Failure("This token was minted for a trusted publisher: it may only upload.", "publisher_upload_only")
 Caveat = Expiry | Projects | UserBound | PublisherOnly
 _TYPES: dict[str, tuple[type[Expiry] | type[Projects] | type[UserBound] | type[PublisherOnly], frozenset[str]]] = {
     Expiry.TYPE: (Expiry, frozenset({"v", "t", "nbf", "exp"})),

@@ -46,6 +46,7 @@ from authsvc.projects.names import check_project_name
 from authsvc.projects.service import ProjectsService
 from authsvc.ratelimit import Limit, RateLimiter
 from authsvc.tokens.caveats import (
+    UPLOAD_ONLY,
     Caveat,
     Context,
     Failure,
@@ -119,7 +120,8 @@ class IndexGrant:
     token_id: str
 
 
-def _raise(failure: Failure) -> NoReturn:
+def raise_failure(failure: Failure) -> NoReturn:
+    """A failed check as the error the gRPC adapter maps: TokenInvalid or TokenDenied."""
     raise (TokenInvalid if failure.invalid else TokenDenied)(failure.reason, reason=failure.code)
 
 
@@ -148,7 +150,7 @@ class TokenVerifier:
     def _authentic(self, token: str) -> AuthenticToken:
         authentic = self.codec.authenticate(token)
         if isinstance(authentic, Failure):
-            _raise(authentic)
+            raise_failure(authentic)
         return authentic
 
     async def _lookup(self, token: AuthenticToken, normalized: str) -> TokenRow:
@@ -164,7 +166,7 @@ class TokenVerifier:
     def _check(self, caveats: tuple[Caveat, ...], row: TokenRow, now: dt.datetime, ctx: Context) -> None:
         result = check_all(caveats, ctx)
         if not isinstance(result, Success):
-            _raise(result)
+            raise_failure(result)
         # Expiry is checked twice on purpose. The caveat is signed into the token and checked with
         # no database (as `TokenCodec.verify` and the property tests do; a holder may append a
         # shorter one). The row is the server's own record of the lifetime it granted, so the
@@ -328,8 +330,7 @@ class TokenVerifier:
         authentic = self._authentic(token)
         now = self.clock.now()
         if minted_for_publisher(authentic.caveats):  # before the lookup: no user's token row to find
-            _raise(Failure("This token was minted for a trusted publisher: it may only upload.",
-                           "publisher_upload_only"))
+            raise_failure(UPLOAD_ONLY)
         row = await self._lookup(authentic, "")
         self._check(authentic.caveats, row, now, Context(now=now, user_id=row.user_id, purpose=Purpose.INDEX))
         token_id = authentic.token_id

@@ -205,12 +205,14 @@ async def test_consumed_identity_tokens_are_kept_until_exp_plus_leeway_then_swep
         async with auth.running.app.db() as s:
             return await s.scalar(select(func.count()).select_from(ConsumedIdentityToken))
 
-    old = github.token(github.github_claims(audience=AUDIENCE, lifetime=300))
+    old = github.token(github.github_claims(audience=AUDIENCE, lifetime=300, now=auth.clock.now().timestamp()))
     await mint(auth, old)
     auth.clock.advance(300 + 29)  # within the leeway: still refused as a replay
     await _refused_token(auth, old, reason="INVALID_REUSE_TOKEN")
     assert await kept() == 1
-    auth.clock.advance(2)
+    auth.clock.advance(2)  # past exp + leeway the token is refused as expired: its row is no longer needed
+    await _refused_token(auth, old, "expired")
+    auth.clock.advance(60)  # sweeps run at most once a minute per replica
     await mint(auth, github.token(github.github_claims(audience=AUDIENCE, now=auth.clock.now().timestamp())))
     assert await kept() == 1, "the expired identity token's row was swept"
 

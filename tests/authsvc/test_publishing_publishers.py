@@ -9,7 +9,7 @@ import pytest
 from gatehouse.auth.v1 import admin_pb2, publishing_pb2
 from tests.authsvc.project_token_factories import MAINTAINER, add_role, events, make_project, make_user, refused
 from tests.authsvc.publishing_support import (  # noqa: F401  (fixtures)
-    add_publisher, auth_overrides, github, github_spec, gitlab, gitlab_spec, publishing, reason_of,
+    add_publisher, auth_overrides, ghes, github, github_spec, gitlab, gitlab_spec, publishing, reason_of,
 )
 
 
@@ -72,10 +72,12 @@ async def test_an_unknown_issuer_is_refused(auth, owner):
                   "not an issuer this index trusts")
 
 
-async def test_issuers_are_listed_for_the_form(auth, github, gitlab):
+async def test_issuers_are_listed_for_the_form(auth, github, gitlab, ghes):
     reply = await publishing(auth).ListIssuers(publishing_pb2.ListIssuersRequest())
-    assert [(i.url, i.kind) for i in reply.issuers] == [
-        (github.url, publishing_pb2.PUBLISHER_KIND_GITHUB), (gitlab.url, publishing_pb2.PUBLISHER_KIND_GITLAB)]
+    assert [(i.url, i.kind, i.name) for i in reply.issuers] == [
+        (github.url, publishing_pb2.PUBLISHER_KIND_GITHUB, "GitHub"),
+        (gitlab.url, publishing_pb2.PUBLISHER_KIND_GITLAB, "GitLab"),
+        (ghes.url, publishing_pb2.PUBLISHER_KIND_GITHUB, "GitHub Enterprise")]
 
 
 async def test_pending_publishers_are_the_users_own(auth, github):

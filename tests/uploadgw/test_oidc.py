@@ -15,7 +15,7 @@ from sqlalchemy import select
 from authsvc.server import create_server
 from gatehouse.auth.v1 import admin_pb2
 from tests.authsvc.publishing_support import (  # noqa: F401  (fixtures)
-    AUDIENCE, auth_overrides, claims_of, github, github_spec, gitlab,
+    AUDIENCE, auth_overrides, claims_of, ghes, github, github_spec, gitlab,
 )
 from tests.uploadgw.conftest import gateway_settings, make_uploader, twine
 from tests.uploadgw.dists import make_wheel
@@ -147,6 +147,7 @@ async def test_a_single_use_token_uploads_one_file(gw, github, tmp_path):
     assert second.rc != 0 and "used already" in second.flat
 
 
+@pytest.mark.parametrize("gw_overrides", [{"auth_timeout": 15.0}])  # exactly once is the point here, not speed
 async def test_one_token_replayed_at_once_on_two_replicas_mints_once(gw, github, tmp_path):
     """A second auth replica on the same database, with its own gateway: 100 exchanges of one
     identity token sent at once, half to each gateway."""
@@ -155,7 +156,8 @@ async def test_one_token_replayed_at_once_on_two_replicas_mints_once(gw, github,
     try:
         second_target = type(gw.auth)(running=second_auth, settings=gw.auth.settings, clock=gw.auth.clock,
                                        gateway=gw.auth.gateway, operator=gw.auth.operator)
-        settings = gateway_settings(gw.settings.database_url, gw.settings.storage_dir, second_target)
+        settings = gateway_settings(gw.settings.database_url, gw.settings.storage_dir, second_target,
+                                    auth_timeout=gw.settings.auth_timeout)
         second = await start(settings, clock=gw.auth.clock)
         try:
             token = github.token(github.github_claims(audience=AUDIENCE))
@@ -171,4 +173,5 @@ async def test_one_token_replayed_at_once_on_two_replicas_mints_once(gw, github,
     finally:
         await second_auth.stop(grace=0)
     assert sorted(status for status, _ in results).count(200) == 1, results[:3]
-    assert {body["errors"][0]["code"] for status, body in results if status != 200} == {"invalid-reuse-token"}
+    refusals = [body["errors"][0] for status, body in results if status != 200]
+    assert {refusal["code"] for refusal in refusals} == {"invalid-reuse-token"}, refusals[:3]
