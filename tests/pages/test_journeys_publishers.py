@@ -15,7 +15,8 @@ import pytest_asyncio
 from authsvc.settings import OidcIssuer
 from gatehouse.auth.v1 import admin_pb2, common_pb2
 from tests.pages.browse import log_in, notice, shot
-from tests.pages.support import Client
+from tests.pages.support import Client, upload
+from tests.uploadgw.dists import make_wheel
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -194,3 +195,26 @@ async def test_publisher_refusals(system, client):
     assert reply.status == 303 and reply.headers["Location"].startswith("/account/reauth")
     reply, _ = await client.post("/projects/pending-publishers", _form(token, project_name="brand-new-x"))
     assert reply.status == 303 and reply.headers["Location"].startswith("/account/reauth")
+
+
+async def test_trusted_publishing_only_on_the_project_page(system, client, tmp_path):
+    owner = await system.person("tpt")
+    project = await system.project(owner)
+    token = await system.mint(owner, projects=[project])
+    await client.log_in(owner.username, owner.password)
+    csrf = await client.token(f"/projects/{project}/")
+    only = f"/projects/{project}/trusted-publishing-only"
+    reply, body = await client.post(only, {"csrf_token": csrf, "enabled": "on"})
+    assert reply.status == 409 and 'id="only-error"' in body and "Add a trusted publisher" in body
+    assert (await client.post(f"/projects/{project}/publishers", _form(csrf)))[0].status == 303
+    reply, _ = await client.post(only, {"csrf_token": csrf, "enabled": "on"})
+    assert reply.status == 303
+    _, body = await client.get(f"/projects/{project}/")
+    assert "Accept API tokens again" in body and "uploads with API tokens are refused" in body
+    status, reason = await upload(system, make_wheel(tmp_path, project, "1.0"), token)
+    assert status == 403 and "only from its trusted publishers" in reason
+    reply, _ = await client.post(only, {"csrf_token": csrf})
+    assert reply.status == 303
+    assert (await upload(system, make_wheel(tmp_path, project, "1.1"), token))[0] == 200
+    mail = await mails_to(system, owner.email, "long-lived API token")  # it has a publisher: Owners are told
+    assert project in mail[0]["Subject"]
