@@ -58,9 +58,13 @@ def _spec_options(p: argparse.ArgumentParser) -> None:
 
 
 def _spec(args) -> publishing_pb2.PublisherSpec | None:
-    claims = dict(item.partition("=")[::2] for item in args.claim)
-    if any(not name or "=" not in item for item, name in zip(args.claim, claims)):
-        return None
+    """The spec the options give; None when a --claim is not NAME=VALUE."""
+    claims = {}
+    for item in args.claim:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            return None
+        claims[name] = value
     return publishing_pb2.PublisherSpec(issuer_url=args.issuer, owner=args.owner, repository=args.repository,
                                         workflow=args.workflow, environment=args.environment, email=args.email,
                                         subject=args.subject, claims=claims)
