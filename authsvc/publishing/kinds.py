@@ -4,7 +4,7 @@
   `workflow_ref` ("owner/name/.github/workflows/<file>@<ref>"; Forgejo also `.forgejo/` and
   `.gitea/`), `environment` when the publisher names one; `pull_request_target` runs are refused
   (they run the base repository's workflow with a fork's code). Binds `repository_id` and
-  `repository_owner_id`.
+  `repository_owner_id` (Forgejo/Gitea: when its tokens carry them; older ones do not).
 - GitLab: `project_path` ("namespace/project"), the CI config path in `ci_config_ref_uri`
   ("<host>/namespace/project//<path>@<ref>"), `environment`. Binds `project_id`, `namespace_id`.
 - Google: `email` (with `email_verified`), and `sub` when the publisher names it.
