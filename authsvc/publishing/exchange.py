@@ -135,7 +135,8 @@ class Exchange:
                          "single_use": single_use, **{f"claim_{k}": v for k, v in claims.items()}})
         await s.flush()
         projects = sorted({(m.project.normalized_name, m.project.id) for m in matches})
-        caveats: list[Caveat] = [PublisherOnly(), Projects(tuple(n for n, _ in projects), tuple(i for _, i in projects)),
+        caveats: list[Caveat] = [PublisherOnly(),
+                                 Projects(tuple(n for n, _ in projects), tuple(i for _, i in projects)),
                                  Expiry(int(now.timestamp()), int(expires.timestamp()))]
         secret = self.codec.mint(row.id, caveats)
         return Minted(token=secret, expires_at=expires, project_names=tuple(m.project.name for m in matches),

@@ -213,7 +213,12 @@ def immutable_ids(kind: str, claims: Mapping[str, Any]) -> tuple[str, str] | Non
     names = _BIND.get(kind)
     if names is None:
         return None
-    return tuple(str(claims.get(n, "")) if isinstance(claims.get(n), (str, int)) else "" for n in names)  # type: ignore[return-value]
+    repository, owner = (claims.get(name) for name in names)
+    return _id_text(repository), _id_text(owner)
+
+
+def _id_text(value: object) -> str:
+    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
 
 
 def run_claims(kind: str, claims: Mapping[str, Any]) -> dict[str, str]:
