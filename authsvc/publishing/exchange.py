@@ -34,7 +34,7 @@ from authsvc.publishing.models import (
     PublisherToken,
     PublisherTokenScope,
 )
-from authsvc.publishing.service import publisher_details, publisher_view, spec_of
+from authsvc.publishing.service import publisher_details, publisher_view, spec_columns, spec_of
 from authsvc.tokens.caveats import Caveat, Expiry, Projects, PublisherOnly
 from authsvc.tokens.codec import TokenCodec
 from gatehouse.infra.clock import Clock
@@ -135,7 +135,8 @@ class Exchange:
                          "single_use": single_use, **{f"claim_{k}": v for k, v in claims.items()}})
         await s.flush()
         projects = sorted({(m.project.normalized_name, m.project.id) for m in matches})
-        caveats: list[Caveat] = [PublisherOnly(), Projects(tuple(n for n, _ in projects), tuple(i for _, i in projects)),
+        caveats: list[Caveat] = [PublisherOnly(),
+                                 Projects(tuple(n for n, _ in projects), tuple(i for _, i in projects)),
                                  Expiry(int(now.timestamp()), int(expires.timestamp()))]
         secret = self.codec.mint(row.id, caveats)
         return Minted(token=secret, expires_at=expires, project_names=tuple(m.project.name for m in matches),
@@ -206,11 +207,9 @@ class Exchange:
         project = await s.get(Project, values["id"])
         assert project is not None
         ids = immutable_ids(row.kind, claims)
-        columns = {c: getattr(row, c) for c in ("issuer_url", "kind", "lookup", "spec_key", "owner", "repository",
-                                                "workflow", "environment", "email", "subject", "claims")}
         publisher = Publisher(project_id=project.id, created_at=self.clock.now(), created_by=row.created_by,
                               bound_repository_id=ids[0] if ids else "", bound_owner_id=ids[1] if ids else "",
-                              **columns)
+                              **spec_columns(spec_of(row)))
         s.add(publisher)
         await s.execute(delete(PendingPublisher).where(PendingPublisher.id == row.id))
         await s.flush()

@@ -4,7 +4,7 @@
   `workflow_ref` ("owner/name/.github/workflows/<file>@<ref>"; Forgejo also `.forgejo/` and
   `.gitea/`), `environment` when the publisher names one; `pull_request_target` runs are refused
   (they run the base repository's workflow with a fork's code). Binds `repository_id` and
-  `repository_owner_id`.
+  `repository_owner_id` (Forgejo/Gitea: when its tokens carry them; older ones do not).
 - GitLab: `project_path` ("namespace/project"), the CI config path in `ci_config_ref_uri`
   ("<host>/namespace/project//<path>@<ref>"), `environment`. Binds `project_id`, `namespace_id`.
 - Google: `email` (with `email_verified`), and `sub` when the publisher names it.
@@ -213,7 +213,12 @@ def immutable_ids(kind: str, claims: Mapping[str, Any]) -> tuple[str, str] | Non
     names = _BIND.get(kind)
     if names is None:
         return None
-    return tuple(str(claims.get(n, "")) if isinstance(claims.get(n), (str, int)) else "" for n in names)  # type: ignore[return-value]
+    repository, owner = (claims.get(name) for name in names)
+    return _id_text(repository), _id_text(owner)
+
+
+def _id_text(value: object) -> str:
+    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
 
 
 def run_claims(kind: str, claims: Mapping[str, Any]) -> dict[str, str]:

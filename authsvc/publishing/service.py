@@ -274,6 +274,7 @@ class PublishersService:
             row, username = found
             view = pending_view(row, username)
             await self.events.emit(s, "account:pending_publisher:remove", actor=actor, user=(row.user_id, username),
-                                   origin=origin, details={**publisher_details(view), "project_name": view.project_name})
+                                   origin=origin,
+                                   details={**publisher_details(view), "project_name": view.project_name})
             await s.execute(delete(PendingPublisher).where(PendingPublisher.id == row.id))
             return view

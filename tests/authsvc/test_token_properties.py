@@ -87,6 +87,8 @@ appended_caveats = st.one_of(
     st.builds(lambda n, i: _json({"v": 1, "t": "projects", "names": n, "ids": i}),
               st.lists(names, max_size=3), st.lists(ids, max_size=3)),
     st.builds(lambda u: _json({"v": 1, "t": "user", "id": u}), st.sampled_from([USER, OTHER_USER, ""])),
+    st.just(_json({"v": 1, "t": "publisher"})),
+    st.just(_json({"v": 1, "t": "publisher", "id": USER})),
     st.builds(lambda v, t: _json({"v": v, "t": t}), st.integers(0, 3), st.text(max_size=10)),
     st.builds(_json, st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
                                   lambda inner: st.lists(inner, max_size=3)
@@ -161,6 +163,12 @@ def test_appending_caveats_never_widens_what_a_token_may_do(token, extra):
         widened = attenuate(widened, caveat)
         after = allowed(widened)
         assert after <= before, [CONTEXTS[i] for i in after - before]
+
+
+def test_the_publisher_caveat_narrows_a_token_to_uploads():
+    token = CODEC.mint(str(uuid.uuid4()), [UserBound(USER)])
+    narrowed = attenuate(token, _json({"v": 1, "t": "publisher"}))
+    assert allowed(narrowed) == {i for i in allowed(token) if CONTEXTS[i].purpose is Purpose.UPLOAD}
 
 
 def test_appending_a_caveat_can_narrow():

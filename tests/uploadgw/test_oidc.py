@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sys
 
 import aiohttp
 import pytest
@@ -17,10 +18,11 @@ from gatehouse.auth.v1 import admin_pb2
 from tests.authsvc.publishing_support import (  # noqa: F401  (fixtures)
     AUDIENCE, auth_overrides, claims_of, ghes, github, github_spec, gitlab,
 )
-from tests.uploadgw.conftest import gateway_settings, make_uploader, twine
+from gatehouse.infra.redis_embed import free_port
+from tests import eventkeys
+from tests.uploadgw.conftest import client_env, make_uploader, twine
 from tests.uploadgw.dists import make_wheel
 from uploadgw.models import File
-from uploadgw.server import start
 
 
 async def _publisher(gw, github, project: str = "widget") -> None:
@@ -147,30 +149,50 @@ async def test_a_single_use_token_uploads_one_file(gw, github, tmp_path):
     assert second.rc != 0 and "used already" in second.flat
 
 
-@pytest.mark.parametrize("gw_overrides", [{"auth_timeout": 15.0}])  # exactly once is the point here, not speed
-async def test_one_token_replayed_at_once_on_two_replicas_mints_once(gw, github, tmp_path):
-    """A second auth replica on the same database, with its own gateway: 100 exchanges of one
-    identity token sent at once, half to each gateway."""
+async def _gateway_process(gw, auth_target: str, tmp_path) -> tuple[asyncio.subprocess.Process, str]:
+    """`python -m uploadgw` on its own port, on the test gateway's database and store, calling
+    `auth_target`; its URL once it answers."""
+    port = free_port()
+    env = client_env(UPLOADGW_DATABASE_URL=gw.settings.database_url, UPLOADGW_STORAGE_DIR=gw.settings.storage_dir,
+                     UPLOADGW_AUTHSVC_TARGET=auth_target, UPLOADGW_AUTHSVC_KEY=gw.auth.settings.gateway_key,
+                     UPLOADGW_LISTEN=f"127.0.0.1:{port}", UPLOADGW_EVENT_KEYS=eventkeys.producer_env("uploadgw"),
+                     UPLOADGW_AUTH_TIMEOUT="15", UPLOADGW_SWEEP_INTERVAL="0", GATEHOUSE_LOG_LEVEL="WARNING")
+    log = open(tmp_path / f"gateway-{port}.log", "wb")  # noqa: SIM115 - closed with the process
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "uploadgw", env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            try:
+                async with http.get(url + "/_health/live") as resp:
+                    if resp.status == 200:
+                        return proc, url
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+    proc.kill()
+    raise AssertionError((tmp_path / f"gateway-{port}.log").read_text())
+
+
+async def test_one_token_replayed_at_once_on_two_gateway_processes_mints_once(gw, github, tmp_path):
+    """Two gateway processes, each calling its own auth replica (both on one database): 100
+    exchanges of one identity token sent at once, half to each."""
     await _publisher(gw, github)
     second_auth = await create_server(gw.auth.settings, clock=gw.auth.clock)
+    processes = []
     try:
-        second_target = type(gw.auth)(running=second_auth, settings=gw.auth.settings, clock=gw.auth.clock,
-                                       gateway=gw.auth.gateway, operator=gw.auth.operator)
-        settings = gateway_settings(gw.settings.database_url, gw.settings.storage_dir, second_target,
-                                    auth_timeout=gw.settings.auth_timeout)
-        second = await start(settings, clock=gw.auth.clock)
-        try:
-            token = github.token(github.github_claims(audience=AUDIENCE))
-            urls = [u + "/_/oidc/mint-token" for u in (gw.url, second.url)] * 50
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
-                async def exchange(url: str) -> tuple[int, dict]:
-                    async with http.post(url, json={"token": token}) as resp:
-                        return resp.status, await resp.json()
+        for target in (gw.auth.target, f"127.0.0.1:{second_auth.port}"):
+            processes.append(await _gateway_process(gw, target, tmp_path))
+        token = github.token(github.github_claims(audience=AUDIENCE))
+        urls = [url + "/_/oidc/mint-token" for _, url in processes] * 50
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
+            async def exchange(url: str) -> tuple[int, dict]:
+                async with http.post(url, json={"token": token}) as resp:
+                    return resp.status, await resp.json()
 
-                results = await asyncio.gather(*(exchange(url) for url in urls))
-        finally:
-            await second.stop()
+            results = await asyncio.gather(*(exchange(url) for url in urls))
     finally:
+        for proc, _ in processes:
+            proc.terminate()
+            await proc.wait()
         await second_auth.stop(grace=0)
     assert sorted(status for status, _ in results).count(200) == 1, results[:3]
     refusals = [body["errors"][0] for status, body in results if status != 200]

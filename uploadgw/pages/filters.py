@@ -48,6 +48,12 @@ EVENT_LABELS = {
     "project:release:unyank": "Release un-yanked",
     "project:file:remove": "File deleted",
     "project:upload:refused": "Upload refused (token expired, deleted or not valid for this project)",
+    "project:publisher:add": "Trusted publisher added",
+    "project:publisher:remove": "Trusted publisher removed",
+    "project:publisher:token:mint": "Upload token minted for a trusted publisher",
+    "account:pending_publisher:add": "Pending trusted publisher registered",
+    "account:pending_publisher:remove": "Pending trusted publisher removed",
+    "account:pending_publisher:converted": "Pending trusted publisher created its project",
     "file:add": "File uploaded",
 }
 
