@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _KINDS = {event_pb2.Actor.USER: "user", event_pb2.Actor.OPERATOR: "operator",
-          event_pb2.Actor.SYSTEM: "system", event_pb2.Actor.ANONYMOUS: "anonymous"}
+          event_pb2.Actor.SYSTEM: "system", event_pb2.Actor.ANONYMOUS: "anonymous",
+          event_pb2.Actor.PUBLISHER: "publisher"}
 
 
 def _reason(exc: BaseException) -> str:

@@ -22,7 +22,8 @@ from gatehouse.infra.grpcserver import CallerRole, current_caller_role
 
 logger = logging.getLogger(__name__)
 _KINDS = {"user": event_pb2.Actor.USER, "operator": event_pb2.Actor.OPERATOR,
-          "system": event_pb2.Actor.SYSTEM, "anonymous": event_pb2.Actor.ANONYMOUS}
+          "system": event_pb2.Actor.SYSTEM, "anonymous": event_pb2.Actor.ANONYMOUS,
+          "publisher": event_pb2.Actor.PUBLISHER}
 
 
 def _ts(value: dt.datetime) -> Timestamp:

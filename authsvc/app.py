@@ -14,6 +14,13 @@ from authsvc.db import outbox
 from authsvc.mail import build_mailer
 from authsvc.notices import Notifier
 from authsvc.projects.service import ProjectsService, projects_requiring_second_factor
+from authsvc.publishing.exchange import Exchange
+from authsvc.publishing.identity import IdentityVerifier
+from authsvc.publishing.keys import KeySets
+from authsvc.publishing.notices import OwnerNotices
+from authsvc.publishing.policy import LongLivedTokenPolicy
+from authsvc.publishing.service import PublishersService
+from authsvc.publishing.uploads import PublisherTokenUploads
 from authsvc.ratelimit import RateLimiter
 from authsvc.settings import Settings
 from authsvc.tokens.codec import TokenCodec
@@ -52,10 +59,16 @@ class AuthApp:
     disclosures: DisclosureService
     notifier: Notifier
     expiry: ExpirySweep
+    publishers: PublishersService
+    exchange: Exchange
+    keys: KeySets
+    owner_notices: OwnerNotices
 
     async def close(self) -> None:
         await self.expiry.stop()
         await self.disclosures.close()
+        await self.keys.close()
+        await self.owner_notices.close()
         await self.notifier.close()
         await self.twofactor.close()
         await self.verifier.close()
@@ -92,22 +105,45 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
                              projects_requiring=projects_requiring_second_factor)
     twofactor = build_twofactor_service(settings, db=db, tx=tx, clock=clock, events=events, accounts=accounts,
                                         pending=pending_logins, limiter=limiter, mailer=mailer, policy=policy)
-    projects, tokens, verifier = build_token_services(settings, clock, db, tx, events,
-                                                      policy=twofactor.policy, notifier=notifier)
+    owner_notices = OwnerNotices(db=db, mailer=mailer, limiter=limiter, public_url=settings.public_url)
+    projects, tokens, verifier = build_token_services(
+        settings, clock, db, tx, events, policy=twofactor.policy, notifier=notifier,
+        long_lived=LongLivedTokenPolicy(db=db, notices=owner_notices))
     expiry = ExpirySweep(db=db, clock=clock, events=events, notifier=notifier,
                          notice_before=dt.timedelta(days=settings.token_expiry_notice_days),
                          interval=settings.token_expiry_sweep_seconds)
     disclosures = DisclosureService(
         tx=tx, codec=tokens.codec, events=events, mailer=mailer, public_url=settings.public_url,
         verifier=ReportVerifier(settings.leak_scanners, ttl=settings.leak_keys_cache_seconds))
+    keys, exchange = build_exchange(settings, clock, db, events, projects, tokens.codec)
     return AuthApp(settings=settings, clock=clock, engine=engine, db=db, tx=tx, events=events,
                    hasher=hasher, accounts=accounts, projects=projects, tokens=tokens, verifier=verifier,
-                   twofactor=twofactor, disclosures=disclosures, notifier=notifier, expiry=expiry)
+                   twofactor=twofactor, disclosures=disclosures, notifier=notifier, expiry=expiry,
+                   keys=keys, exchange=exchange,
+                   publishers=PublishersService(db=db, clock=clock, events=events, issuers=settings.oidc_issuers,
+                                                notices=owner_notices),
+                   owner_notices=owner_notices)
+
+
+def build_exchange(settings: Settings, clock: Clock, db: async_sessionmaker, events: EventEmitter,
+                   projects: ProjectsService, codec: TokenCodec) -> tuple[KeySets, Exchange]:
+    """Trusted publishing's exchange: the issuers' key sets, the identity-token verifier, minting."""
+    keys = KeySets(clock=clock, refresh_interval=dt.timedelta(seconds=settings.oidc_keys_refresh_seconds),
+                   max_age=dt.timedelta(seconds=settings.oidc_keys_max_age_seconds),
+                   stale_for=dt.timedelta(seconds=settings.oidc_keys_stale_seconds), ca_file=settings.oidc_ca_file)
+    leeway = dt.timedelta(seconds=settings.oidc_leeway_seconds)
+    identity = IdentityVerifier(issuers=settings.oidc_issuers, audience=settings.oidc_audience, leeway=leeway,
+                                keys=keys, clock=clock)
+    exchange = Exchange(db=db, clock=clock, events=events, identity=identity, codec=codec, projects=projects,
+                        token_lifetime=dt.timedelta(seconds=settings.oidc_token_seconds), leeway=leeway,
+                        audience=settings.oidc_audience)
+    return keys, exchange
 
 
 def build_token_services(settings: Settings, clock: Clock, db: async_sessionmaker,
                          tx: Transactions, events: EventEmitter, *, policy: TwoFactorPolicy | None = None,
                          limiter: RateLimiter | None = None, notifier: Notifier | None = None,
+                         long_lived: LongLivedTokenPolicy | None = None,
                          ) -> tuple[ProjectsService, TokensService, TokenVerifier]:
     """Projects and roles, API tokens, and the token verifier the gateway calls on every upload."""
     projects = ProjectsService(db=db, clock=clock, events=events, revoke_tokens=revoke_for_deleted_project,
@@ -122,7 +158,7 @@ def build_token_services(settings: Settings, clock: Clock, db: async_sessionmake
         tx=tx, lookup=make_lookup(settings.database_url, tx), clock=clock, codec=codec, projects=projects,
         allow_project_creation=settings.allow_project_creation,
         last_used_interval=dt.timedelta(seconds=settings.token_last_used_interval_seconds), policy=policy,
-        limiter=limiter)
+        limiter=limiter, publisher_uploads=PublisherTokenUploads(db=db, clock=clock), long_lived=long_lived)
     return projects, tokens, verifier
 
 

@@ -44,3 +44,23 @@ class TokenDenied(PermissionDenied):
 
 class TokenInvalid(Unauthenticated):
     """Not a token of ours, tampered with, deleted, or its user is gone or disabled."""
+
+
+class ExchangeRefused(GatehouseError):
+    """A trusted-publishing exchange refused. `reason` is PyPI's error code with "_" for "-"
+    (invalid_token, invalid_publisher, …), which the gateway returns as the code; the message
+    tells the CI user what to fix."""
+
+    def __init__(self, message: str, *, reason: str):
+        super().__init__(message, reason=reason)
+        self.code = _EXCHANGE_CODES[reason]
+
+
+_EXCHANGE_CODES = {
+    "not_enabled": FailedPrecondition.code,
+    "invalid_payload": InvalidArgument.code,
+    "invalid_token": Unauthenticated.code,
+    "invalid_reuse_token": Unauthenticated.code,
+    "invalid_publisher": PermissionDenied.code,
+    "invalid_pending_publisher": PermissionDenied.code,
+}

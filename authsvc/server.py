@@ -14,6 +14,7 @@ from authsvc.app import AuthApp, build_app
 from authsvc.db import outbox
 from authsvc.errors import DOMAIN
 from authsvc.projects.grpc_api import ProjectServicer
+from authsvc.publishing.grpc_api import PublishingServicer
 from authsvc.settings import Settings
 from authsvc.tokens.disclosure_api import DisclosureServicer
 from authsvc.tokens.grpc_api import TokenServicer
@@ -27,6 +28,8 @@ from gatehouse.auth.v1 import (
     disclosure_pb2_grpc,
     projects_pb2,
     projects_pb2_grpc,
+    publishing_pb2,
+    publishing_pb2_grpc,
     tokens_pb2,
     tokens_pb2_grpc,
     twofactor_pb2,
@@ -87,12 +90,16 @@ async def create_server(settings: Settings, *, clock: Clock | None = None, migra
         projects_pb2_grpc.add_ProjectServiceServicer_to_server(ProjectServicer(app.accounts, app.projects), server)
         tokens_pb2_grpc.add_TokenServiceServicer_to_server(
             TokenServicer(app.accounts, app.tokens, app.verifier, metrics=metrics), server)
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(app.accounts, app.projects, app.tokens), server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminServicer(app.accounts, app.projects, app.tokens, app.publishers), server)
         twofactor_pb2_grpc.add_TwoFactorServiceServicer_to_server(TwoFactorServicer(app.twofactor), server)
         disclosure_pb2_grpc.add_DisclosureServiceServicer_to_server(DisclosureServicer(app.disclosures), server)
+        publishing_pb2_grpc.add_PublishingServiceServicer_to_server(
+            PublishingServicer(app.accounts, app.publishers, app.exchange), server)
         return [_full_name(accounts_pb2, "AccountService"), _full_name(projects_pb2, "ProjectService"),
                 _full_name(tokens_pb2, "TokenService"), _full_name(admin_pb2, "AdminService"),
-                _full_name(twofactor_pb2, "TwoFactorService"), _full_name(disclosure_pb2, "DisclosureService")]
+                _full_name(twofactor_pb2, "TwoFactorService"), _full_name(disclosure_pb2, "DisclosureService"),
+                _full_name(publishing_pb2, "PublishingService")]
 
     metrics = GrpcMetrics("authsvc")
     credentials = Credentials({**{key: CallerRole.SERVICE for key in service_keys(settings.gateway_key)},

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +13,23 @@ from authsvc.tokens.scannerkeys import TrustedScanner, check_keys_url
 from gatehouse.infra.eventauth import parse_producer_keys
 from gatehouse.infra.settings import Env, SettingsError, service_keys
 from gatehouse.infra.tls import TlsSettings
+
+
+ISSUER_KINDS = ("github", "gitlab", "forgejo", "google", "custom")
+MAX_TRUSTED_TOKEN_SECONDS = 900  # minted upload tokens live at most 15 minutes
+MAX_OIDC_LEEWAY_SECONDS = 30
+
+
+@dataclasses.dataclass(frozen=True)
+class OidcIssuer:
+    """An identity-token issuer the operator trusts for trusted publishing. `url` is the `iss` claim
+    exactly (its discovery document must repeat it); `claims`: for a custom issuer, the claims a
+    publisher must give values for (every one must match the token's exactly)."""
+
+    url: str
+    kind: str
+    name: str
+    claims: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +113,18 @@ class Settings:
     tls: TlsSettings | None = None
     # A plaintext port with the health service alone, for the kubelet's gRPC probes under TLS ("": none).
     health_listen: str = ""
+    # Trusted publishing (authsvc/publishing): off while no issuer is configured.
+    oidc_issuers: tuple[OidcIssuer, ...] = ()
+    oidc_audience: str = "gatehouse"
+    oidc_token_seconds: int = MAX_TRUSTED_TOKEN_SECONDS
+    oidc_leeway_seconds: int = 30
+    # The issuer's keys are re-fetched at most this often for an unknown `kid`, kept this long,
+    # and still used this long after a failed refresh (a short issuer outage).
+    oidc_keys_refresh_seconds: int = 60
+    oidc_keys_max_age_seconds: int = 3600
+    oidc_keys_stale_seconds: int = 900
+    # A PEM bundle of CAs for issuers with a private CA (GitHub Enterprise Server, self-managed GitLab).
+    oidc_ca_file: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -164,6 +195,7 @@ class Settings:
             tls=TlsSettings.from_env(env, "AUTHSVC"),
             health_listen=env.str("AUTHSVC_HEALTH_LISTEN", ""),
             **_two_factor_settings(env),
+            **_publishing_settings(env),
         )
         if settings.smtp_url:
             from authsvc.mail import SmtpConfig
@@ -240,3 +272,76 @@ def _two_factor_settings(env: Env) -> dict[str, Any]:  # keyword arguments of Se
         second_factor_max_wait_seconds=env.int("AUTHSVC_2FA_MAX_WAIT", 86400, minimum=1),
         pending_login_seconds=env.int("AUTHSVC_PENDING_LOGIN_SECONDS", 300, minimum=30),
     )
+
+
+def _publishing_settings(env: Env) -> dict[str, Any]:  # keyword arguments of Settings
+    """AUTHSVC_OIDC_ISSUERS is a JSON list of {"url", "kind", "name"?, "claims"?} objects."""
+    raw = env.str("AUTHSVC_OIDC_ISSUERS", "").strip()
+    issuers = parse_issuers(raw) if raw else ()
+    return dict(
+        oidc_issuers=issuers,
+        oidc_audience=env.str("AUTHSVC_OIDC_AUDIENCE", "gatehouse"),
+        oidc_token_seconds=_at_most(env, "AUTHSVC_OIDC_TOKEN_SECONDS", MAX_TRUSTED_TOKEN_SECONDS, 60),
+        oidc_leeway_seconds=_at_most(env, "AUTHSVC_OIDC_LEEWAY", MAX_OIDC_LEEWAY_SECONDS, 0),
+        oidc_keys_refresh_seconds=env.int("AUTHSVC_OIDC_KEYS_REFRESH", 60, minimum=60),
+        oidc_keys_max_age_seconds=env.int("AUTHSVC_OIDC_KEYS_MAX_AGE", 3600, minimum=60),
+        oidc_keys_stale_seconds=env.int("AUTHSVC_OIDC_KEYS_STALE", 900, minimum=0),
+        oidc_ca_file=env.str("AUTHSVC_OIDC_CA_FILE", ""),
+    )
+
+
+def _at_most(env: Env, name: str, maximum: int, minimum: int) -> int:
+    value = env.int(name, maximum, minimum=minimum)
+    if value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum}")
+    return value
+
+
+def parse_issuers(raw: str) -> tuple[OidcIssuer, ...]:
+    """The issuers of AUTHSVC_OIDC_ISSUERS, or SettingsError naming what is wrong."""
+    name = "AUTHSVC_OIDC_ISSUERS"
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a JSON list of issuer objects") from None
+    if not isinstance(items, list):
+        raise SettingsError(f"{name} must be a JSON list of issuer objects")
+    issuers: list[OidcIssuer] = []
+    for item in items:
+        if not isinstance(item, dict) or not set(item) <= {"url", "kind", "name", "claims"}:
+            raise SettingsError(f"{name}: each issuer is an object with url, kind, and optionally name and claims")
+        url, kind = item.get("url"), item.get("kind")
+        if not isinstance(url, str) or not issuer_url_ok(url):
+            raise SettingsError(f"{name}: issuer url {url!r} must be https:// (http:// only on a loopback "
+                                "address), with no query or fragment")
+        if kind not in ISSUER_KINDS:
+            raise SettingsError(f"{name}: issuer {url} has kind {kind!r}; choose one of {', '.join(ISSUER_KINDS)}")
+        claims = item.get("claims", [])
+        if kind == "custom":
+            if (not isinstance(claims, list) or not claims
+                    or not all(isinstance(c, str) and c.isidentifier() for c in claims)):
+                raise SettingsError(f"{name}: custom issuer {url} needs \"claims\": the names of the claims "
+                                    "a publisher must match")
+        elif claims:
+            raise SettingsError(f"{name}: only custom issuers take \"claims\" ({url} is {kind})")
+        if any(i.url == url for i in issuers):
+            raise SettingsError(f"{name}: issuer {url} is listed twice")
+        label = item.get("name") or url
+        issuers.append(OidcIssuer(url=url, kind=kind, name=str(label), claims=tuple(claims)))
+    return tuple(issuers)
+
+
+def issuer_url_ok(url: str) -> bool:
+    parts = urllib.parse.urlsplit(url)
+    if parts.query or parts.fragment or not parts.hostname or parts.username or parts.password:
+        return False
+    if parts.scheme == "https":
+        return True
+    if parts.scheme != "http":
+        return False
+    if parts.hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False

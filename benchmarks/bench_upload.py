@@ -165,6 +165,7 @@ class Gateway(Target):
     name = "gatehouse"
     extra_env: dict[str, str] = {}
     gateway_env: dict[str, str] = {}
+    auth_env: dict[str, str] = {}  # extra environment for authsvc (bench_oidc.py: the OIDC issuer)
 
     def start(self, work: str, procs: Processes) -> None:
         auth_port, gw_port = free_port(), free_port()
@@ -177,9 +178,10 @@ class Gateway(Target):
                         AUTHSVC_TOKEN_SECRETS="1:" + secrets.token_hex(32),
                         AUTHSVC_TOTP_KEYS="1:" + secrets.token_hex(32),
                         AUTHSVC_EVENT_KEYS="1:" + secrets.token_hex(32),
-                        AUTHSVC_MAILBOX_DIR=f"{work}/mail")
+                        AUTHSVC_MAILBOX_DIR=f"{work}/mail", **self.auth_env)
         procs.start([sys.executable, "-m", "authsvc"], env=auth_env, log=f"{work}/authsvc.log")
         wait_port(auth_port)
+        self.auth_target, self.operator_key = f"127.0.0.1:{auth_port}", operator_key
         self.password = mint_token(f"127.0.0.1:{auth_port}", operator_key)
         gw_env = dict(base, UPLOADGW_DATABASE_URL=f"sqlite:///{work}/uploadgw.sqlite3",
                       UPLOADGW_STORAGE_DIR=f"{work}/store", UPLOADGW_AUTHSVC_TARGET=f"127.0.0.1:{auth_port}",
@@ -189,6 +191,7 @@ class Gateway(Target):
         gw_env.update(self.extra_env)  # may replace any of the above
         self.gateway_env = gw_env
         self.pid = self.start_gateway(work, procs, gw_port)
+        self.url = f"http://127.0.0.1:{gw_port}"
         self.upload_url = f"http://127.0.0.1:{gw_port}/legacy/"
         self.simple_url = f"http://127.0.0.1:{gw_port}/simple/"
         self.user = "__token__"

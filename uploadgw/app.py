@@ -30,6 +30,7 @@ from uploadgw.authclient import AuthClient
 from uploadgw.http.disclosure import DisclosureHandler
 from uploadgw.http.index import IndexHandlers
 from uploadgw.http.health import HealthHandlers
+from uploadgw.http.oidc import OidcHandlers
 from uploadgw.http.edge import BodyLimits, UploadSlots, finish_and_close, make_body_guard
 from uploadgw.http.middleware import (HttpMetrics, make_forwarded_middleware, make_middleware, response_for,
                                       serve_readable_headers)
@@ -73,6 +74,7 @@ class Handlers:
     index: IndexHandlers
     health: HealthHandlers
     disclosure: DisclosureHandler
+    oidc: OidcHandlers
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -174,6 +176,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             index=IndexHandlers(gateway.index, gateway.store, gateway.auth, private=settings.index_private),
             health=HealthHandlers(gateway.engine),
             disclosure=DisclosureHandler(channel, credential=settings.authsvc_key, timeout=settings.auth_timeout),
+            oidc=OidcHandlers(gateway.auth, settings.public_url),
         )
         sweeper = relay = None
         if settings.sweep_interval_seconds > 0:
@@ -278,3 +281,9 @@ def _routes(app: web.Application, slots: UploadSlots) -> None:
     router.add_get("/healthz", _delegate(lambda h: h.index.healthz), name="healthz")
     router.add_get("/_health/live", _delegate(lambda h: h.health.live), name="health_live")
     router.add_get("/_health/ready", _delegate(lambda h: h.health.ready), name="health_ready")
+    # Trusted publishing (uploadgw/http/oidc.py).
+    router.add_get("/_/oidc/audience", _delegate(lambda h: h.oidc.audience), name="oidc_audience")
+    router.add_post("/_/oidc/mint-token", _delegate(lambda h: h.oidc.mint_token), name="oidc_mint_token")
+    router.add_post("/_/oidc/github/mint-token", _delegate(lambda h: h.oidc.mint_token), name="oidc_mint_token_github")
+    router.add_get("/.well-known/pytp", _delegate(lambda h: h.oidc.discover), name="pytp_discover")
+    router.add_get("/.well-known/pytp/{key:[0-9a-f]{64}}", _delegate(lambda h: h.oidc.discover), name="pytp_key")

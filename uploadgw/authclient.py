@@ -21,9 +21,18 @@ import time
 
 import grpc
 
-from gatehouse.auth.v1 import common_pb2, projects_pb2, projects_pb2_grpc, tokens_pb2, tokens_pb2_grpc
+from gatehouse.auth.v1 import (
+    common_pb2,
+    projects_pb2,
+    projects_pb2_grpc,
+    publishing_pb2,
+    publishing_pb2_grpc,
+    tokens_pb2,
+    tokens_pb2_grpc,
+)
 from gatehouse.infra.grpcserver import call_metadata
 from gatehouse.infra.outbox import Origin
+from gatehouse.infra.rpcstatus import ErrorStatus
 from gatehouse.infra.streamcalls import StreamedCaller
 from uploadgw.errors import (
     AuthenticationRequired,
@@ -49,8 +58,20 @@ UPLOAD_CHECK_STREAM_MAX_AGE = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
+class Publisher:
+    """The trusted publisher an upload token was minted for, and the claims of its CI run."""
+
+    id: str
+    kind: str
+    display: str
+    issuer_url: str
+    run_claims: dict[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
 class UploadIdentity:
-    """Who may upload to which project, as authsvc answered for this one upload."""
+    """Who may upload to which project, as authsvc answered for this one upload (a trusted
+    publisher's token: user_id and username are the publisher's id and display)."""
 
     user_id: str
     username: str
@@ -58,6 +79,30 @@ class UploadIdentity:
     project_name: str
     token_id: str
     project_created: bool
+    publisher: Publisher | None = None
+
+
+# The trusted-publishing exchange's refusals: authsvc's reason -> PyPI's error code.
+EXCHANGE_CODES = {"NOT_ENABLED": "not-enabled", "INVALID_PAYLOAD": "invalid-payload",
+                  "INVALID_TOKEN": "invalid-token", "INVALID_REUSE_TOKEN": "invalid-reuse-token",
+                  "INVALID_PUBLISHER": "invalid-publisher", "INVALID_PENDING_PUBLISHER": "invalid-pending-publisher"}
+
+
+@dataclasses.dataclass(frozen=True)
+class MintedToken:
+    token: str
+    expires: int  # Unix time
+
+
+class ExchangeRefused(Exception):
+    """The exchange's answer when it is not a token: PyPI's error code and a description for the CI
+    user; `unavailable` when authsvc (or the issuer behind it) could not answer."""
+
+    def __init__(self, code: str, description: str, *, unavailable: bool = False):
+        super().__init__(description)
+        self.code = code
+        self.description = description
+        self.unavailable = unavailable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +131,7 @@ class AuthClient:
                  index_cache_seconds: float = 0.0):
         self._tokens = tokens_pb2_grpc.TokenServiceStub(channel)
         self._projects = projects_pb2_grpc.ProjectServiceStub(channel)
+        self._publishing = publishing_pb2_grpc.PublishingServiceStub(channel)
         self._metadata = call_metadata(credential)
         self._upload_checks = StreamedCaller(lambda: self._tokens.VerifyUploadTokens(metadata=self._metadata),
                                              tokens_pb2.VerifyUploadTokenCall, width=UPLOAD_CHECK_STREAMS,
@@ -105,10 +151,15 @@ class AuthClient:
         if not reply.user_id or not reply.project_id:
             # A positive answer must say who and which project; anything else fails closed.
             raise DependencyUnavailable(UNAVAILABLE_MESSAGE, reason="auth_bad_reply")
+        publisher = None
+        if reply.HasField("publisher"):
+            ref = reply.publisher
+            publisher = Publisher(id=ref.id, kind=ref.kind, display=ref.display, issuer_url=ref.issuer_url,
+                                  run_claims=dict(ref.run_claims))
         return UploadIdentity(
             user_id=reply.user_id, username=reply.username, project_id=reply.project_id,
             project_name=reply.project_name or project_name, token_id=reply.token_id,
-            project_created=reply.project_created,
+            project_created=reply.project_created, publisher=publisher,
         )
 
     async def check_upload_token(self, token: str, origin: Origin) -> None:
@@ -166,6 +217,39 @@ class AuthClient:
                 self._index_cache.clear()
             self._index_cache[key] = (time.monotonic() + self._index_cache_seconds, reader)
         return reader
+
+    async def oidc_audience(self) -> str:
+        """The audience identity tokens must name (ExchangeRefused when not enabled or unavailable)."""
+        try:
+            reply = await self._publishing.GetAudience(publishing_pb2.GetAudienceRequest(), metadata=self._metadata,
+                                                       timeout=self._timeout)
+        except grpc.aio.AioRpcError as err:
+            raise self._exchange_refusal(err) from None
+        return reply.audience
+
+    async def mint_publisher_token(self, token: str, *, single_use: bool, origin: Origin) -> MintedToken:
+        """Exchange a CI job's identity token for an upload token (ExchangeRefused when refused)."""
+        request = publishing_pb2.MintPublisherTokenRequest(token=token, single_use=single_use,
+                                                           client=client_info(origin))
+        try:
+            reply = await self._publishing.MintToken(request, metadata=self._metadata, timeout=self._timeout)
+        except grpc.aio.AioRpcError as err:
+            raise self._exchange_refusal(err) from None
+        if not reply.token:
+            raise ExchangeRefused("service-unavailable", UNAVAILABLE_MESSAGE, unavailable=True)
+        return MintedToken(token=reply.token, expires=reply.expires_at.seconds)
+
+    @staticmethod
+    def _exchange_refusal(err: grpc.aio.AioRpcError) -> ExchangeRefused:
+        status = ErrorStatus.of_rpc(err)
+        code = EXCHANGE_CODES.get(status.reason)
+        if code is None:
+            log.warning("authsvc exchange call failed", extra={"grpc_status": status.code.name,
+                                                                "reason": status.reason})
+            message = status.message if status.code == grpc.StatusCode.UNAVAILABLE and status.reason else ""
+            return ExchangeRefused("service-unavailable", message or "The authentication service is unavailable. "
+                                   "Try again in a moment.", unavailable=True)
+        return ExchangeRefused(code, status.message)
 
     def _map(self, err: grpc.aio.AioRpcError, *, upload: bool):
         """The gateway's error for a failed call, by `uploadgw.refusals` (status and reason); the

@@ -89,6 +89,14 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "LABEL_INVALID": ("label",),
     "LABEL_TAKEN": ("label",),
     "KEY_REGISTERED": ("label",),
+    # trusted publishers (the project page's and the projects page's forms)
+    "ISSUER_UNKNOWN": ("issuer",),
+    "PUBLISHER_CLAIMS_INVALID": ("claims",),
+    "PUBLISHER_EXISTS": ("repository", "email", "claims"),
+    "PENDING_PUBLISHER_EXISTS": ("project_name",),
+    "PROJECT_EXISTS": ("project_name",),
+    "PROJECT_NAME_MISSING": ("project_name",),
+    "PROJECT_NAME_INVALID": ("project_name",),
     # the audit log's filters
     "BAD_WINDOW": ("until",),
 }

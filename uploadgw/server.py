@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import ssl
 
 from aiohttp import web
 
@@ -35,6 +36,16 @@ class RunningGateway:
         await self.runner.cleanup()
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """HTTPS when UPLOADGW_HTTPS_CERT/KEY are set (TLS 1.2 at least); None for plain HTTP."""
+    if not settings.https_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.https_cert, settings.https_key)
+    return context
+
+
 async def start(settings: Settings, *, clock: Clock | None = None, migrate_first: bool = False,
                 port: int | None = None) -> RunningGateway:
     """Start the app on settings.listen_host:port (port 0: any free port, the real one is returned)."""
@@ -46,7 +57,7 @@ async def start(settings: Settings, *, clock: Clock | None = None, migrate_first
                         head_timeout=settings.header_timeout, keepalive_timeout=settings.keepalive_timeout)
     await runner.setup()
     site = web.TCPSite(runner, settings.listen_host, settings.listen_port if port is None else port,
-                       reuse_address=True)
+                       reuse_address=True, ssl_context=tls_context(settings))
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - aiohttp exposes no public accessor
     serve_metrics(app[METRICS].registry, settings.listen_host, settings.metrics_port)

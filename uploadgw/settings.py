@@ -103,6 +103,9 @@ class Settings:
     tls: TlsSettings | None = None
     # Blobs in an S3 bucket instead of under `storage_dir` (which then holds uploads in progress only).
     s3: S3Settings | None = None
+    # Serve HTTPS directly (PEM files; both or neither). Behind a TLS-terminating proxy, leave empty.
+    https_cert: str = ""
+    https_key: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -150,7 +153,11 @@ class Settings:
             max_uploads_per_ip=env.int("UPLOADGW_MAX_UPLOADS_PER_IP", 8, minimum=0),
             tls=TlsSettings.from_env(env, "UPLOADGW"),
             s3=_s3_from_env(env, private=env.bool("UPLOADGW_INDEX_PRIVATE", False)),
+            https_cert=env.str("UPLOADGW_HTTPS_CERT", ""),
+            https_key=env.str("UPLOADGW_HTTPS_KEY", ""),
         )
+        if bool(settings.https_cert) != bool(settings.https_key):
+            raise SettingsError("UPLOADGW_HTTPS_CERT and UPLOADGW_HTTPS_KEY go together: set both (HTTPS) or neither")
         for name, value in (("UPLOADGW_AUTH_TIMEOUT", settings.auth_timeout),
                             ("UPLOADGW_HEADER_TIMEOUT", settings.header_timeout),
                             ("UPLOADGW_KEEPALIVE_TIMEOUT", settings.keepalive_timeout),

@@ -19,7 +19,7 @@ class EventRecord:
     tag: str
     occurred_at: dt.datetime | None
     source: str = ""
-    actor_kind: str = "unspecified"  # user | operator | system | anonymous | unspecified
+    actor_kind: str = "unspecified"  # user | operator | system | anonymous | publisher | unspecified
     actor_user_id: str = ""
     actor_username: str = ""
     subject_user_id: str = ""

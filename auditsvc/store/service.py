@@ -26,7 +26,7 @@ from gatehouse.infra.clock import Clock, as_utc
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-_ACTOR_KINDS = {"user", "operator", "system", "anonymous", "unspecified"}
+_ACTOR_KINDS = {"user", "operator", "system", "anonymous", "publisher", "unspecified"}
 
 _COLUMNS = [c.name for c in events.c if c.name != "id"]
 # INSERT … SELECT * FROM unnest($1::varchar[], …) ON CONFLICT (event_id) DO NOTHING RETURNING event_id

@@ -12,19 +12,23 @@ from authsvc.accounts.grpc_api import user_pb
 from authsvc.accounts.service import AccountsService
 from authsvc.projects.grpc_api import assignment_pb, project_pb, role_from_pb, two_factor_required_pb
 from authsvc.projects.service import ProjectsService
+from authsvc.publishing.grpc_api import pending_pb, publisher_pb, spec_input
+from authsvc.publishing.service import PublishersService
 from authsvc.tokens.grpc_api import scope_args, token_info_pb
 from authsvc.tokens.service import TokensService
-from gatehouse.auth.v1 import admin_pb2, admin_pb2_grpc
+from gatehouse.auth.v1 import admin_pb2, admin_pb2_grpc, publishing_pb2
 from gatehouse.infra.outbox import ActorRef
 
 OPERATOR = ActorRef.operator()
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, accounts: AccountsService, projects: ProjectsService, tokens: TokensService):
+    def __init__(self, accounts: AccountsService, projects: ProjectsService, tokens: TokensService,
+                 publishers: PublishersService):
         self.accounts = accounts
         self.projects = projects
         self.tokens = tokens
+        self.publishers = publishers
 
     async def CreateUser(self, request, context):
         user = await self.accounts.create_user(
@@ -77,3 +81,37 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         project, missing = await self.projects.set_two_factor_required(
             request.project_name, request.required, as_user=None, actor=OPERATOR)
         return two_factor_required_pb(project, missing)
+
+    async def ListPublishers(self, request, context):
+        views = await self.publishers.list_publishers(request.project_name, as_user=None)
+        return publishing_pb2.ListPublishersResponse(publishers=[publisher_pb(v) for v in views])
+
+    async def AddPublisher(self, request, context):
+        view = await self.publishers.add_publisher(request.project_name, spec_input(request.spec), as_user=None,
+                                                   actor=OPERATOR)
+        return publishing_pb2.AddPublisherResponse(publisher=publisher_pb(view))
+
+    async def RemovePublisher(self, request, context):
+        await self.publishers.remove_publisher(request.project_name, request.publisher_id, as_user=None,
+                                               actor=OPERATOR)
+        return publishing_pb2.RemovePublisherResponse()
+
+    async def ListPendingPublishers(self, request, context):
+        user_id = (await self.accounts.get_user(request.username)).id if request.username else None
+        views = await self.publishers.list_pending(user_id)
+        return publishing_pb2.ListPendingPublishersResponse(pending_publishers=[pending_pb(v) for v in views])
+
+    async def AddPendingPublisher(self, request, context):
+        user = await self.accounts.get_user(request.username)
+        view = await self.publishers.add_pending(request.project_name, spec_input(request.spec), user=user,
+                                                 actor=OPERATOR)
+        return publishing_pb2.AddPendingPublisherResponse(pending_publisher=pending_pb(view))
+
+    async def RemovePendingPublisher(self, request, context):
+        await self.publishers.remove_pending(request.pending_publisher_id, owner_id=None, actor=OPERATOR)
+        return publishing_pb2.RemovePendingPublisherResponse()
+
+    async def SetProjectTrustedPublishingOnly(self, request, context):
+        project = await self.publishers.set_trusted_publishing_only(request.project_name, request.enabled,
+                                                                    as_user=None, actor=OPERATOR)
+        return publishing_pb2.SetTrustedPublishingOnlyResponse(project=project_pb(project))

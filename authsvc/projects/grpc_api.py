@@ -32,7 +32,8 @@ def role_from_pb(value: int) -> str:
 
 def project_pb(project: Project) -> common_pb2.Project:
     return common_pb2.Project(id=project.id, name=project.name, normalized_name=project.normalized_name,
-                              created_at=ts(project.created_at), two_factor_required=project.two_factor_required)
+                              created_at=ts(project.created_at), two_factor_required=project.two_factor_required,
+                              trusted_publishing_only=project.trusted_publishing_only)
 
 
 def two_factor_required_pb(project: Project, missing: list[str]) -> projects_pb2.SetTwoFactorRequiredResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authsvc.db import Base, new_id
@@ -22,6 +22,8 @@ class Project(Base):
     normalized_name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[dt.datetime]
     two_factor_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Uploads only from the project's trusted publishers: long-lived API tokens are refused.
+    trusted_publishing_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Role(Base):

@@ -182,7 +182,8 @@ class ProjectsService:
         raises IntegrityError."""
         normalized = check_project_name(name)
         now = self.clock.now()
-        values = dict(id=new_id(), name=name, normalized_name=normalized, created_at=now, two_factor_required=False)
+        values = dict(id=new_id(), name=name, normalized_name=normalized, created_at=now, two_factor_required=False,
+                      trusted_publishing_only=False)
         _INSERT_PROJECT.execute(conn, values)
         _INSERT_ROLE.execute(conn, dict(id=new_id(), project_id=values["id"], user_id=owner[0], role_name=OWNER,
                                         created_at=now))

@@ -270,13 +270,33 @@ class ReleaseVersion:
                        f"'{ctx.version}'.", "version_not_allowed")
 
 
-Caveat = Expiry | Projects | UserBound | ClientNetworks | ReleaseVersion
+@dataclasses.dataclass(frozen=True, slots=True)
+class PublisherOnly:
+    """Minted by a trusted-publishing exchange (authsvc/publishing): the token belongs to no user,
+    its id names a minted-token row, and it may upload and nothing else."""
+
+    TYPE = "publisher"
+
+    def to_json(self) -> dict[str, object]:
+        return {}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> "PublisherOnly":
+        return cls()
+
+    def check(self, ctx: Context) -> Result:
+        return SUCCESS if ctx.purpose is Purpose.UPLOAD else UPLOAD_ONLY
+
+
+UPLOAD_ONLY = Failure("This token was minted for a trusted publisher: it may only upload.", "publisher_upload_only")
+Caveat = Expiry | Projects | UserBound | ClientNetworks | ReleaseVersion | PublisherOnly
 _TYPES: dict[str, tuple[type[Caveat], frozenset[str]]] = {
     Expiry.TYPE: (Expiry, frozenset({"v", "t", "nbf", "exp"})),
     Projects.TYPE: (Projects, frozenset({"v", "t", "names", "ids"})),
     UserBound.TYPE: (UserBound, frozenset({"v", "t", "id"})),
     ClientNetworks.TYPE: (ClientNetworks, frozenset({"v", "t", "nets"})),
     ReleaseVersion.TYPE: (ReleaseVersion, frozenset({"v", "t", "version"})),
+    PublisherOnly.TYPE: (PublisherOnly, frozenset({"v", "t"})),
 }
 
 
@@ -350,6 +370,11 @@ def check_all(caveats: Iterable[Caveat], ctx: Context) -> Result:
         if not isinstance(result, Success):
             return result if isinstance(result, Failure) else Failure("Token check failed.", "internal", True)
     return SUCCESS
+
+
+def minted_for_publisher(caveats: Iterable[Caveat]) -> bool:
+    """Whether the token was minted for a trusted publisher (verified against its minted-token row)."""
+    return any(isinstance(caveat, PublisherOnly) for caveat in caveats)
 
 
 def scoped_projects(caveats: Iterable[Caveat]) -> bool:

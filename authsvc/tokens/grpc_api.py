@@ -112,10 +112,15 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
             return tokens_pb2.VerifyUploadTokenResponse(token_id=authentic.token_id)
         grant = await self.verifier.verify_upload(request.token, request.project_name, origin(request.client),
                                                   request.version)
+        publisher = None
+        if grant.publisher is not None:
+            publisher = common_pb2.PublisherRef(
+                id=grant.publisher.id, kind=grant.publisher.kind, display=grant.publisher.display,
+                issuer_url=grant.publisher.issuer_url, run_claims=grant.publisher.run_claims)
         return tokens_pb2.VerifyUploadTokenResponse(
             user_id=grant.user_id, username=grant.username, project_id=grant.project_id,
             project_name=grant.project_name, token_id=grant.token_id, project_created=grant.project_created,
-            role=role_pb(grant.role))
+            role=role_pb(grant.role), publisher=publisher)
 
     async def VerifyIndexToken(
             self, request: tokens_pb2.VerifyIndexTokenRequest,

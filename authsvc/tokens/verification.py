@@ -33,7 +33,7 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -46,6 +46,7 @@ from authsvc.projects.names import check_project_name
 from authsvc.projects.service import ProjectsService
 from authsvc.ratelimit import Limit, RateLimiter
 from authsvc.tokens.caveats import (
+    UPLOAD_ONLY,
     Caveat,
     Context,
     Failure,
@@ -56,6 +57,7 @@ from authsvc.tokens.caveats import (
     Success,
     UserBound,
     check_all,
+    minted_for_publisher,
     scoped_projects,
 )
 from authsvc.tokens.codec import AuthenticToken, TokenCodec
@@ -74,14 +76,42 @@ _TOUCH = update(ApiToken).where(ApiToken.id == bindparam("tid")).values(last_use
 
 
 @dataclasses.dataclass(frozen=True)
+class PublisherGrant:
+    """The trusted publisher a token was minted for, and the claims identifying its CI run."""
+
+    id: str
+    kind: str
+    display: str
+    issuer_url: str
+    run_claims: dict[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
 class UploadGrant:
-    user_id: str
-    username: str
+    user_id: str   # a publisher's token: the publisher's id
+    username: str  # a publisher's token: its display
     project_id: str
     project_name: str
     token_id: str
     project_created: bool
-    role: str
+    role: str      # a publisher's token: ""
+    publisher: PublisherGrant | None = None
+
+
+class LongLivedUploads(Protocol):
+    """What the project's trusted-publishing settings ask of an upload with a long-lived token (the
+    publishing area's, passed in from app.py). Raises TokenDenied to refuse it."""
+
+    async def check_upload(self, *, project_id: str, project_name: str, token_id: str, username: str) -> None: ...
+
+
+class PublisherUploads(Protocol):
+    """Checks tokens minted for trusted publishers (the publishing area's, passed in from app.py,
+    so that this package does not import the one above it). Both raise TokenInvalid/TokenDenied."""
+
+    async def check_token(self, token: AuthenticToken) -> None: ...
+
+    async def verify_upload(self, token: AuthenticToken, project_name: str, normalized: str) -> UploadGrant: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,14 +121,16 @@ class IndexGrant:
     token_id: str
 
 
-def _raise(failure: Failure) -> NoReturn:
+def raise_failure(failure: Failure) -> NoReturn:
+    """A failed check as the error the gRPC adapter maps: TokenInvalid or TokenDenied."""
     raise (TokenInvalid if failure.invalid else TokenDenied)(failure.reason, reason=failure.code)
 
 
 class TokenVerifier:
     def __init__(self, *, tx: Transactions, lookup: PostgresLookup | SqliteLookup, clock: Clock, codec: TokenCodec,
                  projects: ProjectsService, allow_project_creation: bool, last_used_interval: dt.timedelta,
-                 policy: TwoFactorPolicy | None = None, limiter: RateLimiter | None = None):
+                 policy: TwoFactorPolicy | None = None, limiter: RateLimiter | None = None,
+                 publisher_uploads: PublisherUploads | None = None, long_lived: LongLivedUploads | None = None):
         self.tx = tx  # every query but the lookup
         self.lookup = lookup  # the hot read (see lookup.py for why it keeps its own way)
         self.clock = clock
@@ -108,11 +140,18 @@ class TokenVerifier:
         self.last_used_interval = last_used_interval
         self.policy = policy
         self.limiter = limiter or RateLimiter(clock)  # only rates the refusal events
+        self.publisher_uploads = publisher_uploads
+        self.long_lived = long_lived
+
+    def _publisher_uploads(self) -> PublisherUploads:
+        if self.publisher_uploads is None:
+            raise TokenInvalid("This index does not accept trusted publishers' tokens.", reason="publisher_disabled")
+        return self.publisher_uploads
 
     def _authentic(self, token: str) -> AuthenticToken:
         authentic = self.codec.authenticate(token)
         if isinstance(authentic, Failure):
-            _raise(authentic)
+            raise_failure(authentic)
         return authentic
 
     async def _lookup(self, token: AuthenticToken, normalized: str) -> TokenRow:
@@ -128,7 +167,7 @@ class TokenVerifier:
     def _check(self, caveats: tuple[Caveat, ...], row: TokenRow, now: dt.datetime, ctx: Context) -> None:
         result = check_all(caveats, ctx)
         if not isinstance(result, Success):
-            _raise(result)
+            raise_failure(result)
         # Expiry is checked twice on purpose. The caveat is signed into the token and checked with
         # no database (as `TokenCodec.verify` and the property tests do; a holder may append a
         # shorter one). The row is the server's own record of the lifetime it granted, so the
@@ -146,6 +185,9 @@ class TokenVerifier:
         and the refusal's event for an authentic token). Records no use; never an authorisation:
         `verify_upload` decides once the project is known (scope, role, email, second factor)."""
         authentic = self._authentic(token)
+        if minted_for_publisher(authentic.caveats):
+            await self._publisher_uploads().check_token(authentic)
+            return authentic
         now = self.clock.now()
         row: TokenRow | None = None
         try:
@@ -165,6 +207,8 @@ class TokenVerifier:
         all-projects token when creation is allowed; records the token's last use."""
         authentic = self._authentic(token)
         normalized = check_project_name(project_name)
+        if minted_for_publisher(authentic.caveats):
+            return await self._publisher_uploads().verify_upload(authentic, project_name, normalized)
         try:
             return await self._verify_upload(authentic, project_name, normalized, origin, version)
         except (TokenInvalid, TokenDenied) as refusal:
@@ -208,6 +252,9 @@ class TokenVerifier:
                               f"project '{row.project_name}'.", reason="no_role")
         if not created:  # a project this upload created was checked above, before creating it
             self._check_policy(row, found_name, project_requires=row.project_two_factor_required)
+            if self.long_lived is not None:
+                await self.long_lived.check_upload(project_id=project_id, project_name=found_name,
+                                                   token_id=authentic.token_id, username=row.username)
         token_id = authentic.token_id
         await self._touch(token_id, row.last_used_at, now)
         return UploadGrant(user_id=row.user_id, username=row.username, project_id=project_id,
@@ -290,6 +337,8 @@ class TokenVerifier:
         networks it is restricted to, if any)."""
         authentic = self._authentic(token)
         now = self.clock.now()
+        if minted_for_publisher(authentic.caveats):  # before the lookup: no user's token row to find
+            raise_failure(UPLOAD_ONLY)
         row = await self._lookup(authentic, "")
         self._check(authentic.caveats, row, now, Context(now=now, user_id=row.user_id, purpose=Purpose.INDEX,
                                                          client_ip=origin.ip_address if origin else ""))

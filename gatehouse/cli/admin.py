@@ -12,6 +12,7 @@ import sys
 import grpc
 
 from gatehouse.auth.v1 import admin_pb2, admin_pb2_grpc, common_pb2
+from gatehouse.cli import admin_publishers
 from gatehouse.cli.output import emit, fail, note, rpc_error, to_dict
 from gatehouse.cli.settings import DATA_DIR_HELP, CliSettings
 from gatehouse.infra.grpcserver import open_channel
@@ -30,7 +31,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub) -> None:
-    admin = sub.add_parser("admin", help="operator actions (users, tokens, roles, projects)")
+    admin = sub.add_parser("admin", help="operator actions (users, tokens, roles, projects, trusted publishers)")
     groups = admin.add_subparsers(dest="group", required=True, metavar="GROUP")
 
     user = groups.add_parser("user", help="accounts").add_subparsers(dest="action", required=True)
@@ -99,7 +100,9 @@ def add_parser(sub) -> None:
     p.add_argument("--off", action="store_true", help="stop requiring it")
     p.set_defaults(run=_project_require_2fa)
 
-    for parser in (user, token, role, project):
+    publisher = admin_publishers.add_parsers(groups, project)
+
+    for parser in (user, token, role, project, publisher):
         for choice in parser.choices.values():
             _common(choice)
     admin.set_defaults(handler=_handle)

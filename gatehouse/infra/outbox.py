@@ -56,7 +56,8 @@ def _allowed_detail(key: str) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class ActorRef:
-    """Who did it. kind: "user", "operator", "system" or "anonymous"."""
+    """Who did it. kind: "user", "operator", "system", "anonymous" or "publisher" (a trusted publisher's
+    CI run: user_id is the publisher's id, username its display)."""
 
     kind: str
     user_id: str = ""
@@ -70,6 +71,10 @@ class ActorRef:
     def operator(cls, name: str = "operator") -> "ActorRef":
         return cls("operator", "", name)
 
+    @classmethod
+    def publisher(cls, publisher_id: str, display: str) -> "ActorRef":
+        return cls("publisher", publisher_id, display[:100])
+
 
 SYSTEM = ActorRef("system", "", "gatehouse")
 ANONYMOUS = ActorRef("anonymous")
@@ -79,6 +84,7 @@ _KINDS = {
     "operator": event_pb2.Actor.OPERATOR,
     "system": event_pb2.Actor.SYSTEM,
     "anonymous": event_pb2.Actor.ANONYMOUS,
+    "publisher": event_pb2.Actor.PUBLISHER,
 }
 
 

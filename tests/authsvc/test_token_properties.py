@@ -100,6 +100,8 @@ appended_caveats = st.one_of(
                                         "198.51.100.0/24", "192.0.2.1/24", "2001:0db8::/32", ""]), max_size=3)),
     st.builds(lambda v: _json({"v": 1, "t": "version", "version": v}),
               st.sampled_from(["1.0", "1.0.0", "2.0", "1.0+local", "v1.0", "", "1.0rc1"])),
+    st.just(_json({"v": 1, "t": "publisher"})),
+    st.just(_json({"v": 1, "t": "publisher", "id": USER})),
     st.builds(lambda v, t: _json({"v": v, "t": t}), st.integers(0, 3), st.text(max_size=10)),
     st.builds(_json, st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
                                   lambda inner: st.lists(inner, max_size=3)
@@ -174,6 +176,12 @@ def test_appending_caveats_never_widens_what_a_token_may_do(token, extra):
         widened = attenuate(widened, caveat)
         after = allowed(widened)
         assert after <= before, [CONTEXTS[i] for i in after - before]
+
+
+def test_the_publisher_caveat_narrows_a_token_to_uploads():
+    token = CODEC.mint(str(uuid.uuid4()), [UserBound(USER)])
+    narrowed = attenuate(token, _json({"v": 1, "t": "publisher"}))
+    assert allowed(narrowed) == {i for i in allowed(token) if CONTEXTS[i].purpose is Purpose.UPLOAD}
 
 
 def test_appending_a_caveat_can_narrow():

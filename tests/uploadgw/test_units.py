@@ -64,6 +64,15 @@ def test_object_store_settings_from_env():
         Settings.from_env({**s3, "UPLOADGW_S3_PRESIGN_SECONDS": "600", "UPLOADGW_INDEX_PRIVATE": "yes"})
 
 
+def test_https_settings_go_together():
+    both = Settings.from_env({**REQUIRED, "UPLOADGW_HTTPS_CERT": "/c.pem", "UPLOADGW_HTTPS_KEY": "/k.pem"})
+    assert (both.https_cert, both.https_key) == ("/c.pem", "/k.pem")
+    assert Settings.from_env(REQUIRED).https_cert == ""
+    for name in ("UPLOADGW_HTTPS_CERT", "UPLOADGW_HTTPS_KEY"):
+        with pytest.raises(SettingsError, match="set both"):
+            Settings.from_env({**REQUIRED, name: "/x.pem"})
+
+
 def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 

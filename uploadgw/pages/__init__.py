@@ -22,6 +22,7 @@ from uploadgw.pages.security import CookiePolicy, Signer, add_security_headers, 
 from uploadgw.pages.services.accounts import AccountPages
 from uploadgw.pages.services.history import HistoryPages
 from uploadgw.pages.services.projects import ProjectPages
+from uploadgw.pages.services.publishing import PublishingPages
 from uploadgw.pages.services.tokens import TokenPages
 from uploadgw.pages.services.twofactor import TwoFactorPages
 from uploadgw.pages.common import PAGES, Pages, build_templates, make_middleware
@@ -73,6 +74,7 @@ def setup_pages(app: web.Application, *, settings: Settings, clock: Clock, gatew
             tokens=TokenPages(auth_channel, timeout=timeout),
             projects=ProjectPages(auth_channel, timeout=timeout, releases=gateway.releases, db=gateway.db),
             history=HistoryPages(audit_channel, timeout=timeout),
+            publishing=PublishingPages(auth_channel, timeout=timeout),
         )
         try:
             yield

@@ -40,6 +40,7 @@ from uploadgw.pages.services.accounts import AccountPages
 from uploadgw.pages.services.errors import PageError, ReauthRequired, SessionExpired
 from uploadgw.pages.services.history import HistoryPages
 from uploadgw.pages.services.projects import ProjectPages
+from uploadgw.pages.services.publishing import PublishingPages
 from uploadgw.pages.services.tokens import TokenPages
 from uploadgw.pages.services.twofactor import TwoFactorPages
 from uploadgw.pages.services.views import CurrentSession
@@ -144,6 +145,7 @@ class Pages:
     tokens: TokenPages
     projects: ProjectPages
     history: HistoryPages
+    publishing: PublishingPages
 
     def __post_init__(self) -> None:
         self.csrf = Csrf(self.signer, self.cookies)

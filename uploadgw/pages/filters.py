@@ -50,6 +50,14 @@ EVENT_LABELS = {
     "project:release:unyank": "Release un-yanked",
     "project:file:remove": "File deleted",
     "project:upload:refused": "Upload refused (token expired, deleted or not valid for this project)",
+    "project:publisher:add": "Trusted publisher added",
+    "project:publisher:remove": "Trusted publisher removed",
+    "project:trusted_publishing_only:enabled": "Uploads only from trusted publishers (API tokens refused)",
+    "project:trusted_publishing_only:disabled": "Uploads with API tokens accepted again",
+    "project:publisher:token:mint": "Upload token minted for a trusted publisher",
+    "account:pending_publisher:add": "Pending trusted publisher registered",
+    "account:pending_publisher:remove": "Pending trusted publisher removed",
+    "account:pending_publisher:converted": "Pending trusted publisher created its project",
     "file:add": "File uploaded",
 }
 

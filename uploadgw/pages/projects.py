@@ -15,6 +15,7 @@ from aiohttp import web
 from uploadgw.http.upload import origin_of
 from uploadgw.pages.services.errors import PageError, ReauthRequired
 from uploadgw.pages.common import PAGES, Form, path_param, read_form
+from uploadgw.pages.services.publishing import PENDING_FIELDS
 
 
 def _role_phrase(role: str) -> str:
@@ -25,11 +26,19 @@ def _url(name: str, *rest: str) -> str:
     return "/projects/" + "/".join(quote(part, safe="") for part in (name, *rest)) + ("" if rest else "/")
 
 
-async def index(request: web.Request) -> web.Response:
+async def _index(request: web.Request, *, status: int = 200, form: Form | None = None) -> web.Response:
     pages = request.config_dict[PAGES]
     await pages.require(request)
-    projects = await pages.projects.mine(pages.session_token(request))
-    return await pages.render(request, "projects.html", projects=projects)
+    token = pages.session_token(request)
+    projects = await pages.projects.mine(token)
+    issuers = await pages.publishing.issuers()
+    pending = await pages.publishing.pending(token) if issuers else []
+    return await pages.render(request, "projects.html", status=status, projects=projects, issuers=issuers,
+                              pending=pending, form=form or Form())
+
+
+async def index(request: web.Request) -> web.Response:
+    return await _index(request)
 
 
 async def _detail(request: web.Request, name: str, *, status: int = 200, forms: dict | None = None) -> web.Response:
@@ -39,8 +48,11 @@ async def _detail(request: web.Request, name: str, *, status: int = 200, forms: 
     access = await pages.projects.access(token, name, "upload")
     people = await pages.projects.collaborators(token, name)
     releases = await pages.projects.releases(access.project.id)
+    issuers = await pages.publishing.issuers() if access.is_owner else []
+    publishers = await pages.publishing.publishers(token, name) if issuers else []
     return await pages.render(request, "project.html", status=status, access=access, people=people,
-                              releases=releases, forms=forms or {}, url=_url)
+                              releases=releases, issuers=issuers, publishers=publishers, forms=forms or {},
+                              url=_url)
 
 
 async def detail(request: web.Request) -> web.Response:
@@ -124,6 +136,70 @@ async def two_factor(request: web.Request) -> web.Response:
     return pages.redirect(_url(name), notice=notice)
 
 
+# -- trusted publishers ----------------------------------------------------------------------------
+def _publisher_form(data) -> Form:
+    return Form({name: data.get(name, "").strip()[:2000] for name in PENDING_FIELDS})
+
+
+async def add_publisher(request: web.Request) -> web.Response:
+    """Owners: trust a CI workflow (an issuer and what its identity tokens must say) to upload."""
+    pages = request.config_dict[PAGES]
+    name = path_param(request, "name")
+    await _manage(request, name, _url(name))
+    form = _publisher_form(await read_form(request))
+    try:
+        display = await pages.publishing.add(pages.session_token(request), name, form.values, origin_of(request))
+    except PageError as exc:
+        return await _detail(request, name, status=exc.status, forms={"publisher": form.fail(exc)})
+    return pages.redirect(_url(name), notice=f"{display} may now publish {name}, with no API token.")
+
+
+async def remove_publisher(request: web.Request) -> web.Response:
+    pages = request.config_dict[PAGES]
+    name, publisher_id = path_param(request, "name"), path_param(request, "publisher_id")
+    await _manage(request, name, _url(name))
+    await pages.publishing.remove(pages.session_token(request), name, publisher_id, origin_of(request))
+    return pages.redirect(_url(name), notice=f"The trusted publisher was removed from {name}. Upload tokens it "
+                                             "was given no longer work for it.")
+
+
+async def trusted_publishing_only(request: web.Request) -> web.Response:
+    """Owners: refuse uploads with long-lived API tokens (only the trusted publishers upload), or stop."""
+    pages = request.config_dict[PAGES]
+    name = path_param(request, "name")
+    await _manage(request, name, _url(name))
+    enabled = (await read_form(request)).get("enabled") == "on"
+    try:
+        await pages.publishing.set_only(pages.session_token(request), name, enabled, origin_of(request))
+    except PageError as exc:
+        return await _detail(request, name, status=exc.status, forms={"only": Form({}, {"enabled": exc.message})})
+    if enabled:
+        return pages.redirect(_url(name), notice=f"{name} now accepts uploads only from its trusted publishers: "
+                                                 "uploads with API tokens are refused.")
+    return pages.redirect(_url(name), notice=f"{name} accepts uploads with API tokens again.")
+
+
+async def add_pending_publisher(request: web.Request) -> web.Response:
+    """A publisher for a project that does not exist yet: its first upload creates the project."""
+    pages = request.config_dict[PAGES]
+    await pages.require_recent(request, "/projects/")
+    form = _publisher_form(await read_form(request))
+    try:
+        display = await pages.publishing.add_pending(pages.session_token(request), form.values, origin_of(request))
+    except PageError as exc:
+        return await _index(request, status=exc.status, form=form.fail(exc))
+    return pages.redirect("/projects/", notice=f"{display} may now create {form.get('project_name')} with its "
+                                               "first upload; you will be its Owner.")
+
+
+async def remove_pending_publisher(request: web.Request) -> web.Response:
+    pages = request.config_dict[PAGES]
+    await pages.require_recent(request, "/projects/")
+    await pages.publishing.remove_pending(pages.session_token(request), path_param(request, "pending_id"),
+                                          origin_of(request))
+    return pages.redirect("/projects/", notice="The pending publisher was removed.")
+
+
 # -- releases ---------------------------------------------------------------------------------------
 async def yank(request: web.Request) -> web.Response:
     pages = request.config_dict[PAGES]
@@ -198,11 +274,16 @@ async def no_slash(request: web.Request) -> web.Response:
 
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/", index, name="projects")
+    router.add_post("/pending-publishers", add_pending_publisher)
+    router.add_post("/pending-publishers/{pending_id}/remove", remove_pending_publisher)
     router.add_get("/{name}/", detail, name="project")
     router.add_get("/{name}", no_slash)
     router.add_post("/{name}/collaborators", add_collaborator)
     router.add_post("/{name}/collaborators/{username}/role", change_role)
     router.add_post("/{name}/two-factor", two_factor)
+    router.add_post("/{name}/publishers", add_publisher)
+    router.add_post("/{name}/trusted-publishing-only", trusted_publishing_only)
+    router.add_post("/{name}/publishers/{publisher_id}/remove", remove_publisher)
     router.add_get("/{name}/collaborators/{username}/remove", remove_page)
     router.add_post("/{name}/collaborators/{username}/remove", remove)
     router.add_post("/{name}/releases/{version}/{action:yank|unyank}", yank)

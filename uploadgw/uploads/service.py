@@ -102,6 +102,18 @@ class UploadOutcome:
     token_id: str
 
 
+def uploaded_by(ident: UploadIdentity) -> tuple[ActorRef, dict[str, str]]:
+    """The upload's actor, and the event details that name a trusted publisher and its CI run
+    (repository, workflow, ref, sha, …) when the token was minted for one."""
+    if ident.publisher is None:
+        return ActorRef.user(ident.user_id, ident.username), {}
+    publisher = ident.publisher
+    details = {"publisher_id": publisher.id, "publisher": publisher.display, "publisher_kind": publisher.kind,
+               "issuer": publisher.issuer_url}
+    details.update({f"claim_{name}": value for name, value in publisher.run_claims.items()})
+    return ActorRef.publisher(publisher.id, publisher.display), details
+
+
 def human_size(n: int) -> str:
     for unit, size in (("GiB", 1024 ** 3), ("MiB", MIB), ("KiB", 1024)):
         if n >= size:
@@ -334,7 +346,7 @@ class UploadService:
     def _record_in(self, conn: Connection, ticket: Ticket, digests: Digests, checked: Checked) -> UploadOutcome:
         """The file, its release if new, the project's serial and size, and the events: one transaction."""
         form, ident, now, info = ticket.form, ticket.identity, self.clock.now(), checked.info
-        actor = ActorRef.user(ident.user_id, ident.username)
+        actor, via = uploaded_by(ident)
         project_ref = (ident.project_id, ident.project_name)
         # The first statement writes, so that SQLite takes its write lock now and PostgreSQL locks the
         # project row: concurrent uploads to one project are serialised from here on.
@@ -363,7 +375,7 @@ class UploadService:
             events.append(self.events.build(
                 "project:release:add", actor=actor, project=project_ref, origin=ticket.origin, details={
                     "version": form.version, "canonical_version": form.canonical_version,
-                    "submitted_by": ident.username, "token_id": ident.token_id}))
+                    "submitted_by": ident.username, "token_id": ident.token_id, **via}))
         sql.FILENAME_INSERT.execute(conn, {"filename": ticket.filename, "project_id": ident.project_id,
                                            "created_at": now})
         sql.FILE_INSERT.execute(conn, {
@@ -378,7 +390,7 @@ class UploadService:
             "file:add", actor=actor, project=project_ref, origin=ticket.origin, details={
                 "filename": ticket.filename, "version": form.version, "uploader": ident.username,
                 "token_id": ident.token_id, "sha256": digests.sha256, "size": digests.size,
-                "packagetype": form.filetype}))
+                "packagetype": form.filetype, **via}))
         self.events.write(conn, events)
         if self.clock.now().timestamp() - checked.stored_at > self.publish_within:  # last, before the commit
             raise Conflict("The upload took too long between storing and recording its file; upload it again.",

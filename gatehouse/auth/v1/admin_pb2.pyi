@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from gatehouse.auth.v1 import common_pb2 as _common_pb2
 from gatehouse.auth.v1 import projects_pb2 as _projects_pb2
+from gatehouse.auth.v1 import publishing_pb2 as _publishing_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -150,3 +151,55 @@ class AdminSetProjectTwoFactorRequiredRequest(_message.Message):
     project_name: str
     required: bool
     def __init__(self, project_name: _Optional[str] = ..., required: _Optional[bool] = ...) -> None: ...
+
+class AdminListPublishersRequest(_message.Message):
+    __slots__ = ("project_name",)
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    project_name: str
+    def __init__(self, project_name: _Optional[str] = ...) -> None: ...
+
+class AdminAddPublisherRequest(_message.Message):
+    __slots__ = ("project_name", "spec")
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    project_name: str
+    spec: _publishing_pb2.PublisherSpec
+    def __init__(self, project_name: _Optional[str] = ..., spec: _Optional[_Union[_publishing_pb2.PublisherSpec, _Mapping]] = ...) -> None: ...
+
+class AdminRemovePublisherRequest(_message.Message):
+    __slots__ = ("project_name", "publisher_id")
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHER_ID_FIELD_NUMBER: _ClassVar[int]
+    project_name: str
+    publisher_id: str
+    def __init__(self, project_name: _Optional[str] = ..., publisher_id: _Optional[str] = ...) -> None: ...
+
+class AdminListPendingPublishersRequest(_message.Message):
+    __slots__ = ("username",)
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    def __init__(self, username: _Optional[str] = ...) -> None: ...
+
+class AdminAddPendingPublisherRequest(_message.Message):
+    __slots__ = ("username", "project_name", "spec")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    project_name: str
+    spec: _publishing_pb2.PublisherSpec
+    def __init__(self, username: _Optional[str] = ..., project_name: _Optional[str] = ..., spec: _Optional[_Union[_publishing_pb2.PublisherSpec, _Mapping]] = ...) -> None: ...
+
+class AdminRemovePendingPublisherRequest(_message.Message):
+    __slots__ = ("pending_publisher_id",)
+    PENDING_PUBLISHER_ID_FIELD_NUMBER: _ClassVar[int]
+    pending_publisher_id: str
+    def __init__(self, pending_publisher_id: _Optional[str] = ...) -> None: ...
+
+class AdminSetTrustedPublishingOnlyRequest(_message.Message):
+    __slots__ = ("project_name", "enabled")
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    project_name: str
+    enabled: bool
+    def __init__(self, project_name: _Optional[str] = ..., enabled: _Optional[bool] = ...) -> None: ...

@@ -5,6 +5,7 @@ import warnings
 
 from gatehouse.auth.v1 import admin_pb2 as gatehouse_dot_auth_dot_v1_dot_admin__pb2
 from gatehouse.auth.v1 import projects_pb2 as gatehouse_dot_auth_dot_v1_dot_projects__pb2
+from gatehouse.auth.v1 import publishing_pb2 as gatehouse_dot_auth_dot_v1_dot_publishing__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -90,6 +91,41 @@ class AdminServiceStub:
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminSetProjectTwoFactorRequiredRequest.SerializeToString,
                 response_deserializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredResponse.FromString,
                 _registered_method=True)
+        self.ListPublishers = channel.unary_unary(
+                '/gatehouse.auth.v1.AdminService/ListPublishers',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminListPublishersRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.ListPublishersResponse.FromString,
+                _registered_method=True)
+        self.AddPublisher = channel.unary_unary(
+                '/gatehouse.auth.v1.AdminService/AddPublisher',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminAddPublisherRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.AddPublisherResponse.FromString,
+                _registered_method=True)
+        self.RemovePublisher = channel.unary_unary(
+                '/gatehouse.auth.v1.AdminService/RemovePublisher',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRemovePublisherRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.RemovePublisherResponse.FromString,
+                _registered_method=True)
+        self.ListPendingPublishers = channel.unary_unary(
+                '/gatehouse.auth.v1.AdminService/ListPendingPublishers',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminListPendingPublishersRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.ListPendingPublishersResponse.FromString,
+                _registered_method=True)
+        self.AddPendingPublisher = channel.unary_unary(
+                '/gatehouse.auth.v1.AdminService/AddPendingPublisher',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminAddPendingPublisherRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.AddPendingPublisherResponse.FromString,
+                _registered_method=True)
+        self.RemovePendingPublisher = channel.unary_unary(
+                '/gatehouse.auth.v1.AdminService/RemovePendingPublisher',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRemovePendingPublisherRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.RemovePendingPublisherResponse.FromString,
+                _registered_method=True)
+        self.SetProjectTrustedPublishingOnly = channel.unary_unary(
+                '/gatehouse.auth.v1.AdminService/SetProjectTrustedPublishingOnly',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminSetTrustedPublishingOnlyRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.SetTrustedPublishingOnlyResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -161,6 +197,49 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPublishers(self, request, context):
+        """Trusted publishers (publishing.proto), as an operator: any project, any user's pending ones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddPublisher(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemovePublisher(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPendingPublishers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddPendingPublisher(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemovePendingPublisher(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetProjectTrustedPublishingOnly(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -218,6 +297,41 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.SetProjectTwoFactorRequired,
                     request_deserializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminSetProjectTwoFactorRequiredRequest.FromString,
                     response_serializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredResponse.SerializeToString,
+            ),
+            'ListPublishers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPublishers,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminListPublishersRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.ListPublishersResponse.SerializeToString,
+            ),
+            'AddPublisher': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddPublisher,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminAddPublisherRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.AddPublisherResponse.SerializeToString,
+            ),
+            'RemovePublisher': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemovePublisher,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRemovePublisherRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.RemovePublisherResponse.SerializeToString,
+            ),
+            'ListPendingPublishers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPendingPublishers,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminListPendingPublishersRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.ListPendingPublishersResponse.SerializeToString,
+            ),
+            'AddPendingPublisher': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddPendingPublisher,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminAddPendingPublisherRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.AddPendingPublisherResponse.SerializeToString,
+            ),
+            'RemovePendingPublisher': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemovePendingPublisher,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRemovePendingPublisherRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.RemovePendingPublisherResponse.SerializeToString,
+            ),
+            'SetProjectTrustedPublishingOnly': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetProjectTrustedPublishingOnly,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminSetTrustedPublishingOnlyRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_publishing__pb2.SetTrustedPublishingOnlyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -517,6 +631,195 @@ class AdminService:
             '/gatehouse.auth.v1.AdminService/SetProjectTwoFactorRequired',
             gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminSetProjectTwoFactorRequiredRequest.SerializeToString,
             gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPublishers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.AdminService/ListPublishers',
+            gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminListPublishersRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_publishing__pb2.ListPublishersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddPublisher(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.AdminService/AddPublisher',
+            gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminAddPublisherRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_publishing__pb2.AddPublisherResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemovePublisher(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.AdminService/RemovePublisher',
+            gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRemovePublisherRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_publishing__pb2.RemovePublisherResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPendingPublishers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.AdminService/ListPendingPublishers',
+            gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminListPendingPublishersRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_publishing__pb2.ListPendingPublishersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddPendingPublisher(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.AdminService/AddPendingPublisher',
+            gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminAddPendingPublisherRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_publishing__pb2.AddPendingPublisherResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemovePendingPublisher(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.AdminService/RemovePendingPublisher',
+            gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRemovePendingPublisherRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_publishing__pb2.RemovePendingPublisherResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetProjectTrustedPublishingOnly(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.AdminService/SetProjectTrustedPublishingOnly',
+            gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminSetTrustedPublishingOnlyRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_publishing__pb2.SetTrustedPublishingOnlyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,18 +50,20 @@ class User(_message.Message):
     def __init__(self, id: _Optional[str] = ..., username: _Optional[str] = ..., name: _Optional[str] = ..., primary_email: _Optional[str] = ..., email_verified: _Optional[bool] = ..., is_active: _Optional[bool] = ..., is_admin: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., two_factor_enabled: _Optional[bool] = ...) -> None: ...
 
 class Project(_message.Message):
-    __slots__ = ("id", "name", "normalized_name", "created_at", "two_factor_required")
+    __slots__ = ("id", "name", "normalized_name", "created_at", "two_factor_required", "trusted_publishing_only")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     NORMALIZED_NAME_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     TWO_FACTOR_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_PUBLISHING_ONLY_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     normalized_name: str
     created_at: _timestamp_pb2.Timestamp
     two_factor_required: bool
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., normalized_name: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., two_factor_required: _Optional[bool] = ...) -> None: ...
+    trusted_publishing_only: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., normalized_name: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., two_factor_required: _Optional[bool] = ..., trusted_publishing_only: _Optional[bool] = ...) -> None: ...
 
 class TokenScope(_message.Message):
     __slots__ = ("all_projects", "project_names", "allowed_networks", "release_version")
@@ -104,3 +106,24 @@ class CallStatus(_message.Message):
     retry_after_seconds: int
     details: bytes
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., retry_after_seconds: _Optional[int] = ..., details: _Optional[bytes] = ...) -> None: ...
+
+class PublisherRef(_message.Message):
+    __slots__ = ("id", "kind", "display", "issuer_url", "run_claims")
+    class RunClaimsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_URL_FIELD_NUMBER: _ClassVar[int]
+    RUN_CLAIMS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: str
+    display: str
+    issuer_url: str
+    run_claims: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., display: _Optional[str] = ..., issuer_url: _Optional[str] = ..., run_claims: _Optional[_Mapping[str, str]] = ...) -> None: ...

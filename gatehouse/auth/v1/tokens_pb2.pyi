@@ -73,7 +73,7 @@ class VerifyUploadTokenRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ..., project_name: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ..., token_only: _Optional[bool] = ..., version: _Optional[str] = ...) -> None: ...
 
 class VerifyUploadTokenResponse(_message.Message):
-    __slots__ = ("user_id", "username", "project_id", "project_name", "token_id", "project_created", "role")
+    __slots__ = ("user_id", "username", "project_id", "project_name", "token_id", "project_created", "role", "publisher")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,7 @@ class VerifyUploadTokenResponse(_message.Message):
     TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_CREATED_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHER_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     username: str
     project_id: str
@@ -88,7 +89,8 @@ class VerifyUploadTokenResponse(_message.Message):
     token_id: str
     project_created: bool
     role: _common_pb2.Role
-    def __init__(self, user_id: _Optional[str] = ..., username: _Optional[str] = ..., project_id: _Optional[str] = ..., project_name: _Optional[str] = ..., token_id: _Optional[str] = ..., project_created: _Optional[bool] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
+    publisher: _common_pb2.PublisherRef
+    def __init__(self, user_id: _Optional[str] = ..., username: _Optional[str] = ..., project_id: _Optional[str] = ..., project_name: _Optional[str] = ..., token_id: _Optional[str] = ..., project_created: _Optional[bool] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., publisher: _Optional[_Union[_common_pb2.PublisherRef, _Mapping]] = ...) -> None: ...
 
 class VerifyUploadTokenCall(_message.Message):
     __slots__ = ("id", "request", "timeout_ms")

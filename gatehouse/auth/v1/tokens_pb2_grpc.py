@@ -108,7 +108,8 @@ class TokenServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def VerifyIndexToken(self, request, context):
-        """Private indexes only: a valid token of an active user may read the index.
+        """Private indexes only: a valid token of an active user may read the index (a token minted for
+        a trusted publisher is refused: it may only upload).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

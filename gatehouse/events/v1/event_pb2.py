@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fgatehouse/events/v1/event.proto\x12\x13gatehouse.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x01\n\x05\x41\x63tor\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.gatehouse.events.v1.Actor.Kind\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\"O\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x08\n\x04USER\x10\x01\x12\x0c\n\x08OPERATOR\x10\x02\x12\n\n\x06SYSTEM\x10\x03\x12\r\n\tANONYMOUS\x10\x04\"\x99\x03\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\x12)\n\x05\x61\x63tor\x18\x06 \x01(\x0b\x32\x1a.gatehouse.events.v1.Actor\x12\x17\n\x0fsubject_user_id\x18\x07 \x01(\t\x12\x18\n\x10subject_username\x18\x08 \x01(\t\x12\x12\n\nproject_id\x18\t \x01(\t\x12\x14\n\x0cproject_name\x18\n \x01(\t\x12\x12\n\nip_address\x18\x0b \x01(\t\x12\x12\n\nuser_agent\x18\x0c \x01(\t\x12\x38\n\x07\x64\x65tails\x18\r \x03(\x0b\x32\'.gatehouse.events.v1.Event.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fgatehouse/events/v1/event.proto\x12\x13gatehouse.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x01\n\x05\x41\x63tor\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.gatehouse.events.v1.Actor.Kind\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\"^\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x08\n\x04USER\x10\x01\x12\x0c\n\x08OPERATOR\x10\x02\x12\n\n\x06SYSTEM\x10\x03\x12\r\n\tANONYMOUS\x10\x04\x12\r\n\tPUBLISHER\x10\x05\"\x99\x03\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\x12)\n\x05\x61\x63tor\x18\x06 \x01(\x0b\x32\x1a.gatehouse.events.v1.Actor\x12\x17\n\x0fsubject_user_id\x18\x07 \x01(\t\x12\x18\n\x10subject_username\x18\x08 \x01(\t\x12\x12\n\nproject_id\x18\t \x01(\t\x12\x14\n\x0cproject_name\x18\n \x01(\t\x12\x12\n\nip_address\x18\x0b \x01(\t\x12\x12\n\nuser_agent\x18\x0c \x01(\t\x12\x38\n\x07\x64\x65tails\x18\r \x03(\x0b\x32\'.gatehouse.events.v1.Event.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,11 +35,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENT_DETAILSENTRY']._loaded_options = None
   _globals['_EVENT_DETAILSENTRY']._serialized_options = b'8\001'
   _globals['_ACTOR']._serialized_start=90
-  _globals['_ACTOR']._serialized_end=260
+  _globals['_ACTOR']._serialized_end=275
   _globals['_ACTOR_KIND']._serialized_start=181
-  _globals['_ACTOR_KIND']._serialized_end=260
-  _globals['_EVENT']._serialized_start=263
-  _globals['_EVENT']._serialized_end=672
-  _globals['_EVENT_DETAILSENTRY']._serialized_start=626
-  _globals['_EVENT_DETAILSENTRY']._serialized_end=672
+  _globals['_ACTOR_KIND']._serialized_end=275
+  _globals['_EVENT']._serialized_start=278
+  _globals['_EVENT']._serialized_end=687
+  _globals['_EVENT_DETAILSENTRY']._serialized_start=641
+  _globals['_EVENT_DETAILSENTRY']._serialized_end=687
 # @@protoc_insertion_point(module_scope)

@@ -19,11 +19,13 @@ class Actor(_message.Message):
         OPERATOR: _ClassVar[Actor.Kind]
         SYSTEM: _ClassVar[Actor.Kind]
         ANONYMOUS: _ClassVar[Actor.Kind]
+        PUBLISHER: _ClassVar[Actor.Kind]
     KIND_UNSPECIFIED: Actor.Kind
     USER: Actor.Kind
     OPERATOR: Actor.Kind
     SYSTEM: Actor.Kind
     ANONYMOUS: Actor.Kind
+    PUBLISHER: Actor.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     USERNAME_FIELD_NUMBER: _ClassVar[int]

@@ -139,11 +139,12 @@ class Project:
     normalized_name: str
     created_at: dt.datetime | None
     two_factor_required: bool
+    trusted_publishing_only: bool = False
 
     @classmethod
     def of(cls, pb: common_pb2.Project) -> "Project":
         return cls(id=pb.id, name=pb.name, normalized_name=pb.normalized_name, created_at=when(pb, "created_at"),
-                   two_factor_required=pb.two_factor_required)
+                   two_factor_required=pb.two_factor_required, trusted_publishing_only=pb.trusted_publishing_only)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,16 +4,16 @@ Tokens that had no expiry get the default lifetime (90 days) from the upgrade on
 locked out at once: each one's owner is mailed a week before it ends, like any other token's
 (tokens/expiry.py), and the token page shows the date from now on.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 """
 import datetime as dt
 
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0003"
-down_revision = "0002"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,109 @@
+"""`gatehouse admin publisher …` and `project trusted-publishing-only` as a real subprocess against a
+real auth service trusting two issuers: add, list, remove (text and --json), pending publishers, and
+the exit codes of the README's table for each refusal."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import pytest
+
+from authsvc.settings import OidcIssuer
+from gatehouse.auth.v1 import admin_pb2, common_pb2
+from tests.cli.support import run_cli
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+GITHUB = "https://token.actions.githubusercontent.com"
+CUSTOM = "https://ci.example.org"
+SYSTEM_OPTIONS = {"with_gateway": False, "auth_options": {"oidc_issuers": (
+    OidcIssuer(url=GITHUB, kind="github", name="GitHub"),
+    OidcIssuer(url=CUSTOM, kind="custom", name="Our CI", claims=("sub", "pipeline")))}}
+WIDGET = ("--issuer", GITHUB, "--owner", "octo", "--repository", "widget", "--workflow", "release.yml")
+
+
+async def gh(system, *args: str):
+    return await run_cli(system.cli_env(), "admin", *args)
+
+
+async def owner_and_project(system) -> tuple[str, str]:
+    username, project = f"op{secrets.token_hex(3)}", f"pub-{secrets.token_hex(3)}"
+    await system.admin.CreateUser(admin_pb2.AdminCreateUserRequest(
+        username=username, email=f"{username}@example.org", password="", email_verified=True))
+    await system.admin.AddRole(admin_pb2.AdminAddRoleRequest(project_name=project, username=username,
+                                                             role=common_pb2.ROLE_OWNER, create_project=True))
+    return username, project
+
+
+async def test_add_list_remove_and_trusted_publishing_only(system):
+    _, project = await owner_and_project(system)
+    rc, out, err = await gh(system, "project", "trusted-publishing-only", project)
+    assert rc == 6 and "Add a trusted publisher" in err and "[NO_PUBLISHER]" in err
+
+    rc, out, err = await gh(system, "publisher", "add", project, *WIDGET, "--environment", "pypi", "--json")
+    assert rc == 0, err
+    added = json.loads(out)
+    assert added["display"] == "GitHub octo/widget, workflow release.yml, environment pypi"
+    assert added["created_by"] == "operator" and added["project_name"] == project
+    rc, out, err = await gh(system, "publisher", "add", project, "--issuer", CUSTOM, "--claim", "sub=repo:x",
+                            "--claim", "pipeline=release")
+    assert rc == 0 and out.startswith("added ") and "pipeline=release" in out, err
+
+    rc, out, _ = await gh(system, "publisher", "list", project)
+    assert rc == 0 and len(out.splitlines()) == 2 and out.startswith(added["id"])
+    rc, out, _ = await gh(system, "publisher", "list", project, "--json")
+    assert rc == 0 and [p["id"] for p in json.loads(out)][0] == added["id"]
+
+    rc, out, _ = await gh(system, "project", "trusted-publishing-only", project, "--json")
+    assert rc == 0 and json.loads(out)["project"]["trusted_publishing_only"] is True
+    rc, out, _ = await gh(system, "project", "trusted-publishing-only", project, "--off")
+    assert rc == 0 and out.strip() == f"{project} accepts uploads with API tokens"
+
+    rc, out, _ = await gh(system, "publisher", "remove", project, added["id"])
+    assert rc == 0 and out.strip() == f"removed trusted publisher {added['id']} from {project}"
+    rc, out, err = await gh(system, "publisher", "remove", project, added["id"], "--json")
+    assert rc == 3 and json.loads(out)["reason"] == "PUBLISHER_NOT_FOUND"
+
+
+@pytest.mark.parametrize("args, code, fragment", [
+    (("--issuer", "https://unknown.example", "--owner", "o", "--repository", "r", "--workflow", "w.yml"), 2,
+     "not an issuer this index trusts"),
+    (("--issuer", GITHUB, "--owner", "octo", "--repository", "widget"), 2, "workflow"),
+    (("--issuer", GITHUB, "--owner", "octo", "--repository", "widget", "--workflow", "release.yml",
+      "--email", "x@example.org"), 2, "has no email"),
+    (("--issuer", CUSTOM, "--claim", "sub"), 2, "NAME=VALUE"),
+    (("--issuer", CUSTOM, "--claim", "sub=a"), 2, "each of the claims"),
+])
+async def test_bad_publishers_exit_2_and_add_nothing(system, args, code, fragment):
+    _, project = await owner_and_project(system)
+    rc, out, err = await gh(system, "publisher", "add", project, *args)
+    assert rc == code and fragment in err, (rc, err)
+    rc, out, _ = await gh(system, "publisher", "list", project, "--json")
+    assert rc == 0 and json.loads(out) == []
+
+
+async def test_refusals_and_pending_publishers(system):
+    username, project = await owner_and_project(system)
+    rc, _, err = await gh(system, "publisher", "list", "no-such-project")
+    assert rc == 3 and "no project named" in err
+    assert (await gh(system, "publisher", "add", project, *WIDGET))[0] == 0
+    rc, _, err = await gh(system, "publisher", "add", project, *WIDGET)
+    assert rc == 4 and "already has this trusted publisher" in err
+
+    rc, _, err = await gh(system, "publisher", "pending-add", username, project, *WIDGET)
+    assert rc == 4 and "exists already" in err
+    new = f"new-{project}"
+    rc, out, err = await gh(system, "publisher", "pending-add", username, new, *WIDGET, "--json")
+    assert rc == 0, err
+    pending = json.loads(out)
+    assert pending["project_name"] == new and pending["username"] == username
+    rc, out, _ = await gh(system, "publisher", "pending-list", "--user", username)
+    assert rc == 0 and out.strip() == f"{pending['id']}  {new}: {pending['display']}  for {username}"
+    rc, _, err = await gh(system, "publisher", "pending-add", "nobody-" + username, f"x-{project}", *WIDGET)
+    assert rc == 3
+    rc, out, _ = await gh(system, "publisher", "pending-remove", pending["id"])
+    assert rc == 0 and out.strip() == f"removed pending publisher {pending['id']}"
+    rc, _, _ = await gh(system, "publisher", "pending-remove", pending["id"])
+    assert rc == 3
+    rc, out, _ = await gh(system, "publisher", "pending-list", "--user", username, "--json")
+    assert rc == 0 and json.loads(out) == []
