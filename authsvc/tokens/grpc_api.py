@@ -113,7 +113,7 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
             context: _Context[tokens_pb2.ListProjectTokensRequest, tokens_pb2.ListProjectTokensResponse],
     ) -> tokens_pb2.ListProjectTokensResponse:
         auth = await self.accounts.authenticate_session(request.session_token)
-        project, has_publisher, reaching = await self.project_tokens.list(request.project_name, as_user=auth.user)
+        project, has_publisher, reaching = await self.project_tokens.listing(request.project_name, as_user=auth.user)
         return tokens_pb2.ListProjectTokensResponse(
             tokens=[project_token_pb(r, project.name) for r in reaching], has_publisher=has_publisher)
 

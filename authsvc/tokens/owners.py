@@ -77,7 +77,7 @@ class ProjectTokens:
             .order_by(func.lower(User.username), ApiToken.created_at, ApiToken.id))
         return [(t, u) for t, u in rows]
 
-    async def list(self, project_name: str, *, as_user: User | None) -> tuple[Project, bool, list[ReachingToken]]:
+    async def listing(self, project_name: str, *, as_user: User | None) -> tuple[Project, bool, list[ReachingToken]]:
         """Owners (or an operator): the project, whether it has a trusted publisher, and the tokens."""
         async with self.db() as s:
             project = await self.projects.owned_project(s, project_name, as_user, lock=False)
