@@ -12,7 +12,7 @@ import pytest
 from authsvc.settings import OidcIssuer as IssuerSetting
 from gatehouse.auth.v1 import admin_pb2, tokens_pb2
 from tests.authsvc.project_token_factories import (
-    OWNER, add_role, create_token, events, make_project, make_user, refused, verify,
+    add_role, create_token, events, make_project, make_user, refused, verify,
 )
 from tests.authsvc.publishing_support import AUDIENCE, add_publisher, github_spec
 from tests.authsvc.publishing_support import github  # noqa: F401  (fixture)
