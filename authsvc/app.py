@@ -18,7 +18,7 @@ from authsvc.publishing.exchange import Exchange
 from authsvc.publishing.identity import IdentityVerifier
 from authsvc.publishing.keys import KeySets
 from authsvc.publishing.notices import OwnerNotices
-from authsvc.publishing.policy import LongLivedTokenPolicy
+from authsvc.publishing.policy import LongLivedTokenPolicy, has_publisher
 from authsvc.publishing.service import PublishersService
 from authsvc.publishing.uploads import PublisherTokenUploads
 from authsvc.ratelimit import RateLimiter
@@ -26,6 +26,7 @@ from authsvc.settings import Settings
 from authsvc.tokens.codec import TokenCodec
 from authsvc.tokens.disclosure import DisclosureService
 from authsvc.tokens.lookup import make_lookup
+from authsvc.tokens.owners import ProjectTokens
 from authsvc.tokens.revocation import revoke_for_deleted_project
 from authsvc.tokens.expiry import ExpirySweep
 from authsvc.tokens.scannerkeys import ReportVerifier
@@ -54,6 +55,7 @@ class AuthApp:
     accounts: AccountsService
     projects: ProjectsService
     tokens: TokensService
+    project_tokens: ProjectTokens
     verifier: TokenVerifier
     twofactor: TwoFactorService
     disclosures: DisclosureService
@@ -118,6 +120,8 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
     keys, exchange = build_exchange(settings, clock, db, events, projects, tokens.codec)
     return AuthApp(settings=settings, clock=clock, engine=engine, db=db, tx=tx, events=events,
                    hasher=hasher, accounts=accounts, projects=projects, tokens=tokens, verifier=verifier,
+                   project_tokens=ProjectTokens(db=db, events=events, projects=projects, has_publisher=has_publisher,
+                                                notifier=notifier),
                    twofactor=twofactor, disclosures=disclosures, notifier=notifier, expiry=expiry,
                    keys=keys, exchange=exchange,
                    publishers=PublishersService(db=db, clock=clock, events=events, issuers=settings.oidc_issuers,

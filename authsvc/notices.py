@@ -98,6 +98,14 @@ class Notifier:
             f"{_when(expires_at)}; after that, uploads with it are refused. If you still need it, create a "
             f"new token at {self.public_url}/account/tokens and put it where the old one is used.\n"))
 
+    def token_revoked(self, *, to: str, username: str, description: str, project: str, by: str) -> Message:
+        """An Owner of `project` revoked a token of `username` that could reach it."""
+        return Message(to=to, subject=f"Your API token {description!r} was revoked", body=(
+            f"Hello {username},\n\nThe API token {description!r} of the account {username!r} was revoked by {by}, "
+            f"an Owner of the project {project!r}, which it could upload to; it no longer works for any project. "
+            f"If you still need one, create a new token at {self.public_url}/account/tokens (or publish "
+            f"{project!r} with its trusted publisher).\n"))
+
     def role_changed(self, *, to: str, recipient: str, username: str, project: str, role: str, by: str,
                      added: bool) -> Message:
         """To the collaborator (`recipient == username`) or to one of the project's other Owners."""

@@ -89,9 +89,9 @@ async def create_server(settings: Settings, *, clock: Clock | None = None, migra
         accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(app.accounts), server)
         projects_pb2_grpc.add_ProjectServiceServicer_to_server(ProjectServicer(app.accounts, app.projects), server)
         tokens_pb2_grpc.add_TokenServiceServicer_to_server(
-            TokenServicer(app.accounts, app.tokens, app.verifier, metrics=metrics), server)
+            TokenServicer(app.accounts, app.tokens, app.verifier, project_tokens=app.project_tokens, metrics=metrics), server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminServicer(app.accounts, app.projects, app.tokens, app.publishers), server)
+            AdminServicer(app.accounts, app.projects, app.tokens, app.publishers, app.project_tokens), server)
         twofactor_pb2_grpc.add_TwoFactorServiceServicer_to_server(TwoFactorServicer(app.twofactor), server)
         disclosure_pb2_grpc.add_DisclosureServiceServicer_to_server(DisclosureServicer(app.disclosures), server)
         publishing_pb2_grpc.add_PublishingServiceServicer_to_server(

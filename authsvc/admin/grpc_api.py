@@ -15,8 +15,9 @@ from authsvc.projects.service import ProjectsService
 from authsvc.publishing.grpc_api import pending_pb, publisher_pb, spec_input
 from authsvc.publishing.service import PublishersService
 from authsvc.tokens.grpc_api import scope_args, token_info_pb
+from authsvc.tokens.owners import ProjectTokens
 from authsvc.tokens.service import TokensService
-from gatehouse.auth.v1 import admin_pb2, admin_pb2_grpc, publishing_pb2
+from gatehouse.auth.v1 import admin_pb2, admin_pb2_grpc, publishing_pb2, tokens_pb2
 from gatehouse.infra.outbox import ActorRef
 
 OPERATOR = ActorRef.operator()
@@ -24,8 +25,9 @@ OPERATOR = ActorRef.operator()
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def __init__(self, accounts: AccountsService, projects: ProjectsService, tokens: TokensService,
-                 publishers: PublishersService):
+                 publishers: PublishersService, project_tokens: ProjectTokens):
         self.accounts = accounts
+        self.project_tokens = project_tokens
         self.projects = projects
         self.tokens = tokens
         self.publishers = publishers
@@ -62,6 +64,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def RevokeToken(self, request, context):
         await self.tokens.delete_token(request.token_id, owner_id=None, actor=OPERATOR)
         return admin_pb2.AdminRevokeTokenResponse()
+
+    async def RevokeLongLivedTokens(self, request, context):
+        views = await self.project_tokens.revoke_long_lived(
+            request.project_name, include_account_wide=request.include_account_wide, as_user=None, actor=OPERATOR)
+        return tokens_pb2.RevokeLongLivedTokensResponse(revoked=[token_info_pb(v) for v in views])
 
     async def AddRole(self, request, context):
         project, view = await self.projects.add_role(

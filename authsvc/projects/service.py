@@ -102,7 +102,7 @@ class ProjectsService:
         people = [target, *(o for o in await self._owners(s, project.id) if o.id != target.id)]
         return [self.notifier.role_changed(to=notice_address(p.emails), recipient=p.username,
                                            username=target.username, project=project.name, role=role,
-                                           by=_by(actor), added=added) for p in people]
+                                           by=actor_phrase(actor), added=added) for p in people]
 
     def _send(self, messages: list[Message], purpose: str) -> None:
         if self.notifier is not None:
@@ -173,6 +173,14 @@ class ProjectsService:
             return
         if await self.role_of(s, project.id, as_user.id) != OWNER:
             raise PermissionDenied(f"Only Owners of '{project.name}' can do this.", reason="not_an_owner")
+
+    async def owned_project(self, s: AsyncSession, name: str, as_user: User | None, *, lock: bool = True
+                            ) -> Project:
+        """For an Owner's action in the caller's transaction: the project, locked (see `_project`),
+        or PermissionDenied unless `as_user` is its Owner (None: an operator)."""
+        project = await self._project(s, name, lock=lock)
+        await self._require_owner(s, project, as_user)
+        return project
 
     def create_with_owner(self, conn: Connection, name: str, owner: tuple[str, str], *,
                           actor: ActorRef, origin: Origin | None) -> dict:
@@ -329,7 +337,7 @@ class ProjectsService:
                 raise InvalidArgument(f"Type the project's name '{project.name}' to confirm its deletion.",
                                       reason="confirm_name_mismatch")
             ref = (project.id, project.name)
-            by = _by(actor)
+            by = actor_phrase(actor)
             sent = [self.notifier.project_deleted(to=notice_address(o.emails), recipient=o.username,
                                                   project=project.name, by=by)
                     for o in await self._owners(s, project.id)] if self.notifier is not None else []
@@ -343,7 +351,7 @@ class ProjectsService:
         return project.id
 
 
-def _by(actor: ActorRef) -> str:
+def actor_phrase(actor: ActorRef) -> str:
     return repr(actor.username) if actor.kind == "user" else "an administrator of this index"
 
 

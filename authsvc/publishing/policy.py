@@ -13,6 +13,11 @@ from authsvc.publishing.models import Publisher
 from authsvc.publishing.notices import OwnerNotices
 
 
+async def has_publisher(s: AsyncSession, project_id: str) -> bool:
+    """Whether the project has a trusted publisher (the tokens area's bulk revocation asks)."""
+    return bool(await s.scalar(select(exists().where(Publisher.project_id == project_id))))
+
+
 class LongLivedTokenPolicy:
     def __init__(self, *, db: async_sessionmaker[AsyncSession], notices: OwnerNotices | None) -> None:
         self.db = db

@@ -12,6 +12,7 @@ from authsvc.accounts.service import AccountsService
 from authsvc.errors import DOMAIN
 from authsvc.grpc_common import from_ts, origin, ts
 from authsvc.projects.grpc_api import role_pb
+from authsvc.tokens.owners import ProjectTokens, ReachingToken
 from authsvc.tokens.service import TokensService, TokenView
 from authsvc.tokens.verification import TokenVerifier
 from gatehouse.auth.v1 import common_pb2, tokens_pb2, tokens_pb2_grpc
@@ -30,6 +31,19 @@ def token_info_pb(view: TokenView) -> common_pb2.TokenInfo:
                                     allowed_networks=list(view.networks), release_version=view.release_version),
         created_at=ts(view.created_at), last_used_at=ts(view.last_used_at), expires_at=ts(view.expires_at),
         username=view.username)
+
+
+_REACH = {"account": tokens_pb2.ProjectToken.REACH_ACCOUNT, "project": tokens_pb2.ProjectToken.REACH_PROJECT,
+          "projects": tokens_pb2.ProjectToken.REACH_PROJECTS}
+
+
+def project_token_pb(reaching: ReachingToken, project_name: str) -> tokens_pb2.ProjectToken:
+    """A token as a project's Owners see it: of its projects, this one only."""
+    info = token_info_pb(reaching.token)
+    if not info.scope.all_projects:
+        info.scope.ClearField("project_names")
+        info.scope.project_names.append(project_name)
+    return tokens_pb2.ProjectToken(info=info, reach=_REACH[reaching.reach], other_projects=reaching.other_projects)
 
 
 class ScopedRequest(Protocol):
@@ -59,9 +73,10 @@ def scope_args(request: ScopedRequest) -> ScopeArgs:
 
 class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
     def __init__(self, accounts: AccountsService, tokens: TokensService, verifier: TokenVerifier, *,
-                 metrics: GrpcMetrics | None = None) -> None:
+                 project_tokens: ProjectTokens, metrics: GrpcMetrics | None = None) -> None:
         self.accounts = accounts
         self.tokens = tokens
+        self.project_tokens = project_tokens
         self.verifier = verifier
         # VerifyUploadTokens: VerifyUploadToken's calls over the gateway's stream (counted as such).
         self._upload_calls = StreamedCalls(VERIFY_UPLOAD, self._verify_upload, tokens_pb2.VerifyUploadTokenResult,
@@ -92,6 +107,36 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
         await self.tokens.delete_token(request.token_id, owner_id=auth.user.id,
                                        actor=ActorRef.user(auth.user.id, auth.user.username), origin=where)
         return tokens_pb2.DeleteTokenResponse()
+
+    async def ListProjectTokens(
+            self, request: tokens_pb2.ListProjectTokensRequest,
+            context: _Context[tokens_pb2.ListProjectTokensRequest, tokens_pb2.ListProjectTokensResponse],
+    ) -> tokens_pb2.ListProjectTokensResponse:
+        auth = await self.accounts.authenticate_session(request.session_token)
+        project, has_publisher, reaching = await self.project_tokens.listing(request.project_name, as_user=auth.user)
+        return tokens_pb2.ListProjectTokensResponse(
+            tokens=[project_token_pb(r, project.name) for r in reaching], has_publisher=has_publisher)
+
+    async def RevokeProjectToken(
+            self, request: tokens_pb2.RevokeProjectTokenRequest,
+            context: _Context[tokens_pb2.RevokeProjectTokenRequest, tokens_pb2.RevokeProjectTokenResponse],
+    ) -> tokens_pb2.RevokeProjectTokenResponse:
+        where = origin(request.client)
+        auth = await self.accounts.authenticate_session(request.session_token)
+        view = await self.project_tokens.revoke(request.project_name, request.token_id, as_user=auth.user,
+                                                actor=ActorRef.user(auth.user.id, auth.user.username), origin=where)
+        return tokens_pb2.RevokeProjectTokenResponse(info=token_info_pb(view))
+
+    async def RevokeLongLivedTokens(
+            self, request: tokens_pb2.RevokeLongLivedTokensRequest,
+            context: _Context[tokens_pb2.RevokeLongLivedTokensRequest, tokens_pb2.RevokeLongLivedTokensResponse],
+    ) -> tokens_pb2.RevokeLongLivedTokensResponse:
+        where = origin(request.client)
+        auth = await self.accounts.authenticate_session(request.session_token)
+        views = await self.project_tokens.revoke_long_lived(
+            request.project_name, include_account_wide=request.include_account_wide, as_user=auth.user,
+            actor=ActorRef.user(auth.user.id, auth.user.username), origin=where)
+        return tokens_pb2.RevokeLongLivedTokensResponse(revoked=[token_info_pb(v) for v in views])
 
     async def VerifyUploadToken(
             self, request: tokens_pb2.VerifyUploadTokenRequest,

@@ -25,8 +25,10 @@ def scope_text(token: ApiToken) -> str:
 
 async def emit_token_events(s: AsyncSession, events: EventEmitter, verb: str, token: ApiToken,
                             owner: tuple[str, str], *, actor: ActorRef, origin: Origin | None,
-                            reason: str = "") -> None:
-    """`account:api_token:<verb>` for the owner's log, `project:api_token:<verb>` per project."""
+                            reason: str = "", reached: tuple[str, str] | None = None) -> None:
+    """`account:api_token:<verb>` for the owner's log, `project:api_token:<verb>` per project in the
+    token's scope, and for `reached` (the project an Owner revoked it from: an account-wide token
+    names no project) when not among them."""
     details = {"token_id": token.id, "description": token.description, "scope": scope_text(token)}
     if verb == "added":
         expires = as_utc(token.expires_at)
@@ -38,18 +40,28 @@ async def emit_token_events(s: AsyncSession, events: EventEmitter, verb: str, to
     if reason:
         details["reason"] = reason
     await events.emit(s, f"account:api_token:{verb}", actor=actor, user=owner, origin=origin, details=details)
-    for scoped in token.projects:
-        await events.emit(s, f"project:api_token:{verb}", actor=actor,
-                          project=(scoped.project_id, scoped.project_name), origin=origin,
+    projects = [(p.project_id, p.project_name) for p in token.projects]
+    if reached is not None and reached[0] not in {p[0] for p in projects}:
+        projects.append(reached)
+    for project in projects:
+        await events.emit(s, f"project:api_token:{verb}", actor=actor, project=project, origin=origin,
                           details={"token_id": token.id, "description": token.description,
                                    "username": owner[1], **({"reason": reason} if reason else {})})
 
 
 async def delete_token(s: AsyncSession, events: EventEmitter, token: ApiToken, owner: tuple[str, str], *,
-                       actor: ActorRef, origin: Origin | None, reason: str = "") -> None:
-    await emit_token_events(s, events, "removed", token, owner, actor=actor, origin=origin, reason=reason)
+                       actor: ActorRef, origin: Origin | None, reason: str = "",
+                       reached: tuple[str, str] | None = None) -> bool:
+    """Delete a token read earlier in `s`, then record it; False (nothing recorded) when a concurrent
+    transaction deleted it first. The DELETE waits for that one's row lock (PostgreSQL) or write
+    lock (SQLite), so of many revocations of one token exactly one records events."""
     await s.execute(delete(ApiTokenProject).where(ApiTokenProject.token_id == token.id))
-    await s.execute(delete(ApiToken).where(ApiToken.id == token.id))
+    gone = await s.execute(delete(ApiToken).where(ApiToken.id == token.id))
+    if gone.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    await emit_token_events(s, events, "removed", token, owner, actor=actor, origin=origin, reason=reason,
+                            reached=reached)
+    return True
 
 
 async def revoke_for_deleted_project(s: AsyncSession, events: EventEmitter, project: tuple[str, str], *,

@@ -200,8 +200,9 @@ class TokensService:
                                f"{' on your account' if owner_id else ''}.", reason="token_not_found")
             token, username = row
             view = TokenView.of(token, username)
-            await delete_token(s, self.events, token, (token.user_id, username), actor=actor, origin=origin,
-                               reason="" if owner_id else "operator")
+            if not await delete_token(s, self.events, token, (token.user_id, username), actor=actor, origin=origin,
+                                      reason="" if owner_id else "operator"):
+                raise NotFound("This API token was just revoked by another request.", reason="token_not_found")
             return view
 
 

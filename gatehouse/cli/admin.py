@@ -99,6 +99,13 @@ def add_parser(sub) -> None:
     p.add_argument("project")
     p.add_argument("--off", action="store_true", help="stop requiring it")
     p.set_defaults(run=_project_require_2fa)
+    p = project.add_parser("revoke-long-lived-tokens",
+                           help="a project with a trusted publisher: revoke every token scoped to it alone, in one "
+                                "transaction")
+    p.add_argument("project")
+    p.add_argument("--include-account-wide", action="store_true",
+                   help="also the collaborators' account-wide tokens (they stop for every project)")
+    p.set_defaults(run=_project_revoke_long_lived)
 
     publisher = admin_publishers.add_parsers(groups, project)
 
@@ -259,3 +266,10 @@ async def _project_require_2fa(args, stub):
     if reply.project.two_factor_required and reply.usernames_without_two_factor:
         text += "; not yet enabled by: " + ", ".join(reply.usernames_without_two_factor)
     emit(args, to_dict(reply), text)
+
+
+async def _project_revoke_long_lived(args, stub):
+    reply = await stub.RevokeLongLivedTokens(admin_pb2.AdminRevokeLongLivedTokensRequest(
+        project_name=args.project, include_account_wide=args.include_account_wide))
+    lines = [f"revoked {t.id}  {t.username}  {t.description!r}" for t in reply.revoked]
+    emit(args, to_dict(reply), "\n".join(lines) or f"no long-lived token of {args.project} to revoke")

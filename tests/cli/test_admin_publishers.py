@@ -107,3 +107,24 @@ async def test_refusals_and_pending_publishers(system):
     assert rc == 3
     rc, out, _ = await gh(system, "publisher", "pending-list", "--user", username, "--json")
     assert rc == 0 and json.loads(out) == []
+
+
+async def test_revoke_long_lived_tokens(system):
+    username, project = await owner_and_project(system)
+
+    async def mint(description: str, *projects: str):
+        return (await system.admin.MintToken(admin_pb2.AdminMintTokenRequest(
+            username=username, description=description,
+            scope=common_pb2.TokenScope(all_projects=not projects, project_names=list(projects))))).info
+
+    scoped, everywhere = await mint("scoped", project), await mint("everywhere")
+    rc, out, err = await gh(system, "project", "revoke-long-lived-tokens", project)
+    assert rc == 6 and "[NO_PUBLISHER]" in err, err
+    rc, _, err = await gh(system, "publisher", "add", project, *WIDGET)
+    assert rc == 0, err
+    rc, out, err = await gh(system, "project", "revoke-long-lived-tokens", project)
+    assert rc == 0 and out.strip() == f"revoked {scoped.id}  {username}  'scoped'", err
+    rc, out, err = await gh(system, "project", "revoke-long-lived-tokens", project, "--include-account-wide", "--json")
+    assert rc == 0 and [t["id"] for t in json.loads(out)["revoked"]] == [everywhere.id], err
+    rc, out, _ = await gh(system, "project", "revoke-long-lived-tokens", project)
+    assert rc == 0 and out.strip() == f"no long-lived token of {project} to revoke"

@@ -50,9 +50,10 @@ async def _detail(request: web.Request, name: str, *, status: int = 200, forms: 
     releases = await pages.projects.releases(access.project.id)
     issuers = await pages.publishing.issuers() if access.is_owner else []
     publishers = await pages.publishing.publishers(token, name) if issuers else []
+    reaching, has_publisher = await pages.tokens.for_project(token, name) if access.is_owner else ([], False)
     return await pages.render(request, "project.html", status=status, access=access, people=people,
                               releases=releases, issuers=issuers, publishers=publishers, forms=forms or {},
-                              url=_url)
+                              reaching=reaching, has_publisher=has_publisher, url=_url)
 
 
 async def detail(request: web.Request) -> web.Response:
@@ -200,6 +201,36 @@ async def remove_pending_publisher(request: web.Request) -> web.Response:
     return pages.redirect("/projects/", notice="The pending publisher was removed.")
 
 
+# -- API tokens that can reach the project -----------------------------------------------------------
+async def revoke_token(request: web.Request) -> web.Response:
+    """Owners: revoke any token that can reach the project, a collaborator's account-wide one included."""
+    pages = request.config_dict[PAGES]
+    name, token_id = path_param(request, "name"), path_param(request, "token_id")
+    await _manage(request, name, _url(name))
+    try:
+        revoked = await pages.tokens.revoke_for_project(pages.session_token(request), name, token_id,
+                                                        origin_of(request))
+    except PageError as exc:
+        return await _detail(request, name, status=exc.status, forms={"tokens": Form({}, {"token": exc.message})})
+    return pages.redirect(_url(name), notice=f"The API token '{revoked.description}' was revoked; its owner was "
+                                             "told by email.")
+
+
+async def revoke_long_lived(request: web.Request) -> web.Response:
+    """Owners of a project with a trusted publisher: revoke its long-lived tokens at once."""
+    pages = request.config_dict[PAGES]
+    name = path_param(request, "name")
+    await _manage(request, name, _url(name))
+    include = (await read_form(request)).get("include_account_wide") == "on"
+    try:
+        count = await pages.tokens.revoke_long_lived(pages.session_token(request), name, include, origin_of(request))
+    except PageError as exc:
+        return await _detail(request, name, status=exc.status, forms={"bulk": Form({}, {"bulk": exc.message})})
+    word = "token was" if count == 1 else "tokens were"
+    return pages.redirect(_url(name), notice=f"{count} long-lived API {word} revoked; {name} now publishes through "
+                                             "its trusted publishers.")
+
+
 # -- releases ---------------------------------------------------------------------------------------
 async def yank(request: web.Request) -> web.Response:
     pages = request.config_dict[PAGES]
@@ -284,6 +315,8 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/{name}/publishers", add_publisher)
     router.add_post("/{name}/trusted-publishing-only", trusted_publishing_only)
     router.add_post("/{name}/publishers/{publisher_id}/remove", remove_publisher)
+    router.add_post("/{name}/tokens/revoke-long-lived", revoke_long_lived)
+    router.add_post("/{name}/tokens/{token_id}/revoke", revoke_token)
     router.add_get("/{name}/collaborators/{username}/remove", remove_page)
     router.add_post("/{name}/collaborators/{username}/remove", remove)
     router.add_post("/{name}/releases/{version}/{action:yank|unyank}", yank)

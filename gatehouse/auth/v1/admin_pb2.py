@@ -26,65 +26,68 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from gatehouse.auth.v1 import common_pb2 as gatehouse_dot_auth_dot_v1_dot_common__pb2
 from gatehouse.auth.v1 import projects_pb2 as gatehouse_dot_auth_dot_v1_dot_projects__pb2
 from gatehouse.auth.v1 import publishing_pb2 as gatehouse_dot_auth_dot_v1_dot_publishing__pb2
+from gatehouse.auth.v1 import tokens_pb2 as gatehouse_dot_auth_dot_v1_dot_tokens__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dgatehouse/auth/v1/admin.proto\x12\x11gatehouse.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egatehouse/auth/v1/common.proto\x1a gatehouse/auth/v1/projects.proto\x1a\"gatehouse/auth/v1/publishing.proto\"\x83\x01\n\x16\x41\x64minCreateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x16\n\x0e\x65mail_verified\x18\x04 \x01(\x08\x12\x10\n\x08is_admin\x18\x05 \x01(\x08\x12\x0c\n\x04name\x18\x06 \x01(\t\"\'\n\x13\x41\x64minGetUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\":\n\x11\x41\x64minUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.gatehouse.auth.v1.User\"M\n\x19\x41\x64minSetUserActiveRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\":\n\x14\x41\x64minSetAdminRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08is_admin\x18\x02 \x01(\x08\"\x9c\x01\n\x15\x41\x64minMintTokenRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12,\n\x05scope\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.TokenScope\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\x16\x41\x64minMintTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12*\n\x04info\x18\x02 \x01(\x0b\x32\x1c.gatehouse.auth.v1.TokenInfo\"*\n\x16\x41\x64minListTokensRequest\x12\x10\n\x08username\x18\x01 \x01(\t\"G\n\x17\x41\x64minListTokensResponse\x12,\n\x06tokens\x18\x01 \x03(\x0b\x32\x1c.gatehouse.auth.v1.TokenInfo\"+\n\x17\x41\x64minRevokeTokenRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\"\x1a\n\x18\x41\x64minRevokeTokenResponse\"|\n\x13\x41\x64minAddRoleRequest\x12\x14\n\x0cproject_name\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12%\n\x04role\x18\x03 \x01(\x0e\x32\x17.gatehouse.auth.v1.Role\x12\x16\n\x0e\x63reate_project\x18\x04 \x01(\x08\"t\n\x14\x41\x64minAddRoleResponse\x12/\n\x04role\x18\x01 \x01(\x0b\x32!.gatehouse.auth.v1.RoleAssignment\x12+\n\x07project\x18\x02 \x01(\x0b\x32\x1a.gatehouse.auth.v1.Project\"@\n\x16\x41\x64minRemoveRoleRequest\x12\x14\n\x0cproject_name\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\"\x19\n\x17\x41\x64minRemoveRoleResponse\"1\n\x19\x41\x64minDeleteProjectRequest\x12\x14\n\x0cproject_name\x18\x01 \x01(\t\"0\n\x1a\x41\x64minDeleteProjectResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\"Q\n\'AdminSetProjectTwoFactorRequiredRequest\x12\x14\n\x0cproject_name\x18\x01 \x01(\t\x12\x10\n\x08required\x18\x02 \x01(\x08\"2\n\x1a\x41\x64minListPublishersRequest\x12\x14\n\x0cproject_name\x18\x01 \x01(\t\"`\n\x18\x41\x64minAddPublisherRequest\x12\x14\n\x0cproject_name\x18\x01 \x01(\t\x12.\n\x04spec\x18\x02 \x01(\x0b\x32 .gatehouse.auth.v1.PublisherSpec\"I\n\x1b\x41\x64minRemovePublisherRequest\x12\x14\n\x0cproject_name\x18\x01 \x01(\t\x12\x14\n\x0cpublisher_id\x18\x02 \x01(\t\"5\n!AdminListPendingPublishersRequest\x12\x10\n\x08username\x18\x01 \x01(\t\"y\n\x1f\x41\x64minAddPendingPublisherRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x14\n\x0cproject_name\x18\x02 \x01(\t\x12.\n\x04spec\x18\x03 \x01(\x0b\x32 .gatehouse.auth.v1.PublisherSpec\"B\n\"AdminRemovePendingPublisherRequest\x12\x1c\n\x14pending_publisher_id\x18\x01 \x01(\t\"M\n$AdminSetTrustedPublishingOnlyRequest\x12\x14\n\x0cproject_name\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\x32\xc5\x0f\n\x0c\x41\x64minService\x12]\n\nCreateUser\x12).gatehouse.auth.v1.AdminCreateUserRequest\x1a$.gatehouse.auth.v1.AdminUserResponse\x12W\n\x07GetUser\x12&.gatehouse.auth.v1.AdminGetUserRequest\x1a$.gatehouse.auth.v1.AdminUserResponse\x12\x63\n\rSetUserActive\x12,.gatehouse.auth.v1.AdminSetUserActiveRequest\x1a$.gatehouse.auth.v1.AdminUserResponse\x12Y\n\x08SetAdmin\x12\'.gatehouse.auth.v1.AdminSetAdminRequest\x1a$.gatehouse.auth.v1.AdminUserResponse\x12`\n\tMintToken\x12(.gatehouse.auth.v1.AdminMintTokenRequest\x1a).gatehouse.auth.v1.AdminMintTokenResponse\x12\x63\n\nListTokens\x12).gatehouse.auth.v1.AdminListTokensRequest\x1a*.gatehouse.auth.v1.AdminListTokensResponse\x12\x66\n\x0bRevokeToken\x12*.gatehouse.auth.v1.AdminRevokeTokenRequest\x1a+.gatehouse.auth.v1.AdminRevokeTokenResponse\x12Z\n\x07\x41\x64\x64Role\x12&.gatehouse.auth.v1.AdminAddRoleRequest\x1a\'.gatehouse.auth.v1.AdminAddRoleResponse\x12\x63\n\nRemoveRole\x12).gatehouse.auth.v1.AdminRemoveRoleRequest\x1a*.gatehouse.auth.v1.AdminRemoveRoleResponse\x12l\n\rDeleteProject\x12,.gatehouse.auth.v1.AdminDeleteProjectRequest\x1a-.gatehouse.auth.v1.AdminDeleteProjectResponse\x12\x8a\x01\n\x1bSetProjectTwoFactorRequired\x12:.gatehouse.auth.v1.AdminSetProjectTwoFactorRequiredRequest\x1a/.gatehouse.auth.v1.SetTwoFactorRequiredResponse\x12j\n\x0eListPublishers\x12-.gatehouse.auth.v1.AdminListPublishersRequest\x1a).gatehouse.auth.v1.ListPublishersResponse\x12\x64\n\x0c\x41\x64\x64Publisher\x12+.gatehouse.auth.v1.AdminAddPublisherRequest\x1a\'.gatehouse.auth.v1.AddPublisherResponse\x12m\n\x0fRemovePublisher\x12..gatehouse.auth.v1.AdminRemovePublisherRequest\x1a*.gatehouse.auth.v1.RemovePublisherResponse\x12\x7f\n\x15ListPendingPublishers\x12\x34.gatehouse.auth.v1.AdminListPendingPublishersRequest\x1a\x30.gatehouse.auth.v1.ListPendingPublishersResponse\x12y\n\x13\x41\x64\x64PendingPublisher\x12\x32.gatehouse.auth.v1.AdminAddPendingPublisherRequest\x1a..gatehouse.auth.v1.AddPendingPublisherResponse\x12\x82\x01\n\x16RemovePendingPublisher\x12\x35.gatehouse.auth.v1.AdminRemovePendingPublisherRequest\x1a\x31.gatehouse.auth.v1.RemovePendingPublisherResponse\x12\x8f\x01\n\x1fSetProjectTrustedPublishingOnly\x12\x37.gatehouse.auth.v1.AdminSetTrustedPublishingOnlyRequest\x1a\x33.gatehouse.auth.v1.SetTrustedPublishingOnlyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dgatehouse/auth/v1/admin.proto\x12\x11gatehouse.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egatehouse/auth/v1/common.proto\x1a gatehouse/auth/v1/projects.proto\x1a\"gatehouse/auth/v1/publishing.proto\x1a\x1egatehouse/auth/v1/tokens.proto\"\x83\x01\n\x16\x41\x64minCreateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x16\n\x0e\x65mail_verified\x18\x04 \x01(\x08\x12\x10\n\x08is_admin\x18\x05 \x01(\x08\x12\x0c\n\x04name\x18\x06 \x01(\t\"\'\n\x13\x41\x64minGetUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\":\n\x11\x41\x64minUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.gatehouse.auth.v1.User\"M\n\x19\x41\x64minSetUserActiveRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\":\n\x14\x41\x64minSetAdminRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08is_admin\x18\x02 \x01(\x08\"\x9c\x01\n\x15\x41\x64minMintTokenRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12,\n\x05scope\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.TokenScope\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\x16\x41\x64minMintTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12*\n\x04info\x18\x02 \x01(\x0b\x32\x1c.gatehouse.auth.v1.TokenInfo\"*\n\x16\x41\x64minListTokensRequest\x12\x10\n\x08username\x18\x01 \x01(\t\"G\n\x17\x41\x64minListTokensResponse\x12,\n\x06tokens\x18\x01 \x03(\x0b\x32\x1c.gatehouse.auth.v1.TokenInfo\"+\n\x17\x41\x64minRevokeTokenRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\"\x1a\n\x18\x41\x64minRevokeTokenResponse\"W\n!AdminRevokeLongLivedTokensRequest\x12\x14\n\x0cproject_name\x18\x01 \x01(\t\x12\x1c\n\x14include_account_wide\x18\x02 \x01(\x08\"|\n\x13\x41\x64minAddRoleRequest\x12\x14\n\x0cproject_name\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12%\n\x04role\x18\x03 \x01(\x0e\x32\x17.gatehouse.auth.v1.Role\x12\x16\n\x0e\x63reate_project\x18\x04 \x01(\x08\"t\n\x14\x41\x64minAddRoleResponse\x12/\n\x04role\x18\x01 \x01(\x0b\x32!.gatehouse.auth.v1.RoleAssignment\x12+\n\x07project\x18\x02 \x01(\x0b\x32\x1a.gatehouse.auth.v1.Project\"@\n\x16\x41\x64minRemoveRoleRequest\x12\x14\n\x0cproject_name\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\"\x19\n\x17\x41\x64minRemoveRoleResponse\"1\n\x19\x41\x64minDeleteProjectRequest\x12\x14\n\x0cproject_name\x18\x01 \x01(\t\"0\n\x1a\x41\x64minDeleteProjectResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\"Q\n\'AdminSetProjectTwoFactorRequiredRequest\x12\x14\n\x0cproject_name\x18\x01 \x01(\t\x12\x10\n\x08required\x18\x02 \x01(\x08\"2\n\x1a\x41\x64minListPublishersRequest\x12\x14\n\x0cproject_name\x18\x01 \x01(\t\"`\n\x18\x41\x64minAddPublisherRequest\x12\x14\n\x0cproject_name\x18\x01 \x01(\t\x12.\n\x04spec\x18\x02 \x01(\x0b\x32 .gatehouse.auth.v1.PublisherSpec\"I\n\x1b\x41\x64minRemovePublisherRequest\x12\x14\n\x0cproject_name\x18\x01 \x01(\t\x12\x14\n\x0cpublisher_id\x18\x02 \x01(\t\"5\n!AdminListPendingPublishersRequest\x12\x10\n\x08username\x18\x01 \x01(\t\"y\n\x1f\x41\x64minAddPendingPublisherRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x14\n\x0cproject_name\x18\x02 \x01(\t\x12.\n\x04spec\x18\x03 \x01(\x0b\x32 .gatehouse.auth.v1.PublisherSpec\"B\n\"AdminRemovePendingPublisherRequest\x12\x1c\n\x14pending_publisher_id\x18\x01 \x01(\t\"M\n$AdminSetTrustedPublishingOnlyRequest\x12\x14\n\x0cproject_name\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\x32\xc6\x10\n\x0c\x41\x64minService\x12]\n\nCreateUser\x12).gatehouse.auth.v1.AdminCreateUserRequest\x1a$.gatehouse.auth.v1.AdminUserResponse\x12W\n\x07GetUser\x12&.gatehouse.auth.v1.AdminGetUserRequest\x1a$.gatehouse.auth.v1.AdminUserResponse\x12\x63\n\rSetUserActive\x12,.gatehouse.auth.v1.AdminSetUserActiveRequest\x1a$.gatehouse.auth.v1.AdminUserResponse\x12Y\n\x08SetAdmin\x12\'.gatehouse.auth.v1.AdminSetAdminRequest\x1a$.gatehouse.auth.v1.AdminUserResponse\x12`\n\tMintToken\x12(.gatehouse.auth.v1.AdminMintTokenRequest\x1a).gatehouse.auth.v1.AdminMintTokenResponse\x12\x63\n\nListTokens\x12).gatehouse.auth.v1.AdminListTokensRequest\x1a*.gatehouse.auth.v1.AdminListTokensResponse\x12\x66\n\x0bRevokeToken\x12*.gatehouse.auth.v1.AdminRevokeTokenRequest\x1a+.gatehouse.auth.v1.AdminRevokeTokenResponse\x12\x7f\n\x15RevokeLongLivedTokens\x12\x34.gatehouse.auth.v1.AdminRevokeLongLivedTokensRequest\x1a\x30.gatehouse.auth.v1.RevokeLongLivedTokensResponse\x12Z\n\x07\x41\x64\x64Role\x12&.gatehouse.auth.v1.AdminAddRoleRequest\x1a\'.gatehouse.auth.v1.AdminAddRoleResponse\x12\x63\n\nRemoveRole\x12).gatehouse.auth.v1.AdminRemoveRoleRequest\x1a*.gatehouse.auth.v1.AdminRemoveRoleResponse\x12l\n\rDeleteProject\x12,.gatehouse.auth.v1.AdminDeleteProjectRequest\x1a-.gatehouse.auth.v1.AdminDeleteProjectResponse\x12\x8a\x01\n\x1bSetProjectTwoFactorRequired\x12:.gatehouse.auth.v1.AdminSetProjectTwoFactorRequiredRequest\x1a/.gatehouse.auth.v1.SetTwoFactorRequiredResponse\x12j\n\x0eListPublishers\x12-.gatehouse.auth.v1.AdminListPublishersRequest\x1a).gatehouse.auth.v1.ListPublishersResponse\x12\x64\n\x0c\x41\x64\x64Publisher\x12+.gatehouse.auth.v1.AdminAddPublisherRequest\x1a\'.gatehouse.auth.v1.AddPublisherResponse\x12m\n\x0fRemovePublisher\x12..gatehouse.auth.v1.AdminRemovePublisherRequest\x1a*.gatehouse.auth.v1.RemovePublisherResponse\x12\x7f\n\x15ListPendingPublishers\x12\x34.gatehouse.auth.v1.AdminListPendingPublishersRequest\x1a\x30.gatehouse.auth.v1.ListPendingPublishersResponse\x12y\n\x13\x41\x64\x64PendingPublisher\x12\x32.gatehouse.auth.v1.AdminAddPendingPublisherRequest\x1a..gatehouse.auth.v1.AddPendingPublisherResponse\x12\x82\x01\n\x16RemovePendingPublisher\x12\x35.gatehouse.auth.v1.AdminRemovePendingPublisherRequest\x1a\x31.gatehouse.auth.v1.RemovePendingPublisherResponse\x12\x8f\x01\n\x1fSetProjectTrustedPublishingOnly\x12\x37.gatehouse.auth.v1.AdminSetTrustedPublishingOnlyRequest\x1a\x33.gatehouse.auth.v1.SetTrustedPublishingOnlyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gatehouse.auth.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ADMINCREATEUSERREQUEST']._serialized_start=188
-  _globals['_ADMINCREATEUSERREQUEST']._serialized_end=319
-  _globals['_ADMINGETUSERREQUEST']._serialized_start=321
-  _globals['_ADMINGETUSERREQUEST']._serialized_end=360
-  _globals['_ADMINUSERRESPONSE']._serialized_start=362
-  _globals['_ADMINUSERRESPONSE']._serialized_end=420
-  _globals['_ADMINSETUSERACTIVEREQUEST']._serialized_start=422
-  _globals['_ADMINSETUSERACTIVEREQUEST']._serialized_end=499
-  _globals['_ADMINSETADMINREQUEST']._serialized_start=501
-  _globals['_ADMINSETADMINREQUEST']._serialized_end=559
-  _globals['_ADMINMINTTOKENREQUEST']._serialized_start=562
-  _globals['_ADMINMINTTOKENREQUEST']._serialized_end=718
-  _globals['_ADMINMINTTOKENRESPONSE']._serialized_start=720
-  _globals['_ADMINMINTTOKENRESPONSE']._serialized_end=803
-  _globals['_ADMINLISTTOKENSREQUEST']._serialized_start=805
-  _globals['_ADMINLISTTOKENSREQUEST']._serialized_end=847
-  _globals['_ADMINLISTTOKENSRESPONSE']._serialized_start=849
-  _globals['_ADMINLISTTOKENSRESPONSE']._serialized_end=920
-  _globals['_ADMINREVOKETOKENREQUEST']._serialized_start=922
-  _globals['_ADMINREVOKETOKENREQUEST']._serialized_end=965
-  _globals['_ADMINREVOKETOKENRESPONSE']._serialized_start=967
-  _globals['_ADMINREVOKETOKENRESPONSE']._serialized_end=993
-  _globals['_ADMINADDROLEREQUEST']._serialized_start=995
-  _globals['_ADMINADDROLEREQUEST']._serialized_end=1119
-  _globals['_ADMINADDROLERESPONSE']._serialized_start=1121
-  _globals['_ADMINADDROLERESPONSE']._serialized_end=1237
-  _globals['_ADMINREMOVEROLEREQUEST']._serialized_start=1239
-  _globals['_ADMINREMOVEROLEREQUEST']._serialized_end=1303
-  _globals['_ADMINREMOVEROLERESPONSE']._serialized_start=1305
-  _globals['_ADMINREMOVEROLERESPONSE']._serialized_end=1330
-  _globals['_ADMINDELETEPROJECTREQUEST']._serialized_start=1332
-  _globals['_ADMINDELETEPROJECTREQUEST']._serialized_end=1381
-  _globals['_ADMINDELETEPROJECTRESPONSE']._serialized_start=1383
-  _globals['_ADMINDELETEPROJECTRESPONSE']._serialized_end=1431
-  _globals['_ADMINSETPROJECTTWOFACTORREQUIREDREQUEST']._serialized_start=1433
-  _globals['_ADMINSETPROJECTTWOFACTORREQUIREDREQUEST']._serialized_end=1514
-  _globals['_ADMINLISTPUBLISHERSREQUEST']._serialized_start=1516
-  _globals['_ADMINLISTPUBLISHERSREQUEST']._serialized_end=1566
-  _globals['_ADMINADDPUBLISHERREQUEST']._serialized_start=1568
-  _globals['_ADMINADDPUBLISHERREQUEST']._serialized_end=1664
-  _globals['_ADMINREMOVEPUBLISHERREQUEST']._serialized_start=1666
-  _globals['_ADMINREMOVEPUBLISHERREQUEST']._serialized_end=1739
-  _globals['_ADMINLISTPENDINGPUBLISHERSREQUEST']._serialized_start=1741
-  _globals['_ADMINLISTPENDINGPUBLISHERSREQUEST']._serialized_end=1794
-  _globals['_ADMINADDPENDINGPUBLISHERREQUEST']._serialized_start=1796
-  _globals['_ADMINADDPENDINGPUBLISHERREQUEST']._serialized_end=1917
-  _globals['_ADMINREMOVEPENDINGPUBLISHERREQUEST']._serialized_start=1919
-  _globals['_ADMINREMOVEPENDINGPUBLISHERREQUEST']._serialized_end=1985
-  _globals['_ADMINSETTRUSTEDPUBLISHINGONLYREQUEST']._serialized_start=1987
-  _globals['_ADMINSETTRUSTEDPUBLISHINGONLYREQUEST']._serialized_end=2064
-  _globals['_ADMINSERVICE']._serialized_start=2067
-  _globals['_ADMINSERVICE']._serialized_end=4056
+  _globals['_ADMINCREATEUSERREQUEST']._serialized_start=220
+  _globals['_ADMINCREATEUSERREQUEST']._serialized_end=351
+  _globals['_ADMINGETUSERREQUEST']._serialized_start=353
+  _globals['_ADMINGETUSERREQUEST']._serialized_end=392
+  _globals['_ADMINUSERRESPONSE']._serialized_start=394
+  _globals['_ADMINUSERRESPONSE']._serialized_end=452
+  _globals['_ADMINSETUSERACTIVEREQUEST']._serialized_start=454
+  _globals['_ADMINSETUSERACTIVEREQUEST']._serialized_end=531
+  _globals['_ADMINSETADMINREQUEST']._serialized_start=533
+  _globals['_ADMINSETADMINREQUEST']._serialized_end=591
+  _globals['_ADMINMINTTOKENREQUEST']._serialized_start=594
+  _globals['_ADMINMINTTOKENREQUEST']._serialized_end=750
+  _globals['_ADMINMINTTOKENRESPONSE']._serialized_start=752
+  _globals['_ADMINMINTTOKENRESPONSE']._serialized_end=835
+  _globals['_ADMINLISTTOKENSREQUEST']._serialized_start=837
+  _globals['_ADMINLISTTOKENSREQUEST']._serialized_end=879
+  _globals['_ADMINLISTTOKENSRESPONSE']._serialized_start=881
+  _globals['_ADMINLISTTOKENSRESPONSE']._serialized_end=952
+  _globals['_ADMINREVOKETOKENREQUEST']._serialized_start=954
+  _globals['_ADMINREVOKETOKENREQUEST']._serialized_end=997
+  _globals['_ADMINREVOKETOKENRESPONSE']._serialized_start=999
+  _globals['_ADMINREVOKETOKENRESPONSE']._serialized_end=1025
+  _globals['_ADMINREVOKELONGLIVEDTOKENSREQUEST']._serialized_start=1027
+  _globals['_ADMINREVOKELONGLIVEDTOKENSREQUEST']._serialized_end=1114
+  _globals['_ADMINADDROLEREQUEST']._serialized_start=1116
+  _globals['_ADMINADDROLEREQUEST']._serialized_end=1240
+  _globals['_ADMINADDROLERESPONSE']._serialized_start=1242
+  _globals['_ADMINADDROLERESPONSE']._serialized_end=1358
+  _globals['_ADMINREMOVEROLEREQUEST']._serialized_start=1360
+  _globals['_ADMINREMOVEROLEREQUEST']._serialized_end=1424
+  _globals['_ADMINREMOVEROLERESPONSE']._serialized_start=1426
+  _globals['_ADMINREMOVEROLERESPONSE']._serialized_end=1451
+  _globals['_ADMINDELETEPROJECTREQUEST']._serialized_start=1453
+  _globals['_ADMINDELETEPROJECTREQUEST']._serialized_end=1502
+  _globals['_ADMINDELETEPROJECTRESPONSE']._serialized_start=1504
+  _globals['_ADMINDELETEPROJECTRESPONSE']._serialized_end=1552
+  _globals['_ADMINSETPROJECTTWOFACTORREQUIREDREQUEST']._serialized_start=1554
+  _globals['_ADMINSETPROJECTTWOFACTORREQUIREDREQUEST']._serialized_end=1635
+  _globals['_ADMINLISTPUBLISHERSREQUEST']._serialized_start=1637
+  _globals['_ADMINLISTPUBLISHERSREQUEST']._serialized_end=1687
+  _globals['_ADMINADDPUBLISHERREQUEST']._serialized_start=1689
+  _globals['_ADMINADDPUBLISHERREQUEST']._serialized_end=1785
+  _globals['_ADMINREMOVEPUBLISHERREQUEST']._serialized_start=1787
+  _globals['_ADMINREMOVEPUBLISHERREQUEST']._serialized_end=1860
+  _globals['_ADMINLISTPENDINGPUBLISHERSREQUEST']._serialized_start=1862
+  _globals['_ADMINLISTPENDINGPUBLISHERSREQUEST']._serialized_end=1915
+  _globals['_ADMINADDPENDINGPUBLISHERREQUEST']._serialized_start=1917
+  _globals['_ADMINADDPENDINGPUBLISHERREQUEST']._serialized_end=2038
+  _globals['_ADMINREMOVEPENDINGPUBLISHERREQUEST']._serialized_start=2040
+  _globals['_ADMINREMOVEPENDINGPUBLISHERREQUEST']._serialized_end=2106
+  _globals['_ADMINSETTRUSTEDPUBLISHINGONLYREQUEST']._serialized_start=2108
+  _globals['_ADMINSETTRUSTEDPUBLISHINGONLYREQUEST']._serialized_end=2185
+  _globals['_ADMINSERVICE']._serialized_start=2188
+  _globals['_ADMINSERVICE']._serialized_end=4306
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from gatehouse.auth.v1 import common_pb2 as _common_pb2
 from gatehouse.auth.v1 import projects_pb2 as _projects_pb2
 from gatehouse.auth.v1 import publishing_pb2 as _publishing_pb2
+from gatehouse.auth.v1 import tokens_pb2 as _tokens_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -99,6 +100,14 @@ class AdminRevokeTokenRequest(_message.Message):
 class AdminRevokeTokenResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class AdminRevokeLongLivedTokensRequest(_message.Message):
+    __slots__ = ("project_name", "include_account_wide")
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_ACCOUNT_WIDE_FIELD_NUMBER: _ClassVar[int]
+    project_name: str
+    include_account_wide: bool
+    def __init__(self, project_name: _Optional[str] = ..., include_account_wide: _Optional[bool] = ...) -> None: ...
 
 class AdminAddRoleRequest(_message.Message):
     __slots__ = ("project_name", "username", "role", "create_project")

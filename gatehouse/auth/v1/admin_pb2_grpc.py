@@ -6,6 +6,7 @@ import warnings
 from gatehouse.auth.v1 import admin_pb2 as gatehouse_dot_auth_dot_v1_dot_admin__pb2
 from gatehouse.auth.v1 import projects_pb2 as gatehouse_dot_auth_dot_v1_dot_projects__pb2
 from gatehouse.auth.v1 import publishing_pb2 as gatehouse_dot_auth_dot_v1_dot_publishing__pb2
+from gatehouse.auth.v1 import tokens_pb2 as gatehouse_dot_auth_dot_v1_dot_tokens__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -70,6 +71,11 @@ class AdminServiceStub:
                 '/gatehouse.auth.v1.AdminService/RevokeToken',
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRevokeTokenRequest.SerializeToString,
                 response_deserializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRevokeTokenResponse.FromString,
+                _registered_method=True)
+        self.RevokeLongLivedTokens = channel.unary_unary(
+                '/gatehouse.auth.v1.AdminService/RevokeLongLivedTokens',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRevokeLongLivedTokensRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeLongLivedTokensResponse.FromString,
                 _registered_method=True)
         self.AddRole = channel.unary_unary(
                 '/gatehouse.auth.v1.AdminService/AddRole',
@@ -169,6 +175,13 @@ class AdminServiceServicer:
 
     def RevokeToken(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeLongLivedTokens(self, request, context):
+        """TokenService.RevokeLongLivedTokens as an operator (any project with a trusted publisher).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -277,6 +290,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RevokeToken,
                     request_deserializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRevokeTokenRequest.FromString,
                     response_serializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRevokeTokenResponse.SerializeToString,
+            ),
+            'RevokeLongLivedTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeLongLivedTokens,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRevokeLongLivedTokensRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeLongLivedTokensResponse.SerializeToString,
             ),
             'AddRole': grpc.unary_unary_rpc_method_handler(
                     servicer.AddRole,
@@ -523,6 +541,33 @@ class AdminService:
             '/gatehouse.auth.v1.AdminService/RevokeToken',
             gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRevokeTokenRequest.SerializeToString,
             gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeLongLivedTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.AdminService/RevokeLongLivedTokens',
+            gatehouse_dot_auth_dot_v1_dot_admin__pb2.AdminRevokeLongLivedTokensRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeLongLivedTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

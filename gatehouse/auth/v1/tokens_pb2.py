@@ -26,37 +26,53 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from gatehouse.auth.v1 import common_pb2 as gatehouse_dot_auth_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egatehouse/auth/v1/tokens.proto\x12\x11gatehouse.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egatehouse/auth/v1/common.proto\"\xcd\x01\n\x12\x43reateTokenRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12,\n\x05scope\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.TokenScope\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x06\x63lient\x18\x05 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"P\n\x13\x43reateTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12*\n\x04info\x18\x02 \x01(\x0b\x32\x1c.gatehouse.auth.v1.TokenInfo\"*\n\x11ListTokensRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\"B\n\x12ListTokensResponse\x12,\n\x06tokens\x18\x01 \x03(\x0b\x32\x1c.gatehouse.auth.v1.TokenInfo\"l\n\x12\x44\x65leteTokenRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\x15\n\x13\x44\x65leteTokenResponse\"\x93\x01\n\x18VerifyUploadTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0cproject_name\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\x12\x12\n\ntoken_only\x18\x04 \x01(\x08\x12\x0f\n\x07version\x18\x05 \x01(\t\"\xee\x01\n\x19VerifyUploadTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12\x14\n\x0cproject_name\x18\x04 \x01(\t\x12\x10\n\x08token_id\x18\x05 \x01(\t\x12\x17\n\x0fproject_created\x18\x06 \x01(\x08\x12%\n\x04role\x18\x07 \x01(\x0e\x32\x17.gatehouse.auth.v1.Role\x12\x32\n\tpublisher\x18\x08 \x01(\x0b\x32\x1f.gatehouse.auth.v1.PublisherRef\"u\n\x15VerifyUploadTokenCall\x12\n\n\x02id\x18\x01 \x01(\x04\x12<\n\x07request\x18\x02 \x01(\x0b\x32+.gatehouse.auth.v1.VerifyUploadTokenRequest\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"\x94\x01\n\x17VerifyUploadTokenResult\x12\n\n\x02id\x18\x01 \x01(\x04\x12-\n\x06status\x18\x02 \x01(\x0b\x32\x1d.gatehouse.auth.v1.CallStatus\x12>\n\x08response\x18\x03 \x01(\x0b\x32,.gatehouse.auth.v1.VerifyUploadTokenResponse\"W\n\x17VerifyIndexTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12-\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"O\n\x18VerifyIndexTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x10\n\x08token_id\x18\x03 \x01(\t2\xf2\x04\n\x0cTokenService\x12\\\n\x0b\x43reateToken\x12%.gatehouse.auth.v1.CreateTokenRequest\x1a&.gatehouse.auth.v1.CreateTokenResponse\x12Y\n\nListTokens\x12$.gatehouse.auth.v1.ListTokensRequest\x1a%.gatehouse.auth.v1.ListTokensResponse\x12\\\n\x0b\x44\x65leteToken\x12%.gatehouse.auth.v1.DeleteTokenRequest\x1a&.gatehouse.auth.v1.DeleteTokenResponse\x12n\n\x11VerifyUploadToken\x12+.gatehouse.auth.v1.VerifyUploadTokenRequest\x1a,.gatehouse.auth.v1.VerifyUploadTokenResponse\x12n\n\x12VerifyUploadTokens\x12(.gatehouse.auth.v1.VerifyUploadTokenCall\x1a*.gatehouse.auth.v1.VerifyUploadTokenResult(\x01\x30\x01\x12k\n\x10VerifyIndexToken\x12*.gatehouse.auth.v1.VerifyIndexTokenRequest\x1a+.gatehouse.auth.v1.VerifyIndexTokenResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egatehouse/auth/v1/tokens.proto\x12\x11gatehouse.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egatehouse/auth/v1/common.proto\"\xe2\x01\n\x0cProjectToken\x12*\n\x04info\x18\x01 \x01(\x0b\x32\x1c.gatehouse.auth.v1.TokenInfo\x12\x34\n\x05reach\x18\x02 \x01(\x0e\x32%.gatehouse.auth.v1.ProjectToken.Reach\x12\x16\n\x0eother_projects\x18\x03 \x01(\r\"X\n\x05Reach\x12\x15\n\x11REACH_UNSPECIFIED\x10\x00\x12\x11\n\rREACH_ACCOUNT\x10\x01\x12\x11\n\rREACH_PROJECT\x10\x02\x12\x12\n\x0eREACH_PROJECTS\x10\x03\"G\n\x18ListProjectTokensRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x14\n\x0cproject_name\x18\x02 \x01(\t\"c\n\x19ListProjectTokensResponse\x12/\n\x06tokens\x18\x01 \x03(\x0b\x32\x1f.gatehouse.auth.v1.ProjectToken\x12\x15\n\rhas_publisher\x18\x02 \x01(\x08\"\x89\x01\n\x19RevokeProjectTokenRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x14\n\x0cproject_name\x18\x02 \x01(\t\x12\x10\n\x08token_id\x18\x03 \x01(\t\x12-\n\x06\x63lient\x18\x04 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"H\n\x1aRevokeProjectTokenResponse\x12*\n\x04info\x18\x01 \x01(\x0b\x32\x1c.gatehouse.auth.v1.TokenInfo\"\x98\x01\n\x1cRevokeLongLivedTokensRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x14\n\x0cproject_name\x18\x02 \x01(\t\x12\x1c\n\x14include_account_wide\x18\x03 \x01(\x08\x12-\n\x06\x63lient\x18\x04 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"N\n\x1dRevokeLongLivedTokensResponse\x12-\n\x07revoked\x18\x01 \x03(\x0b\x32\x1c.gatehouse.auth.v1.TokenInfo\"\xcd\x01\n\x12\x43reateTokenRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12,\n\x05scope\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.TokenScope\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x06\x63lient\x18\x05 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"P\n\x13\x43reateTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12*\n\x04info\x18\x02 \x01(\x0b\x32\x1c.gatehouse.auth.v1.TokenInfo\"*\n\x11ListTokensRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\"B\n\x12ListTokensResponse\x12,\n\x06tokens\x18\x01 \x03(\x0b\x32\x1c.gatehouse.auth.v1.TokenInfo\"l\n\x12\x44\x65leteTokenRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"\x15\n\x13\x44\x65leteTokenResponse\"\x93\x01\n\x18VerifyUploadTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0cproject_name\x18\x02 \x01(\t\x12-\n\x06\x63lient\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\x12\x12\n\ntoken_only\x18\x04 \x01(\x08\x12\x0f\n\x07version\x18\x05 \x01(\t\"\xee\x01\n\x19VerifyUploadTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12\x14\n\x0cproject_name\x18\x04 \x01(\t\x12\x10\n\x08token_id\x18\x05 \x01(\t\x12\x17\n\x0fproject_created\x18\x06 \x01(\x08\x12%\n\x04role\x18\x07 \x01(\x0e\x32\x17.gatehouse.auth.v1.Role\x12\x32\n\tpublisher\x18\x08 \x01(\x0b\x32\x1f.gatehouse.auth.v1.PublisherRef\"u\n\x15VerifyUploadTokenCall\x12\n\n\x02id\x18\x01 \x01(\x04\x12<\n\x07request\x18\x02 \x01(\x0b\x32+.gatehouse.auth.v1.VerifyUploadTokenRequest\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"\x94\x01\n\x17VerifyUploadTokenResult\x12\n\n\x02id\x18\x01 \x01(\x04\x12-\n\x06status\x18\x02 \x01(\x0b\x32\x1d.gatehouse.auth.v1.CallStatus\x12>\n\x08response\x18\x03 \x01(\x0b\x32,.gatehouse.auth.v1.VerifyUploadTokenResponse\"W\n\x17VerifyIndexTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12-\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1d.gatehouse.auth.v1.ClientInfo\"O\n\x18VerifyIndexTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x10\n\x08token_id\x18\x03 \x01(\t2\xd1\x07\n\x0cTokenService\x12\\\n\x0b\x43reateToken\x12%.gatehouse.auth.v1.CreateTokenRequest\x1a&.gatehouse.auth.v1.CreateTokenResponse\x12Y\n\nListTokens\x12$.gatehouse.auth.v1.ListTokensRequest\x1a%.gatehouse.auth.v1.ListTokensResponse\x12\\\n\x0b\x44\x65leteToken\x12%.gatehouse.auth.v1.DeleteTokenRequest\x1a&.gatehouse.auth.v1.DeleteTokenResponse\x12n\n\x11VerifyUploadToken\x12+.gatehouse.auth.v1.VerifyUploadTokenRequest\x1a,.gatehouse.auth.v1.VerifyUploadTokenResponse\x12n\n\x12VerifyUploadTokens\x12(.gatehouse.auth.v1.VerifyUploadTokenCall\x1a*.gatehouse.auth.v1.VerifyUploadTokenResult(\x01\x30\x01\x12k\n\x10VerifyIndexToken\x12*.gatehouse.auth.v1.VerifyIndexTokenRequest\x1a+.gatehouse.auth.v1.VerifyIndexTokenResponse\x12n\n\x11ListProjectTokens\x12+.gatehouse.auth.v1.ListProjectTokensRequest\x1a,.gatehouse.auth.v1.ListProjectTokensResponse\x12q\n\x12RevokeProjectToken\x12,.gatehouse.auth.v1.RevokeProjectTokenRequest\x1a-.gatehouse.auth.v1.RevokeProjectTokenResponse\x12z\n\x15RevokeLongLivedTokens\x12/.gatehouse.auth.v1.RevokeLongLivedTokensRequest\x1a\x30.gatehouse.auth.v1.RevokeLongLivedTokensResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gatehouse.auth.v1.tokens_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATETOKENREQUEST']._serialized_start=119
-  _globals['_CREATETOKENREQUEST']._serialized_end=324
-  _globals['_CREATETOKENRESPONSE']._serialized_start=326
-  _globals['_CREATETOKENRESPONSE']._serialized_end=406
-  _globals['_LISTTOKENSREQUEST']._serialized_start=408
-  _globals['_LISTTOKENSREQUEST']._serialized_end=450
-  _globals['_LISTTOKENSRESPONSE']._serialized_start=452
-  _globals['_LISTTOKENSRESPONSE']._serialized_end=518
-  _globals['_DELETETOKENREQUEST']._serialized_start=520
-  _globals['_DELETETOKENREQUEST']._serialized_end=628
-  _globals['_DELETETOKENRESPONSE']._serialized_start=630
-  _globals['_DELETETOKENRESPONSE']._serialized_end=651
-  _globals['_VERIFYUPLOADTOKENREQUEST']._serialized_start=654
-  _globals['_VERIFYUPLOADTOKENREQUEST']._serialized_end=801
-  _globals['_VERIFYUPLOADTOKENRESPONSE']._serialized_start=804
-  _globals['_VERIFYUPLOADTOKENRESPONSE']._serialized_end=1042
-  _globals['_VERIFYUPLOADTOKENCALL']._serialized_start=1044
-  _globals['_VERIFYUPLOADTOKENCALL']._serialized_end=1161
-  _globals['_VERIFYUPLOADTOKENRESULT']._serialized_start=1164
-  _globals['_VERIFYUPLOADTOKENRESULT']._serialized_end=1312
-  _globals['_VERIFYINDEXTOKENREQUEST']._serialized_start=1314
-  _globals['_VERIFYINDEXTOKENREQUEST']._serialized_end=1401
-  _globals['_VERIFYINDEXTOKENRESPONSE']._serialized_start=1403
-  _globals['_VERIFYINDEXTOKENRESPONSE']._serialized_end=1482
-  _globals['_TOKENSERVICE']._serialized_start=1485
-  _globals['_TOKENSERVICE']._serialized_end=2111
+  _globals['_PROJECTTOKEN']._serialized_start=119
+  _globals['_PROJECTTOKEN']._serialized_end=345
+  _globals['_PROJECTTOKEN_REACH']._serialized_start=257
+  _globals['_PROJECTTOKEN_REACH']._serialized_end=345
+  _globals['_LISTPROJECTTOKENSREQUEST']._serialized_start=347
+  _globals['_LISTPROJECTTOKENSREQUEST']._serialized_end=418
+  _globals['_LISTPROJECTTOKENSRESPONSE']._serialized_start=420
+  _globals['_LISTPROJECTTOKENSRESPONSE']._serialized_end=519
+  _globals['_REVOKEPROJECTTOKENREQUEST']._serialized_start=522
+  _globals['_REVOKEPROJECTTOKENREQUEST']._serialized_end=659
+  _globals['_REVOKEPROJECTTOKENRESPONSE']._serialized_start=661
+  _globals['_REVOKEPROJECTTOKENRESPONSE']._serialized_end=733
+  _globals['_REVOKELONGLIVEDTOKENSREQUEST']._serialized_start=736
+  _globals['_REVOKELONGLIVEDTOKENSREQUEST']._serialized_end=888
+  _globals['_REVOKELONGLIVEDTOKENSRESPONSE']._serialized_start=890
+  _globals['_REVOKELONGLIVEDTOKENSRESPONSE']._serialized_end=968
+  _globals['_CREATETOKENREQUEST']._serialized_start=971
+  _globals['_CREATETOKENREQUEST']._serialized_end=1176
+  _globals['_CREATETOKENRESPONSE']._serialized_start=1178
+  _globals['_CREATETOKENRESPONSE']._serialized_end=1258
+  _globals['_LISTTOKENSREQUEST']._serialized_start=1260
+  _globals['_LISTTOKENSREQUEST']._serialized_end=1302
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=1304
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=1370
+  _globals['_DELETETOKENREQUEST']._serialized_start=1372
+  _globals['_DELETETOKENREQUEST']._serialized_end=1480
+  _globals['_DELETETOKENRESPONSE']._serialized_start=1482
+  _globals['_DELETETOKENRESPONSE']._serialized_end=1503
+  _globals['_VERIFYUPLOADTOKENREQUEST']._serialized_start=1506
+  _globals['_VERIFYUPLOADTOKENREQUEST']._serialized_end=1653
+  _globals['_VERIFYUPLOADTOKENRESPONSE']._serialized_start=1656
+  _globals['_VERIFYUPLOADTOKENRESPONSE']._serialized_end=1894
+  _globals['_VERIFYUPLOADTOKENCALL']._serialized_start=1896
+  _globals['_VERIFYUPLOADTOKENCALL']._serialized_end=2013
+  _globals['_VERIFYUPLOADTOKENRESULT']._serialized_start=2016
+  _globals['_VERIFYUPLOADTOKENRESULT']._serialized_end=2164
+  _globals['_VERIFYINDEXTOKENREQUEST']._serialized_start=2166
+  _globals['_VERIFYINDEXTOKENREQUEST']._serialized_end=2253
+  _globals['_VERIFYINDEXTOKENRESPONSE']._serialized_start=2255
+  _globals['_VERIFYINDEXTOKENRESPONSE']._serialized_end=2334
+  _globals['_TOKENSERVICE']._serialized_start=2337
+  _globals['_TOKENSERVICE']._serialized_end=3314
 # @@protoc_insertion_point(module_scope)

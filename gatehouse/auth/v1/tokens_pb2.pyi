@@ -3,12 +3,85 @@ import datetime
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from gatehouse.auth.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ProjectToken(_message.Message):
+    __slots__ = ("info", "reach", "other_projects")
+    class Reach(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        REACH_UNSPECIFIED: _ClassVar[ProjectToken.Reach]
+        REACH_ACCOUNT: _ClassVar[ProjectToken.Reach]
+        REACH_PROJECT: _ClassVar[ProjectToken.Reach]
+        REACH_PROJECTS: _ClassVar[ProjectToken.Reach]
+    REACH_UNSPECIFIED: ProjectToken.Reach
+    REACH_ACCOUNT: ProjectToken.Reach
+    REACH_PROJECT: ProjectToken.Reach
+    REACH_PROJECTS: ProjectToken.Reach
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    REACH_FIELD_NUMBER: _ClassVar[int]
+    OTHER_PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    info: _common_pb2.TokenInfo
+    reach: ProjectToken.Reach
+    other_projects: int
+    def __init__(self, info: _Optional[_Union[_common_pb2.TokenInfo, _Mapping]] = ..., reach: _Optional[_Union[ProjectToken.Reach, str]] = ..., other_projects: _Optional[int] = ...) -> None: ...
+
+class ListProjectTokensRequest(_message.Message):
+    __slots__ = ("session_token", "project_name")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    project_name: str
+    def __init__(self, session_token: _Optional[str] = ..., project_name: _Optional[str] = ...) -> None: ...
+
+class ListProjectTokensResponse(_message.Message):
+    __slots__ = ("tokens", "has_publisher")
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    HAS_PUBLISHER_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[ProjectToken]
+    has_publisher: bool
+    def __init__(self, tokens: _Optional[_Iterable[_Union[ProjectToken, _Mapping]]] = ..., has_publisher: _Optional[bool] = ...) -> None: ...
+
+class RevokeProjectTokenRequest(_message.Message):
+    __slots__ = ("session_token", "project_name", "token_id", "client")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    project_name: str
+    token_id: str
+    client: _common_pb2.ClientInfo
+    def __init__(self, session_token: _Optional[str] = ..., project_name: _Optional[str] = ..., token_id: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
+
+class RevokeProjectTokenResponse(_message.Message):
+    __slots__ = ("info",)
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    info: _common_pb2.TokenInfo
+    def __init__(self, info: _Optional[_Union[_common_pb2.TokenInfo, _Mapping]] = ...) -> None: ...
+
+class RevokeLongLivedTokensRequest(_message.Message):
+    __slots__ = ("session_token", "project_name", "include_account_wide", "client")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_ACCOUNT_WIDE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    project_name: str
+    include_account_wide: bool
+    client: _common_pb2.ClientInfo
+    def __init__(self, session_token: _Optional[str] = ..., project_name: _Optional[str] = ..., include_account_wide: _Optional[bool] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
+
+class RevokeLongLivedTokensResponse(_message.Message):
+    __slots__ = ("revoked",)
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    revoked: _containers.RepeatedCompositeFieldContainer[_common_pb2.TokenInfo]
+    def __init__(self, revoked: _Optional[_Iterable[_Union[_common_pb2.TokenInfo, _Mapping]]] = ...) -> None: ...
 
 class CreateTokenRequest(_message.Message):
     __slots__ = ("session_token", "description", "scope", "expires_at", "client")

@@ -64,6 +64,21 @@ class TokenServiceStub:
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyIndexTokenRequest.SerializeToString,
                 response_deserializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyIndexTokenResponse.FromString,
                 _registered_method=True)
+        self.ListProjectTokens = channel.unary_unary(
+                '/gatehouse.auth.v1.TokenService/ListProjectTokens',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.ListProjectTokensRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.ListProjectTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeProjectToken = channel.unary_unary(
+                '/gatehouse.auth.v1.TokenService/RevokeProjectToken',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeProjectTokenRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeProjectTokenResponse.FromString,
+                _registered_method=True)
+        self.RevokeLongLivedTokens = channel.unary_unary(
+                '/gatehouse.auth.v1.TokenService/RevokeLongLivedTokens',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeLongLivedTokensRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeLongLivedTokensResponse.FromString,
+                _registered_method=True)
 
 
 class TokenServiceServicer:
@@ -115,6 +130,31 @@ class TokenServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListProjectTokens(self, request, context):
+        """Owners only (PERMISSION_DENIED otherwise): every token that can reach a project, the
+        collaborators' included (account-wide ones, and those scoped to it), with last use.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeProjectToken(self, request, context):
+        """Owners only: revoke one of them (an account-wide token ends for every project). NOT_FOUND
+        for a token that cannot reach the project or was revoked already.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeLongLivedTokens(self, request, context):
+        """Owners only, and only when the project has a trusted publisher (FAILED_PRECONDITION
+        otherwise): revoke in one transaction every token scoped to this project alone and, when
+        include_account_wide, the collaborators' account-wide tokens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TokenServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +187,21 @@ def add_TokenServiceServicer_to_server(servicer, server):
                     servicer.VerifyIndexToken,
                     request_deserializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyIndexTokenRequest.FromString,
                     response_serializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyIndexTokenResponse.SerializeToString,
+            ),
+            'ListProjectTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProjectTokens,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.ListProjectTokensRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.ListProjectTokensResponse.SerializeToString,
+            ),
+            'RevokeProjectToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeProjectToken,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeProjectTokenRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeProjectTokenResponse.SerializeToString,
+            ),
+            'RevokeLongLivedTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeLongLivedTokens,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeLongLivedTokensRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeLongLivedTokensResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,6 +366,87 @@ class TokenService:
             '/gatehouse.auth.v1.TokenService/VerifyIndexToken',
             gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyIndexTokenRequest.SerializeToString,
             gatehouse_dot_auth_dot_v1_dot_tokens__pb2.VerifyIndexTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProjectTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.TokenService/ListProjectTokens',
+            gatehouse_dot_auth_dot_v1_dot_tokens__pb2.ListProjectTokensRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_tokens__pb2.ListProjectTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeProjectToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.TokenService/RevokeProjectToken',
+            gatehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeProjectTokenRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeProjectTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeLongLivedTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.TokenService/RevokeLongLivedTokens',
+            gatehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeLongLivedTokensRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeLongLivedTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

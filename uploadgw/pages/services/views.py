@@ -125,6 +125,16 @@ class Token:
 
 
 @dataclasses.dataclass(frozen=True)
+class ProjectToken:
+    """A token that can reach a project, as its Owners see it (of its other projects, only how many)."""
+
+    token: Token
+    username: str
+    reach: str  # "account" (account-wide), "project" (this project only), "projects" (this and others)
+    other_projects: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class NewToken:
     """A token just created: the secret is shown this once."""
 
