@@ -17,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session as OrmSession, selectinload
+from sqlalchemy.orm import Session as OrmSession
 
 from authsvc.accounts.core import (AccountsConfig, MailDelivery, SecondFactor, as_actor, find_by_login, ip_subject,
                                    sorted_emails, who)
@@ -196,10 +196,7 @@ class PasswordLogin:
         origin = origin or Origin()
 
         def confirm(s: OrmSession) -> LoginResult:
-            held = self.new_devices.confirm_sync(s, link_token, browser_token, origin)
-            user = s.scalar(select(User).where(User.id == held.user_id).options(selectinload(User.emails)))
-            if user is None or not user.is_active:
-                raise AccountDisabled()
+            held, user = self.new_devices.confirm_sync(s, link_token, browser_token, origin)
             return self._start_session_sync(s, user, origin, method=held.method)
 
         async with self.db() as s, s.begin():

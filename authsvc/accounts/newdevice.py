@@ -24,13 +24,13 @@ import logging
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import Session as OrmSession, selectinload
 
 from authsvc.accounts.core import as_actor, sorted_emails, who
 from authsvc.accounts.messages import login_confirmation
 from authsvc.accounts.models import HeldLogin, KnownPlace, User
 from authsvc.accounts.validation import new_secret, token_digest
-from authsvc.errors import InvalidArgument
+from authsvc.errors import AccountDisabled, InvalidArgument
 from authsvc.mail import Message
 from gatehouse.infra.clock import Clock, as_utc
 from gatehouse.infra.outbox import EventEmitter, Origin
@@ -50,6 +50,10 @@ def network_of(ip: str) -> str:
         return ""
     prefix = 24 if address.version == 4 else 64
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def _already_used() -> InvalidArgument:
+    return InvalidArgument("This login confirmation link was already used.", reason="token_used")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +108,8 @@ class NewDeviceCheck:
                                   lifetime=self.lifetime, ip_address=origin.ip_address, user_agent=origin.user_agent)
         return Held(browser_token=browser, mail=mail)
 
-    def confirm_sync(self, s: OrmSession, link: str, browser: str, origin: Origin) -> HeldLogin:
-        """Use up the held login the link names (in the caller's transaction): the row, or
+    def confirm_sync(self, s: OrmSession, link: str, browser: str, origin: Origin) -> tuple[HeldLogin, User]:
+        """Use up the held login the link names (in the caller's transaction): it and its user, or
         InvalidArgument saying why not. Its browser and network become known."""
         if not link or len(link) > MAX_TOKEN:
             raise InvalidArgument("The login confirmation link is not valid.", reason="token_invalid")
@@ -113,19 +117,21 @@ class NewDeviceCheck:
         if row is None:
             raise InvalidArgument("The login confirmation link is not valid. Log in again.", reason="token_invalid")
         if row.used_at is not None:
-            raise InvalidArgument("This login confirmation link was already used.", reason="token_used")
+            raise _already_used()
         if as_utc(row.expires_at) <= self.clock.now():
             raise InvalidArgument("The login confirmation link has expired. Log in again.", reason="token_expired")
         if not hmac.compare_digest(token_digest(browser[:MAX_TOKEN]), row.browser_hash):
             raise InvalidArgument("Open the link in the browser where you logged in: this browser did not "
                                   "start this login.", reason="other_browser")
-        used = s.execute(update(HeldLogin).where(HeldLogin.id == row.id, HeldLogin.used_at.is_(None))
+        used = s.connection().execute(update(HeldLogin).where(HeldLogin.id == row.id, HeldLogin.used_at.is_(None))
                          .values(used_at=self.clock.now()))
         if used.rowcount != 1:
-            raise InvalidArgument("This login confirmation link was already used.", reason="token_used")
-        user = s.get(User, row.user_id)
+            raise _already_used()
+        user = s.scalar(select(User).where(User.id == row.user_id).options(selectinload(User.emails)))
+        if user is None or not user.is_active:
+            raise AccountDisabled()
         self.remember_sync(s, row.user_id, {(kind, value) for kind, value in
                                             ((DEVICE, row.device_id), (NETWORK, row.network)) if value})
         self.events.emit_sync(s, "account:login:confirmed", actor=as_actor(user), user=who(user), origin=origin,
                               details={"method": row.method})
-        return row
+        return row, user
