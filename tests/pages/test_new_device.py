@@ -12,6 +12,7 @@ import pytest
 from gatehouse.auth.v1 import accounts_pb2, accounts_pb2_grpc
 from gatehouse.infra.grpcserver import open_channel
 from tests.authsvc.accounts_support import client as client_info
+from tests.pages.browse import log_in, notice, shot
 from tests.pages.support import PASSWORD, Client
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -101,3 +102,27 @@ async def test_a_hundred_follows_sent_at_once_log_in_once(system):
         assert tags.count("account:login:confirmed") == 1 and tags.count("account:login:success") == 2
     finally:
         await owner.close()
+
+
+async def test_journey_in_chromium_check_your_email_then_the_link(system, new_context):
+    person = await person_known_elsewhere(system)
+    page = await (await new_context()).new_page()
+    await log_in(page, person)
+    await page.wait_for_url("**/account/login/check-email")
+    assert "Check your email" in await page.locator("h1").inner_text()
+    await shot(page, "login-check-email")
+    link = await system.link_in_mail(person.email, "new device")
+
+    stranger = await (await new_context()).new_page()  # the link forwarded to another browser
+    await stranger.goto(link)
+    await stranger.get_by_role("button", name="Confirm and log in").click()
+    await stranger.wait_for_load_state()
+    assert "browser where you logged in" in await stranger.locator(".error-summary").inner_text()
+
+    await page.goto(link)
+    await shot(page, "login-confirm")
+    await page.get_by_role("button", name="Confirm and log in").click()
+    await page.wait_for_url("**/account/")
+    assert "your login is confirmed" in await notice(page)
+    await stranger.goto("/account/")
+    await stranger.wait_for_url("**/account/login**")  # still not logged in
