@@ -21,7 +21,7 @@ import hmac
 import ipaddress
 import logging
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as OrmSession, selectinload
@@ -96,6 +96,7 @@ class NewDeviceCheck:
                    network: str) -> Held:
         link, browser = new_secret(), new_secret()
         now = self.clock.now()
+        s.execute(delete(HeldLogin).where(HeldLogin.user_id == user.id, HeldLogin.expires_at <= now))  # tidy up
         s.add(HeldLogin(link_hash=token_digest(link), browser_hash=token_digest(browser), user_id=user.id,
                         method=method, device_id=device, network=network, created_at=now,
                         expires_at=now + self.lifetime))

@@ -8,7 +8,9 @@ import asyncio
 
 import grpc
 import pytest
+from sqlalchemy import func, select
 
+from authsvc.accounts.models import HeldLogin
 from gatehouse.auth.v1 import accounts_pb2, twofactor_pb2
 from tests.authsvc.softauthn import SoftAuthenticator
 from tests.authsvc.twofactor_support import (
@@ -148,3 +150,20 @@ async def test_a_password_only_login_from_a_new_place_is_held_too(auth, mailbox)
     done = await confirm(auth, link, held.confirmation_browser_token, ip="2001:db8::5")
     assert done.session_token
     assert (await password_login(auth, "frank", ip="2001:db8::99")).session_token  # the same /64
+
+
+async def test_a_recovery_code_login_is_held_and_a_new_hold_clears_expired_ones(auth, mailbox):
+    align_clock(auth)
+    session = await make_user(auth, "gina", ip=HOME)
+    _, codes = await enrol_totp(auth, session)
+    first = await complete(auth, (await pending_login(auth, "gina", ip=AWAY)).pending_login_token, ip=AWAY,
+                           recovery_code=codes[0])
+    assert first.confirmation_browser_token and not first.session_token
+    auth.clock.advance(16 * 60)
+    second = await complete(auth, (await pending_login(auth, "gina", ip=AWAY)).pending_login_token, ip=AWAY,
+                            recovery_code=codes[1])
+    assert second.confirmation_browser_token
+    async with auth.running.app.db() as s:
+        assert await s.scalar(select(func.count()).select_from(HeldLogin)) == 1
+    assert [dict(e.details) for e in await events(auth, username="gina", prefix="account:login:held")] == [
+        {"method": "recovery_code", "reason": "new_device"}] * 2
