@@ -67,6 +67,9 @@ class Settings:
     login_failures_per_day: int = 100
     login_failures_per_device: int = 5
     device_token_lifetime_seconds: int = 180 * 86400
+    # Hold a login from a new browser and network until a mailed link is followed (newdevice.py).
+    new_device_confirmation: bool = True
+    login_confirmation_lifetime_seconds: int = 15 * 60
     emails_per_user: int = 5
     email_window_seconds: int = 3600
     reset_requests_per_ip: int = 20
@@ -172,6 +175,8 @@ class Settings:
             login_failures_per_day=env.int("AUTHSVC_LOGIN_FAILURES_PER_DAY", 100, minimum=1),
             login_failures_per_device=env.int("AUTHSVC_LOGIN_FAILURES_PER_DEVICE", 5, minimum=1),
             device_token_lifetime_seconds=env.int("AUTHSVC_DEVICE_TOKEN_LIFETIME", 180 * 86400, minimum=60),
+            new_device_confirmation=env.bool("AUTHSVC_NEW_DEVICE_CONFIRMATION", True),
+            login_confirmation_lifetime_seconds=env.int("AUTHSVC_LOGIN_CONFIRMATION_LIFETIME", 15 * 60, minimum=60),
             emails_per_user=env.int("AUTHSVC_EMAILS_PER_USER", 5, minimum=1),
             email_window_seconds=env.int("AUTHSVC_EMAIL_WINDOW", 3600, minimum=1),
             reset_requests_per_ip=env.int("AUTHSVC_RESET_REQUESTS_PER_IP", 20, minimum=1),

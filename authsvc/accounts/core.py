@@ -30,6 +30,10 @@ class AccountsConfig:
     reauth_after: dt.timedelta = dt.timedelta(minutes=30)
     email_token_lifetime: dt.timedelta = dt.timedelta(hours=24)
     reset_token_lifetime: dt.timedelta = dt.timedelta(hours=1)
+    # Whether a login from a new browser and network is held for a mailed link (newdevice.py),
+    # and how long that link works.
+    new_device_confirmation: bool = True
+    login_confirmation_lifetime: dt.timedelta = dt.timedelta(minutes=15)
     # ValidateSession writes last_seen_at at most this often per session.
     touch_interval: dt.timedelta = dt.timedelta(seconds=60)
     # Password attempts per account (by id; an unknown name by its keyed hash): `login_user` per
@@ -69,6 +73,8 @@ class AccountsConfig:
                                              max_window=max(settings.login_max_wait_seconds,
                                                             settings.login_window_seconds)),
             device_token_lifetime=dt.timedelta(seconds=settings.device_token_lifetime_seconds),
+            new_device_confirmation=settings.new_device_confirmation,
+            login_confirmation_lifetime=dt.timedelta(seconds=settings.login_confirmation_lifetime_seconds),
             login_ip=dataclasses.replace(base.login_ip, limit=settings.login_failures_per_ip,
                                          window=settings.login_window_seconds),
             email_user=dataclasses.replace(base.email_user, limit=settings.emails_per_user,

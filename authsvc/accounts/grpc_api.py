@@ -40,6 +40,15 @@ def _client(request):
     return origin(request.client) if request.HasField("client") else origin(None)
 
 
+def _login_response(result) -> accounts_pb2.LoginResponse:
+    """A completed login's answer, or a held one's (new-device confirmation)."""
+    if result.held_browser_token:
+        return accounts_pb2.LoginResponse(user=user_pb(result.user), device_token=result.device_token,
+                                          confirmation_browser_token=result.held_browser_token)
+    return accounts_pb2.LoginResponse(session_token=result.session_token, expires_at=ts(result.session.expires_at),
+                                      user=user_pb(result.user), device_token=result.device_token)
+
+
 class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
     def __init__(self, accounts: AccountsService):
         self.accounts = accounts
@@ -75,10 +84,11 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
                 pending_login_token=result.pending_login_token,
                 second_factor_methods=list(result.second_factor_methods), device_token=result.device_token,
             )
-        return accounts_pb2.LoginResponse(
-            session_token=result.session_token, expires_at=ts(result.session.expires_at),
-            user=user_pb(result.user), device_token=result.device_token,
-        )
+        return _login_response(result)
+
+    async def ConfirmLogin(self, request, context):
+        return _login_response(await self.accounts.confirm_login(request.link_token, request.browser_token,
+                                                                 _client(request)))
 
     async def ValidateSession(self, request, context):
         _client(request)  # not recorded, but a caller's invalid client IP is refused on every call

@@ -21,13 +21,16 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session as OrmSession
 
-from authsvc.accounts.core import AccountsConfig, SecondFactor, as_actor, find_by_login, ip_subject, sorted_emails, who
+from authsvc.accounts.core import (AccountsConfig, MailDelivery, SecondFactor, as_actor, find_by_login, ip_subject,
+                                   sorted_emails, who)
 from authsvc.accounts.devices import DeviceTokens
 from authsvc.accounts.emailtokens import OneTimeTokens, Purpose
 from authsvc.accounts.models import Session, User
+from authsvc.accounts.newdevice import NewDeviceCheck
 from authsvc.accounts.passwords import PasswordHasher, PasswordPolicy, check_length
 from authsvc.accounts.sessions import Authenticated, Sessions
 from authsvc.errors import AccountDisabled, InvalidArgument, InvalidCredentials
+from authsvc.mail import Message
 from authsvc.ratelimit import Acquired, Limit, RateLimiter
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.outbox import ANONYMOUS, EventEmitter, Origin
@@ -49,6 +52,9 @@ class LoginResult:
     second_factor_methods: tuple[str, ...] = ()
     # The device token to keep (cookie) and pass with the next Login: set when the password was right.
     device_token: str = ""
+    # Set instead of a session when the login is held for new-device confirmation (newdevice.py):
+    # the gateway keeps it in this browser's cookie, for the link mailed to the user.
+    held_browser_token: str = ""
 
 
 class PasswordLogin:
@@ -56,7 +62,8 @@ class PasswordLogin:
 
     def __init__(self, *, db: async_sessionmaker, clock: Clock, events: EventEmitter, config: AccountsConfig,
                  hasher: PasswordHasher, policy: PasswordPolicy, limiter: RateLimiter, devices: DeviceTokens,
-                 tokens: OneTimeTokens, sessions: Sessions, second_factor: SecondFactor):
+                 tokens: OneTimeTokens, sessions: Sessions, second_factor: SecondFactor,
+                 new_devices: NewDeviceCheck, mail: MailDelivery):
         self.db = db
         self.clock = clock
         self.events = events
@@ -68,6 +75,8 @@ class PasswordLogin:
         self.tokens = tokens
         self.sessions = sessions
         self.second_factor = second_factor
+        self.new_devices = new_devices
+        self.mail = mail
 
     def _login_limits(self, subject: str, origin: Origin | None, device: str | None = None) -> list[tuple[Limit, str]]:
         """The limits a password attempt takes a slot from: the client IP's, then the device's
@@ -155,6 +164,7 @@ class PasswordLogin:
             raise AccountDisabled()
         new_hash = await self._upgraded_hash(stored, normalised)
         device_token = self.devices.issue(user.id, device or "")
+        sent: list[Message] = []
         async with self.db() as s, s.begin():
             await self.limiter.release(s, taken.slots)
             await self._store_hash_upgrade(s, user, stored, new_hash)
@@ -163,15 +173,37 @@ class PasswordLogin:
                 pending = await self.second_factor.start_pending_login(s, user, origin)
                 return LoginResult(user=user, second_factor_required=True, pending_login_token=pending,
                                    second_factor_methods=methods, device_token=device_token)
-            result = await self.finish_login(s, user, origin, method="password")
-            return dataclasses.replace(result, device_token=device_token)
+            result = await s.run_sync(self.finish_login_sync, user, origin, method="password",
+                                      device_token=device_token, sent=sent)
+        for message in sent:  # the confirmation link of a held login, after its commit
+            await self.mail.deliver(message, purpose="login_confirmation", user_id=user.id)
+        return dataclasses.replace(result, device_token=device_token)
 
-    async def finish_login(self, s: AsyncSession, user: User, origin: Origin | None, *, method: str) -> LoginResult:
-        return await s.run_sync(self.finish_login_sync, user, origin, method=method)
+    def finish_login_sync(self, s: OrmSession, user: User, origin: Origin | None, *, method: str,
+                          device_token: str, sent: list[Message]) -> LoginResult:
+        """The last step of every login (the password, or the second factor after it), in the
+        caller's transaction: held when from a new browser and network (its mail added to `sent`),
+        else a session."""
+        device = self.devices.device_of(device_token, user.id)
+        held = self.new_devices.check_sync(s, user, origin or Origin(), method=method, device=device)
+        if held is not None:
+            sent.append(held.mail)
+            return LoginResult(user=user, held_browser_token=held.browser_token)
+        return self._start_session_sync(s, user, origin, method=method)
 
-    def finish_login_sync(self, s: OrmSession, user: User, origin: Origin | None, *, method: str) -> LoginResult:
-        """The last step of every login (the password, or the second factor after it): a session,
-        the last-login time and `account:login:success`, in the caller's transaction."""
+    async def confirm_login(self, link_token: str, browser_token: str, origin: Origin | None = None) -> LoginResult:
+        """Follow a held login's mailed link (in the browser that started it): its session."""
+        origin = origin or Origin()
+
+        def confirm(s: OrmSession) -> LoginResult:
+            held, user = self.new_devices.confirm_sync(s, link_token, browser_token, origin)
+            return self._start_session_sync(s, user, origin, method=held.method)
+
+        async with self.db() as s, s.begin():
+            return await s.run_sync(confirm)
+
+    def _start_session_sync(self, s: OrmSession, user: User, origin: Origin | None, *, method: str) -> LoginResult:
+        """A session, the last-login time and `account:login:success`, in the caller's transaction."""
         token, row = self.sessions.start_session_sync(s, user, origin)
         s.connection().execute(_SET_LAST_LOGIN, {"uid": user.id, "now": self.clock.now()})
         self.events.emit_sync(s, "account:login:success", actor=as_actor(user), user=who(user), origin=origin,

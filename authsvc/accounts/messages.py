@@ -49,3 +49,22 @@ def password_reset(*, public_url: str, to: str, username: str, token: str, lifet
             "stays as it is.\n"
         ),
     )
+
+
+def login_confirmation(*, public_url: str, to: str, username: str, token: str, lifetime: dt.timedelta,
+                       ip_address: str, user_agent: str) -> Message:
+    link = _link(public_url, "/account/login/confirm", token)
+    return Message(
+        to=to,
+        subject="Confirm your login from a new device",
+        body=(
+            f"Hello {username},\n\n"
+            f"Someone logged in to the account {username!r} with its password\n"
+            f"from a browser and network not seen before (address {ip_address or 'unknown'},\n"
+            f"browser {user_agent[:120] or 'unknown'}).\n\n"
+            f"If it was you, open this link within {_hours(lifetime)}, in the browser where you logged in:\n\n"
+            f"    {link}\n\n"
+            "The link works once. If it was not you, do not open it: the login stays held, and you\n"
+            "should change your password and check your second factors at once.\n"
+        ),
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, ForeignKey, String, Text
+from sqlalchemy import Boolean, ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from authsvc.db import Base, new_id
@@ -74,6 +74,38 @@ class OneTimeToken(Base):
     email_id: Mapped[str | None] = mapped_column(
         ForeignKey("emails.id", ondelete="CASCADE"), nullable=True
     )
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class KnownPlace(Base):
+    """A browser (the device id of its signed device token) or a network (an IPv4 /24, an IPv6
+    /64) from which a login of the user completed: a login from either is not held."""
+
+    __tablename__ = "known_login_places"
+    __table_args__ = (UniqueConstraint("user_id", "kind", "value"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # "device" | "network"
+    value: Mapped[str] = mapped_column(String(64))
+    first_seen_at: Mapped[dt.datetime]
+
+
+class HeldLogin(Base):
+    """A login from a new browser and network, held until the link mailed to the user is followed
+    in the browser that started it. Both secrets are stored as their SHA-256 only."""
+
+    __tablename__ = "held_logins"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    link_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    browser_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(32))
+    device_id: Mapped[str] = mapped_column(String(64), default="")
+    network: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime]
     used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)

@@ -36,6 +36,7 @@ from authsvc.accounts.core import (
     who,
 )
 from authsvc.accounts.devices import DeviceTokens
+from authsvc.accounts.newdevice import NewDeviceCheck
 from authsvc.accounts.emailtokens import OneTimeTokens, Purpose
 from authsvc.accounts.login import LoginResult, PasswordLogin
 from authsvc.accounts.models import Email, Session, User
@@ -58,7 +59,7 @@ from authsvc.errors import (
     InvalidArgument,
     NotFound,
 )
-from authsvc.mail import DroppingMailer, Mailer
+from authsvc.mail import DroppingMailer, Mailer, Message
 from authsvc.notices import Notifier, notice_address
 from authsvc.ratelimit import RateLimiter
 from gatehouse.infra.clock import Clock
@@ -105,9 +106,13 @@ class AccountsService:
                                           lifetime=self.config.device_token_lifetime)
         second_factor = second_factor or NoSecondFactor()
         self.sessions = Sessions(db=db, clock=clock, events=events, config=self.config)
+        new_devices = NewDeviceCheck(clock=clock, events=events, public_url=self.config.public_url,
+                                     lifetime=self.config.login_confirmation_lifetime,
+                                     enabled=self.config.new_device_confirmation)
         self.logins = PasswordLogin(db=db, clock=clock, events=events, config=self.config, hasher=hasher,
                                     policy=policy, limiter=self.limiter, devices=devices, tokens=self.tokens,
-                                    sessions=self.sessions, second_factor=second_factor)
+                                    sessions=self.sessions, second_factor=second_factor, new_devices=new_devices,
+                                    mail=self.mail)
         self.resets = PasswordReset(db=db, clock=clock, events=events, config=self.config, hasher=hasher,
                                     policy=policy, limiter=self.limiter, tokens=self.tokens, sessions=self.sessions,
                                     second_factor=second_factor, mail=self.mail, background=self.background)
@@ -147,9 +152,13 @@ class AccountsService:
                     device_token: str = "") -> LoginResult:
         return await self.logins.login(login, password, origin, device_token)
 
-    def finish_login_sync(self, s: OrmSession, user: User, origin: Origin | None, *, method: str) -> LoginResult:
+    def finish_login_sync(self, s: OrmSession, user: User, origin: Origin | None, *, method: str,
+                          device_token: str, sent: list[Message]) -> LoginResult:
         """The last step of a login after the second factor (the two-factor area's call)."""
-        return self.logins.finish_login_sync(s, user, origin, method=method)
+        return self.logins.finish_login_sync(s, user, origin, method=method, device_token=device_token, sent=sent)
+
+    async def confirm_login(self, link_token: str, browser_token: str, origin: Origin | None = None) -> LoginResult:
+        return await self.logins.confirm_login(link_token, browser_token, origin)
 
     async def reauthenticate(self, session_token: str, password: str, origin: Origin | None = None) -> Authenticated:
         return await self.logins.reauthenticate(session_token, password, origin)

@@ -77,8 +77,13 @@ class TwoFactorServicer(twofactor_pb2_grpc.TwoFactorServiceServicer):
         which = request.WhichOneof("second_factor") or ""
         method = {"totp_code": "totp", "webauthn_assertion_json": "webauthn",
                   "recovery_code": "recovery_code"}.get(which, "")
-        proof = Proof(method=method, value=getattr(request, which) if which else "")
+        proof = Proof(method=method, value=getattr(request, which) if which else "",
+                      device_token=request.device_token)
         done = await self.twofactor.complete_login(request.pending_login_token, proof, origin(request.client))
+        if done.held_browser_token:
+            return twofactor_pb2.CompleteLoginResponse(user=user_pb(done.user, two_factor_enabled=True),
+                                                       method=done.method,
+                                                       confirmation_browser_token=done.held_browser_token)
         return twofactor_pb2.CompleteLoginResponse(
             session_token=done.session_token, expires_at=ts(done.session.expires_at),
             user=user_pb(done.user, two_factor_enabled=True), method=done.method,

@@ -47,15 +47,17 @@ class Proof:
 
     method: str
     value: str
+    device_token: str = ""  # the browser's device token: a new browser and network hold the login
 
 
 @dataclasses.dataclass(frozen=True)
 class LoginDone:
     user: User
-    session_token: str
-    session: Session
+    session_token: str | None
+    session: Session | None
     method: str
     recovery_codes_remaining: int
+    held_browser_token: str = ""  # instead of a session: held for new-device confirmation
 
 
 class Refused(Exception):
@@ -132,16 +134,17 @@ class SecondFactorLogin:
         origin = origin or Origin()
         value = self._parse_proof(proof)  # malformed input is INVALID_ARGUMENT and does not count
         sent: list[Message] = []
-        outcome = await self.tx.run(lambda s: self._complete_login(s, pending_token, proof.method, value, origin, sent))
+        outcome = await self.tx.run(lambda s: self._complete_login(s, pending_token, proof, value, origin, sent))
         if isinstance(outcome, Exception):  # refused: the failure and its event are committed
             raise outcome
         self.notices.send_later(sent, user_id=outcome.user.id)
         return outcome
 
-    def _complete_login(self, s: OrmSession, pending_token: str, method: str, value, origin: Origin,
+    def _complete_login(self, s: OrmSession, pending_token: str, proof: Proof, value, origin: Origin,
                         sent: list[Message]) -> LoginDone | Exception:
         """The transaction of the second step: a LoginDone, or the refusal to raise after the
         commit (so that the failure counts and its event are kept)."""
+        method = proof.method
         pending = self.pending.resolve_sync(
             s, pending_token, with_totp=method == TOTP,
             credential_id=bytes(value.raw_id) if method == WEBAUTHN else None)
@@ -158,9 +161,10 @@ class SecondFactorLogin:
             return Unauthenticated(exc.message, reason=exc.reason)
         self.pending.consume_sync(s, pending.id)
         self.limiter.reset_and_release_sync(s, *taken.slots)  # the user's failures forgotten, the IP's slot back
-        done = self.accounts.finish_login_sync(s, user, origin, method=method)
+        done = self.accounts.finish_login_sync(s, user, origin, method=method, device_token=proof.device_token,
+                                               sent=sent)
         return LoginDone(user=user, session_token=done.session_token, session=done.session, method=method,
-                         recovery_codes_remaining=remaining)
+                         recovery_codes_remaining=remaining, held_browser_token=done.held_browser_token)
 
     @staticmethod
     def _parse_proof(proof: Proof):

@@ -27,6 +27,9 @@ def auth_settings(database_url: str, **overrides) -> Settings:
         totp_keys=((1, secrets.token_bytes(32)),),
         event_keys=eventkeys.producer_keys("authsvc"),
         relay_enabled=False,
+        # Most tests log in from several addresses with no device cookie; the new-device
+        # confirmation tests switch it on (tests/authsvc/test_accounts_new_device.py).
+        new_device_confirmation=False,
         # The ASVS minimum for argon2id, to keep the suite quick; production defaults are higher.
         argon2_time_cost=2, argon2_memory_kib=19456, argon2_parallelism=1,
     )

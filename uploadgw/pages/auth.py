@@ -7,6 +7,10 @@ the one it had), so a session id never survives a login. A login whose password 
 leaves authsvc's device token in a long-lived HttpOnly cookie, sent with the browser's next
 logins (OWASP's device cookie: its owner keeps logging in while someone else guesses at the
 account); it outlives logging out, and authsvc alone decides whether it is still valid.
+
+A login that authsvc holds for new-device confirmation leaves instead a short-lived HttpOnly
+cookie binding the mailed link to this browser, and the "check your email" page; the link's page
+posts its token back, and only this browser's cookie makes it a session.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from uploadgw.pages.services.views import LoginOutcome
 from uploadgw.pages.common import PAGES, Form, Pages, read_form, safe_next
 
 PENDING_SECONDS = 300
+HELD_SECONDS = 3600  # longer than any link lifetime; authsvc alone decides whether the link still works
 DEVICE_SECONDS = 400 * 86400  # browsers' longest; the token's own lifetime is authsvc's to check
 MAX_DEVICE_TOKEN = 200
 METHODS = ("totp", "webauthn", "recovery_code")
@@ -50,7 +55,14 @@ def _next_query(next_path: str) -> str:
 
 async def finish_login(pages: Pages, request: web.Request, outcome: LoginOutcome, next_path: str,
                         notice: str = "") -> web.Response:
-    """Start the new session in this browser and end the one it had before (if any)."""
+    """Start the new session in this browser and end the one it had before (if any); or, for a
+    login held for new-device confirmation, keep its browser token and ask to check the mail."""
+    if outcome.held_token:
+        held = pages.redirect("/account/login/check-email", kind="info")
+        pages.cookies.set(held, pages.cookies.names.held, outcome.held_token, max_age=HELD_SECONDS)
+        pages.cookies.clear(held, pages.cookies.names.pending)
+        _keep_device(pages, held, outcome)
+        return held
     old = pages.session_token(request)
     if old and old != outcome.session_token:
         try:
@@ -63,6 +75,7 @@ async def finish_login(pages: Pages, request: web.Request, outcome: LoginOutcome
     response = pages.redirect(next_path, notice=notice, kind="warning" if notice else "success")
     pages.set_session(response, outcome.session_token)
     pages.cookies.clear(response, pages.cookies.names.pending)
+    pages.cookies.clear(response, pages.cookies.names.held)
     _keep_device(pages, response, outcome)
     return response
 
@@ -128,7 +141,8 @@ async def second_step(request: web.Request) -> web.Response:
         form.errors["code"] = "Enter the 6-digit code shown by your authenticator app."
         return await pages.render(request, "login_two_factor.html", status=400, methods=methods, form=form)
     try:
-        outcome = await pages.accounts.complete_login(token, method, value, origin_of(request))
+        outcome = await pages.accounts.complete_login(token, method, value, origin_of(request),
+                                                      device_token(pages, request))
     except PageError as exc:
         form.errors["code" if method == "totp" else "credential"] = exc.message
         return await pages.render(request, "login_two_factor.html", status=exc.status, methods=methods, form=form)
@@ -158,11 +172,37 @@ async def recovery(request: web.Request) -> web.Response:
         form.errors["recovery_code"] = "Enter one of your recovery codes."
         return await pages.render(request, "login_recovery.html", status=400, form=form)
     try:
-        outcome = await pages.accounts.complete_login(token, "recovery_code", code, origin_of(request))
+        outcome = await pages.accounts.complete_login(token, "recovery_code", code, origin_of(request),
+                                                      device_token(pages, request))
     except PageError as exc:
         form.errors["recovery_code"] = exc.message
         return await pages.render(request, "login_recovery.html", status=exc.status, form=form)
     return await finish_login(pages, request, outcome, form.get("next"))
+
+
+async def check_email_page(request: web.Request) -> web.Response:
+    pages = request.config_dict[PAGES]
+    return await pages.render(request, "login_check_email.html")
+
+
+async def confirm_page(request: web.Request) -> web.Response:
+    """The mailed link's page: a button that posts the token (a GET changes nothing, so mail
+    scanners that open links confirm nothing)."""
+    pages = request.config_dict[PAGES]
+    return await pages.render(request, "login_confirm.html", form=Form({"token": request.query.get("token", "")}))
+
+
+async def confirm(request: web.Request) -> web.Response:
+    pages = request.config_dict[PAGES]
+    data = await read_form(request)
+    form = Form({"token": data.get("token", "")})
+    try:
+        held = request.cookies.get(pages.cookies.names.held, "")[:512]
+        outcome = await pages.accounts.confirm_login(form.get("token"), held, origin_of(request))
+    except PageError as exc:
+        form.errors[""] = exc.message
+        return await pages.render(request, "login_confirm.html", status=exc.status, form=form)
+    return await finish_login(pages, request, outcome, "/account/", notice="Thank you: your login is confirmed.")
 
 
 async def webauthn_login_options(request: web.Request) -> web.Response:
@@ -218,6 +258,9 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/login/recovery-code", recovery_page, name="login_recovery")
     router.add_post("/login/recovery-code", recovery)
     router.add_post("/login/webauthn-options", webauthn_login_options)
+    router.add_get("/login/check-email", check_email_page, name="login_check_email")
+    router.add_get("/login/confirm", confirm_page, name="login_confirm")
+    router.add_post("/login/confirm", confirm)
     router.add_post("/logout", logout, name="logout")
     router.add_get("/reauth", reauth_page, name="reauth")
     router.add_post("/reauth", reauth)

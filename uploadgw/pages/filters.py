@@ -15,6 +15,8 @@ EVENT_LABELS = {
     "account:email:verified": "Email address verified",
     "account:login:success": "Logged in",
     "account:login:failure": "Failed login",
+    "account:login:held": "Login from a new device held: confirmation link mailed",
+    "account:login:confirmed": "Login from a new device confirmed",
     "account:logout": "Logged out",
     "account:reauthenticate:failure": "Wrong password when confirming an action",
     "account:password:change": "Password changed",

@@ -73,6 +73,7 @@ class CookieNames:
     pending: str
     notice: str
     device: str  # the device token authsvc gave this browser at its last login (see login pages)
+    held: str  # a login held for new-device confirmation: the token binding its mailed link to this browser
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +90,7 @@ class CookiePolicy:
         prefix = "__Host-" if secure else ""
         return cls(secure=secure, names=CookieNames(session=prefix + "gh_session", csrf=prefix + "gh_csrf",
                                                     pending=prefix + "gh_pending", notice=prefix + "gh_notice",
-                                                    device=prefix + "gh_device"))
+                                                    device=prefix + "gh_device", held=prefix + "gh_held"))
 
     def set(self, response: web.StreamResponse, name: str, value: str, *, max_age: int | None = None) -> None:
         response.set_cookie(name, value, path="/", httponly=True, secure=self.secure, samesite="Lax",

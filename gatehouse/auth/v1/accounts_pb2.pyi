@@ -133,7 +133,7 @@ class LoginRequest(_message.Message):
     def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ..., device_token: _Optional[str] = ...) -> None: ...
 
 class LoginResponse(_message.Message):
-    __slots__ = ("session_token", "expires_at", "user", "second_factor_required", "pending_login_token", "second_factor_methods", "device_token")
+    __slots__ = ("session_token", "expires_at", "user", "second_factor_required", "pending_login_token", "second_factor_methods", "device_token", "confirmation_browser_token")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +141,7 @@ class LoginResponse(_message.Message):
     PENDING_LOGIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
     SECOND_FACTOR_METHODS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMATION_BROWSER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     session_token: str
     expires_at: _timestamp_pb2.Timestamp
     user: _common_pb2.User
@@ -148,7 +149,18 @@ class LoginResponse(_message.Message):
     pending_login_token: str
     second_factor_methods: _containers.RepeatedScalarFieldContainer[str]
     device_token: str
-    def __init__(self, session_token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user: _Optional[_Union[_common_pb2.User, _Mapping]] = ..., second_factor_required: _Optional[bool] = ..., pending_login_token: _Optional[str] = ..., second_factor_methods: _Optional[_Iterable[str]] = ..., device_token: _Optional[str] = ...) -> None: ...
+    confirmation_browser_token: str
+    def __init__(self, session_token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user: _Optional[_Union[_common_pb2.User, _Mapping]] = ..., second_factor_required: _Optional[bool] = ..., pending_login_token: _Optional[str] = ..., second_factor_methods: _Optional[_Iterable[str]] = ..., device_token: _Optional[str] = ..., confirmation_browser_token: _Optional[str] = ...) -> None: ...
+
+class ConfirmLoginRequest(_message.Message):
+    __slots__ = ("link_token", "browser_token", "client")
+    LINK_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    BROWSER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    link_token: str
+    browser_token: str
+    client: _common_pb2.ClientInfo
+    def __init__(self, link_token: _Optional[str] = ..., browser_token: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
 
 class ValidateSessionRequest(_message.Message):
     __slots__ = ("session_token", "client")

@@ -89,6 +89,11 @@ class AccountServiceStub:
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.LogoutRequest.SerializeToString,
                 response_deserializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.LogoutResponse.FromString,
                 _registered_method=True)
+        self.ConfirmLogin = channel.unary_unary(
+                '/gatehouse.auth.v1.AccountService/ConfirmLogin',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.ConfirmLoginRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.LoginResponse.FromString,
+                _registered_method=True)
         self.ChangePassword = channel.unary_unary(
                 '/gatehouse.auth.v1.AccountService/ChangePassword',
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.ChangePasswordRequest.SerializeToString,
@@ -178,6 +183,15 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConfirmLogin(self, request, context):
+        """Follow the link mailed for a held login (see LoginResponse.confirmation_browser_token), with
+        the browser token of the browser that started it: the session. Single use; a wrong browser
+        is INVALID_ARGUMENT (reason "other_browser") and leaves the link usable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ChangePassword(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -253,6 +267,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.Logout,
                     request_deserializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.LogoutRequest.FromString,
                     response_serializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.LogoutResponse.SerializeToString,
+            ),
+            'ConfirmLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmLogin,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.ConfirmLoginRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.LoginResponse.SerializeToString,
             ),
             'ChangePassword': grpc.unary_unary_rpc_method_handler(
                     servicer.ChangePassword,
@@ -567,6 +586,33 @@ class AccountService:
             '/gatehouse.auth.v1.AccountService/Logout',
             gatehouse_dot_auth_dot_v1_dot_accounts__pb2.LogoutRequest.SerializeToString,
             gatehouse_dot_auth_dot_v1_dot_accounts__pb2.LogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.AccountService/ConfirmLogin',
+            gatehouse_dot_auth_dot_v1_dot_accounts__pb2.ConfirmLoginRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_accounts__pb2.LoginResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -205,29 +205,33 @@ class BeginWebAuthnLoginResponse(_message.Message):
     def __init__(self, options_json: _Optional[str] = ...) -> None: ...
 
 class CompleteLoginRequest(_message.Message):
-    __slots__ = ("pending_login_token", "totp_code", "webauthn_assertion_json", "recovery_code", "client")
+    __slots__ = ("pending_login_token", "totp_code", "webauthn_assertion_json", "recovery_code", "client", "device_token")
     PENDING_LOGIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TOTP_CODE_FIELD_NUMBER: _ClassVar[int]
     WEBAUTHN_ASSERTION_JSON_FIELD_NUMBER: _ClassVar[int]
     RECOVERY_CODE_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     pending_login_token: str
     totp_code: str
     webauthn_assertion_json: str
     recovery_code: str
     client: _common_pb2.ClientInfo
-    def __init__(self, pending_login_token: _Optional[str] = ..., totp_code: _Optional[str] = ..., webauthn_assertion_json: _Optional[str] = ..., recovery_code: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
+    device_token: str
+    def __init__(self, pending_login_token: _Optional[str] = ..., totp_code: _Optional[str] = ..., webauthn_assertion_json: _Optional[str] = ..., recovery_code: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ..., device_token: _Optional[str] = ...) -> None: ...
 
 class CompleteLoginResponse(_message.Message):
-    __slots__ = ("session_token", "expires_at", "user", "method", "recovery_codes_remaining")
+    __slots__ = ("session_token", "expires_at", "user", "method", "recovery_codes_remaining", "confirmation_browser_token")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     RECOVERY_CODES_REMAINING_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMATION_BROWSER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     session_token: str
     expires_at: _timestamp_pb2.Timestamp
     user: _common_pb2.User
     method: str
     recovery_codes_remaining: int
-    def __init__(self, session_token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user: _Optional[_Union[_common_pb2.User, _Mapping]] = ..., method: _Optional[str] = ..., recovery_codes_remaining: _Optional[int] = ...) -> None: ...
+    confirmation_browser_token: str
+    def __init__(self, session_token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user: _Optional[_Union[_common_pb2.User, _Mapping]] = ..., method: _Optional[str] = ..., recovery_codes_remaining: _Optional[int] = ..., confirmation_browser_token: _Optional[str] = ...) -> None: ...

@@ -22,7 +22,8 @@ EMAIL_FIELDS = ("email",)
 
 
 def _outcome(reply) -> LoginOutcome:
-    return LoginOutcome(session_token=reply.session_token, device_token=reply.device_token)
+    return LoginOutcome(session_token=reply.session_token, device_token=reply.device_token,
+                        held_token=reply.confirmation_browser_token)
 
 
 class AccountPages:
@@ -52,16 +53,23 @@ class AccountPages:
         if reply.second_factor_required:
             return LoginOutcome(pending_token=reply.pending_login_token,
                                 methods=tuple(reply.second_factor_methods), device_token=reply.device_token)
-        if not reply.session_token:
+        if not reply.session_token and not reply.confirmation_browser_token:
             raise PageError("The login could not be completed. Try again.", status=503)
         return _outcome(reply)
 
+    async def confirm_login(self, link_token: str, held_token: str, origin: Origin | None) -> LoginOutcome:
+        """Follow the link mailed for a held login, with this browser's held-login cookie."""
+        reply = await self._call(self._accounts.ConfirmLogin, accounts_pb2.ConfirmLoginRequest(
+            link_token=link_token, browser_token=held_token, client=client_info(origin)), session_call=False)
+        return _outcome(reply)
+
     async def complete_login(self, pending_token: str, method: str, value: str,
-                             origin: Origin | None) -> LoginOutcome:
+                             origin: Origin | None, device_token: str = "") -> LoginOutcome:
         """The second step: method is "totp", "webauthn" or "recovery_code"."""
         if not pending_token:
             raise PageError("Your login has expired. Log in again with your password.", status=401)
-        request = twofactor_pb2.CompleteLoginRequest(pending_login_token=pending_token, client=client_info(origin))
+        request = twofactor_pb2.CompleteLoginRequest(pending_login_token=pending_token, client=client_info(origin),
+                                                     device_token=device_token)
         if method == "totp":
             request.totp_code = value
         elif method == "webauthn":
@@ -73,7 +81,8 @@ class AccountPages:
         field = {"totp": "code", "recovery_code": "recovery_code"}.get(method, "")
         reply = await self._call(self._twofactor.CompleteLogin, request, session_call=False, field=field)
         remaining = reply.recovery_codes_remaining if reply.HasField("recovery_codes_remaining") else None
-        return LoginOutcome(session_token=reply.session_token, recovery_codes_remaining=remaining)
+        return LoginOutcome(session_token=reply.session_token, recovery_codes_remaining=remaining,
+                            held_token=reply.confirmation_browser_token)
 
     async def webauthn_login_options(self, pending_token: str, origin: Origin | None) -> str:
         if not pending_token:

@@ -67,6 +67,7 @@ class LoginOutcome:
     methods: tuple[str, ...] = ()
     recovery_codes_remaining: int | None = None
     device_token: str = ""  # set when the password was right: the browser keeps it (cookie)
+    held_token: str = ""  # instead of a session: held until the mailed link is followed in this browser
 
 
 @dataclasses.dataclass(frozen=True)
