@@ -1,0 +1,39 @@
+"""Passkeys: security keys marked discoverable, the challenges of passwordless logins, and how
+each session was authenticated
+
+Revision ID: 0006
+Revises: 0005
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("webauthn_credentials", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("discoverable", sa.Boolean(), nullable=False, server_default=sa.false()))
+    with op.batch_alter_table("sessions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("auth_method", sa.String(length=16), nullable=False, server_default=""))
+    op.create_table(
+        "passkey_challenges",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("challenge_hash", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_passkey_challenges")),
+        sa.UniqueConstraint("challenge_hash", name=op.f("uq_passkey_challenges_challenge_hash")),
+    )
+    op.create_index(op.f("ix_passkey_challenges_expires_at"), "passkey_challenges", ["expires_at"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_passkey_challenges_expires_at"), table_name="passkey_challenges")
+    op.drop_table("passkey_challenges")
+    with op.batch_alter_table("sessions", schema=None) as batch_op:
+        batch_op.drop_column("auth_method")
+    with op.batch_alter_table("webauthn_credentials", schema=None) as batch_op:
+        batch_op.drop_column("discoverable")
