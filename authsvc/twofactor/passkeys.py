@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import cast
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session as OrmSession
 
 from authsvc.accounts.core import ip_subject
@@ -37,12 +38,12 @@ log = logging.getLogger("authsvc.twofactor")
 PASSKEY = "passkey"
 REQUIRED = "required"
 
-_CHALLENGES = PasskeyChallenge.__table__
+_CHALLENGES = cast(Table, PasskeyChallenge.__table__)
 _DROP_EXPIRED = delete(_CHALLENGES).where(_CHALLENGES.c.expires_at <= bindparam("now"))
 _INSERT = insert(_CHALLENGES)
 _CONSUME = (delete(_CHALLENGES).where(_CHALLENGES.c.challenge_hash == bindparam("hash"))
             .returning(_CHALLENGES.c.expires_at))
-_KEYS = WebAuthnCredential.__table__
+_KEYS = cast(Table, WebAuthnCredential.__table__)
 _KEY_USED = (update(_KEYS).where(_KEYS.c.id == bindparam("kid"), _KEYS.c.sign_count == bindparam("stored"))
              .values(sign_count=bindparam("counter"), last_used_at=bindparam("now")))
 
@@ -120,6 +121,7 @@ class PasskeyLogin:
         assert user is not None and key is not None
         self.limiter.release_sync(s, taken.slots)
         done = self.accounts.finish_login_sync(s, user, origin, method=PASSKEY)
+        assert done.session_token is not None and done.session is not None
         return PasskeyLoginDone(user=user, session_token=done.session_token, session=done.session)
 
     def _check(self, s: OrmSession, response, key: WebAuthnCredential | None, user: User | None) -> None:
