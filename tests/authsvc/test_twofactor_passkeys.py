@@ -120,3 +120,11 @@ async def test_an_expired_or_unissued_challenge_is_refused(auth):
     assert err.code() is grpc.StatusCode.UNAUTHENTICATED and "expired" in err.details()
     err = await rpc_error(finish_passkey(auth, key.get(options, challenge="A" * 43)))
     assert err.code() is grpc.StatusCode.UNAUTHENTICATED and "did not issue" in err.details()
+
+
+async def test_passkey_logins_started_from_one_network_are_limited(auth):
+    limit = auth.running.app.twofactor.config.passkey_begin_ip.limit
+    for _ in range(limit):
+        await begin_passkey(auth)
+    err = await rpc_error(begin_passkey(auth))
+    assert err.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and "passkey sign-ins" in err.details()
