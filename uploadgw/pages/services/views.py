@@ -75,6 +75,7 @@ class SecurityKey:
     label: str
     created_at: dt.datetime | None
     last_used_at: dt.datetime | None
+    passkey: bool = False  # a discoverable key that verifies its user: it also signs in alone
 
 
 @dataclasses.dataclass(frozen=True)
