@@ -1,5 +1,5 @@
-"""Passkeys: security keys marked discoverable, the challenges of passwordless logins, and how
-each session was authenticated
+"""Passkeys: security keys marked discoverable, the challenges of passwordless logins, how each
+session was authenticated, and projects that accept only phishing-resistant logins
 
 Revision ID: 0006
 Revises: 0005
@@ -18,6 +18,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("discoverable", sa.Boolean(), nullable=False, server_default=sa.false()))
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("auth_method", sa.String(length=16), nullable=False, server_default=""))
+    with op.batch_alter_table("projects", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("phishing_resistant_only", sa.Boolean(), nullable=False,
+                                      server_default=sa.false()))
     op.create_table(
         "passkey_challenges",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -33,6 +36,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_passkey_challenges_expires_at"), table_name="passkey_challenges")
     op.drop_table("passkey_challenges")
+    with op.batch_alter_table("projects", schema=None) as batch_op:
+        batch_op.drop_column("phishing_resistant_only")
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_column("auth_method")
     with op.batch_alter_table("webauthn_credentials", schema=None) as batch_op:
