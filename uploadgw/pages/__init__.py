@@ -17,8 +17,8 @@ from aiohttp.typedefs import Handler
 
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.grpcserver import open_channel
-from uploadgw.pages import (account, admin, api, auth, history, passkeys, passwords, projects, register, tokens,
-                           twofactor)
+from uploadgw.pages import (account, admin, api, auth, history, passkeys, passwords, project_policy, projects,
+                           register, tokens, twofactor)
 from uploadgw.pages.security import CookiePolicy, Signer, add_security_headers, derive_key
 from uploadgw.pages.services.accounts import AccountPages
 from uploadgw.pages.services.history import HistoryPages
@@ -100,6 +100,7 @@ def setup_pages(app: web.Application, *, settings: Settings, clock: Clock, gatew
 
     projects_app = web.Application(middlewares=[make_middleware()])
     projects.add_routes(projects_app.router)
+    project_policy.add_routes(projects_app.router)
     app.add_subapp("/projects", projects_app)
 
     # The JSON API for a logged-in user's tooling (same session and re-authentication, JSON errors).
