@@ -204,7 +204,7 @@ class PasswordLogin:
 
     def _start_session_sync(self, s: OrmSession, user: User, origin: Origin | None, *, method: str) -> LoginResult:
         """A session, the last-login time and `account:login:success`, in the caller's transaction."""
-        token, row = self.sessions.start_session_sync(s, user, origin)
+        token, row = self.sessions.start_session_sync(s, user, origin, method)
         s.connection().execute(_SET_LAST_LOGIN, {"uid": user.id, "now": self.clock.now()})
         self.events.emit_sync(s, "account:login:success", actor=as_actor(user), user=who(user), origin=origin,
                               details={"method": method})

@@ -60,6 +60,9 @@ class Session(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     ip_address: Mapped[str] = mapped_column(String(64), default="")
     user_agent: Mapped[str] = mapped_column(String(300), default="")
+    # How the login proved who it was: "password", "totp", "webauthn", "passkey", "recovery_code"
+    # (policies that want a phishing-resistant login read it; "" for sessions from before).
+    auth_method: Mapped[str] = mapped_column(String(16), default="", server_default="")
 
 
 class OneTimeToken(Base):

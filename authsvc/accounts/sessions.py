@@ -44,13 +44,15 @@ class Sessions:
         """Create a session inside the caller's transaction; returns (token, row)."""
         return await s.run_sync(self.start_session_sync, user, origin)
 
-    def start_session_sync(self, s: OrmSession, user: User, origin: Origin | None) -> tuple[str, Session]:
+    def start_session_sync(self, s: OrmSession, user: User, origin: Origin | None,
+                           method: str = "") -> tuple[str, Session]:
         now = self.clock.now()
         token = new_secret()
         origin = origin or Origin()
         values = dict(id=new_id(), token_hash=token_digest(token), user_id=user.id, created_at=now, last_seen_at=now,
                       expires_at=now + self.config.session_lifetime, authenticated_at=now, revoked_at=None,
-                      ip_address=origin.ip_address[:64], user_agent=origin.user_agent[:300])
+                      ip_address=origin.ip_address[:64], user_agent=origin.user_agent[:300],
+                      auth_method=method)
         s.connection().execute(_INSERT_SESSION, values)  # Core: no unit-of-work on the login path
         return token, Session(**values)  # the row as written (not attached to the session)
 

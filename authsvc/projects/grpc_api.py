@@ -33,7 +33,8 @@ def role_from_pb(value: int) -> str:
 def project_pb(project: Project) -> common_pb2.Project:
     return common_pb2.Project(id=project.id, name=project.name, normalized_name=project.normalized_name,
                               created_at=ts(project.created_at), two_factor_required=project.two_factor_required,
-                              trusted_publishing_only=project.trusted_publishing_only)
+                              trusted_publishing_only=project.trusted_publishing_only,
+                              phishing_resistant_only=project.phishing_resistant_only)
 
 
 def two_factor_required_pb(project: Project, missing: list[str]) -> projects_pb2.SetTwoFactorRequiredResponse:
@@ -53,6 +54,12 @@ class ProjectServicer(projects_pb2_grpc.ProjectServiceServicer):
         auth = await self.accounts.authenticate_session(session_token)
         return auth, ActorRef.user(auth.user.id, auth.user.username)
 
+    async def _owner_action(self, session_token: str, project_name: str):
+        """The session's user and actor, once the project's login policy accepts the session."""
+        auth, actor = await self._user(session_token)
+        await self.projects.require_login_strength(project_name, auth.session.auth_method)
+        return auth, actor
+
     async def GetProject(self, request, context):
         return projects_pb2.GetProjectResponse(project=project_pb(await self.projects.get_project(request.name)))
 
@@ -69,28 +76,28 @@ class ProjectServicer(projects_pb2_grpc.ProjectServiceServicer):
 
     async def AddRole(self, request, context):
         where = origin(request.client)
-        auth, actor = await self._user(request.session_token)
+        auth, actor = await self._owner_action(request.session_token, request.project_name)
         _, view = await self.projects.add_role(request.project_name, request.username, role_from_pb(request.role),
                                                as_user=auth.user, actor=actor, origin=where)
         return projects_pb2.AddRoleResponse(role=assignment_pb(view))
 
     async def ChangeRole(self, request, context):
         where = origin(request.client)
-        auth, actor = await self._user(request.session_token)
+        auth, actor = await self._owner_action(request.session_token, request.project_name)
         view = await self.projects.change_role(request.project_name, request.username, role_from_pb(request.role),
                                                as_user=auth.user, actor=actor, origin=where)
         return projects_pb2.ChangeRoleResponse(role=assignment_pb(view))
 
     async def RemoveRole(self, request, context):
         where = origin(request.client)
-        auth, actor = await self._user(request.session_token)
+        auth, actor = await self._owner_action(request.session_token, request.project_name)
         await self.projects.remove_role(request.project_name, request.username, as_user=auth.user, actor=actor,
                                         origin=where)
         return projects_pb2.RemoveRoleResponse()
 
     async def DeleteProject(self, request, context):
         where = origin(request.client)
-        auth, actor = await self._user(request.session_token)
+        auth, actor = await self._owner_action(request.session_token, request.project_name)
         project_id = await self.projects.delete_project(
             request.project_name, as_user=auth.user, actor=actor, confirm_name=request.confirm_name,
             origin=where)
@@ -98,10 +105,17 @@ class ProjectServicer(projects_pb2_grpc.ProjectServiceServicer):
 
     async def SetTwoFactorRequired(self, request, context):
         where = origin(request.client)
-        auth, actor = await self._user(request.session_token)
+        auth, actor = await self._owner_action(request.session_token, request.project_name)
         project, missing = await self.projects.set_two_factor_required(
             request.project_name, request.required, as_user=auth.user, actor=actor, origin=where)
         return two_factor_required_pb(project, missing)
+
+    async def SetPhishingResistantOnly(self, request, context):
+        auth, actor = await self._owner_action(request.session_token, request.project_name)
+        project = await self.projects.set_phishing_resistant_only(
+            request.project_name, request.enabled, as_user=auth.user, auth_method=auth.session.auth_method,
+            actor=actor, origin=origin(request.client))
+        return projects_pb2.SetPhishingResistantOnlyResponse(project=project_pb(project))
 
     async def CheckPermission(self, request, context):
         permission = _PERMISSIONS.get(request.permission)
@@ -109,7 +123,8 @@ class ProjectServicer(projects_pb2_grpc.ProjectServiceServicer):
             raise InvalidArgument("Name the permission to check (upload, manage or view_log).",
                                   reason="permission_invalid")
         auth, _ = await self._user(request.session_token)
-        check = await self.projects.check_permission(auth.user, request.project_name, permission)
+        check = await self.projects.check_permission(auth.user, request.project_name, permission,
+                                                     auth.session.auth_method)
         reauth = False
         if check.allowed and permission is Permission.MANAGE:
             reauth = await self.accounts.reauth_required(auth)

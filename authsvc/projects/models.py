@@ -24,6 +24,9 @@ class Project(Base):
     two_factor_required: Mapped[bool] = mapped_column(Boolean, default=False)
     # Uploads only from the project's trusted publishers: long-lived API tokens are refused.
     trusted_publishing_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Collaborators act on it (pages, new tokens) only from a session that logged in with a
+    # security key or a passkey (authsvc/projects/phishing.py).
+    phishing_resistant_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Role(Base):

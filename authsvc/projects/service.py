@@ -26,6 +26,7 @@ from authsvc.mail import Message
 from authsvc.notices import Notifier, notice_address
 from authsvc.projects.models import MAINTAINER, OWNER, Project, Role
 from authsvc.projects.names import check_project_name
+from authsvc.projects.phishing import REASON, phishing_resistant, refusal, require_for_project
 from authsvc.twofactor.pending import has_second_factor, users_with_second_factor
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.outbox import ActorRef, EventEmitter, Origin
@@ -154,11 +155,15 @@ class ProjectsService:
                                    .where(Role.project_id == project.id).order_by(Role.role_name.desc(), User.username))
             return project, [RoleView(u, i, r) for u, i, r in rows]
 
-    async def check_permission(self, user: User, project_name: str, permission: Permission) -> PermissionCheck:
+    async def check_permission(self, user: User, project_name: str, permission: Permission,
+                               auth_method: str | None = None) -> PermissionCheck:
+        """`auth_method`: how the asking session logged in (None when no session asks)."""
         async with self.db() as s:
             project = await self._project(s, project_name)
             role = await self.role_of(s, project.id, user.id)
         if role in _NEEDS[permission]:
+            if auth_method is not None and project.phishing_resistant_only and not phishing_resistant(auth_method):
+                return PermissionCheck(False, refusal([project.name]).message, role, project)
             return PermissionCheck(True, "", role, project)
         if role is None:
             reason = f"You have no role on project '{project.name}'."
@@ -191,7 +196,7 @@ class ProjectsService:
         normalized = check_project_name(name)
         now = self.clock.now()
         values = dict(id=new_id(), name=name, normalized_name=normalized, created_at=now, two_factor_required=False,
-                      trusted_publishing_only=False)
+                      trusted_publishing_only=False, phishing_resistant_only=False)
         _INSERT_PROJECT.execute(conn, values)
         _INSERT_ROLE.execute(conn, dict(id=new_id(), project_id=values["id"], user_id=owner[0], role_name=OWNER,
                                         created_at=now))
@@ -317,6 +322,31 @@ class ProjectsService:
                                            .where(Role.project_id == project.id))).all())
             with_factor = await users_with_second_factor(s, people)
             return project, sorted(name for uid, name in people.items() if uid not in with_factor)
+
+    async def require_login_strength(self, project_name: str, auth_method: str) -> None:
+        """PermissionDenied when the project accepts only phishing-resistant logins and the
+        session's was not one (before any Owner action on it)."""
+        async with self.db() as s:
+            require_for_project(await self._project(s, project_name), auth_method)
+
+    async def set_phishing_resistant_only(self, project_name: str, enabled: bool, *, as_user: User,
+                                          auth_method: str, actor: ActorRef, origin: Origin | None = None) -> Project:
+        """Owners accept collaborators' actions only from security-key or passkey logins, or stop.
+        An Owner turning it on must be logged in so, or the switch would lock them out at once."""
+        if enabled and not phishing_resistant(auth_method):
+            raise FailedPrecondition("Log in with a security key or a passkey before turning this on: your "
+                                     "current login would no longer be accepted.", reason=REASON)
+        async with self.db() as s, s.begin():
+            project = await self._project(s, project_name, lock=True)
+            await self._require_owner(s, project, as_user)
+            if project.phishing_resistant_only != enabled:
+                project.phishing_resistant_only = enabled
+                await s.flush()
+                await self.events.emit(
+                    s, f"project:phishing_resistant_only:{'enabled' if enabled else 'disabled'}", actor=actor,
+                    user=(as_user.id, as_user.username), project=(project.id, project.name), origin=origin,
+                    details={"changed_by": actor.username})
+            return project
 
     async def _ensure_an_owner(self, s: AsyncSession, project: Project, target: User, verb: str) -> None:
         """Counted after the change, inside its transaction: raising rolls the change back."""

@@ -89,7 +89,8 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
         auth = await self.accounts.authenticate_session(request.session_token)
         secret, view = await self.tokens.create_token(
             auth.user, request.description, **scope_args(request),
-            actor=ActorRef.user(auth.user.id, auth.user.username), origin=where)
+            actor=ActorRef.user(auth.user.id, auth.user.username), origin=where,
+            auth_method=auth.session.auth_method)
         return tokens_pb2.CreateTokenResponse(token=secret, info=token_info_pb(view))
 
     async def ListTokens(self, request: tokens_pb2.ListTokensRequest,

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from authsvc.accounts.models import User
 from authsvc.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from authsvc.notices import Notifier
+from authsvc.projects import phishing
 from authsvc.projects.models import Project, Role
 from authsvc.projects.names import check_project_name
 from authsvc.tokens.caveats import (
@@ -110,9 +111,12 @@ class TokensService:
     async def create_token(self, user: User, description: str, *, all_projects: bool,
                            project_names: list[str] | tuple[str, ...] = (), expires_at: dt.datetime | None = None,
                            networks: Sequence[str] = (), release_version: str = "",
-                           actor: ActorRef, origin: Origin | None = None) -> tuple[str, TokenView]:
+                           actor: ActorRef, origin: Origin | None = None,
+                           auth_method: str | None = None) -> tuple[str, TokenView]:
         """Mint a token for `user`; returns (the secret, shown this once; its listing). Optional
-        restrictions: the client networks it may be used from, the one release version it may upload."""
+        restrictions: the client networks it may be used from, the one release version it may upload.
+        `auth_method`: how the asking session logged in (None for an operator's mint): a token
+        that can reach a "phishing-resistant only" project needs a security-key or passkey login."""
         description = check_description(description)
         restrictions = Restrictions.parse(networks, release_version)
         now = self.clock.now()
@@ -141,6 +145,9 @@ class TokensService:
                 raise AlreadyExists(f"You already have a token named '{description}': choose another description.",
                                     reason="description_taken")
             scoped = [await self._scoped_project(s, owner, name) for name in normalized]
+            if auth_method is not None:
+                await phishing.require_for_token(s, owner.id, auth_method, all_projects=all_projects,
+                                                 project_ids=[p.id for p in scoped])
             token = ApiToken(user_id=owner.id, description=description, key_version=self.codec.current_version,
                              scope_all_projects=all_projects, created_at=now, expires_at=expires,
                              allowed_networks=",".join(restrictions.networks),

@@ -32,6 +32,9 @@ class TwoFactorConfig:
     failures_user: Limit = Limit("2fa:user", 5, 300, "Too many failed second-factor attempts for this account.",
                                  max_window=86400)
     failures_ip: Limit = Limit("2fa:ip", 10, 300, "Too many failed second-factor attempts from your network.")
+    # Passkey logins started per client IP (each stores a challenge until it is used or expires).
+    passkey_begin_ip: Limit = Limit("passkey:begin:ip", 60, 60, "Too many passkey sign-ins started from your "
+                                    "network. Wait a minute.")
 
     @classmethod
     def from_settings(cls, settings) -> "TwoFactorConfig":

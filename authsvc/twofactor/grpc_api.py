@@ -11,7 +11,7 @@ from gatehouse.auth.v1 import twofactor_pb2, twofactor_pb2_grpc
 
 def _key_pb(key: KeyView) -> twofactor_pb2.WebAuthnKey:
     return twofactor_pb2.WebAuthnKey(id=key.id, label=key.label, created_at=ts(key.created_at),
-                                     last_used_at=ts(key.last_used_at))
+                                     last_used_at=ts(key.last_used_at), passkey=key.passkey)
 
 
 class TwoFactorServicer(twofactor_pb2_grpc.TwoFactorServiceServicer):
@@ -46,12 +46,14 @@ class TwoFactorServicer(twofactor_pb2_grpc.TwoFactorServiceServicer):
         return twofactor_pb2.RemoveTotpResponse(two_factor_enabled=remains)
 
     async def BeginWebAuthnRegistration(self, request, context):
-        options = await self.twofactor.begin_webauthn_registration(request.session_token, origin(request.client))
+        options = await self.twofactor.begin_webauthn_registration(request.session_token, origin(request.client),
+                                                                   passkey=request.passkey)
         return twofactor_pb2.BeginWebAuthnRegistrationResponse(options_json=options)
 
     async def CompleteWebAuthnRegistration(self, request, context):
         key, codes = await self.twofactor.complete_webauthn_registration(
-            request.session_token, request.label, request.credential_json, origin(request.client))
+            request.session_token, request.label, request.credential_json, origin(request.client),
+            passkey=request.passkey)
         return twofactor_pb2.CompleteWebAuthnRegistrationResponse(key=_key_pb(key), recovery_codes=codes)
 
     async def RenameWebAuthnKey(self, request, context):
@@ -89,3 +91,13 @@ class TwoFactorServicer(twofactor_pb2_grpc.TwoFactorServiceServicer):
             user=user_pb(done.user, two_factor_enabled=True), method=done.method,
             recovery_codes_remaining=(done.recovery_codes_remaining if done.recovery_codes_remaining >= 0
                                       else None))
+
+    async def BeginPasskeyLogin(self, request, context):
+        options = await self.twofactor.begin_passkey_login(origin(request.client))
+        return twofactor_pb2.BeginPasskeyLoginResponse(options_json=options)
+
+    async def CompletePasskeyLogin(self, request, context):
+        done = await self.twofactor.complete_passkey_login(request.assertion_json, origin(request.client))
+        return twofactor_pb2.CompletePasskeyLoginResponse(
+            session_token=done.session_token, expires_at=ts(done.session.expires_at),
+            user=user_pb(done.user, two_factor_enabled=True))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint,
+                        false)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authsvc.db import Base, new_id
@@ -29,7 +30,9 @@ class TotpCredential(Base):
 
 
 class WebAuthnCredential(Base):
-    """A security key. A credential id is registered once, across all accounts."""
+    """A security key or a passkey. A credential id is registered once, across all accounts.
+    A passkey (`discoverable`) was registered as a resident key with user verification, and can
+    also sign its user in without a password."""
 
     __tablename__ = "webauthn_credentials"
     __table_args__ = (UniqueConstraint("user_id", "label"),)
@@ -42,6 +45,7 @@ class WebAuthnCredential(Base):
     sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
     label: Mapped[str] = mapped_column(String(64))
     transports: Mapped[str] = mapped_column(String(100), default="")
+    discoverable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime]
     last_used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
@@ -76,6 +80,18 @@ class WebAuthnChallenge(Base):
     user_verification: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime]
+
+
+class PasskeyChallenge(Base):
+    """A single-use challenge of a passwordless (passkey) login (its SHA-256). It belongs to no
+    user yet: the credential that answers it names the user."""
+
+    __tablename__ = "passkey_challenges"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    challenge_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
 class PendingLogin(Base):

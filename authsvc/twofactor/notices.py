@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from authsvc.mail import Message
 
-_NAMES = {"totp": "an authenticator app", "webauthn": "a security key"}
+_NAMES = {"totp": "an authenticator app", "webauthn": "a security key", "passkey": "a passkey"}
 
 
 def _footer(public_url: str) -> str:

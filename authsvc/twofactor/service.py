@@ -34,6 +34,7 @@ from authsvc.twofactor.core import (
 )
 from authsvc.twofactor.login import LoginDone, Proof, Refused, SecondFactorLogin, decrypt_seed, totp_refusal
 from authsvc.twofactor.models import TotpCredential, WebAuthnCredential
+from authsvc.twofactor.passkeys import PASSKEY, PasskeyLogin, PasskeyLoginDone
 from authsvc.twofactor.pending import PendingLogins, active_methods, has_second_factor, users_with_second_factor
 from authsvc.twofactor.policy import SITE, TwoFactorPolicy
 from gatehouse.infra.clock import Clock, as_utc
@@ -48,10 +49,12 @@ class KeyView:
     label: str
     created_at: dt.datetime
     last_used_at: dt.datetime | None
+    passkey: bool = False
 
     @classmethod
     def of(cls, row: WebAuthnCredential) -> "KeyView":
-        return cls(id=row.id, label=row.label, created_at=as_utc(row.created_at), last_used_at=as_utc(row.last_used_at))
+        return cls(id=row.id, label=row.label, created_at=as_utc(row.created_at), last_used_at=as_utc(row.last_used_at),
+                   passkey=bool(row.discoverable))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +106,8 @@ class TwoFactorService:
                                         relying_party=relying_party, pending=pending,
                                         limiter=limiter or RateLimiter(clock), config=self.config,
                                         notices=self.notices)
+        self.passkeys = PasskeyLogin(tx=tx, clock=clock, events=events, accounts=accounts,
+                                     relying_party=relying_party, limiter=self.logins.limiter, config=self.config)
 
     async def close(self, timeout: float = 5.0) -> None:
         await self.notices.close(timeout)
@@ -114,6 +119,14 @@ class TwoFactorService:
 
     async def complete_login(self, pending_token: str, proof: Proof, origin: Origin | None = None) -> LoginDone:
         return await self.logins.complete_login(pending_token, proof, origin)
+
+    # -- passwordless login with a passkey --------------------------------------------------
+
+    async def begin_passkey_login(self, origin: Origin | None = None) -> str:
+        return await self.passkeys.begin(origin)
+
+    async def complete_passkey_login(self, assertion_json: str, origin: Origin | None = None) -> PasskeyLoginDone:
+        return await self.passkeys.complete(assertion_json, origin)
 
     # -- questions other parts ask ---------------------------------------------------------
 
@@ -223,8 +236,10 @@ class TwoFactorService:
 
     # -- security keys ---------------------------------------------------------------------
 
-    async def begin_webauthn_registration(self, session_token: str, origin: Origin | None = None) -> str:
-        """PublicKeyCredentialCreationOptionsJSON for the browser (a fresh, stored challenge)."""
+    async def begin_webauthn_registration(self, session_token: str, origin: Origin | None = None, *,
+                                          passkey: bool = False) -> str:
+        """PublicKeyCredentialCreationOptionsJSON for the browser (a fresh, stored challenge); for a
+        passkey, a resident key with user verification required."""
         user = (await self.accounts.authenticate_session(session_token)).user
         require_verified_email(user)
         now = self.clock.now()
@@ -236,16 +251,18 @@ class TwoFactorService:
                                          reason="too_many_keys")
             options, challenge = self.rp.registration_options(
                 user_handle=user_handle(user.id), username=user.username, display_name=user.name,
-                exclude=existing)
-            await s.run_sync(webauthn.store_challenge, challenge, user_id=user.id, ceremony=webauthn.REGISTER,
-                             pending_login_id=None, now=now, user_verification=self.rp.user_verification.value,
+                exclude=existing, passkey=passkey)
+            await s.run_sync(webauthn.store_challenge, challenge, user_id=user.id, ceremony=_ceremony(passkey),
+                             pending_login_id=None, now=now,
+                             user_verification=self.rp.registration_verification(passkey).value,
                              lifetime=self.config.challenge_lifetime)
         return options
 
     async def complete_webauthn_registration(self, session_token: str, label: str, credential_json: str,
-                                             origin: Origin | None = None) -> tuple[KeyView, list[str]]:
+                                             origin: Origin | None = None, *,
+                                             passkey: bool = False) -> tuple[KeyView, list[str]]:
         """Verify the browser's registration response and keep the key (plus recovery codes when
-        it is the first second factor)."""
+        it is the first second factor). A passkey answers a challenge issued for a passkey."""
         user = (await self.accounts.authenticate_session(session_token)).user
         label = webauthn.check_label(label)
         require_verified_email(user)
@@ -256,7 +273,7 @@ class TwoFactorService:
             try:
                 uv = await s.run_sync(
                     webauthn.consume_challenge, response.response.client_data.challenge, user_id=user.id,
-                    ceremony=webauthn.REGISTER, pending_login_id=None, now=now)
+                    ceremony=_ceremony(passkey), pending_login_id=None, now=now)
             except webauthn.WebAuthnRefused as exc:
                 refused = exc
         try:
@@ -277,13 +294,15 @@ class TwoFactorService:
                 first = not await has_second_factor(s, user.id)
                 row = WebAuthnCredential(user_id=user.id, credential_id=key.credential_id,
                                          credential_data=key.credential_data, sign_count=key.sign_count,
-                                         label=label, transports=key.transports, created_at=now)
+                                         label=label, transports=key.transports, discoverable=passkey,
+                                         created_at=now)
                 s.add(row)
                 await s.flush()
+                method = _method(row)
                 await self.events.emit(s, "account:two_factor:method_added", actor=as_actor(user), user=who(user),
-                                       origin=origin, details={"method": "webauthn", "label": label})
+                                       origin=origin, details={"method": method, "label": label})
                 sent.append(notices.method_added(to=primary_address(user), username=user.username,
-                                                 method="webauthn", label=label, public_url=self.config.public_url))
+                                                 method=method, label=label, public_url=self.config.public_url))
                 codes = await self.notices.issue_first_codes(s, user, origin, sent) if first else []
         except IntegrityError:
             raise AlreadyExists("This security key, or a key with this name, is already registered.",
@@ -323,7 +342,7 @@ class TwoFactorService:
             await _lock_user(s, user.id)
             row = await self._own_key(s, user.id, key_id)
             await s.execute(delete(WebAuthnCredential).where(WebAuthnCredential.id == row.id))
-            remains = await self._after_removal(s, user, "webauthn", row.label, origin, sent)
+            remains = await self._after_removal(s, user, _method(row), row.label, origin, sent)
         self.notices.send_later(sent, user_id=user.id)
         return remains
 
@@ -377,6 +396,15 @@ class TwoFactorService:
         sent.append(notices.method_removed(to=primary_address(user), username=user.username, method=method,
                                            label=label, remaining=int(remains), public_url=self.config.public_url))
         return remains
+
+
+def _ceremony(passkey: bool) -> str:
+    return webauthn.REGISTER_PASSKEY if passkey else webauthn.REGISTER
+
+
+def _method(row: WebAuthnCredential) -> str:
+    """The method a key's events and notices name: "passkey" or "webauthn" (a security key)."""
+    return PASSKEY if row.discoverable else "webauthn"
 
 
 def _why(required: list[str]) -> str:

@@ -47,6 +47,7 @@ log = logging.getLogger("authsvc.twofactor")
 MAX_JSON = 64 * 1024
 CHALLENGE_BYTES = 32
 REGISTER = "register"
+REGISTER_PASSKEY = "register_passkey"  # a discoverable credential with user verification
 AUTHENTICATE = "authenticate"
 KNOWN_TRANSPORTS = ("usb", "nfc", "ble", "hybrid", "internal", "smart-card")
 
@@ -156,24 +157,39 @@ class RelyingParty:
     # -- options -----------------------------------------------------------------------------
 
     def registration_options(self, *, user_handle: bytes, username: str, display_name: str,
-                             exclude: Sequence[bytes]) -> tuple[str, bytes]:
-        """(PublicKeyCredentialCreationOptionsJSON text, the challenge)."""
+                             exclude: Sequence[bytes], passkey: bool = False) -> tuple[str, bytes]:
+        """(PublicKeyCredentialCreationOptionsJSON text, the challenge). A passkey must be a
+        discoverable credential (resident key) that verifies its user."""
         challenge = secrets.token_bytes(CHALLENGE_BYTES)
         options, _ = self._server.register_begin(
             PublicKeyCredentialUserEntity(id=user_handle, name=username, display_name=display_name or username),
             credentials=[PublicKeyCredentialDescriptor(type=PublicKeyCredentialType.PUBLIC_KEY, id=c)
                          for c in exclude],
-            resident_key_requirement=ResidentKeyRequirement.DISCOURAGED,
-            user_verification=self.user_verification, challenge=challenge,
+            resident_key_requirement=ResidentKeyRequirement.REQUIRED if passkey else ResidentKeyRequirement.DISCOURAGED,
+            user_verification=self.registration_verification(passkey), challenge=challenge,
         )
         return json.dumps(dict(options.public_key)), challenge
 
+    def registration_verification(self, passkey: bool) -> UserVerificationRequirement:
+        """The user-verification policy of a registration: always required for a passkey."""
+        return UserVerificationRequirement.REQUIRED if passkey else self.user_verification
+
     def authentication_options(self, allow: Sequence[bytes]) -> tuple[str, bytes]:
         """(PublicKeyCredentialRequestOptionsJSON text, the challenge)."""
+        return self._request_options(allow, self.user_verification)
+
+    def passkey_options(self) -> tuple[str, bytes]:
+        """Request options for a passwordless login: no allowCredentials (the authenticator offers
+        its discoverable credentials for this RP) and user verification required."""
+        return self._request_options(None, UserVerificationRequirement.REQUIRED)
+
+    def _request_options(self, allow: Sequence[bytes] | None,
+                         user_verification: UserVerificationRequirement) -> tuple[str, bytes]:
         challenge = secrets.token_bytes(CHALLENGE_BYTES)
         options, _ = self._server.authenticate_begin(
+            None if allow is None else
             [PublicKeyCredentialDescriptor(type=PublicKeyCredentialType.PUBLIC_KEY, id=c) for c in allow],
-            user_verification=self.user_verification, challenge=challenge,
+            user_verification=user_verification, challenge=challenge,
         )
         return json.dumps(dict(options.public_key)), challenge
 

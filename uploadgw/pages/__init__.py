@@ -17,7 +17,8 @@ from aiohttp.typedefs import Handler
 
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.grpcserver import open_channel
-from uploadgw.pages import account, admin, api, auth, history, passwords, projects, register, tokens, twofactor
+from uploadgw.pages import (account, admin, api, auth, history, passkeys, passwords, project_policy, projects,
+                           register, tokens, twofactor)
 from uploadgw.pages.security import CookiePolicy, Signer, add_security_headers, derive_key
 from uploadgw.pages.services.accounts import AccountPages
 from uploadgw.pages.services.history import HistoryPages
@@ -93,12 +94,13 @@ def setup_pages(app: web.Application, *, settings: Settings, clock: Clock, gatew
     app.router.add_get("/", home, name="pages_home")
 
     account_app = web.Application(middlewares=[make_middleware()])
-    for module in (auth, register, passwords, account, twofactor, tokens, history, admin):
+    for module in (auth, passkeys, register, passwords, account, twofactor, tokens, history, admin):
         module.add_routes(account_app.router)
     app.add_subapp("/account", account_app)
 
     projects_app = web.Application(middlewares=[make_middleware()])
     projects.add_routes(projects_app.router)
+    project_policy.add_routes(projects_app.router)
     app.add_subapp("/projects", projects_app)
 
     # The JSON API for a logged-in user's tooling (same session and re-authentication, JSON errors).

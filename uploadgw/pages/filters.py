@@ -56,6 +56,8 @@ EVENT_LABELS = {
     "project:publisher:remove": "Trusted publisher removed",
     "project:trusted_publishing_only:enabled": "Uploads only from trusted publishers (API tokens refused)",
     "project:trusted_publishing_only:disabled": "Uploads with API tokens accepted again",
+    "project:phishing_resistant_only:enabled": "Only security-key and passkey logins accepted",
+    "project:phishing_resistant_only:disabled": "Logins with any second factor accepted again",
     "project:publisher:token:mint": "Upload token minted for a trusted publisher",
     "account:pending_publisher:add": "Pending trusted publisher registered",
     "account:pending_publisher:remove": "Pending trusted publisher removed",

@@ -80,11 +80,16 @@ async def totp_remove(request: web.Request) -> web.Response:
     return pages.redirect(BACK, notice="Your authenticator app was removed.")
 
 
-# -- security keys -------------------------------------------------------------------------------
+# -- security keys and passkeys ------------------------------------------------------------------
+def _passkey(values) -> bool:
+    """Whether the key page is adding a passkey (`kind=passkey`) rather than a security key."""
+    return values.get("kind") == "passkey"
+
+
 async def key_page(request: web.Request) -> web.Response:
     pages = request.config_dict[PAGES]
     await pages.require(request)
-    return await pages.render(request, "webauthn_add.html")
+    return await pages.render(request, "webauthn_add.html", passkey=_passkey(request.query))
 
 
 async def key_options(request: web.Request) -> web.Response:
@@ -94,7 +99,8 @@ async def key_options(request: web.Request) -> web.Response:
     if current is None:
         return web.json_response({"error": "Your session has ended. Log in again."}, status=401)
     try:
-        options = await pages.twofactor.begin_key_registration(pages.session_token(request), origin_of(request))
+        options = await pages.twofactor.begin_key_registration(pages.session_token(request), origin_of(request),
+                                                               passkey=_passkey(request.query))
     except PageError as exc:
         return web.json_response({"error": exc.message}, status=exc.status)
     return web.Response(text=options, content_type="application/json")
@@ -105,6 +111,7 @@ async def key_add(request: web.Request) -> web.Response:
     await pages.require(request)
     data = await read_form(request)
     form = Form({"label": data.get("label", "").strip()})
+    passkey = _passkey(data)
     form.require("label", "Give the security key a name, for example \"blue key\".")
     credential = data.get("credential", "")
     if form.ok and not credential:
@@ -113,14 +120,15 @@ async def key_add(request: web.Request) -> web.Response:
     if form.ok:
         try:
             key, codes = await pages.twofactor.complete_key_registration(
-                pages.session_token(request), form.get("label"), credential, origin_of(request))
+                pages.session_token(request), form.get("label"), credential, origin_of(request), passkey=passkey)
         except PageError as exc:
             form.fail(exc)
         else:
+            added = f"{'Passkey' if key.passkey else 'Security key'} \u201c{key.label}\u201d added"
             if codes:
-                return await _codes_page(pages, request, codes, heading=f"Security key \u201c{key.label}\u201d added")
-            return pages.redirect(BACK, notice=f"Security key \u201c{key.label}\u201d added.")
-    return await pages.render(request, "webauthn_add.html", status=400, form=form)
+                return await _codes_page(pages, request, codes, heading=added)
+            return pages.redirect(BACK, notice=added + ".")
+    return await pages.render(request, "webauthn_add.html", status=400, form=form, passkey=passkey)
 
 
 async def key_rename(request: web.Request) -> web.Response:

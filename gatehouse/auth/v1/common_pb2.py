@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egatehouse/auth/v1/common.proto\x12\x11gatehouse.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n\nClientInfo\x12\x12\n\nip_address\x18\x01 \x01(\t\x12\x12\n\nuser_agent\x18\x02 \x01(\t\"\xd2\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x15\n\rprimary_email\x18\x04 \x01(\t\x12\x16\n\x0e\x65mail_verified\x18\x05 \x01(\x08\x12\x11\n\tis_active\x18\x06 \x01(\x08\x12\x10\n\x08is_admin\x18\x07 \x01(\x08\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12two_factor_enabled\x18\t \x01(\x08\"\xaa\x01\n\x07Project\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0fnormalized_name\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13two_factor_required\x18\x05 \x01(\x08\x12\x1f\n\x17trusted_publishing_only\x18\x06 \x01(\x08\"l\n\nTokenScope\x12\x14\n\x0c\x61ll_projects\x18\x01 \x01(\x08\x12\x15\n\rproject_names\x18\x02 \x03(\t\x12\x18\n\x10\x61llowed_networks\x18\x03 \x03(\t\x12\x17\n\x0frelease_version\x18\x04 \x01(\t\"\xfe\x01\n\tTokenInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12,\n\x05scope\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.TokenScope\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_used_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08username\x18\x07 \x01(\t\"Y\n\nCallStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1b\n\x13retry_after_seconds\x18\x03 \x01(\r\x12\x0f\n\x07\x64\x65tails\x18\x04 \x01(\x0c\"\xc3\x01\n\x0cPublisherRef\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07\x64isplay\x18\x03 \x01(\t\x12\x12\n\nissuer_url\x18\x04 \x01(\t\x12\x42\n\nrun_claims\x18\x05 \x03(\x0b\x32..gatehouse.auth.v1.PublisherRef.RunClaimsEntry\x1a\x30\n\x0eRunClaimsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*A\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_OWNER\x10\x01\x12\x13\n\x0fROLE_MAINTAINER\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egatehouse/auth/v1/common.proto\x12\x11gatehouse.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n\nClientInfo\x12\x12\n\nip_address\x18\x01 \x01(\t\x12\x12\n\nuser_agent\x18\x02 \x01(\t\"\xd2\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x15\n\rprimary_email\x18\x04 \x01(\t\x12\x16\n\x0e\x65mail_verified\x18\x05 \x01(\x08\x12\x11\n\tis_active\x18\x06 \x01(\x08\x12\x10\n\x08is_admin\x18\x07 \x01(\x08\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12two_factor_enabled\x18\t \x01(\x08\"\xcb\x01\n\x07Project\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0fnormalized_name\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13two_factor_required\x18\x05 \x01(\x08\x12\x1f\n\x17trusted_publishing_only\x18\x06 \x01(\x08\x12\x1f\n\x17phishing_resistant_only\x18\x07 \x01(\x08\"l\n\nTokenScope\x12\x14\n\x0c\x61ll_projects\x18\x01 \x01(\x08\x12\x15\n\rproject_names\x18\x02 \x03(\t\x12\x18\n\x10\x61llowed_networks\x18\x03 \x03(\t\x12\x17\n\x0frelease_version\x18\x04 \x01(\t\"\xfe\x01\n\tTokenInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12,\n\x05scope\x18\x03 \x01(\x0b\x32\x1d.gatehouse.auth.v1.TokenScope\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_used_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08username\x18\x07 \x01(\t\"Y\n\nCallStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1b\n\x13retry_after_seconds\x18\x03 \x01(\r\x12\x0f\n\x07\x64\x65tails\x18\x04 \x01(\x0c\"\xc3\x01\n\x0cPublisherRef\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07\x64isplay\x18\x03 \x01(\t\x12\x12\n\nissuer_url\x18\x04 \x01(\t\x12\x42\n\nrun_claims\x18\x05 \x03(\x0b\x32..gatehouse.auth.v1.PublisherRef.RunClaimsEntry\x1a\x30\n\x0eRunClaimsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*A\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_OWNER\x10\x01\x12\x13\n\x0fROLE_MAINTAINER\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,22 +34,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PUBLISHERREF_RUNCLAIMSENTRY']._loaded_options = None
   _globals['_PUBLISHERREF_RUNCLAIMSENTRY']._serialized_options = b'8\001'
-  _globals['_ROLE']._serialized_start=1182
-  _globals['_ROLE']._serialized_end=1247
+  _globals['_ROLE']._serialized_start=1215
+  _globals['_ROLE']._serialized_end=1280
   _globals['_CLIENTINFO']._serialized_start=86
   _globals['_CLIENTINFO']._serialized_end=138
   _globals['_USER']._serialized_start=141
   _globals['_USER']._serialized_end=351
   _globals['_PROJECT']._serialized_start=354
-  _globals['_PROJECT']._serialized_end=524
-  _globals['_TOKENSCOPE']._serialized_start=526
-  _globals['_TOKENSCOPE']._serialized_end=634
-  _globals['_TOKENINFO']._serialized_start=637
-  _globals['_TOKENINFO']._serialized_end=891
-  _globals['_CALLSTATUS']._serialized_start=893
-  _globals['_CALLSTATUS']._serialized_end=982
-  _globals['_PUBLISHERREF']._serialized_start=985
-  _globals['_PUBLISHERREF']._serialized_end=1180
-  _globals['_PUBLISHERREF_RUNCLAIMSENTRY']._serialized_start=1132
-  _globals['_PUBLISHERREF_RUNCLAIMSENTRY']._serialized_end=1180
+  _globals['_PROJECT']._serialized_end=557
+  _globals['_TOKENSCOPE']._serialized_start=559
+  _globals['_TOKENSCOPE']._serialized_end=667
+  _globals['_TOKENINFO']._serialized_start=670
+  _globals['_TOKENINFO']._serialized_end=924
+  _globals['_CALLSTATUS']._serialized_start=926
+  _globals['_CALLSTATUS']._serialized_end=1015
+  _globals['_PUBLISHERREF']._serialized_start=1018
+  _globals['_PUBLISHERREF']._serialized_end=1213
+  _globals['_PUBLISHERREF_RUNCLAIMSENTRY']._serialized_start=1165
+  _globals['_PUBLISHERREF_RUNCLAIMSENTRY']._serialized_end=1213
 # @@protoc_insertion_point(module_scope)

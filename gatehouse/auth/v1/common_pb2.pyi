@@ -50,20 +50,22 @@ class User(_message.Message):
     def __init__(self, id: _Optional[str] = ..., username: _Optional[str] = ..., name: _Optional[str] = ..., primary_email: _Optional[str] = ..., email_verified: _Optional[bool] = ..., is_active: _Optional[bool] = ..., is_admin: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., two_factor_enabled: _Optional[bool] = ...) -> None: ...
 
 class Project(_message.Message):
-    __slots__ = ("id", "name", "normalized_name", "created_at", "two_factor_required", "trusted_publishing_only")
+    __slots__ = ("id", "name", "normalized_name", "created_at", "two_factor_required", "trusted_publishing_only", "phishing_resistant_only")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     NORMALIZED_NAME_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     TWO_FACTOR_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     TRUSTED_PUBLISHING_ONLY_FIELD_NUMBER: _ClassVar[int]
+    PHISHING_RESISTANT_ONLY_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     normalized_name: str
     created_at: _timestamp_pb2.Timestamp
     two_factor_required: bool
     trusted_publishing_only: bool
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., normalized_name: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., two_factor_required: _Optional[bool] = ..., trusted_publishing_only: _Optional[bool] = ...) -> None: ...
+    phishing_resistant_only: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., normalized_name: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., two_factor_required: _Optional[bool] = ..., trusted_publishing_only: _Optional[bool] = ..., phishing_resistant_only: _Optional[bool] = ...) -> None: ...
 
 class TokenScope(_message.Message):
     __slots__ = ("all_projects", "project_names", "allowed_networks", "release_version")

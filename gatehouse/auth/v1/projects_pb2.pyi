@@ -196,3 +196,21 @@ class CheckPermissionResponse(_message.Message):
     user_id: str
     username: str
     def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., project: _Optional[_Union[_common_pb2.Project, _Mapping]] = ..., reauth_required: _Optional[bool] = ..., user_id: _Optional[str] = ..., username: _Optional[str] = ...) -> None: ...
+
+class SetPhishingResistantOnlyRequest(_message.Message):
+    __slots__ = ("session_token", "project_name", "enabled", "client")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    project_name: str
+    enabled: bool
+    client: _common_pb2.ClientInfo
+    def __init__(self, session_token: _Optional[str] = ..., project_name: _Optional[str] = ..., enabled: _Optional[bool] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
+
+class SetPhishingResistantOnlyResponse(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: _common_pb2.Project
+    def __init__(self, project: _Optional[_Union[_common_pb2.Project, _Mapping]] = ...) -> None: ...

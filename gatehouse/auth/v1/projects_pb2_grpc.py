@@ -74,6 +74,11 @@ class ProjectServiceStub:
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredRequest.SerializeToString,
                 response_deserializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredResponse.FromString,
                 _registered_method=True)
+        self.SetPhishingResistantOnly = channel.unary_unary(
+                '/gatehouse.auth.v1.ProjectService/SetPhishingResistantOnly',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetPhishingResistantOnlyRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetPhishingResistantOnlyResponse.FromString,
+                _registered_method=True)
         self.CheckPermission = channel.unary_unary(
                 '/gatehouse.auth.v1.ProjectService/CheckPermission',
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.CheckPermissionRequest.SerializeToString,
@@ -134,6 +139,14 @@ class ProjectServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPhishingResistantOnly(self, request, context):
+        """Owners: accept collaborators' page actions and new tokens only from sessions that logged in
+        with a security key or a passkey (FAILED_PRECONDITION when the Owner's own session did not).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CheckPermission(self, request, context):
         """Whether the session's user may act on the project (gateway page actions).
         """
@@ -183,6 +196,11 @@ def add_ProjectServiceServicer_to_server(servicer, server):
                     servicer.SetTwoFactorRequired,
                     request_deserializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredRequest.FromString,
                     response_serializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredResponse.SerializeToString,
+            ),
+            'SetPhishingResistantOnly': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPhishingResistantOnly,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetPhishingResistantOnlyRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetPhishingResistantOnlyResponse.SerializeToString,
             ),
             'CheckPermission': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckPermission,
@@ -406,6 +424,33 @@ class ProjectService:
             '/gatehouse.auth.v1.ProjectService/SetTwoFactorRequired',
             gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredRequest.SerializeToString,
             gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetTwoFactorRequiredResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPhishingResistantOnly(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.ProjectService/SetPhishingResistantOnly',
+            gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetPhishingResistantOnlyRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_projects__pb2.SetPhishingResistantOnlyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -19,16 +19,18 @@ class TotpInfo(_message.Message):
     def __init__(self, created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class WebAuthnKey(_message.Message):
-    __slots__ = ("id", "label", "created_at", "last_used_at")
+    __slots__ = ("id", "label", "created_at", "last_used_at", "passkey")
     ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_USED_AT_FIELD_NUMBER: _ClassVar[int]
+    PASSKEY_FIELD_NUMBER: _ClassVar[int]
     id: str
     label: str
     created_at: _timestamp_pb2.Timestamp
     last_used_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., label: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    passkey: bool
+    def __init__(self, id: _Optional[str] = ..., label: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., passkey: _Optional[bool] = ...) -> None: ...
 
 class GetTwoFactorStatusRequest(_message.Message):
     __slots__ = ("session_token",)
@@ -105,12 +107,14 @@ class RemoveTotpResponse(_message.Message):
     def __init__(self, two_factor_enabled: _Optional[bool] = ...) -> None: ...
 
 class BeginWebAuthnRegistrationRequest(_message.Message):
-    __slots__ = ("session_token", "client")
+    __slots__ = ("session_token", "client", "passkey")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
+    PASSKEY_FIELD_NUMBER: _ClassVar[int]
     session_token: str
     client: _common_pb2.ClientInfo
-    def __init__(self, session_token: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
+    passkey: bool
+    def __init__(self, session_token: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ..., passkey: _Optional[bool] = ...) -> None: ...
 
 class BeginWebAuthnRegistrationResponse(_message.Message):
     __slots__ = ("options_json",)
@@ -119,16 +123,18 @@ class BeginWebAuthnRegistrationResponse(_message.Message):
     def __init__(self, options_json: _Optional[str] = ...) -> None: ...
 
 class CompleteWebAuthnRegistrationRequest(_message.Message):
-    __slots__ = ("session_token", "label", "credential_json", "client")
+    __slots__ = ("session_token", "label", "credential_json", "client", "passkey")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_JSON_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
+    PASSKEY_FIELD_NUMBER: _ClassVar[int]
     session_token: str
     label: str
     credential_json: str
     client: _common_pb2.ClientInfo
-    def __init__(self, session_token: _Optional[str] = ..., label: _Optional[str] = ..., credential_json: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
+    passkey: bool
+    def __init__(self, session_token: _Optional[str] = ..., label: _Optional[str] = ..., credential_json: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ..., passkey: _Optional[bool] = ...) -> None: ...
 
 class CompleteWebAuthnRegistrationResponse(_message.Message):
     __slots__ = ("key", "recovery_codes")
@@ -235,3 +241,33 @@ class CompleteLoginResponse(_message.Message):
     recovery_codes_remaining: int
     confirmation_browser_token: str
     def __init__(self, session_token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user: _Optional[_Union[_common_pb2.User, _Mapping]] = ..., method: _Optional[str] = ..., recovery_codes_remaining: _Optional[int] = ..., confirmation_browser_token: _Optional[str] = ...) -> None: ...
+
+class BeginPasskeyLoginRequest(_message.Message):
+    __slots__ = ("client",)
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    client: _common_pb2.ClientInfo
+    def __init__(self, client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
+
+class BeginPasskeyLoginResponse(_message.Message):
+    __slots__ = ("options_json",)
+    OPTIONS_JSON_FIELD_NUMBER: _ClassVar[int]
+    options_json: str
+    def __init__(self, options_json: _Optional[str] = ...) -> None: ...
+
+class CompletePasskeyLoginRequest(_message.Message):
+    __slots__ = ("assertion_json", "client")
+    ASSERTION_JSON_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    assertion_json: str
+    client: _common_pb2.ClientInfo
+    def __init__(self, assertion_json: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
+
+class CompletePasskeyLoginResponse(_message.Message):
+    __slots__ = ("session_token", "expires_at", "user")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    expires_at: _timestamp_pb2.Timestamp
+    user: _common_pb2.User
+    def __init__(self, session_token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user: _Optional[_Union[_common_pb2.User, _Mapping]] = ...) -> None: ...

@@ -89,6 +89,16 @@ class TwoFactorServiceStub:
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.CompleteLoginRequest.SerializeToString,
                 response_deserializer=gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.CompleteLoginResponse.FromString,
                 _registered_method=True)
+        self.BeginPasskeyLogin = channel.unary_unary(
+                '/gatehouse.auth.v1.TwoFactorService/BeginPasskeyLogin',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.BeginPasskeyLoginRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.BeginPasskeyLoginResponse.FromString,
+                _registered_method=True)
+        self.CompletePasskeyLogin = channel.unary_unary(
+                '/gatehouse.auth.v1.TwoFactorService/CompletePasskeyLogin',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.CompletePasskeyLoginRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.CompletePasskeyLoginResponse.FromString,
+                _registered_method=True)
 
 
 class TwoFactorServiceServicer:
@@ -164,6 +174,21 @@ class TwoFactorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BeginPasskeyLogin(self, request, context):
+        """Passwordless login with a passkey (a discoverable credential that verifies its user).
+        Begin hands out a single-use challenge with no allowCredentials; Complete finds the passkey by
+        its credential id and user handle and starts a session (method "passkey").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompletePasskeyLogin(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TwoFactorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -221,6 +246,16 @@ def add_TwoFactorServiceServicer_to_server(servicer, server):
                     servicer.CompleteLogin,
                     request_deserializer=gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.CompleteLoginRequest.FromString,
                     response_serializer=gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.CompleteLoginResponse.SerializeToString,
+            ),
+            'BeginPasskeyLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginPasskeyLogin,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.BeginPasskeyLoginRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.BeginPasskeyLoginResponse.SerializeToString,
+            ),
+            'CompletePasskeyLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompletePasskeyLogin,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.CompletePasskeyLoginRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.CompletePasskeyLoginResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -520,6 +555,60 @@ class TwoFactorService:
             '/gatehouse.auth.v1.TwoFactorService/CompleteLogin',
             gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.CompleteLoginRequest.SerializeToString,
             gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.CompleteLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginPasskeyLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.TwoFactorService/BeginPasskeyLogin',
+            gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.BeginPasskeyLoginRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.BeginPasskeyLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompletePasskeyLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.TwoFactorService/CompletePasskeyLogin',
+            gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.CompletePasskeyLoginRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_twofactor__pb2.CompletePasskeyLoginResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -91,6 +91,17 @@ class AccountPages:
             pending_login_token=pending_token, client=client_info(origin)), session_call=False)
         return reply.options_json
 
+    async def passkey_login_options(self, origin: Origin | None) -> str:
+        reply = await self._call(self._twofactor.BeginPasskeyLogin, twofactor_pb2.BeginPasskeyLoginRequest(
+            client=client_info(origin)), session_call=False)
+        return reply.options_json
+
+    async def complete_passkey_login(self, assertion_json: str, origin: Origin | None) -> LoginOutcome:
+        """Passwordless login: the browser's answer to `passkey_login_options`."""
+        reply = await self._call(self._twofactor.CompletePasskeyLogin, twofactor_pb2.CompletePasskeyLoginRequest(
+            assertion_json=assertion_json, client=client_info(origin)), session_call=False)
+        return LoginOutcome(session_token=reply.session_token)
+
     async def logout(self, session_token: str, origin: Origin | None) -> None:
         if session_token:
             try:

@@ -115,6 +115,13 @@ class ProjectPages:
             field="required")
         return list(reply.usernames_without_two_factor)
 
+    async def set_phishing_resistant_only(self, session_token: str, project_name: str, enabled: bool,
+                                          origin: Origin | None) -> None:
+        """Owners accept collaborators' actions only from security-key or passkey logins (or stop)."""
+        await self._call(self._stub.SetPhishingResistantOnly, projects_pb2.SetPhishingResistantOnlyRequest(
+            session_token=session_token, project_name=project_name, enabled=enabled, client=client_info(origin)),
+            field="enabled")
+
     async def delete_project(self, session_token: str, access: Access, confirm_name: str,
                              origin: Origin | None) -> None:
         """authsvc deletes the project (and revokes tokens scoped only to it); then its files go here."""

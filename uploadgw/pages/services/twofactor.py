@@ -17,7 +17,7 @@ LABEL_FIELD = ("label",)
 
 def _key(pb) -> SecurityKey:
     return SecurityKey(id=pb.id, label=pb.label, created_at=when(pb, "created_at"),
-                       last_used_at=when(pb, "last_used_at"))
+                       last_used_at=when(pb, "last_used_at"), passkey=pb.passkey)
 
 
 class TwoFactorPages:
@@ -62,17 +62,17 @@ class TwoFactorPages:
             session_token=session_token, password=password, client=client_info(origin)))
 
     # -- security keys ---------------------------------------------------------------------------
-    async def begin_key_registration(self, session_token: str, origin: Origin | None) -> str:
+    async def begin_key_registration(self, session_token: str, origin: Origin | None, *, passkey: bool = False) -> str:
         reply = await self._call(self._stub.BeginWebAuthnRegistration, twofactor_pb2.BeginWebAuthnRegistrationRequest(
-            session_token=session_token, client=client_info(origin)))
+            session_token=session_token, client=client_info(origin), passkey=passkey))
         return reply.options_json
 
     async def complete_key_registration(self, session_token: str, label: str, credential_json: str,
-                                        origin: Origin | None) -> tuple[SecurityKey, list[str]]:
+                                        origin: Origin | None, *, passkey: bool = False) -> tuple[SecurityKey, list[str]]:
         reply = await self._call(
             self._stub.CompleteWebAuthnRegistration, twofactor_pb2.CompleteWebAuthnRegistrationRequest(
                 session_token=session_token, label=label, credential_json=credential_json,
-                client=client_info(origin)), fields=LABEL_FIELD)
+                client=client_info(origin), passkey=passkey), fields=LABEL_FIELD)
         return _key(reply.key), list(reply.recovery_codes)
 
     async def rename_key(self, session_token: str, key_id: str, label: str, origin: Origin | None) -> None:

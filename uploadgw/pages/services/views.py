@@ -76,6 +76,7 @@ class SecurityKey:
     label: str
     created_at: dt.datetime | None
     last_used_at: dt.datetime | None
+    passkey: bool = False  # a discoverable key that verifies its user: it also signs in alone
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,11 +152,13 @@ class Project:
     created_at: dt.datetime | None
     two_factor_required: bool
     trusted_publishing_only: bool = False
+    phishing_resistant_only: bool = False
 
     @classmethod
     def of(cls, pb: common_pb2.Project) -> "Project":
         return cls(id=pb.id, name=pb.name, normalized_name=pb.normalized_name, created_at=when(pb, "created_at"),
-                   two_factor_required=pb.two_factor_required, trusted_publishing_only=pb.trusted_publishing_only)
+                   two_factor_required=pb.two_factor_required, trusted_publishing_only=pb.trusted_publishing_only,
+                   phishing_resistant_only=pb.phishing_resistant_only)
 
 
 @dataclasses.dataclass(frozen=True)

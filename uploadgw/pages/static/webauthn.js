@@ -115,6 +115,20 @@
     });
   }
 
+  /* The browser's autofill UI (conditional mediation): the username field, marked
+   * autocomplete="username webauthn", offers this site's passkeys; choosing one submits the passkey
+   * form. Where the browser lacks it, the "Sign in with a passkey" button does the same. */
+  async function offerInAutofill(form) {
+    if (!window.PublicKeyCredential || !PublicKeyCredential.isConditionalMediationAvailable) { return; }
+    try {
+      if (!(await PublicKeyCredential.isConditionalMediationAvailable())) { return; }
+      var options = await fetchOptions(form);
+      var credential = await navigator.credentials.get({ mediation: "conditional", publicKey: requestOptions(options) });
+      form.querySelector('input[name="credential"]').value = JSON.stringify(credentialJSON(credential));
+      form.submit();
+    } catch (error) { /* the button still works */ }
+  }
+
   var register = document.getElementById("webauthn-register-form");
   if (register) {
     attach(register, function (json) { return navigator.credentials.create({ publicKey: creationOptions(json) }); });
@@ -122,6 +136,11 @@
   var login = document.getElementById("webauthn-login-form");
   if (login) {
     attach(login, function (json) { return navigator.credentials.get({ publicKey: requestOptions(json) }); });
+  }
+  var passkey = document.getElementById("passkey-login-form");
+  if (passkey) {
+    attach(passkey, function (json) { return navigator.credentials.get({ publicKey: requestOptions(json) }); });
+    offerInAutofill(passkey);
   }
   document.documentElement.classList.add("js");
 })();
