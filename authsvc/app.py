@@ -108,7 +108,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
     owner_notices = OwnerNotices(db=db, mailer=mailer, limiter=limiter, public_url=settings.public_url)
     projects, tokens, verifier = build_token_services(
         settings, clock, db, tx, events, policy=twofactor.policy, notifier=notifier,
-        long_lived=LongLivedTokenPolicy(db=db, notices=owner_notices))
+        long_lived=LongLivedTokenPolicy(notices=owner_notices))
     expiry = ExpirySweep(db=db, clock=clock, events=events, notifier=notifier,
                          notice_before=dt.timedelta(days=settings.token_expiry_notice_days),
                          interval=settings.token_expiry_sweep_seconds)
