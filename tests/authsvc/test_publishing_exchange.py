@@ -9,8 +9,13 @@ import time
 
 import grpc
 import pytest
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from authsvc.db import new_id
+from authsvc.projects.models import Project
 from gatehouse.auth.v1 import publishing_pb2
+from tests.conftest import TEST_DB
 from tests.authsvc.project_token_factories import events, make_project, make_user, refused, verify
 from tests.authsvc.publishing_support import (  # noqa: F401  (fixtures)
     AUDIENCE, add_publisher, auth_overrides, claims_of, ghes, github, github_spec, gitlab, gitlab_spec, mint,
@@ -319,3 +324,32 @@ async def test_a_pending_publisher_whose_name_was_taken_meanwhile_is_refused(aut
     await make_project(auth, "taken", "quick")
     await _refused_token(auth, github.token(github.github_claims("pat/taken", audience=AUDIENCE)),
                          "exists already", reason="INVALID_PENDING_PUBLISHER")
+
+
+@pytest.mark.skipif(not TEST_DB.startswith("postgres"), reason="SQLite serialises writers, so the exchange's check "
+                    "before creating the project sees it (the test above)")
+async def test_a_pending_publishers_name_taken_at_the_same_instant_is_not_called_a_reused_token(auth, github):
+    """Regression: the project's unique name refusing the exchange's insert was reported as
+    invalid-reuse-token. Another transaction inserts the name and commits only once the exchange
+    waits on it (past the exchange's own check that the name is free)."""
+    _, session = await make_user(auth, "pat")
+    await publishing(auth).AddPendingPublisher(publishing_pb2.AddPendingPublisherRequest(
+        session_token=session, project_name="taken", spec=github_spec(github, "pat/taken")))
+    engine = create_async_engine(auth.running.app.engine.url)  # of its own: the service's pool stays free
+    async with engine.connect() as other, engine.connect() as watcher:
+        await other.execute(insert(Project.__table__).values(
+            id=new_id(), name="taken", normalized_name="taken", created_at=auth.clock.now(),
+            two_factor_required=False, trusted_publishing_only=False))
+        exchange = asyncio.ensure_future(_refused_token(
+            auth, github.token(github.github_claims("pat/taken", audience=AUDIENCE)), "at the same moment",
+            reason="INVALID_PENDING_PUBLISHER"))
+        waiting = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND wait_event_type = 'Lock'")
+        deadline = time.monotonic() + 10
+        while not await watcher.scalar(waiting):
+            assert time.monotonic() < deadline and not exchange.done(), "the exchange never waited on the name"
+            await asyncio.sleep(0.01)
+        await other.commit()
+        await exchange
+    await engine.dispose()
+    assert not await events(auth, "project:create")  # nothing of the refused exchange was kept
