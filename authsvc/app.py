@@ -19,7 +19,7 @@ from authsvc.publishing.identity import IdentityVerifier
 from authsvc.publishing.keys import KeySets
 from authsvc.publishing.notices import OwnerNotices
 from authsvc.publishing.policy import LongLivedTokenPolicy
-from authsvc.publishing.service import PublishersService
+from authsvc.publishing.service import PublishersService, remove_for_deleted_project
 from authsvc.publishing.uploads import PublisherTokenUploads
 from authsvc.ratelimit import RateLimiter
 from authsvc.settings import Settings
@@ -146,8 +146,8 @@ def build_token_services(settings: Settings, clock: Clock, db: async_sessionmake
                          long_lived: LongLivedTokenPolicy | None = None,
                          ) -> tuple[ProjectsService, TokensService, TokenVerifier]:
     """Projects and roles, API tokens, and the token verifier the gateway calls on every upload."""
-    projects = ProjectsService(db=db, clock=clock, events=events, revoke_tokens=revoke_for_deleted_project,
-                               notifier=notifier)
+    projects = ProjectsService(db=db, clock=clock, events=events, notifier=notifier,
+                               deletion_steps=(revoke_for_deleted_project, remove_for_deleted_project))
     codec = TokenCodec(prefix=settings.token_prefix, location=settings.token_location,
                        secrets_by_version=settings.token_secrets)
     lifetime = TokenLifetime(default=dt.timedelta(days=settings.token_default_days),

@@ -4,7 +4,7 @@ Owners add and remove a project's publishers (operators: any project's). A user 
 pending publisher for a project name that does not exist yet; its first exchange creates the project
 with that user as Owner (publishing/exchange.py). Every change is an event in the same transaction:
 `project:publisher:add|remove` in the project's log, `account:pending_publisher:add|remove` in the
-user's.
+user's. Deleting a project removes its publishers with their events too (`remove_for_deleted_project`).
 """
 
 from __future__ import annotations
@@ -100,6 +100,19 @@ def pending_view(row: PendingPublisher, username: str) -> PendingView:
 def publisher_details(view: PublisherView | PendingView) -> dict[str, str]:
     return {"publisher_id": view.id, "publisher": view.display, "issuer": view.spec.issuer_url,
             "kind": view.spec.kind}
+
+
+async def remove_for_deleted_project(s: AsyncSession, events: EventEmitter, project: tuple[str, str], *,
+                                     actor: ActorRef, origin: Origin | None) -> list[str]:
+    """Remove the publishers of `project`, being deleted, each with its event (the projects area calls
+    this in the deletion's transaction). Returns their ids."""
+    rows = list(await s.scalars(select(Publisher).where(Publisher.project_id == project[0])
+                                .order_by(Publisher.created_at, Publisher.id)))
+    for row in rows:
+        await events.emit(s, "project:publisher:remove", actor=actor, project=project, origin=origin,
+                          details={**publisher_details(publisher_view(row, project[1])), "reason": "project_deleted"})
+    await s.execute(delete(Publisher).where(Publisher.project_id == project[0]))
+    return [row.id for row in rows]
 
 
 class PublishersService:
