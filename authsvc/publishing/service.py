@@ -22,7 +22,7 @@ from authsvc.accounts.models import User
 from authsvc.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from authsvc.projects.models import OWNER, Project, Role
 from authsvc.projects.names import check_project_name
-from authsvc.publishing.kinds import Spec, make_spec
+from authsvc.publishing.kinds import Spec, binds_ids, make_spec
 from authsvc.publishing.models import PendingPublisher, Publisher
 from authsvc.publishing.notices import OwnerNotices
 from authsvc.settings import OidcIssuer
@@ -45,6 +45,9 @@ class SpecInput:
     email: str = ""
     subject: str = ""
     claims: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # A project's publisher only, both or neither: the provider's immutable ids, bound at once.
+    repository_id: str = ""
+    owner_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +164,9 @@ class PublishersService:
 
     async def add_publisher(self, project_name: str, given: SpecInput, *, as_user: User | None, actor: ActorRef,
                             origin: Origin | None = None) -> PublisherView:
+        """Add a publisher; with the provider's ids given, bound to them at once (else on first use)."""
         spec = self.spec(given)
+        ids = _upfront_ids(spec, given)
         try:
             async with self.db() as s, s.begin():
                 project = await self._project(s, project_name, as_user)
@@ -172,12 +177,14 @@ class PublishersService:
                                              "the most a project may have: remove one first.",
                                              reason="too_many_publishers")
                 row = Publisher(project_id=project.id, created_at=self.clock.now(), created_by=actor.username,
-                                bound_repository_id="", bound_owner_id="", **spec_columns(spec))
+                                bound_repository_id=ids[0], bound_owner_id=ids[1], **spec_columns(spec))
                 s.add(row)
                 await s.flush()
                 view = publisher_view(row, project.name)
                 await self.events.emit(s, "project:publisher:add", actor=actor, project=(project.id, project.name),
-                                       origin=origin, details=publisher_details(view))
+                                       origin=origin, details={**publisher_details(view),
+                                                               "bound_repository_id": ids[0],
+                                                               "bound_owner_id": ids[1]})
         except IntegrityError:
             raise AlreadyExists(f"'{project_name}' already has this trusted publisher.",
                                 reason="publisher_exists") from None
@@ -239,6 +246,9 @@ class PublishersService:
     async def add_pending(self, project_name: str, given: SpecInput, *, user: User, actor: ActorRef,
                           origin: Origin | None = None) -> PendingView:
         spec = self.spec(given)
+        if given.repository_id or given.owner_id:
+            raise InvalidArgument("A pending publisher is bound to its repository's ids by the exchange that "
+                                  "creates its project; leave the ids empty.", reason="ids_not_accepted")
         normalized = check_project_name(project_name)
         try:
             async with self.db() as s, s.begin():
@@ -291,3 +301,23 @@ class PublishersService:
                                    details={**publisher_details(view), "project_name": view.project_name})
             await s.execute(delete(PendingPublisher).where(PendingPublisher.id == row.id))
             return view
+
+
+MAX_ID_LENGTH = 20  # the providers' ids are 64-bit integers
+
+
+def _upfront_ids(spec: Spec, given: SpecInput) -> tuple[str, str]:
+    """The immutable ids an Owner gave at registration, checked, or ("", "") to bind on first use."""
+    repository_id, owner_id = given.repository_id.strip(), given.owner_id.strip()
+    if not repository_id and not owner_id:
+        return "", ""
+    names = binds_ids(spec.kind)
+    if names is None:
+        raise InvalidArgument(f"A {spec.kind} publisher has no repository and owner ids to bind; leave them empty.",
+                              reason="ids_not_accepted")
+    for value, name in ((repository_id, names[0]), (owner_id, names[1])):
+        if not (value.isascii() and value.isdigit() and len(value) <= MAX_ID_LENGTH):
+            raise InvalidArgument(f"Give both ids as the numbers the provider shows ({names[0]} and {names[1]} "
+                                  f"in its identity tokens); '{value[:40]}' is not one for {name}.",
+                                  reason="ids_invalid")
+    return repository_id, owner_id

@@ -253,6 +253,45 @@ async def test_a_resurrected_repository_cannot_publish(auth, github, widget):
                          "deleted and re-created", reason="INVALID_PUBLISHER")
 
 
+async def test_a_publisher_bound_at_registration_refuses_a_resurrected_repository_on_first_use(auth, github):
+    """Without ids at registration the first run to use a publisher binds whatever repository now
+    has the name; an Owner who gives the ids closes that gap."""
+    _, session = await make_user(auth, "alice")
+    await make_project(auth, "widget", "alice")
+    spec = github_spec(github)
+    spec.repository_id, spec.owner_id = "1001", "2002"
+    added = await add_publisher(auth, session, "widget", spec)
+    assert (added.bound_repository_id, added.bound_owner_id) == ("1001", "2002")
+    assert not added.spec.repository_id  # replies name the ids in bound_* only
+    (event,) = await events(auth, "project:publisher:add")
+    assert (event.details["bound_repository_id"], event.details["bound_owner_id"]) == ("1001", "2002")
+    await _refused_token(auth, github.token(github.github_claims(audience=AUDIENCE, repository_id="9999")),
+                         "deleted and re-created", reason="INVALID_PUBLISHER")
+    await _refused_token(auth, github.token(github.github_claims(audience=AUDIENCE, owner_id="7")),
+                         "deleted and re-created", reason="INVALID_PUBLISHER")
+    assert list((await mint(auth, github.token(github.github_claims(audience=AUDIENCE)))).project_names) == [
+        "widget"]
+
+
+@pytest.mark.parametrize("repository_id, owner_id, fragment", [
+    ("1001", "", "Give both ids"), ("", "2002", "Give both ids"), ("10x1", "2002", "'10x1' is not one"),
+    ("1" * 21, "2002", "is not one"), ("١٠٠١", "2002", "is not one"),  # Arabic-Indic digits: isdigit, not ASCII
+])
+async def test_ids_at_registration_are_both_numbers_and_only_for_a_project(auth, github, repository_id, owner_id,
+                                                                           fragment):
+    _, session = await make_user(auth, "alice")
+    await make_project(auth, "widget", "alice")
+    spec = github_spec(github)
+    spec.repository_id, spec.owner_id = repository_id, owner_id
+    await refused(add_publisher(auth, session, "widget", spec), grpc.StatusCode.INVALID_ARGUMENT, fragment)
+    pending = publishing(auth).AddPendingPublisher(publishing_pb2.AddPendingPublisherRequest(
+        session_token=session, project_name="fresh", spec=publishing_pb2.PublisherSpec(
+            issuer_url=github.url, owner="octo", repository="fresh", workflow="release.yml", repository_id="1",
+            owner_id="2")))
+    await refused(pending, grpc.StatusCode.INVALID_ARGUMENT, "leave the ids empty")
+    assert not await events(auth, "project:publisher:add", "account:pending_publisher:add")
+
+
 async def test_gitlab_publishers_bind_project_and_namespace_ids(auth, gitlab):
     _, session = await make_user(auth, "gina")
     await make_project(auth, "glwidget", "gina")
