@@ -19,7 +19,7 @@ from authsvc.publishing.identity import IdentityVerifier
 from authsvc.publishing.keys import KeySets
 from authsvc.publishing.notices import OwnerNotices
 from authsvc.publishing.policy import LongLivedTokenPolicy, has_publisher
-from authsvc.publishing.service import PublishersService
+from authsvc.publishing.service import PublishersService, remove_for_deleted_project
 from authsvc.publishing.uploads import PublisherTokenUploads
 from authsvc.ratelimit import RateLimiter
 from authsvc.settings import Settings
@@ -110,7 +110,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> AuthApp:
     owner_notices = OwnerNotices(db=db, mailer=mailer, limiter=limiter, public_url=settings.public_url)
     projects, tokens, verifier = build_token_services(
         settings, clock, db, tx, events, policy=twofactor.policy, notifier=notifier,
-        long_lived=LongLivedTokenPolicy(db=db, notices=owner_notices))
+        long_lived=LongLivedTokenPolicy(notices=owner_notices))
     expiry = ExpirySweep(db=db, clock=clock, events=events, notifier=notifier,
                          notice_before=dt.timedelta(days=settings.token_expiry_notice_days),
                          interval=settings.token_expiry_sweep_seconds)
@@ -150,8 +150,8 @@ def build_token_services(settings: Settings, clock: Clock, db: async_sessionmake
                          long_lived: LongLivedTokenPolicy | None = None,
                          ) -> tuple[ProjectsService, TokensService, TokenVerifier]:
     """Projects and roles, API tokens, and the token verifier the gateway calls on every upload."""
-    projects = ProjectsService(db=db, clock=clock, events=events, revoke_tokens=revoke_for_deleted_project,
-                               notifier=notifier)
+    projects = ProjectsService(db=db, clock=clock, events=events, notifier=notifier,
+                               deletion_steps=(revoke_for_deleted_project, remove_for_deleted_project))
     codec = TokenCodec(prefix=settings.token_prefix, location=settings.token_location,
                        secrets_by_version=settings.token_secrets)
     lifetime = TokenLifetime(default=dt.timedelta(days=settings.token_default_days),

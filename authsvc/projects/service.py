@@ -62,9 +62,10 @@ class PermissionCheck:
     project: Project
 
 
-class RevokeTokens(Protocol):
-    """Revokes the API tokens scoped to a project being deleted, in the deletion's transaction
-    (the tokens area's; passed in, so that this package does not import the one above it)."""
+class DeletionStep(Protocol):
+    """Another area's part of deleting a project, with its events, in the deletion's transaction
+    (revoking the tokens scoped to it, removing its trusted publishers; passed in, so that this
+    package does not import the ones above it)."""
 
     async def __call__(self, s: AsyncSession, events: EventEmitter, project: tuple[str, str], *,
                        actor: ActorRef, origin: Origin | None) -> object: ...
@@ -81,12 +82,12 @@ async def projects_requiring_second_factor(s: AsyncSession, user_id: str) -> lis
 
 
 class ProjectsService:
-    def __init__(self, *, db: async_sessionmaker, clock: Clock, events: EventEmitter, revoke_tokens: RevokeTokens,
-                 notifier: Notifier | None = None):
+    def __init__(self, *, db: async_sessionmaker, clock: Clock, events: EventEmitter,
+                 deletion_steps: tuple[DeletionStep, ...], notifier: Notifier | None = None):
         self.db = db
         self.clock = clock
         self.events = events
-        self.revoke_tokens = revoke_tokens
+        self.deletion_steps = deletion_steps
         self.notifier = notifier
 
     # -- notices (built in the transaction, sent after it committed) ---------------------------
@@ -359,7 +360,8 @@ class ProjectsService:
 
     async def delete_project(self, project_name: str, *, as_user: User | None, actor: ActorRef,
                              confirm_name: str | None = None, origin: Origin | None = None) -> str:
-        """Delete a project, its roles, and the tokens scoped only to it (others lose it from scope)."""
+        """Delete a project, its roles, the tokens scoped only to it (others lose it from scope) and its
+        trusted publishers."""
         async with self.db() as s, s.begin():
             project = await self._project(s, project_name, lock=True)
             await self._require_owner(s, project, as_user)
@@ -371,7 +373,8 @@ class ProjectsService:
             sent = [self.notifier.project_deleted(to=notice_address(o.emails), recipient=o.username,
                                                   project=project.name, by=by)
                     for o in await self._owners(s, project.id)] if self.notifier is not None else []
-            await self.revoke_tokens(s, self.events, ref, actor=actor, origin=origin)
+            for step in self.deletion_steps:
+                await step(s, self.events, ref, actor=actor, origin=origin)
             await self.events.emit(s, "project:delete", actor=actor,
                                    user=(as_user.id, as_user.username) if as_user else None,
                                    project=ref, origin=origin, details={"deleted_by": actor.username})

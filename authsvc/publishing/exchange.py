@@ -94,14 +94,8 @@ class Exchange:
                                   reason="invalid_payload")
         identity = await self.identity.verify(token)
         await self._sweep(self.clock.now())
-        try:
-            async with self.db() as s, s.begin():
-                return await self._mint(s, identity, single_use, origin)
-        except IntegrityError:
-            # The (iss, jti) row exists: this identity token was exchanged already, here or on
-            # another replica (or the pending publisher's project was created at the same moment).
-            raise ExchangeRefused("This identity token has been used already: request a new one for each "
-                                  "exchange.", reason="invalid_reuse_token") from None
+        async with self.db() as s, s.begin():
+            return await self._mint(s, identity, single_use, origin)
 
     async def _mint(self, s: AsyncSession, identity: IdentityToken, single_use: bool,
                     origin: Origin | None) -> Minted:
@@ -110,7 +104,11 @@ class Exchange:
         # rest fail (IntegrityError) and mint nothing.
         s.add(ConsumedIdentityToken(issuer_url=identity.issuer.url, jti=identity.jti,
                                     keep_until=identity.expires_at + self.leeway))
-        await s.flush()
+        try:
+            await s.flush()
+        except IntegrityError:  # the (iss, jti) row exists: exchanged already, here or on another replica
+            raise ExchangeRefused("This identity token has been used already: request a new one for each "
+                                  "exchange.", reason="invalid_reuse_token") from None
         matches = await self._matches(s, identity)
         if not matches:
             matches = [await self._convert_pending(s, identity, origin)]
@@ -202,8 +200,15 @@ class Exchange:
                                   "cannot create it: ask the project's Owners to add the publisher.",
                                   reason="invalid_pending_publisher")
         actor = ActorRef.user(user.id, user.username)
-        values = await s.run_sync(lambda sync: self.projects.create_with_owner(
-            sync.connection(), row.project_name, (user.id, user.username), actor=actor, origin=origin))
+        try:
+            values = await s.run_sync(lambda sync: self.projects.create_with_owner(
+                sync.connection(), row.project_name, (user.id, user.username), actor=actor, origin=origin))
+        except IntegrityError:  # created by another upload or exchange since the check above
+            raise ExchangeRefused(f"The project '{row.project_name}' was created by another upload at the same "
+                                  "moment, so this pending publisher cannot create it. If that was another run "
+                                  "of this workflow, request a new identity token and try again; otherwise ask "
+                                  "the project's Owners to add the publisher.",
+                                  reason="invalid_pending_publisher") from None
         project = await s.get(Project, values["id"])
         assert project is not None
         ids = immutable_ids(row.kind, claims)

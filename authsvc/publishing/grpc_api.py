@@ -20,7 +20,8 @@ _KINDS = {"github": publishing_pb2.PUBLISHER_KIND_GITHUB, "gitlab": publishing_p
 def spec_input(spec: publishing_pb2.PublisherSpec) -> SpecInput:
     return SpecInput(issuer_url=spec.issuer_url, owner=spec.owner, repository=spec.repository,
                      workflow=spec.workflow, environment=spec.environment, email=spec.email,
-                     subject=spec.subject, claims=dict(spec.claims))
+                     subject=spec.subject, claims=dict(spec.claims), repository_id=spec.repository_id,
+                     owner_id=spec.owner_id)
 
 
 def spec_pb(spec: Spec) -> publishing_pb2.PublisherSpec:

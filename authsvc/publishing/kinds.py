@@ -207,6 +207,11 @@ def mismatch(spec: Spec, claims: Mapping[str, Any]) -> str | None:
     return None
 
 
+def binds_ids(kind: str) -> tuple[str, str] | None:
+    """The claims naming the (repository, owner) ids a publisher of `kind` is bound to, or None."""
+    return _BIND.get(kind)
+
+
 def immutable_ids(kind: str, claims: Mapping[str, Any]) -> tuple[str, str] | None:
     """The provider's (repository, owner) ids in the claims, or None for kinds that have none.
     A kind that has them but a token without them gives ("", "")."""

@@ -4,8 +4,9 @@ identity tokens (the replay store)."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ColumnElement, ForeignKey, Index, String, Text, UniqueConstraint, exists
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authsvc.db import Base, new_id
@@ -99,3 +100,8 @@ class ConsumedIdentityToken(Base):
     issuer_url: Mapped[str] = mapped_column(String(255), primary_key=True)
     jti: Mapped[str] = mapped_column(String(255), primary_key=True)
     keep_until: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+def has_publisher_clause(project_id: Any) -> ColumnElement[bool]:
+    """SQL truth of "this project has a trusted publisher" (indexed; the token lookup reads it)."""
+    return exists().where(Publisher.project_id == project_id)

@@ -4,7 +4,7 @@ Owners add and remove a project's publishers (operators: any project's). A user 
 pending publisher for a project name that does not exist yet; its first exchange creates the project
 with that user as Owner (publishing/exchange.py). Every change is an event in the same transaction:
 `project:publisher:add|remove` in the project's log, `account:pending_publisher:add|remove` in the
-user's.
+user's. Deleting a project removes its publishers with their events too (`remove_for_deleted_project`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from authsvc.accounts.models import User
 from authsvc.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from authsvc.projects.models import OWNER, Project, Role
 from authsvc.projects.names import check_project_name
-from authsvc.publishing.kinds import Spec, make_spec
+from authsvc.publishing.kinds import Spec, binds_ids, make_spec
 from authsvc.publishing.models import PendingPublisher, Publisher
 from authsvc.publishing.notices import OwnerNotices
 from authsvc.settings import OidcIssuer
@@ -45,6 +45,9 @@ class SpecInput:
     email: str = ""
     subject: str = ""
     claims: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # A project's publisher only, both or neither: the provider's immutable ids, bound at once.
+    repository_id: str = ""
+    owner_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +105,19 @@ def publisher_details(view: PublisherView | PendingView) -> dict[str, str]:
             "kind": view.spec.kind}
 
 
+async def remove_for_deleted_project(s: AsyncSession, events: EventEmitter, project: tuple[str, str], *,
+                                     actor: ActorRef, origin: Origin | None) -> list[str]:
+    """Remove the publishers of `project`, being deleted, each with its event (the projects area calls
+    this in the deletion's transaction). Returns their ids."""
+    rows = list(await s.scalars(select(Publisher).where(Publisher.project_id == project[0])
+                                .order_by(Publisher.created_at, Publisher.id)))
+    for row in rows:
+        await events.emit(s, "project:publisher:remove", actor=actor, project=project, origin=origin,
+                          details={**publisher_details(publisher_view(row, project[1])), "reason": "project_deleted"})
+    await s.execute(delete(Publisher).where(Publisher.project_id == project[0]))
+    return [row.id for row in rows]
+
+
 class PublishersService:
     def __init__(self, *, db: async_sessionmaker[AsyncSession], clock: Clock, events: EventEmitter,
                  issuers: tuple[OidcIssuer, ...], notices: OwnerNotices | None = None) -> None:
@@ -148,7 +164,9 @@ class PublishersService:
 
     async def add_publisher(self, project_name: str, given: SpecInput, *, as_user: User | None, actor: ActorRef,
                             origin: Origin | None = None) -> PublisherView:
+        """Add a publisher; with the provider's ids given, bound to them at once (else on first use)."""
         spec = self.spec(given)
+        ids = _upfront_ids(spec, given)
         try:
             async with self.db() as s, s.begin():
                 project = await self._project(s, project_name, as_user)
@@ -159,12 +177,14 @@ class PublishersService:
                                              "the most a project may have: remove one first.",
                                              reason="too_many_publishers")
                 row = Publisher(project_id=project.id, created_at=self.clock.now(), created_by=actor.username,
-                                bound_repository_id="", bound_owner_id="", **spec_columns(spec))
+                                bound_repository_id=ids[0], bound_owner_id=ids[1], **spec_columns(spec))
                 s.add(row)
                 await s.flush()
                 view = publisher_view(row, project.name)
                 await self.events.emit(s, "project:publisher:add", actor=actor, project=(project.id, project.name),
-                                       origin=origin, details=publisher_details(view))
+                                       origin=origin, details={**publisher_details(view),
+                                                               "bound_repository_id": ids[0],
+                                                               "bound_owner_id": ids[1]})
         except IntegrityError:
             raise AlreadyExists(f"'{project_name}' already has this trusted publisher.",
                                 reason="publisher_exists") from None
@@ -226,6 +246,9 @@ class PublishersService:
     async def add_pending(self, project_name: str, given: SpecInput, *, user: User, actor: ActorRef,
                           origin: Origin | None = None) -> PendingView:
         spec = self.spec(given)
+        if given.repository_id or given.owner_id:
+            raise InvalidArgument("A pending publisher is bound to its repository's ids by the exchange that "
+                                  "creates its project; leave the ids empty.", reason="ids_not_accepted")
         normalized = check_project_name(project_name)
         try:
             async with self.db() as s, s.begin():
@@ -278,3 +301,23 @@ class PublishersService:
                                    details={**publisher_details(view), "project_name": view.project_name})
             await s.execute(delete(PendingPublisher).where(PendingPublisher.id == row.id))
             return view
+
+
+MAX_ID_LENGTH = 20  # the providers' ids are 64-bit integers
+
+
+def _upfront_ids(spec: Spec, given: SpecInput) -> tuple[str, str]:
+    """The immutable ids an Owner gave at registration, checked, or ("", "") to bind on first use."""
+    repository_id, owner_id = given.repository_id.strip(), given.owner_id.strip()
+    if not repository_id and not owner_id:
+        return "", ""
+    names = binds_ids(spec.kind)
+    if names is None:
+        raise InvalidArgument(f"A {spec.kind} publisher has no repository and owner ids to bind; leave them empty.",
+                              reason="ids_not_accepted")
+    for value, name in ((repository_id, names[0]), (owner_id, names[1])):
+        if not (value.isascii() and value.isdigit() and len(value) <= MAX_ID_LENGTH):
+            raise InvalidArgument(f"Give both ids as the numbers the provider shows ({names[0]} and {names[1]} "
+                                  f"in its identity tokens); '{value[:40]}' is not one for {name}.",
+                                  reason="ids_invalid")
+    return repository_id, owner_id

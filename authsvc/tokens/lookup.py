@@ -1,5 +1,6 @@
 """The verification read: one query for a token, its user, primary email, whether the user has a
-second factor, the project and the user's role on it.
+second factor, the project (with its trusted-publishing setting and whether it has a publisher) and
+the user's role on it.
 
 Every other query of the verifier runs through the service's `Transactions`; this one, run on every
 upload and index read, keeps a shorter way, because the benchmark tells it apart (bench_verify: the
@@ -28,6 +29,7 @@ from sqlalchemy.engine import Connection, make_url
 
 from authsvc.accounts.models import Email, User
 from authsvc.projects.models import Project, Role
+from authsvc.publishing.models import has_publisher_clause
 from authsvc.tokens.models import ApiToken
 from authsvc.twofactor.pending import has_factor_clause
 from gatehouse.infra.clock import as_utc
@@ -38,7 +40,9 @@ LOOKUP = (
            ApiToken.last_used_at, User.username, User.is_active, Email.verified,
            has_factor_clause(User.id).label("has_second_factor"),
            Project.id.label("project_id"), Project.name.label("project_name"),
-           Project.two_factor_required.label("project_two_factor_required"), Role.role_name)
+           Project.two_factor_required.label("project_two_factor_required"), Role.role_name,
+           Project.trusted_publishing_only.label("project_trusted_publishing_only"),
+           has_publisher_clause(Project.id).label("project_has_publisher"))
     .select_from(ApiToken)
     .join(User, User.id == ApiToken.user_id)
     .outerjoin(Email, and_(Email.user_id == User.id, Email.primary == true()))
@@ -66,14 +70,16 @@ class TokenRow:
     project_name: str | None
     project_two_factor_required: bool
     role_name: str | None
+    project_trusted_publishing_only: bool  # uploads only from the project's trusted publishers
+    project_has_publisher: bool
 
 
 def _row(values: Sequence[Any]) -> TokenRow:
     (user_id, key_version, all_projects, expires_at, last_used_at, username, active, verified, has_factor,
-     project_id, project_name, project_2fa, role_name) = values
+     project_id, project_name, project_2fa, role_name, publishing_only, has_publisher) = values
     return TokenRow(user_id, int(key_version), bool(all_projects), _when(expires_at), _when(last_used_at),
                     username, bool(active), bool(verified), bool(has_factor), project_id, project_name,
-                    bool(project_2fa), role_name)
+                    bool(project_2fa), role_name, bool(publishing_only), bool(has_publisher))
 
 
 def _when(value: str | dt.datetime | None) -> dt.datetime | None:

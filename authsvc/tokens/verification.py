@@ -102,7 +102,8 @@ class LongLivedUploads(Protocol):
     """What the project's trusted-publishing settings ask of an upload with a long-lived token (the
     publishing area's, passed in from app.py). Raises TokenDenied to refuse it."""
 
-    async def check_upload(self, *, project_id: str, project_name: str, token_id: str, username: str) -> None: ...
+    def check_upload(self, *, trusted_publishing_only: bool, has_publisher: bool, project_id: str,
+                     project_name: str, token_id: str, username: str) -> None: ...
 
 
 class PublisherUploads(Protocol):
@@ -239,7 +240,8 @@ class TokenVerifier:
             created = made is not None
             if made is not None:  # what the lookup would now read: the new project, with this user as its Owner
                 row = dataclasses.replace(row, project_id=made["id"], project_name=made["name"], role_name=OWNER,
-                                          project_two_factor_required=False)
+                                          project_two_factor_required=False, project_trusted_publishing_only=False,
+                                          project_has_publisher=False)
             else:  # another upload created it first: read what it made
                 row = await self._lookup(authentic, normalized)
         # Both set when the project exists (always, unless it was deleted after this upload created it).
@@ -253,8 +255,10 @@ class TokenVerifier:
         if not created:  # a project this upload created was checked above, before creating it
             self._check_policy(row, found_name, project_requires=row.project_two_factor_required)
             if self.long_lived is not None:
-                await self.long_lived.check_upload(project_id=project_id, project_name=found_name,
-                                                   token_id=authentic.token_id, username=row.username)
+                self.long_lived.check_upload(trusted_publishing_only=row.project_trusted_publishing_only,
+                                             has_publisher=row.project_has_publisher, project_id=project_id,
+                                             project_name=found_name, token_id=authentic.token_id,
+                                             username=row.username)
         token_id = authentic.token_id
         await self._touch(token_id, row.last_used_at, now)
         return UploadGrant(user_id=row.user_id, username=row.username, project_id=project_id,

@@ -19,6 +19,9 @@ def add_parsers(groups, project) -> argparse._SubParsersAction:
     p = publisher.add_parser("add", help="trust a CI workflow to upload to a project")
     p.add_argument("project")
     _spec_options(p)
+    p.add_argument("--repository-id", default="", help="bind at once to the repository's immutable id (GitHub "
+                   "repository_id, GitLab project_id; with --owner-id), instead of on first use")
+    p.add_argument("--owner-id", default="", help="its owner's id (GitHub repository_owner_id, GitLab namespace_id)")
     p.set_defaults(run=_add)
     p = publisher.add_parser("remove", help="remove a project's trusted publisher by id")
     p.add_argument("project")
@@ -67,7 +70,9 @@ def _spec(args) -> publishing_pb2.PublisherSpec | None:
         claims[name] = value
     return publishing_pb2.PublisherSpec(issuer_url=args.issuer, owner=args.owner, repository=args.repository,
                                         workflow=args.workflow, environment=args.environment, email=args.email,
-                                        subject=args.subject, claims=claims)
+                                        subject=args.subject, claims=claims,
+                                        repository_id=getattr(args, "repository_id", ""),
+                                        owner_id=getattr(args, "owner_id", ""))
 
 
 def _line(publisher) -> str:

@@ -9,8 +9,13 @@ import time
 
 import grpc
 import pytest
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from authsvc.db import new_id
+from authsvc.projects.models import Project
 from gatehouse.auth.v1 import publishing_pb2
+from tests.conftest import TEST_DB
 from tests.authsvc.project_token_factories import events, make_project, make_user, refused, verify
 from tests.authsvc.publishing_support import (  # noqa: F401  (fixtures)
     AUDIENCE, add_publisher, auth_overrides, claims_of, ghes, github, github_spec, gitlab, gitlab_spec, mint,
@@ -248,6 +253,45 @@ async def test_a_resurrected_repository_cannot_publish(auth, github, widget):
                          "deleted and re-created", reason="INVALID_PUBLISHER")
 
 
+async def test_a_publisher_bound_at_registration_refuses_a_resurrected_repository_on_first_use(auth, github):
+    """Without ids at registration the first run to use a publisher binds whatever repository now
+    has the name; an Owner who gives the ids closes that gap."""
+    _, session = await make_user(auth, "alice")
+    await make_project(auth, "widget", "alice")
+    spec = github_spec(github)
+    spec.repository_id, spec.owner_id = "1001", "2002"
+    added = await add_publisher(auth, session, "widget", spec)
+    assert (added.bound_repository_id, added.bound_owner_id) == ("1001", "2002")
+    assert not added.spec.repository_id  # replies name the ids in bound_* only
+    (event,) = await events(auth, "project:publisher:add")
+    assert (event.details["bound_repository_id"], event.details["bound_owner_id"]) == ("1001", "2002")
+    await _refused_token(auth, github.token(github.github_claims(audience=AUDIENCE, repository_id="9999")),
+                         "deleted and re-created", reason="INVALID_PUBLISHER")
+    await _refused_token(auth, github.token(github.github_claims(audience=AUDIENCE, owner_id="7")),
+                         "deleted and re-created", reason="INVALID_PUBLISHER")
+    assert list((await mint(auth, github.token(github.github_claims(audience=AUDIENCE)))).project_names) == [
+        "widget"]
+
+
+@pytest.mark.parametrize("repository_id, owner_id, fragment", [
+    ("1001", "", "Give both ids"), ("", "2002", "Give both ids"), ("10x1", "2002", "'10x1' is not one"),
+    ("1" * 21, "2002", "is not one"), ("١٠٠١", "2002", "is not one"),  # Arabic-Indic digits: isdigit, not ASCII
+])
+async def test_ids_at_registration_are_both_numbers_and_only_for_a_project(auth, github, repository_id, owner_id,
+                                                                           fragment):
+    _, session = await make_user(auth, "alice")
+    await make_project(auth, "widget", "alice")
+    spec = github_spec(github)
+    spec.repository_id, spec.owner_id = repository_id, owner_id
+    await refused(add_publisher(auth, session, "widget", spec), grpc.StatusCode.INVALID_ARGUMENT, fragment)
+    pending = publishing(auth).AddPendingPublisher(publishing_pb2.AddPendingPublisherRequest(
+        session_token=session, project_name="fresh", spec=publishing_pb2.PublisherSpec(
+            issuer_url=github.url, owner="octo", repository="fresh", workflow="release.yml", repository_id="1",
+            owner_id="2")))
+    await refused(pending, grpc.StatusCode.INVALID_ARGUMENT, "leave the ids empty")
+    assert not await events(auth, "project:publisher:add", "account:pending_publisher:add")
+
+
 async def test_gitlab_publishers_bind_project_and_namespace_ids(auth, gitlab):
     _, session = await make_user(auth, "gina")
     await make_project(auth, "glwidget", "gina")
@@ -319,3 +363,32 @@ async def test_a_pending_publisher_whose_name_was_taken_meanwhile_is_refused(aut
     await make_project(auth, "taken", "quick")
     await _refused_token(auth, github.token(github.github_claims("pat/taken", audience=AUDIENCE)),
                          "exists already", reason="INVALID_PENDING_PUBLISHER")
+
+
+@pytest.mark.skipif(not TEST_DB.startswith("postgres"), reason="SQLite serialises writers, so the exchange's check "
+                    "before creating the project sees it (the test above)")
+async def test_a_pending_publishers_name_taken_at_the_same_instant_is_not_called_a_reused_token(auth, github):
+    """Regression: the project's unique name refusing the exchange's insert was reported as
+    invalid-reuse-token. Another transaction inserts the name and commits only once the exchange
+    waits on it (past the exchange's own check that the name is free)."""
+    _, session = await make_user(auth, "pat")
+    await publishing(auth).AddPendingPublisher(publishing_pb2.AddPendingPublisherRequest(
+        session_token=session, project_name="taken", spec=github_spec(github, "pat/taken")))
+    engine = create_async_engine(auth.running.app.engine.url)  # of its own: the service's pool stays free
+    async with engine.connect() as other, engine.connect() as watcher:
+        await other.execute(insert(Project.__table__).values(
+            id=new_id(), name="taken", normalized_name="taken", created_at=auth.clock.now(),
+            two_factor_required=False, trusted_publishing_only=False))
+        exchange = asyncio.ensure_future(_refused_token(
+            auth, github.token(github.github_claims("pat/taken", audience=AUDIENCE)), "at the same moment",
+            reason="INVALID_PENDING_PUBLISHER"))
+        waiting = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND wait_event_type = 'Lock'")
+        deadline = time.monotonic() + 10
+        while not await watcher.scalar(waiting):
+            assert time.monotonic() < deadline and not exchange.done(), "the exchange never waited on the name"
+            await asyncio.sleep(0.01)
+        await other.commit()
+        await exchange
+    await engine.dispose()
+    assert not await events(auth, "project:create")  # nothing of the refused exchange was kept

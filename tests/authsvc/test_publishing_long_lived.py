@@ -9,6 +9,7 @@ import asyncio
 
 import grpc
 import pytest
+from sqlalchemy import event
 
 from gatehouse.auth.v1 import admin_pb2, publishing_pb2
 from tests.authsvc.project_token_factories import (
@@ -118,3 +119,33 @@ async def test_a_long_lived_upload_mails_the_owners_once_per_token_and_day(auth,
     auth.clock.advance(days=1, seconds=1)  # a day later the same token is mailed again
     await verify(auth, first, "widget")
     assert len(await _mails(smtp[1], "alice@example.org", "long-lived API token", at_least=3, settle=0.3)) == 3
+
+
+async def test_the_accepted_long_lived_upload_reads_the_setting_in_the_token_lookup(auth, github):
+    """Regression: the policy ran a query of its own on every upload with a long-lived token. The
+    setting and "has a publisher" now come with the token lookup (its own fast path, not this engine)."""
+    _, alice = await make_user(auth, "alice")
+    await make_project(auth, "widget", "alice")
+    token = (await create_token(auth, alice)).token
+    await verify(auth, token, "widget")  # first use: records last_used_at
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    engine = auth.running.app.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert (await verify(auth, token, "widget")).project_name == "widget"
+        accepted = list(statements)
+        await add_publisher(auth, alice, "widget", github_spec(github))
+        statements.clear()
+        await _only(auth, alice, "widget", True)
+        assert any("trusted_publishing_only" in s for s in statements)  # the listener sees this engine's work
+        statements.clear()
+        with pytest.raises(grpc.aio.AioRpcError):
+            await verify(auth, token, "widget")
+        refused = list(statements)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert not [s for s in accepted + refused if "trusted_publishers" in s or "SELECT projects.trusted" in s]

@@ -134,3 +134,20 @@ async def test_the_gateway_credential_cannot_call_the_operators_publisher_method
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.AddPublisher(admin_pb2.AdminAddPublisherRequest(project_name="widget", spec=github_spec(github)))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_deleting_a_project_removes_its_publishers_each_with_its_event(auth, github, gitlab, owner):
+    """Regression: the database cascade removed them with no `project:publisher:remove` event."""
+    first = await add_publisher(auth, owner, "widget", github_spec(github))
+    second = await add_publisher(auth, owner, "widget", gitlab_spec(gitlab))
+    await auth.admin.DeleteProject(admin_pb2.AdminDeleteProjectRequest(project_name="widget"))
+    removed = await events(auth, "project:publisher:remove")
+    assert sorted((e.details["publisher_id"], e.details["reason"]) for e in removed) == sorted([
+        (first.id, "project_deleted"), (second.id, "project_deleted")])
+    assert all(e.project_name == "widget" and e.actor.kind == e.actor.OPERATOR for e in removed)
+    tags = [e.tag for e in await events(auth) if e.tag in ("project:publisher:remove", "project:delete")]
+    assert tags == ["project:publisher:remove", "project:publisher:remove", "project:delete"]
+    await make_project(auth, "widget", "alice")  # the name again: none of the old publishers comes back
+    listed = await publishing(auth).ListPublishers(publishing_pb2.ListPublishersRequest(
+        session_token=owner, project_name="widget"))
+    assert not listed.publishers

@@ -118,7 +118,7 @@ async def test_a_row_without_an_expiry_fails_closed(auth):
     from authsvc.errors import TokenDenied
     from authsvc.tokens.caveats import Context, Purpose
 
-    row = TokenRow("u", 1, True, None, None, "alice", True, True, False, None, None, False, None)
+    row = TokenRow("u", 1, True, None, None, "alice", True, True, False, None, None, False, None, False, False)
     verifier: TokenVerifier = auth.running.app.verifier
     now = auth.clock.now()
     with pytest.raises(TokenDenied):

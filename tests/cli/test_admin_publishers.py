@@ -48,9 +48,13 @@ async def test_add_list_remove_and_trusted_publishing_only(system):
     rc, out, err = await gh(system, "publisher", "add", project, "--issuer", CUSTOM, "--claim", "sub=repo:x",
                             "--claim", "pipeline=release")
     assert rc == 0 and out.startswith("added ") and "pipeline=release" in out, err
+    rc, out, err = await gh(system, "publisher", "add", project, *WIDGET, "--repository-id", "1001",
+                            "--owner-id", "2002", "--json")  # bound at once
+    assert rc == 0 and (json.loads(out)["bound_repository_id"], json.loads(out)["bound_owner_id"]) == (
+        "1001", "2002"), err
 
     rc, out, _ = await gh(system, "publisher", "list", project)
-    assert rc == 0 and len(out.splitlines()) == 2 and out.startswith(added["id"])
+    assert rc == 0 and len(out.splitlines()) == 3 and out.startswith(added["id"]) and "(bound)" in out
     rc, out, _ = await gh(system, "publisher", "list", project, "--json")
     assert rc == 0 and [p["id"] for p in json.loads(out)][0] == added["id"]
 
@@ -73,6 +77,10 @@ async def test_add_list_remove_and_trusted_publishing_only(system):
       "--email", "x@example.org"), 2, "has no email"),
     (("--issuer", CUSTOM, "--claim", "sub"), 2, "NAME=VALUE"),
     (("--issuer", CUSTOM, "--claim", "sub=a"), 2, "each of the claims"),
+    ((*WIDGET, "--repository-id", "1001"), 2, "Give both ids"),
+    ((*WIDGET, "--repository-id", "octo/widget", "--owner-id", "2002"), 2, "Give both ids"),
+    (("--issuer", CUSTOM, "--claim", "sub=a", "--claim", "pipeline=b", "--repository-id", "1", "--owner-id", "2"),
+     2, "no repository and owner ids"),
 ])
 async def test_bad_publishers_exit_2_and_add_nothing(system, args, code, fragment):
     _, project = await owner_and_project(system)

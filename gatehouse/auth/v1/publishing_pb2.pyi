@@ -39,7 +39,7 @@ class Issuer(_message.Message):
     def __init__(self, url: _Optional[str] = ..., kind: _Optional[_Union[PublisherKind, str]] = ..., name: _Optional[str] = ..., claims: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PublisherSpec(_message.Message):
-    __slots__ = ("issuer_url", "owner", "repository", "workflow", "environment", "email", "subject", "claims")
+    __slots__ = ("issuer_url", "owner", "repository", "workflow", "environment", "email", "subject", "claims", "repository_id", "owner_id")
     class ClaimsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,8 @@ class PublisherSpec(_message.Message):
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     CLAIMS_FIELD_NUMBER: _ClassVar[int]
+    REPOSITORY_ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_ID_FIELD_NUMBER: _ClassVar[int]
     issuer_url: str
     owner: str
     repository: str
@@ -63,7 +65,9 @@ class PublisherSpec(_message.Message):
     email: str
     subject: str
     claims: _containers.ScalarMap[str, str]
-    def __init__(self, issuer_url: _Optional[str] = ..., owner: _Optional[str] = ..., repository: _Optional[str] = ..., workflow: _Optional[str] = ..., environment: _Optional[str] = ..., email: _Optional[str] = ..., subject: _Optional[str] = ..., claims: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    repository_id: str
+    owner_id: str
+    def __init__(self, issuer_url: _Optional[str] = ..., owner: _Optional[str] = ..., repository: _Optional[str] = ..., workflow: _Optional[str] = ..., environment: _Optional[str] = ..., email: _Optional[str] = ..., subject: _Optional[str] = ..., claims: _Optional[_Mapping[str, str]] = ..., repository_id: _Optional[str] = ..., owner_id: _Optional[str] = ...) -> None: ...
 
 class Publisher(_message.Message):
     __slots__ = ("id", "kind", "spec", "project_id", "project_name", "display", "bound_repository_id", "bound_owner_id", "created_at", "created_by")
