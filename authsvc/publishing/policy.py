@@ -6,13 +6,17 @@ publishing only" refuses them; a project with a publisher lets them through and 
 
 from __future__ import annotations
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from authsvc.errors import TokenDenied
+from authsvc.publishing.models import has_publisher_clause
 from authsvc.publishing.notices import OwnerNotices
 
 
 async def has_publisher(s: AsyncSession, project_id: str) -> bool:
     """Whether the project has a trusted publisher (the tokens area's bulk revocation asks)."""
-    return bool(await s.scalar(select(exists().where(Publisher.project_id == project_id))))
+    return bool(await s.scalar(select(has_publisher_clause(project_id))))
 
 
 class LongLivedTokenPolicy:

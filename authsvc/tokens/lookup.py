@@ -23,17 +23,20 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from sqlalchemy import and_, bindparam, select, true
+from sqlalchemy import and_, bindparam, column, exists, select, table, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 
 from authsvc.accounts.models import Email, User
 from authsvc.projects.models import Project, Role
-from authsvc.publishing.models import has_publisher_clause
 from authsvc.tokens.models import ApiToken
 from authsvc.twofactor.pending import has_factor_clause
 from gatehouse.infra.clock import as_utc
 from gatehouse.infra.transactions import Transactions
+
+# Trusted publishers belong to authsvc/publishing, which sits above tokens in the import order
+# (authsvc/__init__.py): the lookup names their table instead of importing the model.
+_PUBLISHERS = table("trusted_publishers", column("project_id"))
 
 LOOKUP = (
     select(ApiToken.user_id, ApiToken.key_version, ApiToken.scope_all_projects, ApiToken.expires_at,
@@ -42,7 +45,7 @@ LOOKUP = (
            Project.id.label("project_id"), Project.name.label("project_name"),
            Project.two_factor_required.label("project_two_factor_required"), Role.role_name,
            Project.trusted_publishing_only.label("project_trusted_publishing_only"),
-           has_publisher_clause(Project.id).label("project_has_publisher"))
+           exists().where(_PUBLISHERS.c.project_id == Project.id).label("project_has_publisher"))
     .select_from(ApiToken)
     .join(User, User.id == ApiToken.user_id)
     .outerjoin(Email, and_(Email.user_id == User.id, Email.primary == true()))
