@@ -180,9 +180,9 @@ class BalancedFleet(Fleet):
     def start(self) -> None:
         self.nameserver.start()
         for i, address in enumerate(self.auth_addresses):
-            self._spawn(f"authsvc-{i}", ["-m", "authsvc"], {
+            self.spawn(f"authsvc-{i}", ["-m", "authsvc"], {
                 "AUTHSVC_LISTEN": f"{address}:{self.auth_port}", "AUTHSVC_METRICS_PORT": str(self.metrics_port)})
-        self._spawn("uploadgw-0", ["-m", "uploadgw"], {
+        self.spawn("uploadgw-0", ["-m", "uploadgw"], {
             "UPLOADGW_LISTEN": f"127.0.0.1:{self.http_ports[0]}",
             "GATEHOUSE_PUBLIC_URL": f"http://127.0.0.1:{self.http_ports[0]}",
             "UPLOADGW_AUTHSVC_TARGET": self.auth_service_target, "GRPC_DNS_RESOLVER": "ares",
