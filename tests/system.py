@@ -331,7 +331,10 @@ async def start_system(directory, redis_url: str, *, with_gateway: bool | None =
                    event_keys=eventkeys.producer_keys("authsvc"),
                    redis_url=redis_url, event_stream=stream, relay_enabled=True, smtp_url=smtp_url,
                    public_url=public_url, webauthn_rp_id="localhost", webauthn_origins=(public_url,),
-                   argon2_time_cost=2, argon2_memory_kib=19456, argon2_parallelism=1),
+                   argon2_time_cost=2, argon2_memory_kib=19456, argon2_parallelism=1,
+                   # Tests log in from several addresses with no device cookie; the new-device
+                   # confirmation tests switch it on through auth_options.
+                   new_device_confirmation=False),
             **(auth_options or {})})
         auth = await create_auth(auth_settings, clock=clock, migrate_first=True)
         stack.push_async_callback(auth.stop, 0)
