@@ -169,6 +169,16 @@ async def test_the_account_page_makes_a_verified_address_primary_without_javascr
         reply, _ = await browser.post("/account/emails/primary", {"email": work})  # no CSRF token
         assert reply.status == 403
 
+        system.clock.advance(minutes=31)  # past the re-authentication window: the password first
+        reply, _ = await browser.post("/account/emails/primary", {"csrf_token": await browser.token("/account/"),
+                                                                  "email": work})
+        assert reply.status == 303 and reply.headers["Location"].startswith("/account/reauth?next=")
+        assert (await system.accounts.GetAccount(accounts_pb2.GetAccountRequest(
+            session_token=browser.cookie("gh_session")))).user.primary_email == person.email
+        reply, _ = await browser.post("/account/reauth", {"csrf_token": await browser.token("/account/reauth"),
+                                                          "password": person.password, "next": "/account/"})
+        assert reply.status == 303
+
         token = await browser.token("/account/")
         reply, page = await browser.post("/account/emails/primary", {"csrf_token": token, "email": pending})
         assert reply.status == 409 and f"Verify {pending} before making it your primary address." in page
