@@ -1,10 +1,11 @@
 """Security notices: mails sent after a change committed, and their text (never a secret in them).
 
 PyPI mails these; so does Gatehouse: password changed, email added (to the primary address, the
-new one gets its verification link), API token created or about to expire, added to or removed
-from a project (to the collaborator, and to the project's other Owners as PyPI does), project
-deleted (to its Owners). The change never waits for the relay: `Notifier.send_later` hands the
-messages to a background task, and a delivery failure is logged (cause, never the body).
+new one gets its verification link), email made primary (to the old primary address only), API
+token created or about to expire, added to or removed from a project (to the collaborator, and to
+the project's other Owners as PyPI does), project deleted (to its Owners). The change never waits
+for the relay: `Notifier.send_later` hands the messages to a background task, and a delivery
+failure is logged (cause, never the body).
 """
 
 from __future__ import annotations
@@ -84,6 +85,13 @@ class Notifier:
             f"Hello {username},\n\nThe address {added} was added to the account {username!r}. It stays "
             "unverified until someone opens the link mailed to it.\n"
             + self._footer("your account's email addresses")))
+
+    def primary_email_changed(self, *, to: str, username: str, new: str) -> Message:
+        """To the address that WAS primary: from now on notices and password resets go to `new`."""
+        return Message(to=to, subject="Your primary email address was changed", body=(
+            f"Hello {username},\n\nThe primary email address of the account {username!r} is now {new}. "
+            "Security notices and password reset links go there from now on; this address stays on the "
+            "account.\n" + self._footer("your account's email addresses")))
 
     def token_created(self, *, to: str, username: str, description: str, scope: str,
                       expires_at: dt.datetime) -> Message:

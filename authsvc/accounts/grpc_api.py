@@ -70,6 +70,10 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         emails = await self.accounts.add_email(request.session_token, request.email, _client(request))
         return accounts_pb2.AddEmailResponse(emails=[email_pb(e) for e in emails])
 
+    async def SetPrimaryEmail(self, request, context):
+        emails = await self.accounts.set_primary_email(request.session_token, request.email, _client(request))
+        return accounts_pb2.SetPrimaryEmailResponse(emails=[email_pb(e) for e in emails])
+
     async def GetAccount(self, request, context):
         user, emails, methods = await self.accounts.get_account(request.session_token)
         return accounts_pb2.GetAccountResponse(user=user_pb(user, two_factor_enabled=bool(methods)),

@@ -7,7 +7,8 @@ subject-sized parts, each a plain class given its collaborators: `Sessions` (`se
 areas resolve users with `authenticate_session`.
 
 Audit events (outbox, same transaction): account:create, account:email:add,
-account:email:verified, account:login:success (method), account:login:failure (reason, including
+account:email:verified, account:email:primary:change (old and new address),
+account:login:success (method), account:login:failure (reason, including
 "rate_limited"; an unknown name's has no subject user: the admin log), account:reauthenticate:failure,
 account:password:change, account:password:reset:request, account:password:reset,
 account:session:revoke, account:disable / account:enable, account:admin:grant / account:admin:revoke.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session as OrmSession
@@ -58,6 +59,7 @@ from authsvc.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
 )
 from authsvc.mail import DroppingMailer, Mailer, Message
 from authsvc.notices import Notifier, notice_address
@@ -70,6 +72,11 @@ __all__ = ["AccountsService", "AccountsConfig", "Authenticated", "LoginResult", 
            "SecondFactor", "NoSecondFactor"]
 
 MAX_DISABLED_REASON = 200
+
+
+def _not_your_address() -> NotFound:
+    """The refusal of an address the account does not have (another account's: the same answer)."""
+    return NotFound("That address is not one of your account's email addresses.", reason="email_not_found")
 
 
 class AccountsService:
@@ -308,8 +315,7 @@ class AccountsService:
             wanted = canonical_email(check_email(address))
             email = next((e for e in emails if e.address_canonical == wanted), None)
             if email is None:
-                raise NotFound("That address is not one of your account's email addresses.",
-                               reason="email_not_found")
+                raise _not_your_address()
         else:
             email = next((e for e in emails if e.primary), None)
             if email is None:
@@ -344,9 +350,48 @@ class AccountsService:
             self.notifier.send_later([self.notifier.email_added(to=notice_address(user.emails), username=user.username,
                                                                 added=address)],
                                      purpose="email_added", user_id=user.id)
+        return await self._emails_of(user.id)
+
+    async def _emails_of(self, user_id: str) -> list[Email]:
+        """The account's addresses as they are now, primary first."""
         async with self.db() as s:
-            fresh = await s.get(User, user.id)
-            return sorted_emails(fresh)
+            return sorted_emails(await s.get(User, user_id))
+
+    async def set_primary_email(self, session_token: str, address: str, origin: Origin | None = None) -> list[Email]:
+        """Make another verified address of the account its primary one (where notices and password
+        resets go), as PyPI: a recent password entry, the change and its event in one transaction, then
+        a notice to the OLD primary address (the new one is the owner's own verified choice: not mailed)."""
+        auth = await self.authenticate_session(session_token)
+        if await self.reauth_required(auth):
+            raise PermissionDenied("Confirm your password to make this change.", reason="reauth_required")
+        wanted = canonical_email(check_email(address))
+        user = auth.user
+        async with self.db() as s, s.begin():
+            # One change of an account's primary address at a time, and what is read below is current:
+            # the user's row is locked (PostgreSQL) and the first statement writes (SQLite's write lock).
+            await s.execute(select(User.id).where(User.id == user.id).with_for_update())
+            demoted = (await s.execute(update(Email).where(
+                Email.user_id == user.id, Email.primary.is_(True), Email.address_canonical != wanted,
+            ).values(primary=False).returning(Email.address, Email.verified))).all()
+            email = await s.scalar(select(Email).where(Email.user_id == user.id, Email.address_canonical == wanted))
+            # a refusal below rolls the demotion back
+            if email is None:
+                raise _not_your_address()
+            if not email.verified:
+                raise FailedPrecondition(f"Verify {email.address} before making it your primary address.",
+                                         reason="email_unverified")
+            if email.primary:
+                raise FailedPrecondition(f"{email.address} is already your primary address.",
+                                         reason="email_already_primary")
+            email.primary = True
+            old_address, old_verified = demoted[0] if demoted else ("", False)
+            await self.events.emit(s, "account:email:primary:change", actor=as_actor(user), user=who(user),
+                                   origin=origin, details={"old_email": old_address, "new_email": email.address})
+        if self.notifier is not None:
+            self.notifier.send_later([self.notifier.primary_email_changed(
+                to=old_address if old_verified else "", username=user.username, new=email.address)],
+                purpose="primary_email_changed", user_id=user.id)
+        return await self._emails_of(user.id)
 
     # -- operator actions (AdminService) -----------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Account settings: the overview, email addresses (verified state, add, resend verification)."""
+"""Account settings: the overview, email addresses (verified state, add, resend verification, make primary)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ from uploadgw.pages.services.errors import PageError
 from uploadgw.pages.common import PAGES, Form, read_form
 
 
-async def _overview(request: web.Request, *, status: int = 200, form: Form | None = None) -> web.Response:
+async def _overview(request: web.Request, *, status: int = 200, form: Form | None = None,
+                    primary_form: Form | None = None) -> web.Response:
     pages = request.config_dict[PAGES]
     await pages.require(request)
     token = pages.session_token(request)
     account = await pages.accounts.account(token)
     twofactor = await pages.twofactor.status(token)
     return await pages.render(request, "account.html", status=status, account=account, twofactor=twofactor,
-                              form=form or Form())
+                              form=form or Form(), primary_form=primary_form or Form())
 
 
 async def overview(request: web.Request) -> web.Response:
@@ -51,7 +52,20 @@ async def resend(request: web.Request) -> web.Response:
     return pages.redirect("/account/", notice=f"We sent a new verification link to {email or 'your primary address'}.")
 
 
+async def make_primary(request: web.Request) -> web.Response:
+    """Another verified address becomes the primary one; authsvc mails the old one (as PyPI)."""
+    pages = request.config_dict[PAGES]
+    await pages.require_recent(request, "/account/")
+    email = (await read_form(request)).get("email", "").strip()
+    try:
+        await pages.accounts.set_primary_email(pages.session_token(request), email, origin_of(request))
+    except PageError as exc:
+        return await _overview(request, status=exc.status, primary_form=Form(errors={"": exc.message}))
+    return pages.redirect("/account/", notice=f"{email} is now your primary email address.")
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/", overview, name="account")
     router.add_post("/emails", add_email, name="emails")
     router.add_post("/emails/resend", resend, name="emails_resend")
+    router.add_post("/emails/primary", make_primary, name="emails_primary")

@@ -13,6 +13,7 @@ EVENT_LABELS = {
     "account:email:add": "Email address added",
     "account:email:sent": "Email sent",
     "account:email:verified": "Email address verified",
+    "account:email:primary:change": "Primary email address changed",
     "account:login:success": "Logged in",
     "account:login:failure": "Failed login",
     "account:login:held": "Login from a new device held: confirmation link mailed",

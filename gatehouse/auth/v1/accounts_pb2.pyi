@@ -106,6 +106,22 @@ class AddEmailResponse(_message.Message):
     emails: _containers.RepeatedCompositeFieldContainer[Email]
     def __init__(self, emails: _Optional[_Iterable[_Union[Email, _Mapping]]] = ...) -> None: ...
 
+class SetPrimaryEmailRequest(_message.Message):
+    __slots__ = ("session_token", "email", "client")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    email: str
+    client: _common_pb2.ClientInfo
+    def __init__(self, session_token: _Optional[str] = ..., email: _Optional[str] = ..., client: _Optional[_Union[_common_pb2.ClientInfo, _Mapping]] = ...) -> None: ...
+
+class SetPrimaryEmailResponse(_message.Message):
+    __slots__ = ("emails",)
+    EMAILS_FIELD_NUMBER: _ClassVar[int]
+    emails: _containers.RepeatedCompositeFieldContainer[Email]
+    def __init__(self, emails: _Optional[_Iterable[_Union[Email, _Mapping]]] = ...) -> None: ...
+
 class GetAccountRequest(_message.Message):
     __slots__ = ("session_token",)
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]

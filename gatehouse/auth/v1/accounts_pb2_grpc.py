@@ -54,6 +54,11 @@ class AccountServiceStub:
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.AddEmailRequest.SerializeToString,
                 response_deserializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.AddEmailResponse.FromString,
                 _registered_method=True)
+        self.SetPrimaryEmail = channel.unary_unary(
+                '/gatehouse.auth.v1.AccountService/SetPrimaryEmail',
+                request_serializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.SetPrimaryEmailRequest.SerializeToString,
+                response_deserializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.SetPrimaryEmailResponse.FromString,
+                _registered_method=True)
         self.GetAccount = channel.unary_unary(
                 '/gatehouse.auth.v1.AccountService/GetAccount',
                 request_serializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.GetAccountRequest.SerializeToString,
@@ -134,6 +139,13 @@ class AccountServiceServicer:
 
     def AddEmail(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPrimaryEmail(self, request, context):
+        """Make another verified address of the account its primary one (needs a recent password entry).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -232,6 +244,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.AddEmail,
                     request_deserializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.AddEmailRequest.FromString,
                     response_serializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.AddEmailResponse.SerializeToString,
+            ),
+            'SetPrimaryEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPrimaryEmail,
+                    request_deserializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.SetPrimaryEmailRequest.FromString,
+                    response_serializer=gatehouse_dot_auth_dot_v1_dot_accounts__pb2.SetPrimaryEmailResponse.SerializeToString,
             ),
             'GetAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAccount,
@@ -397,6 +414,33 @@ class AccountService:
             '/gatehouse.auth.v1.AccountService/AddEmail',
             gatehouse_dot_auth_dot_v1_dot_accounts__pb2.AddEmailRequest.SerializeToString,
             gatehouse_dot_auth_dot_v1_dot_accounts__pb2.AddEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPrimaryEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatehouse.auth.v1.AccountService/SetPrimaryEmail',
+            gatehouse_dot_auth_dot_v1_dot_accounts__pb2.SetPrimaryEmailRequest.SerializeToString,
+            gatehouse_dot_auth_dot_v1_dot_accounts__pb2.SetPrimaryEmailResponse.FromString,
             options,
             channel_credentials,
             insecure,

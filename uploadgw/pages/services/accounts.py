@@ -143,6 +143,10 @@ class AccountPages:
         await self._call(self._accounts.AddEmail, accounts_pb2.AddEmailRequest(
             session_token=session_token, email=email, client=client_info(origin)), fields=EMAIL_FIELDS)
 
+    async def set_primary_email(self, session_token: str, email: str, origin: Origin | None) -> None:
+        await self._call(self._accounts.SetPrimaryEmail, accounts_pb2.SetPrimaryEmailRequest(
+            session_token=session_token, email=email, client=client_info(origin)))
+
     async def resend_verification(self, session_token: str, email: str, origin: Origin | None) -> None:
         await self._call(self._accounts.ResendVerification, accounts_pb2.ResendVerificationRequest(
             session_token=session_token, email=email, client=client_info(origin)))
