@@ -111,10 +111,11 @@ class ProjectServicer(projects_pb2_grpc.ProjectServiceServicer):
         return two_factor_required_pb(project, missing)
 
     async def SetPhishingResistantOnly(self, request, context):
+        where = origin(request.client)
         auth, actor = await self._owner_action(request.session_token, request.project_name)
         project = await self.projects.set_phishing_resistant_only(
             request.project_name, request.enabled, as_user=auth.user, auth_method=auth.session.auth_method,
-            actor=actor, origin=origin(request.client))
+            actor=actor, origin=where)
         return projects_pb2.SetPhishingResistantOnlyResponse(project=project_pb(project))
 
     async def CheckPermission(self, request, context):
