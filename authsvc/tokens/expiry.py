@@ -50,6 +50,7 @@ class ExpirySweep:
         self.notice_before = notice_before
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def run_once(self) -> SweepResult:
         """One sweep: every due notice and every due expiry event (each claimed once)."""
@@ -125,20 +126,26 @@ class ExpirySweep:
 
     def start(self) -> None:
         if self.interval > 0 and self._task is None:
+            self._stopping.clear()
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 result = await self.run_once()
                 if result.notices or result.expired:
                     log.info("token expiry sweep", extra={"notices": result.notices, "expired": result.expired})
             except Exception as exc:  # noqa: BLE001 - the next sweep tries again
                 log.error("token expiry sweep failed", extra={"error": type(exc).__name__})
-            await asyncio.sleep(self.interval)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.interval)
+            except TimeoutError:
+                pass
 
     async def stop(self) -> None:
+        """End the sweeps. A sweep under way finishes first: cancelling it inside its transaction
+        could leave a connection holding the database (SQLite's write lock) after shutdown."""
         if self._task is not None:
-            self._task.cancel()
+            self._stopping.set()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
