@@ -37,8 +37,10 @@ _TOTP = TotpCredential.__table__
 _KEYS = WebAuthnCredential.__table__
 # Prebuilt: a step is recorded only if it is newer than the last one (replay protection).
 _TOTP_USED = update(_TOTP).where(_TOTP.c.id == bindparam("cid"), _TOTP.c.last_used_step < bindparam("step"))
-_KEY_USED = (update(_KEYS).where(_KEYS.c.id == bindparam("kid"), _KEYS.c.sign_count == bindparam("stored"))
-             .values(sign_count=bindparam("counter"), last_used_at=bindparam("now")))
+# A security key's or passkey's use: recorded only over the counter stored (a cloned key's replay
+# loses the race); passkeys.py uses it too.
+KEY_USED = (update(_KEYS).where(_KEYS.c.id == bindparam("kid"), _KEYS.c.sign_count == bindparam("stored"))
+            .values(sign_count=bindparam("counter"), last_used_at=bindparam("now")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,7 +249,7 @@ class SecondFactorLogin:
                             extra={"user_id": user.id, "key_id": row.id, "stored": row.sign_count,
                                    "presented": counter})
                 raise
-            result = s.connection().execute(_KEY_USED, {"kid": row.id, "stored": row.sign_count,
+            result = s.connection().execute(KEY_USED, {"kid": row.id, "stored": row.sign_count,
                                                         "counter": counter, "now": self.clock.now()})
             if result.rowcount != 1:
                 raise webauthn.WebAuthnRefused("webauthn_sign_count", "This security key was used twice at once. "

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 from typing import cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.orm import Session as OrmSession
 
 from authsvc.accounts.core import ip_subject
@@ -28,6 +28,7 @@ from authsvc.errors import Unauthenticated
 from authsvc.ratelimit import Limit, RateLimiter
 from authsvc.twofactor import webauthn
 from authsvc.twofactor.core import TwoFactorConfig, user_handle, who
+from authsvc.twofactor.login import KEY_USED
 from authsvc.twofactor.models import PasskeyChallenge, WebAuthnCredential
 from gatehouse.infra.clock import Clock, as_utc
 from gatehouse.infra.outbox import ANONYMOUS, EventEmitter, Origin
@@ -43,9 +44,6 @@ _DROP_EXPIRED = delete(_CHALLENGES).where(_CHALLENGES.c.expires_at <= bindparam(
 _INSERT = insert(_CHALLENGES)
 _CONSUME = (delete(_CHALLENGES).where(_CHALLENGES.c.challenge_hash == bindparam("hash"))
             .returning(_CHALLENGES.c.expires_at))
-_KEYS = cast(Table, WebAuthnCredential.__table__)
-_KEY_USED = (update(_KEYS).where(_KEYS.c.id == bindparam("kid"), _KEYS.c.sign_count == bindparam("stored"))
-             .values(sign_count=bindparam("counter"), last_used_at=bindparam("now")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +144,7 @@ class PasskeyLogin:
         counter = self.rp.verify_assertion(response, challenge=challenge, user_verification=REQUIRED,
                                            credential_data=key.credential_data, user_handle=user_handle(user.id))
         webauthn.check_sign_count(key.sign_count, counter)
-        result = s.connection().execute(_KEY_USED, {"kid": key.id, "stored": key.sign_count, "counter": counter,
+        result = s.connection().execute(KEY_USED, {"kid": key.id, "stored": key.sign_count, "counter": counter,
                                                    "now": self.clock.now()})
         if result.rowcount != 1:
             raise webauthn.WebAuthnRefused("webauthn_sign_count", "This passkey was used twice at once. Try again.")
