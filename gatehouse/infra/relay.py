@@ -187,8 +187,9 @@ class OutboxRelay:
     async def _publish_claimed(self) -> int:
         t = self._table
         async with self._db() as session:
-            # Without it, a planner with no statistics yet (a new outbox, or one that grew fast
-            # while Redis was away) reads and sorts the whole backlog for every batch.
+            # Without statistics yet (a new outbox, or one that grew fast while Redis was away)
+            # the planner would claim every batch with a bitmap scan and a sort of the whole
+            # backlog; the index on (published_at, id) gives the batch in order.
             await session.execute(_NO_BITMAP_SCAN)
             rows = (await session.execute(self._unpublished().with_for_update(skip_locked=True))).all()
             if not rows:
