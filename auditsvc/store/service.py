@@ -13,8 +13,8 @@ import hashlib
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, true
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, delete, func, or_, select, text, true
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -28,15 +28,12 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 _ACTOR_KINDS = {"user", "operator", "system", "anonymous", "publisher", "unspecified"}
 
-_COLUMNS = [c.name for c in events.c if c.name != "id"]
-# INSERT … SELECT * FROM unnest($1::varchar[], …) ON CONFLICT (event_id) DO NOTHING RETURNING event_id
-_PG_BATCH_INSERT = (
-    postgresql.insert(events)
-    .from_select(_COLUMNS, select(func.unnest(*(
-        bindparam(f"a_{name}", type_=postgresql.ARRAY(events.c[name].type)) for name in _COLUMNS
-    )).table_valued(*_COLUMNS).render_derived()))
-    .on_conflict_do_nothing(index_elements=["event_id"])
-    .returning(events.c.event_id)
+_COLUMNS = ", ".join(c.name for c in events.c if c.name != "id")
+# The batch as one array of the table's own row type: asyncpg fills each record's fields from a
+# row dict by name (the id stays empty: the sequence gives it), one small statement whatever the size.
+_PG_BATCH_INSERT = text(
+    f"INSERT INTO {events.name} ({_COLUMNS}) SELECT {_COLUMNS} FROM unnest(CAST(:rows AS {events.name}[])) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 )
 
 
@@ -129,9 +126,7 @@ class AuditLog:
         async with self.db() as session:
             try:
                 if session.get_bind().dialect.name == "postgresql":
-                    # The batch as one array per column: one small statement whatever the size.
-                    params = {f"a_{name}": [row[name] for row in rows] for name in _COLUMNS}
-                    result = await session.execute(_PG_BATCH_INSERT, params)
+                    result = await session.execute(_PG_BATCH_INSERT, {"rows": rows})
                 else:
                     stmt = (sqlite.insert(events).on_conflict_do_nothing(index_elements=["event_id"])
                             .returning(events.c.event_id))

@@ -11,7 +11,7 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
-from sqlalchemy import func, insert, select
+from sqlalchemy import event as sqla_event, func, insert, select
 
 from gatehouse.events.v1 import event_pb2
 from gatehouse.infra.clock import FakeClock
@@ -232,3 +232,43 @@ async def test_commits_never_wait_for_a_hung_redis(producer_url, producer, emitt
         transactions.dispose()
     assert max(latencies) < 0.25, f"slowest commit {max(latencies):.3f} s"
     assert await stream_event_ids(own_redis.url, stream_name) == ids  # each once, in order
+
+
+async def test_a_large_new_backlog_is_claimed_in_index_order_without_sorting_it(
+        producer_url, producer, emitter, redis_server, stream_name):
+    """Guards issue 19's relay cost: on a new outbox (no planner statistics yet) PostgreSQL read
+    and sorted every unpublished row to claim each batch. The statements the relay sent for a
+    batch are replayed here with EXPLAIN: the batch comes straight from the (published_at, id)
+    index, without sorting the backlog."""
+    user = ("u1", "alice")
+    async with producer() as session:
+        await session.execute(insert(outbox), [
+            {"event_id": built.event_id, "tag": built.tag, "payload": emitter.serialize(built),
+             "created_at": dt.datetime.now(dt.timezone.utc), "attempts": 0}
+            for built in (emitter.build("widget:create", actor=ActorRef.user(*user), user=user)
+                          for _ in range(5000))])
+        await session.commit()
+    sent: list[tuple[str, object]] = []
+
+    def record(_conn, _cursor, statement, parameters, _context, _executemany):
+        sent.append((statement, parameters))
+
+    engine = producer.kw["bind"]
+    sqla_event.listen(engine.sync_engine, "before_cursor_execute", record)
+    relay = OutboxRelay(producer, outbox, redis_server.url, stream_name, batch_size=100)
+    try:
+        assert await relay.publish_once() == 100
+    finally:
+        await relay.close()
+        sqla_event.remove(engine.sync_engine, "before_cursor_execute", record)
+    claim = next(i for i, (statement, _) in enumerate(sent) if statement.lstrip().upper().startswith("SELECT"))
+    postgresql = producer_url.startswith("postgresql")
+    async with engine.connect() as conn:
+        for statement, parameters in sent[:claim]:
+            await conn.exec_driver_sql(statement, parameters)
+        statement, parameters = sent[claim]
+        explain = "EXPLAIN " if postgresql else "EXPLAIN QUERY PLAN "
+        plan = "\n".join(str(row[-1]) for row in await conn.exec_driver_sql(explain + statement, parameters))
+        await conn.rollback()
+    assert "ix_outbox_unpublished" in plan, plan
+    assert ("Sort" not in plan) if postgresql else ("TEMP B-TREE" not in plan), plan
