@@ -7,6 +7,7 @@ import pytest
 from tests.uploadgw.conftest import make_uploader
 from tests.uploadgw.dists import make_wheel
 from tests.uploadgw.http_support import post_upload
+from uploadgw.app import METRICS
 
 
 async def test_live_and_ready_answer_without_credentials(gw):
@@ -83,3 +84,20 @@ async def _access_log_never_records_query_strings(gw):
     assert lines, "the request was not logged at all"
     assert secret not in gw.access_text()
     assert any(line["path"] == "/_health/live" and line["query_keys"] == "token" for line in lines)
+
+
+async def test_every_request_is_counted_and_an_unknown_method_is_counted_as_other(gw):
+    """The metrics count each request under its route, method and status; a method the gateway
+    serves nowhere is "other" (a client cannot add series to the metrics at will)."""
+    for _ in range(3):
+        async with gw.http.get(gw.url + "/_health/live") as resp:
+            assert resp.status == 200
+    for method in ("PROPFIND", "MKCOL"):  # WebDAV methods aiohttp parses (it refuses unknown ones itself)
+        async with gw.http.request(method, gw.url + "/_health/live") as resp:
+            assert resp.status == 405
+    samples = [(sample.labels["route"], sample.labels["method"], sample.labels["status"], sample.value)
+               for metric in gw.running.app[METRICS].registry.collect() for sample in metric.samples
+               if sample.name == "uploadgw_http_requests_total"]
+    assert ("health_live", "GET", "200", 3.0) in samples
+    assert [(method, status, value) for route, method, status, value in samples if status == "405"] == [
+        ("other", "405", 2.0)]

@@ -46,8 +46,8 @@ def response_for(exc: GatehouseError, realm: str = "Gatehouse") -> web.Response:
     return error_response(status, exc.message, headers=headers)
 
 
-# Methods counted under their own name; any other (a client may send any token) is "other", so
-# that no client can add series to the metrics at will.
+# Methods counted under their own name; any other that aiohttp parses (WebDAV's and the like, none
+# of them served) is "other", so that no client can add series to the metrics at will.
 COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
