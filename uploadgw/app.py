@@ -142,9 +142,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     metrics = HttpMetrics()
     body_limits = BodyLimits(idle_timeout=settings.body_idle_timeout, min_rate=settings.body_min_rate,
                              rate_window=settings.body_rate_window, rate_grace=settings.body_rate_grace)
+    middlewares = [make_body_guard(body_limits), make_middleware(metrics)]
+    if settings.trusted_proxy_hops:  # without a trusted proxy X-Forwarded-For is ignored: nothing to read it
+        middlewares.insert(0, make_forwarded_middleware(settings.trusted_proxy_hops))
     app = web.Application(
-        middlewares=[make_forwarded_middleware(settings.trusted_proxy_hops), make_body_guard(body_limits),
-                     make_middleware(metrics)],
+        middlewares=middlewares,
         # Uploads read their body themselves (small ones whole, large ones streamed in chunks);
         # every other request has a small body.
         client_max_size=1024 * 1024,

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import ssl
+import sys
+from typing import TextIO
 
 from aiohttp import web
+from aiohttp.web_log import AccessLogger
 
 from gatehouse.infra.clock import Clock
 from gatehouse.infra.metrics import serve_metrics
-from uploadgw.http.accesslog import RedactedAccessLogger
+from uploadgw.http.accesslog import LOGGER, AccessLog, access_logger
 from uploadgw.http.edge import EdgeRunner
 from uploadgw.app import GATEWAY, METRICS, Gateway, create_app, migrate
 from uploadgw.settings import Settings
@@ -23,6 +26,7 @@ class RunningGateway:
     app: web.Application
     runner: web.AppRunner
     port: int
+    access_log: AccessLog | None = None
 
     @property
     def gateway(self) -> Gateway:
@@ -34,6 +38,8 @@ class RunningGateway:
 
     async def stop(self) -> None:
         await self.runner.cleanup()
+        if self.access_log is not None:
+            self.access_log.close()
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -46,14 +52,27 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+def access_log_for(settings: Settings, stream: TextIO | None) -> AccessLog | None:
+    """The access log when it is on and the log level lets its lines (INFO) through; on `stream`,
+    by default standard output, where every other log line goes."""
+    level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
+    if not settings.access_log or level > logging.INFO:
+        return None
+    return AccessLog(stream or sys.stdout)
+
+
 async def start(settings: Settings, *, clock: Clock | None = None, migrate_first: bool = False,
-                port: int | None = None) -> RunningGateway:
-    """Start the app on settings.listen_host:port (port 0: any free port, the real one is returned)."""
+                port: int | None = None, access_stream: TextIO | None = None) -> RunningGateway:
+    """Start the app on settings.listen_host:port (port 0: any free port, the real one is returned);
+    its access log on `access_stream` (standard output by default)."""
     if migrate_first:
         await migrate(settings)
     app = create_app(settings, clock=clock)
-    runner = EdgeRunner(app, access_log=logging.getLogger("uploadgw.access") if settings.access_log else None,
-                        access_log_class=RedactedAccessLogger, handler_cancellation=False,
+    access_log = access_log_for(settings, access_stream)
+    # aiohttp makes an access logger only when given a `logging.Logger`; ours writes to `access_log`.
+    runner = EdgeRunner(app, access_log=logging.getLogger(LOGGER) if access_log else None,
+                        access_log_class=access_logger(access_log) if access_log else AccessLogger,
+                        handler_cancellation=False,
                         head_timeout=settings.header_timeout, keepalive_timeout=settings.keepalive_timeout)
     await runner.setup()
     site = web.TCPSite(runner, settings.listen_host, settings.listen_port if port is None else port,
@@ -62,4 +81,4 @@ async def start(settings: Settings, *, clock: Clock | None = None, migrate_first
     bound = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - aiohttp exposes no public accessor
     serve_metrics(app[METRICS].registry, settings.listen_host, settings.metrics_port)
     log.info("uploadgw listening", extra={"port": bound})
-    return RunningGateway(app=app, runner=runner, port=bound)
+    return RunningGateway(app=app, runner=runner, port=bound, access_log=access_log)

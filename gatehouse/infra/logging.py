@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterable
 from typing import TextIO
 
 _SECRET_WORDS = ("password", "secret", "token", "code", "seed", "credential", "authorization")
@@ -22,22 +23,39 @@ def _is_secret(key: str) -> bool:
     return any(word in key.lower() for word in _SECRET_WORDS) and not key.endswith("_id")
 
 
+@functools.lru_cache(maxsize=4)
+def _utc_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+def log_timestamp(created: float) -> str:
+    """A log line's `ts`: UTC, to the millisecond."""
+    return f"{_utc_second(int(created))}.{int(created % 1 * 1000):03d}Z"
+
+
+def log_fields(fields: Iterable[tuple[str, object]]) -> dict[str, str | int | float | bool | None]:
+    """`fields` as a log line carries them: a field whose name says it holds a secret is
+    "[redacted]", a value JSON has no type for becomes its `str`. (The access log,
+    uploadgw/http/accesslog.py, writes its handlers' fields through it too.)"""
+    entry: dict[str, str | int | float | bool | None] = {}
+    for key, value in fields:
+        if _is_secret(key):
+            entry[key] = "[redacted]"
+            continue
+        entry[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+    return entry
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, str | int | float | bool | None] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": log_timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, value in vars(record).items():
-            if key in _STANDARD or key.startswith("_"):
-                continue
-            if _is_secret(key):
-                entry[key] = "[redacted]"
-                continue
-            entry[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+        entry.update(log_fields((key, value) for key, value in vars(record).items()
+                                if key not in _STANDARD and not key.startswith("_")))
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import io
+import json
 import os
 import secrets
 import sys
@@ -75,6 +77,7 @@ class GatewayHarness:
     auth: AuthHarness
     clock: FakeClock
     http: aiohttp.ClientSession
+    access_stream: io.StringIO
 
     @property
     def url(self) -> str:
@@ -87,6 +90,17 @@ class GatewayHarness:
     @property
     def gateway(self):
         return self.running.gateway
+
+    def access_text(self) -> str:
+        """Everything the access log has written, after writing the lines it holds
+        (`gw_overrides` must turn it on: `{"access_log": True}`)."""
+        assert self.running.access_log is not None, "the access log is off"
+        self.running.access_log.flush()
+        return self.access_stream.getvalue()
+
+    def access_lines(self) -> list[dict]:
+        """The access log's lines so far, parsed."""
+        return [json.loads(line) for line in self.access_text().splitlines()]
 
     def requests_to(self, route: str, status: int | None = None) -> float:
         """How many requests the route answered (from the gateway's metrics)."""
@@ -162,9 +176,11 @@ async def gw(auth, make_database_url, tmp_path, gw_overrides, backend, request):
         bucket = await request.getfixturevalue("s3_server").new_bucket(**request.getfixturevalue("s3_overrides"))
         gw_overrides = {"s3": bucket, **gw_overrides}
     settings = gateway_settings(make_database_url("uploadgw"), str(tmp_path / "store"), auth, **gw_overrides)
-    running = await start(settings, clock=auth.clock, migrate_first=True)
+    access_stream = io.StringIO()
+    running = await start(settings, clock=auth.clock, migrate_first=True, access_stream=access_stream)
     async with aiohttp.ClientSession() as http:
-        yield GatewayHarness(running=running, settings=settings, auth=auth, clock=auth.clock, http=http)
+        yield GatewayHarness(running=running, settings=settings, auth=auth, clock=auth.clock, http=http,
+                             access_stream=access_stream)
     await running.stop()
 
 

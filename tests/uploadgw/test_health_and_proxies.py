@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from tests.uploadgw.conftest import make_uploader
 from tests.uploadgw.dists import make_wheel
 from tests.uploadgw.http_support import post_upload
+from uploadgw.app import METRICS
 
 
 async def test_live_and_ready_answer_without_credentials(gw):
@@ -60,39 +59,45 @@ class TestAccessLog:
     def gw_overrides(self):
         return {"access_log": True}
 
-    async def test_access_log_never_records_query_strings(self, gw, caplog):
-        await _access_log_never_records_query_strings(gw, caplog)
+    async def test_access_log_never_records_query_strings(self, gw):
+        await _access_log_never_records_query_strings(gw)
 
-    async def test_an_accepted_upload_is_one_line_naming_it_but_never_the_token(self, gw, caplog, tmp_path):
-        caplog.set_level("INFO", logger="uploadgw.access")
+    async def test_an_accepted_upload_is_one_line_naming_it_but_never_the_token(self, gw, tmp_path):
         up = await make_uploader(gw.auth)
         wheel = make_wheel(tmp_path, "logged-pkg", "1.0")
         for _ in range(2):  # stored, then the identical file again (nothing new stored)
             status, _, _ = await post_upload(gw, wheel, up.token)
             assert status == 200
-        for _ in range(50):
-            lines = [r for r in caplog.records if r.name == "uploadgw.access" and getattr(r, "path", "") == "/legacy/"]
-            if len(lines) == 2:
-                break
-            await asyncio.sleep(0.01)
+        lines = [line for line in gw.access_lines() if line["path"] == "/legacy/"]
         [event] = await gw.events("file:add")
-        assert [(r.project, r.upload_filename, r.size, r.token_id, r.stored) for r in lines] == [
-            ("logged-pkg", wheel.name, wheel.stat().st_size, event.details["token_id"], stored)
-            for stored in (True, False)]
-        assert all(up.token not in r.getMessage() + str(vars(r)) for r in caplog.records)
+        assert [(line["project"], line["upload_filename"], line["size"], line["token_id"], line["stored"])
+                for line in lines] == [("logged-pkg", wheel.name, wheel.stat().st_size, event.details["token_id"],
+                                        stored) for stored in (True, False)]
+        assert up.token not in gw.access_text()
 
 
-async def _access_log_never_records_query_strings(gw, caplog):
-    caplog.set_level("INFO", logger="uploadgw.access")
+async def _access_log_never_records_query_strings(gw):
     secret = "reset-token-that-must-not-be-logged"
     async with gw.http.get(gw.url + f"/_health/live?token={secret}") as resp:
         assert resp.status == 200
-    for _ in range(50):  # aiohttp writes the access record just after the response
-        if any(r.name == "uploadgw.access" for r in caplog.records):
-            break
-        await asyncio.sleep(0.01)
-    records = [r for r in caplog.records if r.name == "uploadgw.access"]
-    assert records, "the request was not logged at all"
-    assert all(secret not in (r.getMessage() + str(vars(r))) for r in caplog.records)
-    assert any(getattr(r, "path", "") == "/_health/live" and getattr(r, "query_keys", "") == "token"
-               for r in records)
+    lines = gw.access_lines()
+    assert lines, "the request was not logged at all"
+    assert secret not in gw.access_text()
+    assert any(line["path"] == "/_health/live" and line["query_keys"] == "token" for line in lines)
+
+
+async def test_every_request_is_counted_and_an_unknown_method_is_counted_as_other(gw):
+    """The metrics count each request under its route, method and status; a method the gateway
+    serves nowhere is "other" (a client cannot add series to the metrics at will)."""
+    for _ in range(3):
+        async with gw.http.get(gw.url + "/_health/live") as resp:
+            assert resp.status == 200
+    for method in ("PROPFIND", "MKCOL"):  # WebDAV methods aiohttp parses (it refuses unknown ones itself)
+        async with gw.http.request(method, gw.url + "/_health/live") as resp:
+            assert resp.status == 405
+    samples = [(sample.labels["route"], sample.labels["method"], sample.labels["status"], sample.value)
+               for metric in gw.running.app[METRICS].registry.collect() for sample in metric.samples
+               if sample.name == "uploadgw_http_requests_total"]
+    assert ("health_live", "GET", "200", 3.0) in samples
+    assert [(method, status, value) for route, method, status, value in samples if status == "405"] == [
+        ("other", "405", 2.0)]

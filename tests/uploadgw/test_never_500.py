@@ -6,7 +6,6 @@ names the 500 it guards against."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 
 import pytest
@@ -19,6 +18,15 @@ from tests.uploadgw.http_support import basic, encode, twine_fields
 @pytest.fixture
 def gw_overrides():
     return {"access_log": True}  # so that the access log's lines are checked too
+
+
+@pytest.fixture(autouse=True)
+async def every_request_logged_readably(gw):
+    """After each test: every line of the access log is JSON naming a request, none of them a 500."""
+    yield
+    lines = gw.access_lines()
+    assert all(line["msg"] == "request" and line["method"] and line["path"] for line in lines)
+    assert not any(line["status"] == 500 for line in lines)
 
 
 async def exchange(port: int, data: bytes) -> tuple[int, str, bytes]:
@@ -88,11 +96,10 @@ async def test_long_or_many_part_headers_are_400_not_500(gw, tmp_path, pad, afte
     assert await gw.stored_blobs() == [] and await gw.temp_files() == []
 
 
-async def test_non_utf8_user_agent_is_served(gw, tmp_path, caplog):
+async def test_non_utf8_user_agent_is_served(gw, tmp_path):
     """Raw 0xff bytes in User-Agent reached the protobuf ClientInfo as lone surrogates: a
     UnicodeEncodeError, so a 500 on the upload and on the login page. They become U+FFFD, in the
     audit event and in the access log (whose JSON lines could not be written before) too."""
-    caplog.set_level(logging.INFO, logger="uploadgw.access")
     up = await make_uploader(gw.auth)
     wheel = make_wheel(tmp_path, "ua-pkg", "1.0")
     ctype, head, tail = encode(twine_fields(wheel), wheel.name, wheel.read_bytes())
@@ -113,7 +120,7 @@ async def test_non_utf8_user_agent_is_served(gw, tmp_path, caplog):
         b"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\nUser-Agent: " % len(form)
         + agent + b"\r\n\r\n" + form))
     assert status == 303 and any("gh_session=" in line for line in headers), (status, reason)
-    agents = [record.agent for record in caplog.records if record.name == "uploadgw.access"]
+    agents = [line["agent"] for line in gw.access_lines()]
     assert agents and all(agent == "twine/7.0.0 \ufffd\ufffd\ufffd(" for agent in agents)
 
 

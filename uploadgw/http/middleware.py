@@ -46,6 +46,11 @@ def response_for(exc: GatehouseError, realm: str = "Gatehouse") -> web.Response:
     return error_response(status, exc.message, headers=headers)
 
 
+# Methods counted under their own name; any other that aiohttp parses (WebDAV's and the like, none
+# of them served) is "other", so that no client can add series to the metrics at will.
+COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class HttpMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
@@ -56,10 +61,20 @@ class HttpMetrics:
         self.latency = Histogram("uploadgw_http_latency_seconds", "HTTP request latency", ["route"],
                                  registry=self.registry,
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60))
+        # The series of each (route, method, status), looked up once: `labels()` on every request
+        # cost a simple page more than counting it.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def count(self, route: str, method: str, status: int, seconds: float, reason: str | None = None) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        if method not in COUNTED_METHODS:
+            method = "other"
+        series = self._series.get((route, method, status))
+        if series is None:
+            series = self._series[(route, method, status)] = (self.requests.labels(route, method, str(status)),
+                                                              self.latency.labels(route))
+        requests, latency = series
+        requests.inc()
+        latency.observe(seconds)
         if reason:
             self.refusals.labels(route, reason).inc()
 
@@ -114,7 +129,7 @@ def header_text(value: str) -> str:
 
 def _readable_headers(headers: CIMultiDictProxy[str]) -> CIMultiDictProxy[str] | None:
     """The headers with every value valid Unicode, or None when they already are."""
-    if all(value.isascii() for value in headers.values()):
+    if "".join(headers.values()).isascii():  # the usual case, checked in one step
         return None
     clean = [(header_text(key), header_text(value)) for key, value in headers.items()]
     if clean == list(headers.items()):
@@ -139,21 +154,23 @@ def serve_readable_headers(app: web.Application) -> None:
 
 
 def make_forwarded_middleware(trusted_hops: int):
-    """Behind `trusted_hops` reverse proxies, the client is the address the outermost trusted
-    proxy appended to X-Forwarded-For. With 0 (the default) the header is ignored, since any
-    client can send it; per-IP rate limits and audit IPs must not be spoofable. An entry that is
-    not an address leaves the proxy's own address as the client's."""
+    """Behind `trusted_hops` (at least 1) reverse proxies, the client is the address the outermost
+    trusted proxy appended to X-Forwarded-For. With no trusted proxy (the default) the app has no
+    such middleware and the header is ignored, since any client can send it; per-IP rate limits
+    and audit IPs must not be spoofable. An entry that is not an address leaves the proxy's own
+    address as the client's."""
+    if trusted_hops < 1:
+        raise ValueError("make_forwarded_middleware needs at least one trusted proxy")
 
     @web.middleware
     async def forwarded(request: web.Request, handler):
-        if trusted_hops > 0:
-            hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
-            if len(hops) >= trusted_hops:
-                address = client_address(hops[-trusted_hops][:64])
-                if address:
-                    request = request.clone(remote=address)
-                else:
-                    log.warning("X-Forwarded-For entry of a trusted proxy is not an address; using the proxy's")
+        hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
+        if len(hops) >= trusted_hops:
+            address = client_address(hops[-trusted_hops][:64])
+            if address:
+                request = request.clone(remote=address)
+            else:
+                log.warning("X-Forwarded-For entry of a trusted proxy is not an address; using the proxy's")
         return await handler(request)
 
     return forwarded

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import html
 import json
 from urllib.parse import quote
@@ -130,6 +131,7 @@ _ALIASES = {
 _PREFERENCE = {"json": 3, "html": 2, "text": 1}
 
 
+@functools.lru_cache(maxsize=256)  # clients send a few Accept values over and over (pip: one per version)
 def negotiate(accept: str | None, query_format: str | None = None) -> str | None:
     """'json', 'html' (the v1+html type), 'text' (text/html), or None when nothing offered is served."""
     if query_format:

@@ -69,7 +69,7 @@ class _Checked(Generic[T]):
 class _ProjectPages:
     id: str
     serial: int
-    bodies: dict[str, bytes]  # by kind: "json", "html"
+    pages: dict[str, Page]  # by kind: "json", "html"
 
 
 class _Recent(Generic[T]):
@@ -142,20 +142,19 @@ class IndexService:
     async def project_page(self, normalized_name: str, fmt: str) -> Page | None:
         kind = "json" if fmt == "json" else "html"
         entry = self._pages.get(normalized_name)
-        if entry is None or not self._fresh(entry) or kind not in entry.value.bodies:
+        if entry is None or not self._fresh(entry) or kind not in entry.value.pages:
             entry = await self._shared(("page", normalized_name, kind),
                                        lambda: self._check_page(normalized_name, entry, kind))
             if entry is None:
                 return None
-        pages = entry.value
-        return Page(pages.bodies[kind], f'"{pages.id}-{pages.serial}-{kind}"', pages.serial)
+        return entry.value.pages[kind]
 
     async def _check_page(self, name: str, entry: _Checked[_ProjectPages] | None,
                           kind: str) -> _Checked[_ProjectPages] | None:
         """The project's pages confirmed against the database: the cached ones while its serial is
         unchanged, else rendered afresh (serial and rows read in one transaction)."""
         stamp = self._stamp()
-        if entry is not None and kind in entry.value.bodies:
+        if entry is not None and kind in entry.value.pages:
             head = await self.project_head(name)
             if head is not None and (head.id, head.serial) == (entry.value.id, entry.value.serial):
                 confirmed = _Checked(entry.value, *stamp)
@@ -169,7 +168,7 @@ class IndexService:
             pages = entry.value
         else:
             pages = _ProjectPages(head.id, head.serial, {})
-        pages.bodies[kind] = body
+        pages.pages[kind] = Page(body, f'"{head.id}-{head.serial}-{kind}"', head.serial)
         rendered = _Checked(pages, *stamp)
         self._pages.put(name, rendered)
         return rendered
