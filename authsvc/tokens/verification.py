@@ -4,7 +4,7 @@ private-index reads.
 The hot path is one parse, one HMAC chain and one query that reads the token, its user, the
 primary email, whether the user has a second factor, the project and the user's role on it
 together (`lookup`, which keeps its shorter way in); a second statement records the last use at
-most once per `last_used_interval`. Every other query goes through the service's `Transactions`.
+most once per `last_used_interval` (in the same transaction as the project a first upload creates). Every other query goes through the service's `Transactions`.
 Forged tokens are refused before any query.
 Denials: `TokenInvalid` (UNAUTHENTICATED) when the token is not a valid credential at all —
 malformed, forged, deleted, retired key, user disabled; `TokenDenied` (PERMISSION_DENIED) when it
@@ -236,7 +236,7 @@ class TokenVerifier:
                 raise TokenDenied(f"The project '{project_name}' does not exist, and new projects cannot be "
                                   "created on this index.", reason="project_creation_disabled")
             self._check_policy(row, project_name, project_requires=False)  # before creating anything
-            made = await self._create_project(project_name, row.user_id, row.username, origin)
+            made = await self._create_project(project_name, row, authentic.token_id, origin, now)
             created = made is not None
             if made is not None:  # what the lookup would now read: the new project, with this user as its Owner
                 row = dataclasses.replace(row, project_id=made["id"], project_name=made["name"], role_name=OWNER,
@@ -260,7 +260,8 @@ class TokenVerifier:
                                              project_name=found_name, token_id=authentic.token_id,
                                              username=row.username)
         token_id = authentic.token_id
-        await self._touch(token_id, row.last_used_at, now)
+        if not created:  # a project this upload created recorded the token's use in its own transaction
+            await self._touch(token_id, row.last_used_at, now)
         return UploadGrant(user_id=row.user_id, username=row.username, project_id=project_id,
                            project_name=found_name, token_id=token_id,
                            project_created=created, role=row.role_name)
@@ -350,20 +351,34 @@ class TokenVerifier:
         await self._touch(token_id, row.last_used_at, now)
         return IndexGrant(user_id=row.user_id, username=row.username, token_id=token_id)
 
-    async def _create_project(self, name: str, user_id: str, username: str, origin: Origin | None
-                              ) -> dict[str, Any] | None:
-        """Create the project with the uploader as Owner (its row's values). Two racing first uploads:
-        the unique name lets exactly one commit; the other gets None and reads what the winner made."""
+    async def _create_project(self, name: str, row: TokenRow, token_id: str, origin: Origin | None,
+                              now: dt.datetime) -> dict[str, Any] | None:
+        """Create the project with the uploader as Owner (its row's values) and, when due, record the
+        token's use in the same transaction (one commit). Two racing first uploads: the unique name
+        lets exactly one commit; the other gets None (nothing of it written) and reads what the
+        winner made."""
+        user = (row.user_id, row.username)
+        touch = self._touch_due(row.last_used_at, now)
+
+        def create(s: Session) -> dict[str, Any]:
+            made = self.projects.create_with_owner(s.connection(), name, user, actor=ActorRef.user(*user),
+                                                   origin=origin)
+            if touch:
+                s.connection().execute(_TOUCH, {"tid": token_id, "now": now})
+            return made
+
         try:  # one synchronous transaction (on SQLite on the event loop, see Transactions)
-            return await self.tx.run(lambda s: self.projects.create_with_owner(
-                s.connection(), name, (user_id, username), actor=ActorRef.user(user_id, username), origin=origin))
+            return await self.tx.run(create)
         except IntegrityError:
             return None
 
     async def close(self) -> None:
         await self.lookup.close()
 
+    def _touch_due(self, last_used: dt.datetime | None, now: dt.datetime) -> bool:
+        """Whether a use now is recorded: at most once per `last_used_interval`."""
+        return last_used is None or abs(now - last_used) >= self.last_used_interval
+
     async def _touch(self, token_id: str, last_used: dt.datetime | None, now: dt.datetime) -> None:
-        if last_used is not None and abs(now - last_used) < self.last_used_interval:
-            return
-        await self.tx.run(lambda s: s.connection().execute(_TOUCH, {"tid": token_id, "now": now}))
+        if self._touch_due(last_used, now):
+            await self.tx.run(lambda s: s.connection().execute(_TOUCH, {"tid": token_id, "now": now}))

@@ -91,8 +91,14 @@ async def test_first_upload_creates_the_project_with_the_uploader_as_owner(auth)
     token = (await create_token(auth, alice, "ci")).token
     first = await verify(auth, token, "New_Project")
     assert first.project_created and first.role == OWNER and first.project_name == "New_Project"
+    # The token's use is recorded with the project (in its transaction).
+    first_use = (await list_tokens(auth, alice))[0].last_used_at.ToDatetime(dt.timezone.utc)
+    assert abs(first_use - auth.clock.now()) < dt.timedelta(seconds=1)
+    auth.clock.advance(61)
     again = await verify(auth, token, "new-project")
     assert not again.project_created and again.project_id == first.project_id
+    assert (await list_tokens(auth, alice))[0].last_used_at.ToDatetime(dt.timezone.utc) - first_use \
+        >= dt.timedelta(seconds=61)
     mine = await auth.projects.ListMyProjects(projects_pb2.ListMyProjectsRequest(session_token=alice))
     assert [(p.project.name, p.role) for p in mine.projects] == [("New_Project", OWNER)]
     create = await events(auth, "project:create")
@@ -112,6 +118,8 @@ async def test_racing_first_uploads_create_exactly_one_project(auth):
     assert len(await events(auth, "project:create")) == 1
 
     # Two users race for a new name: one creates it, the other is refused with the reason.
+    auth.clock.advance(61)  # a use now is recorded
+    used_before = {who: (await list_tokens(auth, who))[0].last_used_at for who in (alice, bob)}
     results = await asyncio.gather(verify(auth, alice_token, "contested"), verify(auth, bob_token, "contested"),
                                    return_exceptions=True)
     wins = [r for r in results if isinstance(r, tokens_pb2.VerifyUploadTokenResponse)]
@@ -119,6 +127,10 @@ async def test_racing_first_uploads_create_exactly_one_project(auth):
     assert len(wins) == 1 and wins[0].project_created and len(losses) == 1
     assert losses[0].code() == DENIED and "has no Owner or Maintainer role on project 'contested'" in losses[0].details()
     assert len(await events(auth, "project:create")) == 2
+    # The winner's use is recorded; the refused token's is not (its creation, with the use, was rolled back).
+    winner, loser = (alice, bob) if isinstance(results[0], tokens_pb2.VerifyUploadTokenResponse) else (bob, alice)
+    assert (await list_tokens(auth, winner))[0].last_used_at != used_before[winner]
+    assert (await list_tokens(auth, loser))[0].last_used_at == used_before[loser]
 
 
 @pytest.mark.parametrize("auth_overrides", [{"allow_project_creation": False}])
