@@ -4,7 +4,8 @@ private-index reads.
 The hot path is one parse, one HMAC chain and one query that reads the token, its user, the
 primary email, whether the user has a second factor, the project and the user's role on it
 together (`lookup`, which keeps its shorter way in); a second statement records the last use at
-most once per `last_used_interval` (in the same transaction as the project a first upload creates). Every other query goes through the service's `Transactions`.
+most once per `last_used_interval` (in the same transaction as the project a first upload
+creates). Every other query goes through the service's `Transactions`.
 Forged tokens are refused before any query.
 Denials: `TokenInvalid` (UNAUTHENTICATED) when the token is not a valid credential at all —
 malformed, forged, deleted, retired key, user disabled; `TokenDenied` (PERMISSION_DENIED) when it
