@@ -152,7 +152,9 @@ async def test_non_utf8_expect_header_is_417_not_500(gw):
      b'--zz\r\nContent-Disposition: form-data; name="username"\r\nContent-Transfer-Encoding: bogus\r\n\r\nx\r\n--zz--\r\n'),
     (b"multipart/form-data; boundary=zz", b'--zz\r\nNo colon\r\n\r\nx\r\n--zz--\r\n'),
     (b"multipart/form-data; boundary=zz", b"--zz\r\nX-Pad: " + b"a" * 9000 + b"\r\n\r\nx\r\n--zz--\r\n"),
-], ids=["unknown-charset", "unknown-transfer-encoding", "header-without-colon", "long-part-header"])
+    (b"multipart/form-data; boundary=zz",
+     b'--zz\r\nContent-Disposition: form-data; name="_charset_"\r\n\r\n' + b"x" * 40 + b"\r\n--zz--\r\n"),
+], ids=["unknown-charset", "unknown-transfer-encoding", "header-without-colon", "long-part-header", "long-charset"])
 async def test_unreadable_page_forms_are_400_not_500(gw, ctype, body):
     """aiohttp's form parser refuses these with LookupError, RuntimeError and BadHttpMessage,
     which the pages took for bugs (500); found by test_edge_fuzz."""
@@ -224,3 +226,19 @@ async def test_a_static_file_name_too_long_for_the_file_system_is_404_not_500(gw
         assert status == 404, (status, page[:300])  # as for any file that is not there
     status, _, _ = await exchange(gw.running.port, b"GET /static/site.css HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert status == 200
+
+
+async def test_a_long_charset_part_is_400_not_500(gw, tmp_path):
+    """aiohttp's multipart reader reads a first `_charset_` part (RFC 7578 §4.6) as the body's
+    default charset, and raises RuntimeError when it is longer than 31 bytes (reachable with a
+    boundary short enough for its 32-byte read): a 500 before this was caught."""
+    up = await make_uploader(gw.auth)
+    wheel = make_wheel(tmp_path, "charset-pkg", "1.0")
+    ctype, head, tail = encode(twine_fields(wheel), wheel.name, wheel.read_bytes())
+    boundary = ctype.split("boundary=")[1].encode()
+    body = (head + tail).replace(boundary, b"b0")
+    charset = b'--b0\r\nContent-Disposition: form-data; name="_charset_"\r\n\r\n' + b"x" * 40 + b"\r\n"
+    status, reason, text = await exchange(gw.running.port, upload_request(
+        up.token, "multipart/form-data; boundary=b0", charset + body))
+    assert status == 400 and "Malformed multipart body" in reason, (status, reason, text[:200])
+    assert await gw.stored_blobs() == [] and await gw.temp_files() == []

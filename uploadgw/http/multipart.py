@@ -111,6 +111,9 @@ async def read_upload(request: web.Request, *, max_form_size: int) -> UploadBody
         raise framing_error(exc) from None
     except MALFORMED as exc:
         raise InvalidUpload(f"Malformed multipart body ({type(exc).__name__}).", reason="bad_multipart") from None
+    except RuntimeError:  # aiohttp's reader: a first `_charset_` part (RFC 7578 §4.6) over 31 bytes
+        raise InvalidUpload("Malformed multipart body (its _charset_ field is too long).",
+                            reason="bad_multipart") from None
     return UploadBody(fields=fields, filename=filename, form_bytes=used,
                       content=_content(reader, part, max_form_size))
 
