@@ -4,9 +4,11 @@ and at a clean stop: none lost)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -16,8 +18,10 @@ from uploadgw.http.accesslog import ACCESS_LOG_EXTRA, LOGGER, AccessLog, access_
 from uploadgw.server import start
 
 
-async def serve(lines: AccessLog) -> tuple[web.AppRunner, str]:
-    """A real aiohttp server logging to `lines`; /extra adds a handler's fields to its line."""
+@contextlib.asynccontextmanager
+async def serving(lines: AccessLog) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
+    """A real aiohttp server logging to `lines`, and a client for it: (client, base URL). /extra
+    adds a handler's fields to its line."""
 
     async def plain(request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -34,7 +38,11 @@ async def serve(lines: AccessLog) -> tuple[web.AppRunner, str]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
-    return runner, f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield http, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 async def get(http: aiohttp.ClientSession, url: str) -> None:
@@ -47,18 +55,14 @@ async def get(http: aiohttp.ClientSession, url: str) -> None:
 async def test_lines_are_written_a_full_batch_at_a_time_and_the_rest_at_close():
     stream = io.StringIO()
     lines = AccessLog(stream, batch=3, delay=3600)
-    runner, url = await serve(lines)
-    try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(2):
-                await get(http, url + "/plain?token=secret&b=1&a=2")
-            assert stream.getvalue() == "", "lines are held until a batch is full"
-            await get(http, url + "/extra")
-            assert len(stream.getvalue().splitlines()) == 3
-            await get(http, url + "/plain")
-            assert len(stream.getvalue().splitlines()) == 3
-    finally:
-        await runner.cleanup()
+    async with serving(lines) as (http, url):
+        for _ in range(2):
+            await get(http, url + "/plain?token=secret&b=1&a=2")
+        assert stream.getvalue() == "", "lines are held until a batch is full"
+        await get(http, url + "/extra")
+        assert len(stream.getvalue().splitlines()) == 3
+        await get(http, url + "/plain")
+        assert len(stream.getvalue().splitlines()) == 3
     lines.close()
     text = stream.getvalue()
     written = [json.loads(line) for line in text.splitlines()]
@@ -79,17 +83,15 @@ async def test_lines_are_written_a_full_batch_at_a_time_and_the_rest_at_close():
 async def test_a_line_is_written_after_the_delay_without_a_full_batch():
     stream = io.StringIO()
     lines = AccessLog(stream, batch=1000, delay=0.2)
-    runner, url = await serve(lines)
     try:
-        async with aiohttp.ClientSession() as http:
+        async with serving(lines) as (http, url):
             await get(http, url + "/plain")
-        for _ in range(100):
-            if stream.getvalue():
-                break
-            await asyncio.sleep(0.05)
-        assert [json.loads(line)["path"] for line in stream.getvalue().splitlines()] == ["/plain"]
+            for _ in range(100):
+                if stream.getvalue():
+                    break
+                await asyncio.sleep(0.05)
+            assert [json.loads(line)["path"] for line in stream.getvalue().splitlines()] == ["/plain"]
     finally:
-        await runner.cleanup()
         lines.close()
 
 
