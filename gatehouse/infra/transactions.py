@@ -7,7 +7,10 @@ synchronous because with aiosqlite every statement is several round trips to the
 worker thread, so a transaction of half a dozen statements would cost milliseconds in hand-offs.
 
 - PostgreSQL: through the async session's `run_sync` (asyncpg, no threads).
-- SQLite: on the event loop itself, on one connection that never waits for a lock. Writes open
+- SQLite: on the event loop itself, on one connection that never waits for a lock, held open
+  between transactions (checking a connection out and a session's own transaction per call cost
+  about as much CPU as a short transaction's statements), the session joining a transaction begun
+  on that connection. Writes open
   with `BEGIN IMMEDIATE` and a busy timeout of 0, so they either hold the write lock at once or
   learn that another writer has it; then the same function runs in a worker thread instead (same
   file and pragmas), which waits for the lock as usual. Its writes begin `BEGIN IMMEDIATE` too:
@@ -42,12 +45,6 @@ CHECKPOINT_EVERY = 256
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-def _begin(conn: Connection) -> None:
-    """SQLite's BEGIN, issued explicitly: IMMEDIATE for writes (the lock now), deferred for reads."""
-    conn.connection.driver_connection.execute(  # type: ignore[union-attr]
-        conn.get_execution_options().get("sqlite_begin", "BEGIN IMMEDIATE"))
-
-
 def _sqlite_engine(url: str, *, on_loop: bool) -> Engine:
     """The worker threads' pool, or (`on_loop`) the event loop's one connection, used by one
     transaction at a time, that never waits for a lock and never checkpoints on commit."""
@@ -55,7 +52,7 @@ def _sqlite_engine(url: str, *, on_loop: bool) -> Engine:
 
     def pragmas(dbapi_connection: DBAPIConnection, _record: object = None) -> None:
         sqlite_pragmas(dbapi_connection)
-        dbapi_connection.isolation_level = None  # transactions are begun explicitly (`_begin`)
+        dbapi_connection.isolation_level = None  # transactions are begun explicitly (`_transaction`)
         if on_loop:
             dbapi_connection.execute("PRAGMA busy_timeout=0")
             dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
@@ -66,26 +63,30 @@ def _sqlite_engine(url: str, *, on_loop: bool) -> Engine:
         engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False},
                                pool_size=4, max_overflow=4)
     event.listen(engine, "connect", pragmas)
-    event.listen(engine, "begin", _begin)
     return engine
-
-
-def _with_reads(engine: Engine) -> tuple[Engine, Engine]:
-    """The engine for writes and the same pool for reads (a deferred BEGIN: never waits in WAL mode)."""
-    return engine, engine.execution_options(sqlite_begin="BEGIN")
 
 
 def _is_busy(exc: BaseException) -> bool:
     return getattr(getattr(exc, "orig", exc), "sqlite_errorcode", None) in _BUSY_CODES
 
 
-def _transaction(engine: Engine, fn: Callable[[Session], T]) -> T:
-    """`fn(session)` in one transaction on `engine` (synchronous from BEGIN to COMMIT)."""
-    with Session(engine, expire_on_commit=False) as session:
-        session.connection()  # BEGIN now: on the loop connection, the write lock or "busy" at once
-        result = fn(session)
-        session.commit()
+def _transaction(conn: Connection, fn: Callable[[Session], T], *, write: bool) -> T:
+    """`fn(session)` in one SQLite transaction on `conn` (synchronous from BEGIN to COMMIT).
+
+    The BEGIN is SQLite's own, issued here: IMMEDIATE for writes (the write lock now, or "busy" at
+    once on the loop connection), deferred for reads. The session joins that transaction; its ORM
+    changes are flushed before the commit."""
+    with conn.begin():  # SQLAlchemy's bookkeeping: the driver begins nothing itself (isolation_level None)
+        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")  # type: ignore[union-attr]
+        with Session(bind=conn, expire_on_commit=False, join_transaction_mode="rollback_only") as session:
+            result = fn(session)
+            session.flush()
     return result
+
+
+def _in_new_connection(engine: Engine, fn: Callable[[Session], T], write: bool) -> T:
+    with engine.connect() as conn:
+        return _transaction(conn, fn, write=write)
 
 
 class Transactions:
@@ -93,13 +94,14 @@ class Transactions:
 
     def __init__(self, url: str, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-        # SQLite: (writes, reads) on the event loop's connection (a file only) and in worker threads.
-        self._loop: tuple[Engine, Engine] | None = None
-        self._threads: tuple[Engine, Engine] | None = None
+        # SQLite: the event loop's one connection (a file only), kept open, and the worker threads' pool.
+        self._loop: Engine | None = None
+        self._loop_conn: Connection | None = None
+        self._threads: Engine | None = None
         if is_sqlite(url):
-            self._threads = _with_reads(_sqlite_engine(url, on_loop=False))
+            self._threads = _sqlite_engine(url, on_loop=False)
             if make_url(url).database not in (None, "", ":memory:"):
-                self._loop = _with_reads(_sqlite_engine(url, on_loop=True))
+                self._loop = _sqlite_engine(url, on_loop=True)
         self._loop_commits = 0
         self._checkpoint: asyncio.Future[None] | None = None
         # Called (on the event loop) after each commit, e.g. to wake the outbox relay.
@@ -125,7 +127,7 @@ class Transactions:
                 return await session.run_sync(fn)
         if self._loop is not None:
             try:
-                result = _transaction(self._loop[0 if write else 1], fn)
+                result = _transaction(self._loop_connection(), fn, write=write)
             except (OperationalError, sqlite3.OperationalError) as exc:
                 if not _is_busy(exc):  # "busy": rolled back with nothing written; redone in a thread
                     raise
@@ -135,10 +137,17 @@ class Transactions:
                 return result
         return await self._in_thread(fn, write=write)
 
+    def _loop_connection(self) -> Connection:
+        """The event loop's connection, opened on first use (its pragmas may find the file busy too)."""
+        assert self._loop is not None
+        if self._loop_conn is None or self._loop_conn.closed or self._loop_conn.invalidated:
+            self._loop_conn = self._loop.connect()
+        return self._loop_conn
+
     async def _in_thread(self, fn: Callable[[Session], T], *, write: bool) -> T:
         """The transaction in a worker thread, which waits for the write lock as usual."""
         assert self._threads is not None
-        return await asyncio.to_thread(_transaction, self._threads[0 if write else 1], fn)
+        return await asyncio.to_thread(_in_new_connection, self._threads, fn, write)
 
     def _committed_on_loop(self) -> None:
         self._loop_commits += 1
@@ -147,14 +156,17 @@ class Transactions:
 
     def _wal_checkpoint(self) -> None:
         assert self._threads is not None
-        raw = self._threads[0].raw_connection()  # outside any transaction (a checkpoint cannot run in one)
+        raw = self._threads.raw_connection()  # outside any transaction (a checkpoint cannot run in one)
         try:
             raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
         finally:
             raw.close()
 
     def dispose(self) -> None:
-        for engines in (self._loop, self._threads):
-            if engines is not None:
-                engines[0].dispose()
+        if self._loop_conn is not None:
+            self._loop_conn.close()
+            self._loop_conn = None
+        for engine in (self._loop, self._threads):
+            if engine is not None:
+                engine.dispose()
 
