@@ -227,7 +227,10 @@ class UploadSlots:
 
     def check(self, request: web.Request) -> None:
         """RateLimited (429, Retry-After) when a cap of this request is full."""
-        for key, cap in self.keys(request):
+        self._check(self.keys(request))
+
+    def _check(self, keys: list[tuple[str, int]]) -> None:
+        for key, cap in keys:
             if self._running[key] >= cap:
                 what = "API token" if key.startswith("token:") else "address"
                 raise RateLimited(f"Too many uploads at once from this {what} (at most {cap}); retry in "
@@ -237,14 +240,14 @@ class UploadSlots:
     def hold(self, request: web.Request):
         """Take a slot under every cap for the duration of the upload (check and take: one step,
         as nothing awaits between them)."""
-        self.check(request)
-        keys = [key for key, _ in self.keys(request)]
-        for key in keys:
+        keys = self.keys(request)
+        self._check(keys)
+        for key, _ in keys:
             self._running[key] += 1
         try:
             yield
         finally:
-            for key in keys:
+            for key, _ in keys:
                 self._running[key] -= 1
                 if self._running[key] <= 0:
                     del self._running[key]
