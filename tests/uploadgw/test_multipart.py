@@ -84,8 +84,15 @@ def _fields_then(boundary: str, rest: bytes) -> bytes:
      400, "bad_encoding", "not valid UTF-8"),
     (_fields_then("zz", b'--zz\r\nContent-Disposition: form-data; name="content"; filename="a.whl"\r\n\r\nabc'),
      400, "interrupted", "interrupted or its multipart body is malformed"),
+    (_fields_then("zz", b"--zz\r\nNo colon here\r\n\r\nx\r\n--zz--\r\n"),
+     400, "bad_multipart", "Malformed multipart body (Malformed segment header)"),
+    (_fields_then("zz", b'--zz\r\nContent-Disposition: form-data; name="summary"\r\n'
+                  b"Content-Type: multipart/mixed; boundary=yy\r\n\r\n--yy--\r\n--zz--\r\n"),
+     400, "bad_multipart", "Nested multipart bodies are not accepted"),
+    (_fields_then("zz", b'--zz\r\nContent-Disposition: attachment; name="content"; filename="a.whl"\r\n\r\n'
+                  b"x\r\n--zz--\r\n"), 400, "bad_multipart", "a part is not form-data"),
 ], ids=["no-delimiter", "no-file", "content-not-a-file", "other-file-field", "form-too-large", "not-utf8",
-        "unterminated-file"])
+        "unterminated-file", "part-header-without-colon", "nested-multipart", "not-form-data"])
 async def test_a_body_it_cannot_read_is_refused_with_why(post, body, status, reason, words):
     answered, answer = await post("multipart/form-data; boundary=zz", body)
     assert answered == status and answer["reason"] == reason and words in answer["error"], answer

@@ -85,9 +85,9 @@ MANY_HEADERS = b"".join(b"X-Pad-%d: 1\r\n" % i for i in range(200))
 @pytest.mark.parametrize("extra,words", [(LONG_LINE, "longer than 8190 bytes"), (MANY_HEADERS, "more than 128 headers")],
                          ids=["long-line", "many-headers"])
 async def test_long_or_many_part_headers_are_400_not_500(gw, tmp_path, pad, after, extra, words):
-    """aiohttp's reader raises LineTooLong/BadHttpMessage for a part header line over 8,190 bytes
-    or more than 128 part headers: a 500 on the streamed path (before and after the file). The
-    small path, which splits the body itself and took them, now refuses them the same way."""
+    """A part header line over 8,190 bytes or more than 128 part headers, before or after the file,
+    in a body read whole or streamed: a 400 that says which (aiohttp's reader, used before, raised
+    exceptions of its own for them, and they were a 500 on the streamed path)."""
     up = await make_uploader(gw.auth)
     wheel = make_wheel(tmp_path, "hdr-pkg", "1.0")
     ctype, body = with_part_headers(twine_fields(wheel), wheel, extra, pad=pad, after=after)
@@ -230,9 +230,8 @@ async def test_a_static_file_name_too_long_for_the_file_system_is_404_not_500(gw
 
 async def test_a_charset_part_is_a_field_like_any_other(gw, tmp_path):
     """A first `_charset_` part (RFC 7578 §4.6) made aiohttp's form-data reader raise RuntimeError
-    when longer than 31 bytes (a 500 before it was caught). The gateway reads the parts as
-    multipart/mixed and every field as UTF-8: `_charset_`, long or short, is an unknown field,
-    ignored, and the upload is stored."""
+    when longer than 31 bytes (a 500 before it was caught). The gateway reads every field as
+    UTF-8: `_charset_`, long or short, is an unknown field, ignored, and the upload is stored."""
     up = await make_uploader(gw.auth)
     for version, value in (("1.0", b"x" * 40), ("1.1", b"iso-8859-1")):
         wheel = make_wheel(tmp_path, "charset-pkg", version)
