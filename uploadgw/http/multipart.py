@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 import aiohttp
 import multipart
@@ -41,7 +42,7 @@ IGNORED_FILE_FIELD_LIMIT = 64 * 1024
 PART_OVERHEAD = 100  # a part's headers and boundary, counted against the form's allowance
 
 # The parser's events: a part's headers (a Segment), then its bytes, then None at the part's end.
-Event = multipart.MultipartSegment | bytes | None
+Event: TypeAlias = "multipart.MultipartSegment | bytes | None"
 
 
 @dataclasses.dataclass(frozen=True)
