@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn, Protocol
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -361,15 +362,14 @@ class TokenVerifier:
         user = (row.user_id, row.username)
         touch = self._touch_due(row.last_used_at, now)
 
-        def create(s: Session) -> dict[str, Any]:
-            made = self.projects.create_with_owner(s.connection(), name, user, actor=ActorRef.user(*user),
-                                                   origin=origin)
+        def create(conn: Connection) -> dict[str, Any]:
+            made = self.projects.create_with_owner(conn, name, user, actor=ActorRef.user(*user), origin=origin)
             if touch:
-                s.connection().execute(_TOUCH, {"tid": token_id, "now": now})
+                conn.execute(_TOUCH, {"tid": token_id, "now": now})
             return made
 
         try:  # one synchronous transaction (on SQLite on the event loop, see Transactions)
-            return await self.tx.run(create)
+            return await self.tx.run_sql(create)
         except IntegrityError:
             return None
 
@@ -382,4 +382,4 @@ class TokenVerifier:
 
     async def _touch(self, token_id: str, last_used: dt.datetime | None, now: dt.datetime) -> None:
         if self._touch_due(last_used, now):
-            await self.tx.run(lambda s: s.connection().execute(_TOUCH, {"tid": token_id, "now": now}))
+            await self.tx.run_sql(lambda conn: conn.execute(_TOUCH, {"tid": token_id, "now": now}))

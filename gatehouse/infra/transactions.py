@@ -2,11 +2,17 @@
 
 `Transactions.run(fn)` runs a synchronous `fn(session)` as one transaction: committed when it
 returns, rolled back if it raises; `read(fn)` runs one that only reads. `fn` gets an ORM `Session`
-and, through `session.connection()`, a real SQLAlchemy `Connection`, on every backend. It is
+and, through `session.connection()`, a real SQLAlchemy `Connection`, on every backend.
+`run_sql(fn)` and `read_sql(fn)` are the same for a function that only runs SQL: it gets the
+`Connection` itself (making a Session and joining it to the transaction costs about as much CPU
+as a short statement, and the upload path runs three such transactions). It is
 synchronous because with aiosqlite every statement is several round trips to the connection's
 worker thread, so a transaction of half a dozen statements would cost milliseconds in hand-offs.
 
-- PostgreSQL: through the async session's `run_sync` (asyncpg, no threads).
+Every transaction is one path: a connection, a transaction begun on it, `work(connection)`, the
+commit; for `run`/`read` the work is `fn` on a Session that joins that transaction.
+
+- PostgreSQL: on a connection of the async engine, through its `run_sync` (asyncpg, no threads).
 - SQLite: on the event loop itself, on one connection that never waits for a lock, held open
   between transactions (checking a connection out and a session's own transaction per call cost
   about as much CPU as a short transaction's statements), the session joining a transaction begun
@@ -33,7 +39,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
@@ -70,30 +76,37 @@ def _is_busy(exc: BaseException) -> bool:
     return getattr(getattr(exc, "orig", exc), "sqlite_errorcode", None) in _BUSY_CODES
 
 
-def _transaction(conn: Connection, fn: Callable[[Session], T], *, write: bool) -> T:
-    """`fn(session)` in one SQLite transaction on `conn` (synchronous from BEGIN to COMMIT).
-
-    The BEGIN is SQLite's own, issued here: IMMEDIATE for writes (the write lock now, or "busy" at
-    once on the loop connection), deferred for reads. The session joins that transaction; its ORM
-    changes are flushed before the commit."""
-    with conn.begin():  # SQLAlchemy's bookkeeping: the driver begins nothing itself (isolation_level None)
-        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")  # type: ignore[union-attr]
+def _in_session(fn: Callable[[Session], T]) -> Callable[[Connection], T]:
+    """`fn` as transaction work: on a Session that joins the connection's transaction, its ORM
+    changes flushed before the commit."""
+    def work(conn: Connection) -> T:
         with Session(bind=conn, expire_on_commit=False, join_transaction_mode="rollback_only") as session:
             result = fn(session)
             session.flush()
-    return result
+        return result
+    return work
 
 
-def _in_new_connection(engine: Engine, fn: Callable[[Session], T], write: bool) -> T:
+def _transaction(conn: Connection, work: Callable[[Connection], T], *, write: bool) -> T:
+    """`work(conn)` in one SQLite transaction on `conn` (synchronous from BEGIN to COMMIT).
+
+    The BEGIN is SQLite's own, issued here: IMMEDIATE for writes (the write lock now, or "busy" at
+    once on the loop connection), deferred for reads."""
+    with conn.begin():  # SQLAlchemy's bookkeeping: the driver begins nothing itself (isolation_level None)
+        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")  # type: ignore[union-attr]
+        return work(conn)
+
+
+def _in_new_connection(engine: Engine, work: Callable[[Connection], T], write: bool) -> T:
     with engine.connect() as conn:
-        return _transaction(conn, fn, write=write)
+        return _transaction(conn, work, write=write)
 
 
 class Transactions:
     """Runs synchronous transaction functions for one database (see the module)."""
 
     def __init__(self, url: str, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+        self._engine: AsyncEngine = sessions.kw["bind"]  # the service's engine (used on PostgreSQL)
         # SQLite: the event loop's one connection (a file only), kept open, and the worker threads' pool.
         self._loop: Engine | None = None
         self._loop_conn: Connection | None = None
@@ -109,6 +122,14 @@ class Transactions:
 
     async def run(self, fn: Callable[[Session], T]) -> T:
         """Run `fn(session)` in one transaction: committed when it returns, rolled back if it raises."""
+        return await self.run_sql(_in_session(fn))
+
+    async def read(self, fn: Callable[[Session], T]) -> T:
+        """Run `fn(session)` in a read-only transaction (on SQLite on the event loop; it never waits)."""
+        return await self._transact(_in_session(fn), write=False)
+
+    async def run_sql(self, fn: Callable[[Connection], T]) -> T:
+        """`run` for a function that only runs SQL: `fn(connection)`, no Session."""
         result = await self._transact(fn, write=True)
         if self.after_commit is not None:
             try:
@@ -117,17 +138,17 @@ class Transactions:
                 log.exception("after-commit hook failed")
         return result
 
-    async def read(self, fn: Callable[[Session], T]) -> T:
-        """Run `fn(session)` in a read-only transaction (on SQLite on the event loop; it never waits)."""
+    async def read_sql(self, fn: Callable[[Connection], T]) -> T:
+        """`read` for a function that only runs SQL: `fn(connection)`, no Session."""
         return await self._transact(fn, write=False)
 
-    async def _transact(self, fn: Callable[[Session], T], *, write: bool) -> T:
+    async def _transact(self, work: Callable[[Connection], T], *, write: bool) -> T:
         if self._threads is None:
-            async with self._sessions() as session, session.begin():
-                return await session.run_sync(fn)
+            async with self._engine.begin() as conn:
+                return await conn.run_sync(work)
         if self._loop is not None:
             try:
-                result = _transaction(self._loop_connection(), fn, write=write)
+                result = _transaction(self._loop_connection(), work, write=write)
             except (OperationalError, sqlite3.OperationalError) as exc:
                 if not _is_busy(exc):  # "busy": rolled back with nothing written; redone in a thread
                     raise
@@ -135,7 +156,7 @@ class Transactions:
                 if write:
                     self._committed_on_loop()
                 return result
-        return await self._in_thread(fn, write=write)
+        return await self._in_thread(work, write=write)
 
     def _loop_connection(self) -> Connection:
         """The event loop's connection, opened on first use (its pragmas may find the file busy too)."""
@@ -144,10 +165,10 @@ class Transactions:
             self._loop_conn = self._loop.connect()
         return self._loop_conn
 
-    async def _in_thread(self, fn: Callable[[Session], T], *, write: bool) -> T:
+    async def _in_thread(self, work: Callable[[Connection], T], *, write: bool) -> T:
         """The transaction in a worker thread, which waits for the write lock as usual."""
         assert self._threads is not None
-        return await asyncio.to_thread(_in_new_connection, self._threads, fn, write)
+        return await asyncio.to_thread(_in_new_connection, self._threads, work, write)
 
     def _committed_on_loop(self) -> None:
         self._loop_commits += 1

@@ -151,6 +151,34 @@ async def test_prepared_writes_raise_sqlalchemys_errors_and_leave_no_transaction
     assert await _names(transactions) == ["counter", "one", "two"]
 
 
+async def test_sql_transactions_get_the_connection_and_commit_or_roll_back_like_the_others(store):
+    """`run_sql`/`read_sql` hand `fn` the Connection itself (no Session); what it wrote commits when
+    it returns and is rolled back when it raises, and a Session transaction after it sees the same
+    data, on every backend."""
+    _url, _engine, transactions = store
+    now = dt.datetime.now(dt.timezone.utc)
+    handed = []
+
+    def upsert(conn):
+        handed.append(conn)
+        return UPSERT.execute(conn, {"name": "sql", "now": now})[0]
+
+    assert await transactions.run_sql(upsert) == 1
+    assert isinstance(handed[0], Connection) and not isinstance(handed[0], Session)
+
+    def upsert_then_fail(conn):
+        upsert(conn)
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        await transactions.run_sql(upsert_then_fail)
+    hits = select(items.c.hits).where(items.c.name == "sql")
+    assert await transactions.read_sql(lambda conn: conn.execute(hits).scalar_one()) == 1
+    await transactions.run(_add("orm"))  # the Session path, after the Connection path
+    assert await transactions.run_sql(upsert) == 2
+    assert await _names(transactions) == ["orm", "sql"]
+
+
 @ONLY_SQLITE
 async def test_a_locked_database_never_blocks_the_event_loop(store):
     """Another writer holds the lock: the loop path hears "busy" at once and the transaction waits

@@ -198,7 +198,8 @@ class UploadService:
 
     async def _precheck(self, form: UploadForm, filename: str) -> Precheck:
         params = {"name": form.canonical_name, "filename": filename, "version": form.canonical_version}
-        row = await self.transactions.read(lambda session: session.connection().execute(sql.PRECHECK, params).one())
+        row = await self.transactions.read_sql(lambda conn: sql.PRECHECK.execute(conn, params))
+        assert row is not None  # a SELECT of scalar subqueries: always one row
         return Precheck(file_limit=row[0], total_limit=row[1], total_size=row[2], live_project_id=row[3],
                         filename_used=bool(row[4]), live_sha256=row[5], live_blake2_256=row[6],
                         release_has_sdist=bool(row[7]))
@@ -320,8 +321,8 @@ class UploadService:
     async def _record(self, ticket: Ticket, digests: Digests, checked: Checked) -> UploadOutcome:
         for _attempt in range(3):
             try:
-                return await self.transactions.run(
-                    lambda session: self._record_in(session.connection(), ticket, digests, checked))  # logged with the request
+                return await self.transactions.run_sql(
+                    lambda conn: self._record_in(conn, ticket, digests, checked))  # logged with the request
             except IntegrityError:
                 # A concurrent upload won a race (same filename, an sdist, a new release or project row).
                 outcome = await self._explain_conflict(ticket, digests)

@@ -1,8 +1,8 @@
 """The upload path's SQL, built once with bound parameters.
 
-Building statements per request costs more than running them on SQLite. PRECHECK is one read;
-the writes are `Prepared`: compiled once per dialect and run on the driver's cursor inside the
-upload's transaction.
+Building statements per request costs more than running them on SQLite. Every statement is
+`Prepared`: compiled once per dialect and run on the driver's cursor inside the upload's
+transaction (PRECHECK's values are numbers, strings and flags, as the driver returns them).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _limits = ProjectLimits.__table__
 _SDIST = literal_column("'sdist'")
 
 # Everything the upload needs to know before the bytes: limits, room, the filename's history, sdist.
-PRECHECK = select(
+PRECHECK = Prepared(select(
     select(_limits.c.file_size_limit).where(_limits.c.normalized_name == bindparam("name")).scalar_subquery(),
     select(_limits.c.total_size_limit).where(_limits.c.normalized_name == bindparam("name")).scalar_subquery(),
     select(projects.c.total_size).where(_live_project).scalar_subquery(),
@@ -36,7 +36,7 @@ PRECHECK = select(
     select(files.c.blake2_256).where(_live_file).scalar_subquery(),
     select(literal(True)).where(files.c.release_id == _release_id, files.c.packagetype == _SDIST,
                                 files.c.deleted_at.is_(None)).limit(1).scalar_subquery(),
-)
+))
 
 
 def _project_upsert(dialect_insert):
