@@ -178,21 +178,26 @@ class BalancedFleet(Fleet):
         self.auth_service_target = self.nameserver.target(self.NAME, self.auth_port)
 
     def start(self) -> None:
+        """The name server and the auth services; the gateway comes in `wait_ready`."""
         self.nameserver.start()
         for i, address in enumerate(self.auth_addresses):
             self.spawn(f"authsvc-{i}", ["-m", "authsvc"], {
                 "AUTHSVC_LISTEN": f"{address}:{self.auth_port}", "AUTHSVC_METRICS_PORT": str(self.metrics_port)})
-        self.spawn("uploadgw-0", ["-m", "uploadgw"], {
-            "UPLOADGW_LISTEN": f"127.0.0.1:{self.http_ports[0]}",
-            "GATEHOUSE_PUBLIC_URL": f"http://127.0.0.1:{self.http_ports[0]}",
-            "UPLOADGW_AUTHSVC_TARGET": self.auth_service_target, "GRPC_DNS_RESOLVER": "ares",
-            "UPLOADGW_AUTHSVC_KEY": self.env["AUTHSVC_GATEWAY_KEY"]})
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
+        """Every auth service answering, then the gateway started and ready. Started together, the
+        gateway's channel met replicas not yet listening: those waited out gRPC's reconnect backoff
+        (a second or more), and the first upload's streams, opened at once, all went to the replica
+        that was connected (a CI run saw all 120 checks on one)."""
         deadline = time.monotonic() + timeout
         try:
             for address in self.auth_addresses:
                 await grpc_ready(f"{address}:{self.auth_port}", deadline)
+            self.spawn("uploadgw-0", ["-m", "uploadgw"], {
+                "UPLOADGW_LISTEN": f"127.0.0.1:{self.http_ports[0]}",
+                "GATEHOUSE_PUBLIC_URL": f"http://127.0.0.1:{self.http_ports[0]}",
+                "UPLOADGW_AUTHSVC_TARGET": self.auth_service_target, "GRPC_DNS_RESOLVER": "ares",
+                "UPLOADGW_AUTHSVC_KEY": self.env["AUTHSVC_GATEWAY_KEY"]})
             await asyncio.to_thread(http_ready, f"http://127.0.0.1:{self.http_ports[0]}/_health/ready", deadline)
         except TimeoutError as exc:
             raise AssertionError(f"fleet not ready: {exc}\n{self.tails()}") from None
